@@ -1,0 +1,175 @@
+# steadyfs — build, test and install everything.
+#
+#   make                 build/steadyfs, build/steadyfs-probe, build/steadyfs-recover
+#   make deps            install the Debian packages the build and tests need
+#   make check           C unit tests, fuzz corpus replay, integration tests
+#   make check SANITIZE=1  the same under ASan+UBSan
+#   make fuzz            libFuzzer on the SFTP codec (clang)
+#   make demo            a throwaway sshd, a mount, a write, an outage, recovery
+#   make bench           throughput against sshfs, same run, printed as ratios
+#   make install [DESTDIR=...] [PREFIX=/usr/local]
+#
+# Sources are found by folder: lib/*.c is the shared library, fs/*.c the
+# filesystem, probe/*.c and recover/*.c the tools, test/unit/test_*.c one
+# unit-test program each. Adding a file needs no change here.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZE ?= 0
+PYTEST   := /usr/bin/python3 -m pytest
+B        := build
+
+# Debian packages: build, run and test dependencies (README says why each).
+DEB_PKGS := make gcc clang pkg-config libfuse3-dev fuse3 libssh-dev \
+	libmount-dev libsystemd-dev libjson-c-dev openssh-server \
+	openssh-client sshfs python3-pytest prometheus \
+	prometheus-node-exporter man-db groff-base systemd util-linux
+
+PKGS_FS      := fuse3 libssh mount libsystemd json-c
+PKGS_TOOLS   := mount json-c
+pkgcflags     = $(shell pkg-config --cflags $(PKGS_FS))
+pkglibs_fs    = $(shell pkg-config --libs $(PKGS_FS))
+pkglibs_tools = $(shell pkg-config --libs $(PKGS_TOOLS))
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	-Wmissing-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+BASECFLAGS = -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+	-DFUSE_USE_VERSION=314 -Ilib -pthread $(pkgcflags)
+LDFLAGS ?=
+ifeq ($(SANITIZE),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+  OBJ := $(B)/obj-san
+else
+  SANFLAGS :=
+  OBJ := $(B)/obj
+endif
+ALLCFLAGS = $(BASECFLAGS) $(CFLAGS) $(SANFLAGS)
+
+LIB_SRC     := $(wildcard lib/*.c)
+FS_SRC      := $(wildcard fs/*.c)
+PROBE_SRC   := $(wildcard probe/*.c)
+RECOVER_SRC := $(wildcard recover/*.c)
+UNIT_SRC    := $(wildcard test/unit/test_*.c)
+
+LIB_OBJ     := $(LIB_SRC:%.c=$(OBJ)/%.o)
+FS_OBJ      := $(FS_SRC:%.c=$(OBJ)/%.o)
+FS_LIBOBJ   := $(filter-out $(OBJ)/fs/main.o,$(FS_OBJ))
+PROBE_OBJ   := $(PROBE_SRC:%.c=$(OBJ)/%.o)
+RECOVER_OBJ := $(RECOVER_SRC:%.c=$(OBJ)/%.o)
+UNIT_BIN    := $(UNIT_SRC:test/unit/%.c=$(B)/unit/%)
+
+PROGS := $(B)/steadyfs
+ifneq ($(PROBE_SRC),)
+  PROGS += $(B)/steadyfs-probe
+endif
+ifneq ($(RECOVER_SRC),)
+  PROGS += $(B)/steadyfs-recover
+endif
+
+.PHONY: all deps check unit pytest fuzz fuzz-replay demo bench install \
+	uninstall clean
+all: $(PROGS)
+
+# ---- dependencies --------------------------------------------------------
+# The stamp is remade (and `make deps` run) whenever a library or tool is
+# missing, so a fresh machine needs nothing but `make check`.
+$(B)/.deps-ok:
+	@mkdir -p $(B)
+	@if ! pkg-config --exists $(PKGS_FS) 2>/dev/null || \
+	    ! command -v sshfs >/dev/null || ! test -x /usr/sbin/sshd || \
+	    ! /usr/bin/python3 -c 'import pytest' 2>/dev/null; then \
+		$(MAKE) --no-print-directory deps; fi
+	@touch $@
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (apt-get)" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all installed"; fi
+
+# ---- build ---------------------------------------------------------------
+# Relink and recompile when the flags change (SANITIZE=0 <-> 1).
+$(B)/.flags: FORCE | $(B)/.deps-ok
+	@echo '$(ALLCFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(ALLCFLAGS) $(LDFLAGS)' > $@
+FORCE:
+
+$(OBJ)/%.o: %.c $(B)/.flags | $(B)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libsteadyfs.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/steadyfs: $(FS_OBJ) $(B)/libsteadyfs.a
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $^ $(pkglibs_fs) -lm
+
+$(B)/steadyfs-probe: $(PROBE_OBJ) $(B)/libsteadyfs.a
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $^ $(pkglibs_tools) -lm
+
+$(B)/steadyfs-recover: $(RECOVER_OBJ) $(B)/libsteadyfs.a
+	$(CC) $(ALLCFLAGS) $(LDFLAGS) -o $@ $^ $(pkglibs_tools) -lm
+
+# Unit tests link the shared library and the filesystem's modules (not main).
+$(B)/unit/%: test/unit/%.c $(FS_LIBOBJ) $(B)/libsteadyfs.a $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Itest/unit -Ifs $(LDFLAGS) -o $@ $< $(FS_LIBOBJ) \
+		$(B)/libsteadyfs.a $(pkglibs_fs) -lm
+
+# The fuzz target built with the normal compiler and a tiny driver, so
+# `make check` replays the committed corpus (and any crash files) always.
+$(B)/fuzz-replay-sftp: test/fuzz/fuzz_sftp.c test/fuzz/replay.c $(B)/libsteadyfs.a
+	$(CC) $(ALLCFLAGS) -o $@ $^ -lm
+
+# ---- tests ---------------------------------------------------------------
+unit: $(UNIT_BIN)
+	@pass=0; fail=0; for t in $(UNIT_BIN); do \
+		if $$t; then pass=$$((pass+1)); else echo "FAILED: $$t"; fail=$$((fail+1)); fi; \
+	done; echo "unit: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+fuzz-replay: $(B)/fuzz-replay-sftp
+	$(B)/fuzz-replay-sftp test/fuzz/corpus
+
+pytest: all
+	STEADYFS_BUILD=$(CURDIR)/$(B) SANITIZE=$(SANITIZE) \
+		timeout 1500 $(PYTEST) -q -p no:cacheprovider test $(PYTEST_ARGS)
+
+check: all unit fuzz-replay pytest
+
+FUZZ_SECONDS ?= 60
+fuzz: $(B)/libsteadyfs.a
+	@mkdir -p $(B)/fuzz-corpus
+	clang $(BASECFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+		-o $(B)/fuzz-sftp test/fuzz/fuzz_sftp.c $(LIB_SRC) -lm
+	$(B)/fuzz-sftp -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz-corpus test/fuzz/corpus
+
+demo: all
+	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)
+
+bench: all
+	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B)
+
+# ---- install -------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
+	install -m 755 $(B)/steadyfs $(DESTDIR)$(PREFIX)/bin/steadyfs
+	ln -sf steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs
+	for p in steadyfs-probe steadyfs-recover; do \
+		[ -x $(B)/$$p ] && install -m 755 $(B)/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done; true
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs \
+		$(DESTDIR)$(PREFIX)/sbin/steadyfs-probe $(DESTDIR)$(PREFIX)/sbin/steadyfs-recover
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B)/obj $(B)/obj-san -name '*.d' 2>/dev/null)

@@ -29,6 +29,8 @@
 #define SFTP_MAX_PATH 4096
 /* Cap on names in one NAME reply, checked before allocation. */
 #define SFTP_MAX_NAMES 100000
+/* Cap on extended attribute pairs in one attrs block (all are skipped). */
+#define SFTP_MAX_ATTR_EXT 1024
 
 enum sftp_type {
 	SSH_FXP_INIT = 1, SSH_FXP_VERSION = 2, SSH_FXP_OPEN = 3,
@@ -122,10 +124,17 @@ struct sftp_name {
  * when it is complete; BUF_E_SHORT when more bytes are needed; BUF_E_TOOBIG
  * when its length exceeds `max` (a session error); BUF_E_FORMAT when its
  * length is zero.
+ * `max` bounds the total, 4-byte length included. On BUF_E_SHORT *pktlen
+ * is the total needed once the length is readable (0 with fewer than 4
+ * bytes), so a reader knows how much to wait for; on other errors it is 0.
  */
 int sftp_frame(const uint8_t *p, size_t avail, size_t max, size_t *pktlen);
 
-/* Encoders. `hl` is a handle length (<= SFTP_MAX_HANDLE). */
+/* Encoders. `hl` is a handle length (<= SFTP_MAX_HANDLE); a path is a
+ * NUL-terminated string of at most SFTP_MAX_PATH bytes. A longer handle or
+ * path, or a packet over SFTP_MAX_PACKET in total, is BUF_E_TOOBIG; a NULL
+ * path is BUF_E_FORMAT. A NULL `a` sends empty attributes. The server's
+ * own limit (limits@ max_packet) is the caller's to respect. */
 int sftp_enc_init(struct buf *out);
 int sftp_enc_open(struct buf *out, uint32_t id, const char *path,
 		  uint32_t pflags, const struct sftp_attrs *a);
@@ -160,26 +169,43 @@ int sftp_enc_limits(struct buf *out, uint32_t id);
 int sftp_enc_lsetstat(struct buf *out, uint32_t id, const char *path,
 		      const struct sftp_attrs *a);
 
-/* Attributes: encode appends; decode consumes (buffer untouched on error). */
+/* Attributes: encode appends; decode consumes (buffer untouched on error).
+ * Only SIZE, UIDGID, PERMISSIONS and ACMODTIME are sent or reported:
+ * other flag bits are dropped on encode; on decode, extended pairs are
+ * skipped (at most SFTP_MAX_ATTR_EXT) and flags keeps only those four.
+ * Decode errors are BUF_E_FORMAT (truncated) or BUF_E_TOOBIG. */
 int sftp_put_attrs(struct buf *out, const struct sftp_attrs *a);
 int sftp_get_attrs(struct buf *in, struct sftp_attrs *a);
 
 /*
  * Decodes the VERSION packet body (after the 4-byte length): sets *version
- * and ORs the known extensions into *exts. Unknown extensions are skipped.
+ * and ORs the known extensions into *exts. Unknown extensions are skipped,
+ * and so is a known name with a version string other than the one OpenSSH
+ * documents ("2" for statvfs@, "1" for the others). *exts is unchanged on
+ * error. The caller checks *version.
  */
 int sftp_dec_version(const uint8_t *pkt, size_t len, uint32_t *version,
 		     uint32_t *exts);
-/* Decodes one reply packet body (after the 4-byte length). */
+/* Decodes one reply packet body (after the 4-byte length); *r is zeroed on
+ * error. Types other than STATUS..EXTENDED_REPLY are BUF_E_FORMAT. Bytes
+ * after the last field are ignored (as OpenSSH's client does). A STATUS
+ * without message leaves msg NULL. A NAME reply has all its entries
+ * checked here, so sftp_name_next() on it cannot fail except by running out. */
 int sftp_dec_reply(const uint8_t *pkt, size_t len, struct sftp_reply *r);
-/* Next NAME entry from r->u.name.rest; returns BUF_E_SHORT when none left. */
+/* Next NAME entry from r->u.name.rest; returns BUF_E_SHORT when none left
+ * (BUF_E_FORMAT if r is not a NAME reply). */
 int sftp_name_next(struct sftp_reply *r, struct sftp_name *n);
+/* EXTENDED_REPLY payloads: BUF_E_FORMAT (and zeroed output) if short. */
 int sftp_dec_limits(const uint8_t *p, size_t len, struct sftp_limits *l);
 int sftp_dec_statvfs(const uint8_t *p, size_t len, struct sftp_statvfs *s);
 
-/* The errno closest to an SFTP status code (SSH_FX_OK -> 0). */
+/* The errno closest to an SFTP status code. SSH_FX_OK and SSH_FX_EOF both
+ * give 0: EOF is not an error, the caller handles it (short read, end of
+ * directory). BAD_MESSAGE, NO_CONNECTION, CONNECTION_LOST and unknown
+ * codes give EIO, never ENOTCONN. */
 int sftp_status_errno(uint32_t code);
-/* Human name of an extension bit ("posix-rename@openssh.com"). */
+/* Human name of an extension bit ("posix-rename@openssh.com"); "unknown"
+ * for anything but a single known bit. */
 const char *sftp_ext_name(uint32_t ext_bit);
 
 #endif

@@ -479,7 +479,7 @@ int sftp_dec_version(const uint8_t *pkt, size_t len, uint32_t *version,
 }
 
 /* STATUS: code, then message and language tag, which some old servers
- * omit; a message is taken when present, anything after it is ignored. */
+ * omit. Each is read when bytes remain, so a cut one is still an error. */
 static int dec_status(struct buf *b, struct sftp_reply *r)
 {
 	int rc = buf_get_u32(b, &r->u.status.code);
@@ -487,6 +487,8 @@ static int dec_status(struct buf *b, struct sftp_reply *r)
 	if (!rc && buf_avail(b) > 0)
 		rc = buf_get_string_direct(b, &r->u.status.msg,
 					   &r->u.status.msglen, SFTP_MAX_PACKET);
+	if (!rc && buf_avail(b) > 0)
+		rc = skip_string(b, SFTP_MAX_PACKET);
 	return rc;
 }
 

@@ -1,0 +1,82 @@
+/*
+ * conn: one SSH session with an `sftp` subsystem channel, owned by one I/O
+ * thread. The thread connects (host key verified every time), speaks SFTP
+ * through the pure codec, keeps many requests in flight matched by id,
+ * enforces request deadlines, pings when idle, declares the session dead
+ * when nothing comes back for `dead_after`, hands in-flight requests back
+ * to the pool, and reconnects in the background with jittered exponential
+ * backoff, forever. No lock other threads need is held while connecting.
+ *
+ * Threads: conn_submit() and the getters may be called from any thread;
+ * everything else in conn.c runs on the conn's own thread.
+ */
+#ifndef STEADYFS_CONN_H
+#define STEADYFS_CONN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "opts.h"
+#include "sreq.h"
+
+struct pool;
+
+enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
+
+/* What the session learned from the server at handshake. */
+struct conn_server {
+	uint32_t exts;        /* SFTP_EXT_* bits offered */
+	uint32_t max_read;    /* bytes per READ */
+	uint32_t max_write;   /* bytes per WRITE */
+	uint32_t max_packet;  /* largest packet we may send */
+};
+
+/* Point-in-time numbers for .control/ and metrics (copied under lock). */
+struct conn_info {
+	enum conn_state state;
+	double since;          /* wall time of the last state change */
+	unsigned inflight;
+	double last_rtt;       /* seconds, last ping or reply round trip */
+	uint64_t reconnects;   /* successful reconnects after the first */
+	uint64_t attempts;     /* connect attempts */
+	uint64_t gen;          /* increments on each successful connect */
+};
+
+struct conn;
+
+/* Why a connect attempt failed: lets main() pick an exit code. */
+enum conn_fail { CONN_FAIL_NET = 1, CONN_FAIL_HOSTKEY, CONN_FAIL_AUTH,
+		 CONN_FAIL_SFTP };
+
+/*
+ * Creates a conn for session `idx` of `pool`. `o` must outlive the conn.
+ * Returns NULL on allocation failure.
+ */
+struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o);
+/*
+ * Connects once on the calling thread (used by main() before mounting, to
+ * report a bad host, key or login with the right exit code). On failure
+ * writes one line to err and returns -CONN_FAIL_*.
+ */
+int conn_connect_now(struct conn *c, char *err, size_t errsz);
+/* Starts the I/O thread (which reconnects when not already up). */
+int conn_start(struct conn *c);
+/* Stops the thread, fails everything in flight with -ECONNRESET, frees. */
+void conn_free(struct conn *c);
+
+/*
+ * Queues `rq` for sending. Returns 0, or -ENOTCONN when the session is not
+ * up or (for a bound request) its generation is not rq->conn_gen; then
+ * the caller still owns rq.
+ */
+int conn_submit(struct conn *c, struct sreq *rq);
+
+void conn_get_info(struct conn *c, struct conn_info *out);
+/* Valid once the session has been up at least once. */
+void conn_get_server(struct conn *c, struct conn_server *out);
+/* Current generation if up, else 0. */
+uint64_t conn_up_gen(struct conn *c);
+unsigned conn_inflight(struct conn *c);
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * nodes: the inode table, two chained hash tables over one node struct:
+ * by id, and by (parent id, name). See nodes.h.
+ */
+#include "nodes.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS (1u << 17)
+
+struct node {
+	uint64_t id;
+	uint64_t parent;
+	char *name;            /* NULL for the root and for unlinked nodes */
+	uint64_t nlookup;
+	struct stat attr;
+	bool have_attr;
+	bool end_known;
+	uint64_t end;          /* end-of-file offset for appends */
+	struct node *next_id;
+	struct node *next_name;
+};
+
+struct nodes {
+	pthread_mutex_t lock;  /* protects everything below */
+	char *base;
+	uint64_t next;
+	struct node *by_id[NBUCKETS];
+	struct node *by_name[NBUCKETS];
+};
+
+static uint32_t hash_name(uint64_t parent, const char *name)
+{
+	/* FNV-1a over the parent id and the name. */
+	uint64_t h = 1469598103934665603ull ^ parent;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return (uint32_t)(h ^ (h >> 32)) & (NBUCKETS - 1);
+}
+
+static struct node *get(struct nodes *t, uint64_t id)
+{
+	struct node *n = t->by_id[id & (NBUCKETS - 1)];
+
+	while (n && n->id != id)
+		n = n->next_id;
+	return n;
+}
+
+static struct node *find(struct nodes *t, uint64_t parent, const char *name)
+{
+	struct node *n = t->by_name[hash_name(parent, name)];
+
+	while (n && !(n->parent == parent && n->name && !strcmp(n->name, name)))
+		n = n->next_name;
+	return n;
+}
+
+static void link_name(struct nodes *t, struct node *n)
+{
+	uint32_t h = hash_name(n->parent, n->name);
+
+	n->next_name = t->by_name[h];
+	t->by_name[h] = n;
+}
+
+static void unlink_name(struct nodes *t, struct node *n)
+{
+	struct node **pp;
+
+	if (!n->name)
+		return;
+	pp = &t->by_name[hash_name(n->parent, n->name)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->next_name;
+	if (*pp)
+		*pp = n->next_name;
+	free(n->name);
+	n->name = NULL;
+}
+
+struct nodes *nodes_new(const char *base)
+{
+	struct nodes *t = calloc(1, sizeof(*t));
+	struct node *root = calloc(1, sizeof(*root));
+
+	if (!t || !root || !(t->base = strdup(base))) {
+		free(t);
+		free(root);
+		return NULL;
+	}
+	/* Strip trailing slashes but keep "/" itself. */
+	for (size_t l = strlen(t->base); l > 1 && t->base[l - 1] == '/'; l--)
+		t->base[l - 1] = 0;
+	pthread_mutex_init(&t->lock, NULL);
+	root->id = NODE_ROOT;
+	root->nlookup = 1;
+	t->by_id[NODE_ROOT] = root;
+	t->next = NODE_ROOT + 1;
+	return t;
+}
+
+void nodes_free(struct nodes *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		struct node *n = t->by_id[i];
+
+		while (n) {
+			struct node *next = n->next_id;
+
+			free(n->name);
+			free(n);
+			n = next;
+		}
+	}
+	pthread_mutex_destroy(&t->lock);
+	free(t->base);
+	free(t);
+}
+
+uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
+{
+	struct node *n;
+	uint64_t id = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = find(t, parent, name);
+	if (!n && get(t, parent)) {
+		n = calloc(1, sizeof(*n));
+		if (n && !(n->name = strdup(name))) {
+			free(n);
+			n = NULL;
+		}
+		if (n) {
+			n->id = t->next++;
+			n->parent = parent;
+			n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
+			t->by_id[n->id & (NBUCKETS - 1)] = n;
+			link_name(t, n);
+		}
+	}
+	if (n) {
+		n->nlookup++;
+		id = n->id;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return id;
+}
+
+void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
+{
+	struct node *n, **pp;
+
+	if (id == NODE_ROOT)
+		return;
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n)
+		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
+	if (!n || n->nlookup > 0) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	unlink_name(t, n);
+	pp = &t->by_id[id & (NBUCKETS - 1)];
+	while (*pp != n)
+		pp = &(*pp)->next_id;
+	*pp = n->next_id;
+	pthread_mutex_unlock(&t->lock);
+	free(n);
+}
+
+uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name)
+{
+	struct node *n;
+	uint64_t id;
+
+	pthread_mutex_lock(&t->lock);
+	n = find(t, parent, name);
+	id = n ? n->id : 0;
+	pthread_mutex_unlock(&t->lock);
+	return id;
+}
+
+/* Builds base + "/a/b/c" walking parents; lock held. */
+static char *build_path(struct nodes *t, uint64_t id, const char *leaf)
+{
+	size_t len = strlen(t->base) + (leaf ? strlen(leaf) + 1 : 0) + 2;
+	char *out, *p;
+	struct node *n;
+
+	for (n = get(t, id); n && n->id != NODE_ROOT; n = get(t, n->parent)) {
+		if (!n->name)
+			return NULL;  /* unlinked: no path any more */
+		len += strlen(n->name) + 1;
+	}
+	if (!n || !(out = malloc(len)))
+		return NULL;
+	p = out + len - 1;
+	*p = 0;
+	if (leaf) {
+		p -= strlen(leaf);
+		memcpy(p, leaf, strlen(leaf));
+		*--p = '/';
+	}
+	for (n = get(t, id); n->id != NODE_ROOT; n = get(t, n->parent)) {
+		p -= strlen(n->name);
+		memcpy(p, n->name, strlen(n->name));
+		*--p = '/';
+	}
+	/* Prefix the base; "" base means relative to the server's cwd. */
+	if (!t->base[0]) {
+		memmove(out, *p == '/' ? p + 1 : p, strlen(*p == '/' ? p + 1 : p) + 1);
+		if (!out[0])
+			strcpy(out, ".");
+	} else {
+		size_t bl = strlen(t->base);
+		bool slash = t->base[bl - 1] == '/';
+		size_t rest = strlen(p);
+
+		if (slash && *p == '/')
+			p++, rest--;
+		memmove(out + bl, p, rest + 1);
+		memcpy(out, t->base, bl);
+	}
+	return out;
+}
+
+char *nodes_path(struct nodes *t, uint64_t id)
+{
+	char *s;
+
+	pthread_mutex_lock(&t->lock);
+	s = build_path(t, id, NULL);
+	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name)
+{
+	char *s;
+
+	pthread_mutex_lock(&t->lock);
+	s = build_path(t, parent, name);
+	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
+		  uint64_t newparent, const char *newname)
+{
+	struct node *n, *victim;
+	char *copy = strdup(newname);
+
+	pthread_mutex_lock(&t->lock);
+	victim = find(t, newparent, newname);
+	n = find(t, oldparent, oldname);
+	if (victim && victim != n)
+		unlink_name(t, victim);
+	if (n && copy) {
+		unlink_name(t, n);
+		n->parent = newparent;
+		n->name = copy;
+		copy = NULL;
+		link_name(t, n);
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(copy);
+}
+
+void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find(t, parent, name);
+	if (n)
+		unlink_name(t, n);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n) {
+		n->attr = *st;
+		n->have_attr = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st)
+{
+	struct node *n;
+	bool ok = false;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->have_attr) {
+		*st = n->attr;
+		ok = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+void nodes_inval_attr(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n)
+		n->have_attr = false;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool nodes_end_known(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+	bool k;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	k = n && n->end_known;
+	pthread_mutex_unlock(&t->lock);
+	return k;
+}
+
+void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && !n->end_known) {
+		n->end = size;
+		n->end_known = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len)
+{
+	struct node *n;
+	uint64_t off = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n) {
+		off = n->end;
+		n->end += len;
+		n->end_known = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return off;
+}
+
+void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->end_known && end > n->end)
+		n->end = end;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n) {
+		n->end = end;
+		n->end_known = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_end_forget(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n)
+		n->end_known = false;
+	pthread_mutex_unlock(&t->lock);
+}

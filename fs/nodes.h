@@ -1,0 +1,66 @@
+/*
+ * nodes: the inode table. Maps the kernel's node ids to (parent, name)
+ * and back, counts the kernel's lookups, builds remote paths, and keeps
+ * each node's last known attributes (served while the link is down) and
+ * its end-of-file offset for O_APPEND writes.
+ *
+ * Ids are never reused within a process (a 64-bit counter), so the FUSE
+ * generation is always 0. NODE_ROOT (1) always exists and is never
+ * forgotten. A node whose name was unlinked stays until forgotten, but is
+ * no longer found by name.
+ *
+ * Thread-safe: one internal mutex, never held while calling out.
+ */
+#ifndef STEADYFS_NODES_H
+#define STEADYFS_NODES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define NODE_ROOT 1
+
+struct nodes;
+
+/* `base` is the remote directory the mount shows ("" = server's cwd). */
+struct nodes *nodes_new(const char *base);
+void nodes_free(struct nodes *t);
+
+/* Finds or creates the node (parent, name) and adds one lookup reference.
+ * Returns its id, or 0 when parent is unknown or memory ran out. */
+uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name);
+/* Drops n lookup references; frees the node at zero (never the root). */
+void nodes_forget(struct nodes *t, uint64_t id, uint64_t n);
+/* The id of (parent, name) if known, else 0. No reference taken. */
+uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
+
+/* Remote path of a node, or of `name` inside a node; malloc'd, NULL when
+ * the node is unknown or out of memory. */
+char *nodes_path(struct nodes *t, uint64_t id);
+char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name);
+
+/* Name changes that succeeded on the server. */
+void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
+		  uint64_t newparent, const char *newname);
+void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);
+
+/* Attribute cache. get returns false when nothing is cached. */
+void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st);
+bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st);
+/* Drops cached attributes (after our own change, so we refetch). */
+void nodes_inval_attr(struct nodes *t, uint64_t id);
+
+/*
+ * Append offsets. nodes_append_reserve returns the offset where `len`
+ * bytes appended now must land and advances the end; the end is seeded
+ * with nodes_end_seed (from the server's size at open) unless already
+ * known. nodes_end_update raises it after a positional write past it.
+ */
+bool nodes_end_known(struct nodes *t, uint64_t id);
+void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size);
+uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len);
+void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
+void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
+void nodes_end_forget(struct nodes *t, uint64_t id);
+
+#endif

@@ -1,0 +1,992 @@
+/*
+ * opts: parses the steadyfs command line (see opts.h for the contract).
+ *
+ * The shape is sshfs's: one source `[user@]host:[dir]`, one mountpoint,
+ * short flags and any number of `-o a,b=c` lists, in any order. Each `-o`
+ * item goes through three tables in turn: `specs` (options steadyfs acts
+ * on, each with its type and limits), `passive` (options mount(8), sshfs,
+ * ssh or FUSE know that steadyfs accepts without acting on: silently, or
+ * with one warning naming them) and otherwise an `unknown option` error.
+ *
+ * The argv loop is hand-written rather than getopt(3): getopt keeps its
+ * state in globals and permutes argv, and we need in-order handling of
+ * positionals, mount(8)'s helper flags and repeatable parsing in tests.
+ * Within one command line the last value of an option wins (fuse_opt's
+ * rule, which sshfs users know).
+ */
+#include "opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Upper bound for any duration option: one day is already absurd. */
+#define MAX_SECONDS 86400.0
+#define MAX_WRITE_CAP (1024u * 1024u)
+#define MAX_WRITE_MIN 4096u
+#define CONNECTIONS_WARN 5
+#define SOURCE_SHAPE "[user@]host:[dir]"
+
+/* ---- tables -------------------------------------------------------------- */
+
+struct parser;
+
+enum opt_kind {
+	K_SET,      /* bool field := true, takes no value */
+	K_CLEAR,    /* bool field := false, takes no value */
+	K_NONE,     /* accepted, nothing to store, takes no value */
+	K_SECONDS,  /* double field, seconds in (0 or min, MAX_SECONDS] */
+	K_INT,      /* int field in [min, max] */
+	K_PATH,     /* char * field, made absolute */
+	K_FN,       /* custom handler */
+};
+
+/* F_NOVAL: a K_FN option that takes no value. */
+enum { F_NOCASE = 1, F_ZERO_OK = 2, F_NOVAL = 4 };
+
+struct opt_spec {
+	const char *name;
+	enum opt_kind kind;
+	unsigned flags;
+	size_t off;         /* field in struct steadyfs_opts */
+	long min, max;      /* K_INT */
+	int (*fn)(struct parser *p, const char *key, const char *val);
+};
+
+enum match { M_EXACT, M_NOCASE, M_PREFIX };
+
+/* Options accepted without effect. `what` NULL: silently; otherwise one
+ * warning per option per command line, naming what kind of option it is. */
+struct passive_spec {
+	const char *name;
+	enum match match;
+	const char *what;
+};
+
+#define SSHFS "an sshfs option"
+#define SSH   "an ssh option"
+#define FUSE  "a FUSE option"
+#define MOUNT "a mount option"
+
+static const struct passive_spec passive[] = {
+	/* generic mount(8) options: the kernel mount or fstab handles them */
+	{ "dev", M_EXACT, NULL }, { "nodev", M_EXACT, NULL },
+	{ "suid", M_EXACT, NULL }, { "nosuid", M_EXACT, NULL },
+	{ "exec", M_EXACT, NULL }, { "noexec", M_EXACT, NULL },
+	{ "_netdev", M_EXACT, NULL }, { "auto", M_EXACT, NULL },
+	{ "noauto", M_EXACT, NULL }, { "defaults", M_EXACT, NULL },
+	{ "user", M_EXACT, NULL }, { "users", M_EXACT, NULL },
+	{ "nouser", M_EXACT, NULL }, { "owner", M_EXACT, NULL },
+	{ "noowner", M_EXACT, NULL }, { "group", M_EXACT, NULL },
+	{ "nogroup", M_EXACT, NULL }, { "nofail", M_EXACT, NULL },
+	{ "silent", M_EXACT, NULL }, { "loud", M_EXACT, NULL },
+	{ "comment", M_EXACT, NULL }, { "x-", M_PREFIX, NULL },
+	{ "X-", M_PREFIX, NULL },
+	/* always true in steadyfs, so saying it changes nothing */
+	{ "nonempty", M_EXACT, NULL },
+	/* mount flags steadyfs does not apply to its FUSE mount */
+	{ "sync", M_EXACT, MOUNT }, { "async", M_EXACT, MOUNT },
+	{ "dirsync", M_EXACT, MOUNT }, { "atime", M_EXACT, MOUNT },
+	{ "noatime", M_EXACT, MOUNT }, { "relatime", M_EXACT, MOUNT },
+	{ "norelatime", M_EXACT, MOUNT }, { "strictatime", M_EXACT, MOUNT },
+	{ "nostrictatime", M_EXACT, MOUNT }, { "lazytime", M_EXACT, MOUNT },
+	{ "nolazytime", M_EXACT, MOUNT }, { "diratime", M_EXACT, MOUNT },
+	{ "nodiratime", M_EXACT, MOUNT }, { "mand", M_EXACT, MOUNT },
+	{ "nomand", M_EXACT, MOUNT }, { "iversion", M_EXACT, MOUNT },
+	{ "noiversion", M_EXACT, MOUNT }, { "context", M_EXACT, MOUNT },
+	{ "fscontext", M_EXACT, MOUNT }, { "defcontext", M_EXACT, MOUNT },
+	{ "rootcontext", M_EXACT, MOUNT },
+	/* sshfs */
+	{ "sshfs_sync", M_EXACT, SSHFS }, { "no_readahead", M_EXACT, SSHFS },
+	{ "sync_readdir", M_EXACT, SSHFS }, { "sshfs_debug", M_EXACT, SSHFS },
+	{ "sshfs_verbose", M_EXACT, SSHFS }, { "delay_connect", M_EXACT, SSHFS },
+	{ "dir_cache", M_EXACT, SSHFS }, { "cache", M_EXACT, SSHFS },
+	{ "cache_timeout", M_EXACT, SSHFS }, { "cache_stat_timeout", M_EXACT, SSHFS },
+	{ "cache_dir_timeout", M_EXACT, SSHFS },
+	{ "cache_link_timeout", M_EXACT, SSHFS },
+	{ "cache_max_size", M_EXACT, SSHFS },
+	{ "cache_clean_interval", M_EXACT, SSHFS },
+	{ "cache_min_clean_interval", M_EXACT, SSHFS },
+	{ "dcache_timeout", M_EXACT, SSHFS }, { "dcache_stat_timeout", M_EXACT, SSHFS },
+	{ "dcache_dir_timeout", M_EXACT, SSHFS },
+	{ "dcache_link_timeout", M_EXACT, SSHFS },
+	{ "dcache_max_size", M_EXACT, SSHFS },
+	{ "dcache_clean_interval", M_EXACT, SSHFS },
+	{ "dcache_min_clean_interval", M_EXACT, SSHFS },
+	{ "follow_symlinks", M_EXACT, SSHFS },
+	{ "transform_symlinks", M_EXACT, SSHFS },
+	{ "contain_symlinks", M_EXACT, SSHFS },
+	{ "no_contain_symlinks", M_EXACT, SSHFS },
+	{ "no_check_root", M_EXACT, SSHFS }, { "password_stdin", M_EXACT, SSHFS },
+	{ "max_conns", M_EXACT, SSHFS }, { "ssh_command", M_EXACT, SSHFS },
+	{ "ssh_protocol", M_EXACT, SSHFS }, { "sftp_server", M_EXACT, SSHFS },
+	{ "directport", M_EXACT, SSHFS }, { "slave", M_EXACT, SSHFS },
+	{ "passive", M_EXACT, SSHFS }, { "vsock", M_EXACT, SSHFS },
+	{ "disable_hardlink", M_EXACT, SSHFS }, { "nomap", M_EXACT, SSHFS },
+	{ "uidfile", M_EXACT, SSHFS }, { "gidfile", M_EXACT, SSHFS },
+	{ "writeback_cache", M_EXACT, SSHFS },
+	{ "unreliable_append", M_EXACT, SSHFS },
+	{ "verbose", M_EXACT, SSHFS },
+	/* FUSE (libfuse, fusermount3, mount.fuse3 and its modules) */
+	{ "fsname", M_EXACT, FUSE }, { "subtype", M_EXACT, FUSE },
+	{ "large_read", M_EXACT, FUSE }, { "max_read", M_EXACT, FUSE },
+	{ "async_read", M_EXACT, FUSE }, { "sync_read", M_EXACT, FUSE },
+	{ "auto_unmount", M_EXACT, FUSE }, { "allow_root", M_EXACT, FUSE },
+	{ "blkdev", M_EXACT, FUSE }, { "blksize", M_EXACT, FUSE },
+	{ "intr", M_EXACT, FUSE }, { "intr_signal", M_EXACT, FUSE },
+	{ "max_readahead", M_EXACT, FUSE }, { "max_background", M_EXACT, FUSE },
+	{ "congestion_threshold", M_EXACT, FUSE },
+	{ "hard_remove", M_EXACT, FUSE }, { "use_ino", M_EXACT, FUSE },
+	{ "readdir_ino", M_EXACT, FUSE }, { "direct_io", M_EXACT, FUSE },
+	{ "big_writes", M_EXACT, FUSE }, { "no_remote_lock", M_EXACT, FUSE },
+	{ "no_remote_posix_lock", M_EXACT, FUSE },
+	{ "no_remote_flock", M_EXACT, FUSE }, { "splice_read", M_EXACT, FUSE },
+	{ "splice_write", M_EXACT, FUSE }, { "splice_move", M_EXACT, FUSE },
+	{ "no_splice_read", M_EXACT, FUSE }, { "no_splice_write", M_EXACT, FUSE },
+	{ "no_splice_move", M_EXACT, FUSE },
+	{ "negative_timeout", M_EXACT, FUSE },
+	{ "ac_attr_timeout", M_EXACT, FUSE }, { "noforget", M_EXACT, FUSE },
+	{ "remember", M_EXACT, FUSE }, { "modules", M_EXACT, FUSE },
+	{ "clone_fd", M_EXACT, FUSE }, { "no_rofd_flush", M_EXACT, FUSE },
+	{ "nopath", M_EXACT, FUSE }, { "max_threads", M_EXACT, FUSE },
+	{ "max_idle_threads", M_EXACT, FUSE }, { "rootmode", M_EXACT, FUSE },
+	{ "user_id", M_EXACT, FUSE }, { "group_id", M_EXACT, FUSE },
+	{ "fd", M_EXACT, FUSE }, { "setuid", M_EXACT, FUSE },
+	{ "drop_privileges", M_EXACT, FUSE }, { "subdir", M_EXACT, FUSE },
+	{ "rellinks", M_EXACT, FUSE }, { "norellinks", M_EXACT, FUSE },
+	{ "from_code", M_EXACT, FUSE }, { "to_code", M_EXACT, FUSE },
+	/* ssh_config(5) keywords; ssh matches them case-insensitively */
+	{ "AddKeysToAgent", M_NOCASE, SSH }, { "AddressFamily", M_NOCASE, SSH },
+	{ "BatchMode", M_NOCASE, SSH }, { "BindAddress", M_NOCASE, SSH },
+	{ "BindInterface", M_NOCASE, SSH }, { "CanonicalDomains", M_NOCASE, SSH },
+	{ "CanonicalizeFallbackLocal", M_NOCASE, SSH },
+	{ "CanonicalizeHostname", M_NOCASE, SSH },
+	{ "CanonicalizeMaxDots", M_NOCASE, SSH },
+	{ "CanonicalizePermittedCNAMEs", M_NOCASE, SSH },
+	{ "CASignatureAlgorithms", M_NOCASE, SSH },
+	{ "CertificateFile", M_NOCASE, SSH },
+	{ "ChallengeResponseAuthentication", M_NOCASE, SSH },
+	{ "ChannelTimeout", M_NOCASE, SSH }, { "CheckHostIP", M_NOCASE, SSH },
+	{ "Cipher", M_NOCASE, SSH }, { "Ciphers", M_NOCASE, SSH },
+	{ "ClearAllForwardings", M_NOCASE, SSH }, { "Compression", M_NOCASE, SSH },
+	{ "CompressionLevel", M_NOCASE, SSH },
+	{ "ConnectionAttempts", M_NOCASE, SSH },
+	{ "ControlMaster", M_NOCASE, SSH }, { "ControlPath", M_NOCASE, SSH },
+	{ "ControlPersist", M_NOCASE, SSH }, { "DynamicForward", M_NOCASE, SSH },
+	{ "EnableEscapeCommandline", M_NOCASE, SSH },
+	{ "EnableSSHKeysign", M_NOCASE, SSH }, { "EscapeChar", M_NOCASE, SSH },
+	{ "ExitOnForwardFailure", M_NOCASE, SSH },
+	{ "FingerprintHash", M_NOCASE, SSH },
+	{ "ForkAfterAuthentication", M_NOCASE, SSH },
+	{ "ForwardAgent", M_NOCASE, SSH }, { "ForwardX11", M_NOCASE, SSH },
+	{ "ForwardX11Timeout", M_NOCASE, SSH },
+	{ "ForwardX11Trusted", M_NOCASE, SSH }, { "GatewayPorts", M_NOCASE, SSH },
+	{ "GlobalKnownHostsFile", M_NOCASE, SSH },
+	{ "GSSAPIAuthentication", M_NOCASE, SSH },
+	{ "GSSAPIClientIdentity", M_NOCASE, SSH },
+	{ "GSSAPIDelegateCredentials", M_NOCASE, SSH },
+	{ "GSSAPIKexAlgorithms", M_NOCASE, SSH },
+	{ "GSSAPIKeyExchange", M_NOCASE, SSH },
+	{ "GSSAPIRenewalForcesRekey", M_NOCASE, SSH },
+	{ "GSSAPIServerIdentity", M_NOCASE, SSH },
+	{ "GSSAPITrustDns", M_NOCASE, SSH }, { "HashKnownHosts", M_NOCASE, SSH },
+	{ "HostbasedAcceptedAlgorithms", M_NOCASE, SSH },
+	{ "HostbasedAuthentication", M_NOCASE, SSH },
+	{ "HostbasedKeyTypes", M_NOCASE, SSH },
+	{ "HostKeyAlgorithms", M_NOCASE, SSH }, { "HostKeyAlias", M_NOCASE, SSH },
+	{ "HostName", M_NOCASE, SSH }, { "IdentitiesOnly", M_NOCASE, SSH },
+	{ "IdentityAgent", M_NOCASE, SSH }, { "IgnoreUnknown", M_NOCASE, SSH },
+	{ "Include", M_NOCASE, SSH }, { "IPQoS", M_NOCASE, SSH },
+	{ "KbdInteractiveAuthentication", M_NOCASE, SSH },
+	{ "KbdInteractiveDevices", M_NOCASE, SSH },
+	{ "KexAlgorithms", M_NOCASE, SSH }, { "KnownHostsCommand", M_NOCASE, SSH },
+	{ "LocalCommand", M_NOCASE, SSH }, { "LocalForward", M_NOCASE, SSH },
+	{ "LogLevel", M_NOCASE, SSH }, { "LogVerbose", M_NOCASE, SSH },
+	{ "MACs", M_NOCASE, SSH },
+	{ "NoHostAuthenticationForLocalhost", M_NOCASE, SSH },
+	{ "NumberOfPasswordPrompts", M_NOCASE, SSH },
+	{ "ObscureKeystrokeTiming", M_NOCASE, SSH },
+	{ "PasswordAuthentication", M_NOCASE, SSH },
+	{ "PermitLocalCommand", M_NOCASE, SSH },
+	{ "PermitRemoteOpen", M_NOCASE, SSH }, { "PKCS11Provider", M_NOCASE, SSH },
+	{ "PreferredAuthentications", M_NOCASE, SSH },
+	{ "Protocol", M_NOCASE, SSH }, { "ProxyCommand", M_NOCASE, SSH },
+	{ "ProxyJump", M_NOCASE, SSH }, { "ProxyUseFdpass", M_NOCASE, SSH },
+	{ "PubkeyAcceptedAlgorithms", M_NOCASE, SSH },
+	{ "PubkeyAcceptedKeyTypes", M_NOCASE, SSH },
+	{ "PubkeyAuthentication", M_NOCASE, SSH },
+	{ "RekeyLimit", M_NOCASE, SSH }, { "RemoteCommand", M_NOCASE, SSH },
+	{ "RemoteForward", M_NOCASE, SSH }, { "RequestTTY", M_NOCASE, SSH },
+	{ "RequiredRSASize", M_NOCASE, SSH },
+	{ "RevokedHostKeys", M_NOCASE, SSH },
+	{ "RhostsRSAAuthentication", M_NOCASE, SSH },
+	{ "RSAAuthentication", M_NOCASE, SSH },
+	{ "SecurityKeyProvider", M_NOCASE, SSH }, { "SendEnv", M_NOCASE, SSH },
+	{ "SessionType", M_NOCASE, SSH }, { "SetEnv", M_NOCASE, SSH },
+	{ "StdinNull", M_NOCASE, SSH }, { "StreamLocalBindMask", M_NOCASE, SSH },
+	{ "StreamLocalBindUnlink", M_NOCASE, SSH },
+	{ "SyslogFacility", M_NOCASE, SSH }, { "Tag", M_NOCASE, SSH },
+	{ "TCPKeepAlive", M_NOCASE, SSH }, { "Tunnel", M_NOCASE, SSH },
+	{ "TunnelDevice", M_NOCASE, SSH }, { "UpdateHostKeys", M_NOCASE, SSH },
+	{ "UseKeychain", M_NOCASE, SSH }, { "UsePrivilegedPort", M_NOCASE, SSH },
+	{ "UseRoaming", M_NOCASE, SSH }, { "VerifyHostKeyDNS", M_NOCASE, SSH },
+	{ "VisualHostKey", M_NOCASE, SSH }, { "XAuthLocation", M_NOCASE, SSH },
+};
+
+/* Everything one parse needs besides argv: no globals, so tests can parse
+ * many command lines in one process. */
+struct parser {
+	struct steadyfs_opts *o;
+	char *err;
+	size_t errsz;
+	int npos;                        /* positionals seen */
+	char *ssh_user;                  /* -o User=, used without user@ */
+	bool strict_ask;                 /* StrictHostKeyChecking=ask seen */
+	bool warned[ARRAY_LEN(passive)]; /* one warning per option */
+};
+
+static int fail(struct parser *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int fail(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->err && p->errsz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(p->err, p->errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int bad_value(struct parser *p, const char *key, const char *val,
+		     const char *why)
+{
+	return fail(p, "bad value for '%s': '%s' (%s)", key, val, why);
+}
+
+static int set_string(struct parser *p, char **field, char *s)
+{
+	if (!s)
+		return fail(p, "out of memory");
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+/* ---- numbers -------------------------------------------------------------- */
+
+/* Strict unsigned integer: digits only (no sign, no blanks, no suffix). */
+static bool parse_u64(const char *s, int base, unsigned long long *out)
+{
+	char *end;
+
+	if (!s || !*s || !(s[0] >= '0' && s[0] <= '9'))
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, base);
+	return errno == 0 && *end == '\0';
+}
+
+/* Strict non-negative decimal seconds: no sign, hex, inf or nan. */
+static bool parse_seconds(const char *s, double *out)
+{
+	char *end;
+
+	if (!s || !*s || !((s[0] >= '0' && s[0] <= '9') || s[0] == '.') ||
+	    strpbrk(s, "xX"))
+		return false;
+	errno = 0;
+	*out = strtod(s, &end);
+	return errno == 0 && *end == '\0' && isfinite(*out);
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+/* Makes `val` absolute, expanding a leading `~` or `~/` as ssh does, so a
+ * daemon that later changes directory still finds the file. */
+static char *absolute_path(const char *val)
+{
+	const char *home;
+	char *cwd, *out = NULL;
+
+	if (val[0] == '/')
+		return strdup(val);
+	if (val[0] == '~' && (val[1] == '\0' || val[1] == '/')) {
+		home = getenv("HOME");
+		if (!home || home[0] != '/')
+			return NULL;
+		if (asprintf(&out, "%s%s", home, val + 1) < 0)
+			return NULL;
+		return out;
+	}
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		return NULL;
+	if (asprintf(&out, "%s/%s", cwd, val) < 0)
+		out = NULL;
+	free(cwd);
+	return out;
+}
+
+static int set_path(struct parser *p, char **field, const char *key,
+		    const char *val)
+{
+	char *abs;
+
+	if (!*val)
+		return bad_value(p, key, val, "expected a path");
+	errno = 0;
+	abs = absolute_path(val);
+	if (!abs)
+		return fail(p, "cannot make '%s' absolute for '%s': %s", val,
+			    key, errno ? strerror(errno) : "HOME not set");
+	return set_string(p, field, abs);
+}
+
+/* ---- option handlers -------------------------------------------------------- */
+
+static int h_strict(struct parser *p, const char *key, const char *val)
+{
+	if (!strcasecmp(val, "yes")) {
+		p->o->strict = HOSTKEY_YES;
+	} else if (!strcasecmp(val, "accept-new")) {
+		p->o->strict = HOSTKEY_ACCEPT_NEW;
+	} else if (!strcasecmp(val, "no") || !strcasecmp(val, "off")) {
+		p->o->strict = HOSTKEY_NO;
+	} else if (!strcasecmp(val, "ask")) {
+		/* There is no terminal to ask on; the safe reading is yes. */
+		p->o->strict = HOSTKEY_YES;
+		p->strict_ask = true;
+	} else {
+		return bad_value(p, key, val, "expected yes, accept-new or no");
+	}
+	return 0;
+}
+
+/* uid_t and gid_t are 32 bits on Linux; (uid_t)-1 means "no change". */
+static int parse_id(struct parser *p, const char *key, const char *val,
+		    unsigned long long *out)
+{
+	if (!parse_u64(val, 10, out) || *out >= UINT32_MAX)
+		return bad_value(p, key, val, "expected a numeric id");
+	return 0;
+}
+
+static int h_uid(struct parser *p, const char *key, const char *val)
+{
+	unsigned long long v = 0;
+
+	if (parse_id(p, key, val, &v) < 0)
+		return -1;
+	p->o->uid = (uid_t)v;
+	p->o->uid_set = true;
+	return 0;
+}
+
+static int h_gid(struct parser *p, const char *key, const char *val)
+{
+	unsigned long long v = 0;
+
+	if (parse_id(p, key, val, &v) < 0)
+		return -1;
+	p->o->gid = (gid_t)v;
+	p->o->gid_set = true;
+	return 0;
+}
+
+static int h_umask(struct parser *p, const char *key, const char *val)
+{
+	unsigned long long v = 0;
+
+	if (!parse_u64(val, 8, &v) || v > 0777)
+		return bad_value(p, key, val, "expected octal 0 to 0777");
+	p->o->umask = (mode_t)v;
+	p->o->umask_set = true;
+	return 0;
+}
+
+static int h_idmap(struct parser *p, const char *key, const char *val)
+{
+	if (!strcmp(val, "user")) {
+		p->o->idmap_user = true;
+	} else if (!strcmp(val, "none")) {
+		p->o->idmap_user = false;
+	} else if (!strcmp(val, "file")) {
+		p->o->idmap_user = false;
+		log_warn("option 'idmap=file' is an sshfs option steadyfs "
+			 "does not use; ids are not mapped");
+	} else {
+		return bad_value(p, key, val, "expected user or none");
+	}
+	return 0;
+}
+
+static int h_max_write(struct parser *p, const char *key, const char *val)
+{
+	unsigned long long v = 0;
+
+	if (!parse_u64(val, 10, &v) || v < MAX_WRITE_MIN)
+		return bad_value(p, key, val, "expected bytes, at least 4096");
+	if (v > MAX_WRITE_CAP) {
+		/* The kernel never sends more than libfuse's buffer allows. */
+		log_warn("option 'max_write=%s' capped at %u", val, MAX_WRITE_CAP);
+		v = MAX_WRITE_CAP;
+	}
+	p->o->max_write = (size_t)v;
+	return 0;
+}
+
+static int h_workaround(struct parser *p, const char *key, const char *val)
+{
+	/* sshfs's server bug workarounds: steadyfs handles those cases itself. */
+	log_debug("option '%s=%s' ignored", key, val);
+	return 0;
+}
+
+static int h_debug(struct parser *p, const char *key, const char *val)
+{
+	p->o->debug = true;
+	p->o->foreground = true;
+	return 0;
+}
+
+static int h_user(struct parser *p, const char *key, const char *val)
+{
+	if (!*val || strpbrk(val, "@:/ \t"))
+		return bad_value(p, key, val, "expected a user name");
+	return set_string(p, &p->ssh_user, strdup(val));
+}
+
+#define FIELD(f) offsetof(struct steadyfs_opts, f)
+
+static const struct opt_spec specs[] = {
+	{ "port", K_INT, F_NOCASE, FIELD(port), 1, 65535, NULL },
+	{ "IdentityFile", K_PATH, F_NOCASE, FIELD(identity_file), 0, 0, NULL },
+	{ "UserKnownHostsFile", K_PATH, F_NOCASE, FIELD(known_hosts), 0, 0, NULL },
+	{ "StrictHostKeyChecking", K_FN, F_NOCASE, 0, 0, 0, h_strict },
+	{ "ConnectTimeout", K_SECONDS, F_NOCASE, FIELD(connect_timeout), 0, 0, NULL },
+	{ "connect_timeout", K_SECONDS, 0, FIELD(connect_timeout), 0, 0, NULL },
+	{ "ServerAliveInterval", K_SECONDS, F_NOCASE, FIELD(alive_interval), 0, 0, NULL },
+	{ "ServerAliveCountMax", K_INT, F_NOCASE, FIELD(alive_count_max), 1, 1000, NULL },
+	{ "User", K_FN, F_NOCASE, 0, 0, 0, h_user },
+	{ "reconnect", K_NONE, 0, 0, 0, 0, NULL },
+	{ "allow_other", K_SET, 0, FIELD(allow_other), 0, 0, NULL },
+	{ "default_permissions", K_SET, 0, FIELD(default_permissions), 0, 0, NULL },
+	{ "ro", K_SET, 0, FIELD(ro), 0, 0, NULL },
+	{ "rw", K_CLEAR, 0, FIELD(ro), 0, 0, NULL },
+	{ "uid", K_FN, 0, 0, 0, 0, h_uid },
+	{ "gid", K_FN, 0, 0, 0, 0, h_gid },
+	{ "umask", K_FN, 0, 0, 0, 0, h_umask },
+	{ "idmap", K_FN, 0, 0, 0, 0, h_idmap },
+	{ "kernel_cache", K_SET, 0, FIELD(kernel_cache), 0, 0, NULL },
+	{ "auto_cache", K_SET, 0, FIELD(auto_cache), 0, 0, NULL },
+	{ "noauto_cache", K_CLEAR, 0, FIELD(auto_cache), 0, 0, NULL },
+	{ "attr_timeout", K_SECONDS, F_ZERO_OK, FIELD(attr_timeout), 0, 0, NULL },
+	{ "entry_timeout", K_SECONDS, F_ZERO_OK, FIELD(entry_timeout), 0, 0, NULL },
+	{ "max_write", K_FN, 0, 0, 0, 0, h_max_write },
+	{ "workaround", K_FN, 0, 0, 0, 0, h_workaround },
+	{ "debug", K_FN, F_NOVAL, 0, 0, 0, h_debug },  /* FUSE's: like -d */
+	{ "connections", K_INT, 0, FIELD(connections), 1, 10, NULL },
+	{ "op_timeout", K_SECONDS, 0, FIELD(op_timeout), 0, 0, NULL },
+	{ "backoff_min", K_SECONDS, 0, FIELD(backoff_min), 0, 0, NULL },
+	{ "backoff_max", K_SECONDS, 0, FIELD(backoff_max), 0, 0, NULL },
+	{ "state_dir", K_PATH, 0, FIELD(state_dir), 0, 0, NULL },
+	{ "metrics_textfile", K_PATH, 0, FIELD(metrics_textfile), 0, 0, NULL },
+};
+
+static bool takes_value(const struct opt_spec *s)
+{
+	return s->kind != K_SET && s->kind != K_CLEAR && s->kind != K_NONE &&
+	       !(s->flags & F_NOVAL);
+}
+
+static const struct opt_spec *find_spec(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(specs); i++) {
+		if (specs[i].flags & F_NOCASE ? !strcasecmp(specs[i].name, key)
+					      : !strcmp(specs[i].name, key))
+			return &specs[i];
+	}
+	return NULL;
+}
+
+static int apply_spec(struct parser *p, const struct opt_spec *s,
+		      const char *key, const char *val)
+{
+	char *base = (char *)p->o;
+	unsigned long long n;
+	double d;
+
+	if (!takes_value(s) && val)
+		return fail(p, "option '%s' takes no value", key);
+	if (takes_value(s) && !val)
+		return fail(p, "option '%s' needs a value", key);
+	switch (s->kind) {
+	case K_SET:
+	case K_CLEAR:
+		*(bool *)(base + s->off) = s->kind == K_SET;
+		return 0;
+	case K_NONE:
+		return 0;
+	case K_SECONDS:
+		if (!parse_seconds(val, &d) || d > MAX_SECONDS)
+			return bad_value(p, key, val, "expected seconds");
+		if (d == 0 && !(s->flags & F_ZERO_OK))
+			return bad_value(p, key, val, "must be more than 0");
+		*(double *)(base + s->off) = d;
+		return 0;
+	case K_INT:
+		if (!parse_u64(val, 10, &n) || n < (unsigned long long)s->min ||
+		    n > (unsigned long long)s->max)
+			return fail(p, "bad value for '%s': '%s' (expected %ld to %ld)",
+				    key, val, s->min, s->max);
+		*(int *)(base + s->off) = (int)n;
+		return 0;
+	case K_PATH:
+		return set_path(p, (char **)(base + s->off), key, val);
+	case K_FN:
+		return s->fn(p, key, val);
+	}
+	return fail(p, "internal error on option '%s'", key);
+}
+
+static bool name_matches(const char *pattern, enum match m, const char *key)
+{
+	switch (m) {
+	case M_EXACT:
+		return !strcmp(pattern, key);
+	case M_NOCASE:
+		return !strcasecmp(pattern, key);
+	case M_PREFIX:
+		return !strncmp(pattern, key, strlen(pattern));
+	}
+	return false;
+}
+
+static const struct passive_spec *find_passive(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(passive); i++) {
+		if (name_matches(passive[i].name, passive[i].match, key))
+			return &passive[i];
+	}
+	return NULL;
+}
+
+/* One `-o` item: "key" or "key=value". */
+static int apply_item(struct parser *p, char *item)
+{
+	const struct passive_spec *pas;
+	const struct opt_spec *spec;
+	char *eq = strchr(item, '=');
+	const char *val = NULL;
+	size_t idx;
+
+	if (!*item)
+		return 0;  /* "a,,b": an empty item means nothing */
+	if (eq) {
+		*eq = '\0';
+		val = eq + 1;
+	}
+	if (!*item)
+		return fail(p, "bad option '=%s': no name", val);
+	spec = find_spec(item);
+	pas = find_passive(item);
+	/* A bare `user` is mount(8)'s, `User=name` is ssh's. */
+	if (spec && !(pas && !val && takes_value(spec)))
+		return apply_spec(p, spec, item, val);
+	if (!pas)
+		return fail(p, "unknown option '%s'", item);
+	idx = (size_t)(pas - passive);
+	if (pas->what && !p->warned[idx]) {
+		p->warned[idx] = true;
+		log_warn("option '%s' is %s steadyfs does not use; ignored",
+			 item, pas->what);
+	}
+	return 0;
+}
+
+/* One `-o` argument: comma-separated items; a backslash escapes the next
+ * character (fuse_opt's rule), so a path may contain a comma. */
+static int apply_option_list(struct parser *p, const char *list)
+{
+	char *buf = malloc(strlen(list) + 1);
+	char *w = buf, *item = buf;
+	const char *r;
+	int rc = 0;
+
+	if (!buf)
+		return fail(p, "out of memory");
+	for (r = list; rc == 0; r++) {
+		if (*r == '\\' && r[1]) {
+			*w++ = *++r;
+		} else if (*r == ',' || *r == '\0') {
+			*w++ = '\0';
+			rc = apply_item(p, item);
+			item = w;
+			if (*r == '\0')
+				break;
+		} else {
+			*w++ = *r;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+/* ---- positionals ----------------------------------------------------------- */
+
+static bool host_chars_ok(const char *h, size_t len)
+{
+	return len > 0 && !memchr(h, '/', len) && !memchr(h, '[', len) &&
+	       !memchr(h, ']', len) && !memchr(h, ' ', len) &&
+	       !memchr(h, '\t', len);
+}
+
+/* `[user@]host:[dir]`, host possibly a bracketed IPv6 literal. The first
+ * colon outside brackets ends the host, the last `@` before it ends the
+ * user; the dir may contain anything. */
+static int parse_source(struct parser *p, const char *src)
+{
+	struct steadyfs_opts *o = p->o;
+	const char *colon = NULL, *at, *host, *c;
+	bool bracket = false;
+	size_t hlen;
+
+	for (c = src; *c && !colon; c++) {
+		if (*c == '[')
+			bracket = true;
+		else if (*c == ']')
+			bracket = false;
+		else if (*c == ':' && !bracket)
+			colon = c;
+	}
+	if (!colon)
+		return fail(p, "bad source '%s': expected " SOURCE_SHAPE, src);
+	host = src;
+	at = memrchr(src, '@', (size_t)(colon - src));
+	if (at) {
+		if (at == src)
+			return fail(p, "bad source '%s': empty user", src);
+		host = at + 1;
+	}
+	hlen = (size_t)(colon - host);
+	if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+		host++;
+		hlen -= 2;
+	}
+	if (!host_chars_ok(host, hlen))
+		return fail(p, "bad source '%s': expected " SOURCE_SHAPE, src);
+
+	free(o->user);
+	o->user = at ? strndup(src, (size_t)(at - src)) : NULL;
+	free(o->host);
+	o->host = strndup(host, hlen);
+	free(o->remote_dir);
+	o->remote_dir = strdup(colon + 1);
+	if ((at && !o->user) || !o->host || !o->remote_dir)
+		return fail(p, "out of memory");
+	return 0;
+}
+
+static int positional(struct parser *p, const char *arg)
+{
+	switch (p->npos++) {
+	case 0:
+		return parse_source(p, arg);
+	case 1:
+		if (!*arg)
+			return fail(p, "missing mountpoint");
+		return set_string(p, &p->o->mountpoint, strdup(arg));
+	default:
+		return fail(p, "unexpected argument '%s'", arg);
+	}
+}
+
+/* ---- flags ------------------------------------------------------------------ */
+
+enum flag_rc { FLAG_ERR = -1, FLAG_OK = 0, FLAG_STOP = 1 };
+
+/* A flag's value, glued (-p23) or the next argument (-p 23). */
+static const char *flag_value(struct parser *p, char flag, const char *rest,
+			      int argc, char **argv, int *i)
+{
+	if (*rest)
+		return rest;
+	if (*i + 1 < argc)
+		return argv[++*i];
+	fail(p, "option '-%c' needs a value", flag);
+	return NULL;
+}
+
+static int fs_type(struct parser *p, const char *val)
+{
+	/* mount(8) names the type when it runs a helper not named after it. */
+	if (strcmp(val, "fuse.steadyfs") && strcmp(val, "steadyfs"))
+		return bad_value(p, "-t", val, "expected fuse.steadyfs");
+	return 0;
+}
+
+/* One `-abc` cluster. FLAG_STOP: --help/--version seen, stop parsing. */
+static int short_flags(struct parser *p, int argc, char **argv, int *i)
+{
+	const char *arg = argv[*i], *val;
+	const char *c;
+
+	for (c = arg + 1; *c; c++) {
+		switch (*c) {
+		case 'f':
+			p->o->foreground = true;
+			break;
+		case 'd':
+			h_debug(p, "-d", NULL);
+			break;
+		case 'h':
+			p->o->show_help = true;
+			return FLAG_STOP;
+		case 'V':
+			p->o->show_version = true;
+			return FLAG_STOP;
+		case 'n': case 's': case 'v':
+			/* mount(8) helper flags (no mtab, sloppy, verbose) and
+			 * sshfs's single-thread/verbose: nothing to do. */
+			break;
+		case 'C': {
+			char item[] = "compression";  /* sshfs: -o compression=yes */
+
+			if (apply_item(p, item) < 0)
+				return FLAG_ERR;
+			break;
+		}
+		case 'p': case 'o': case 't': case 'F':
+			val = flag_value(p, *c, c + 1, argc, argv, i);
+			if (!val)
+				return FLAG_ERR;
+			if (*c == 'p')
+				return apply_spec(p, find_spec("port"), "-p", val);
+			if (*c == 'o')
+				return apply_option_list(p, val);
+			if (*c == 't')
+				return fs_type(p, val);
+			log_warn("option '-F %s': ssh config files are not read; ignored",
+				 val);
+			return FLAG_OK;
+		default:
+			return fail(p, "unknown option '-%c'", *c);
+		}
+	}
+	return FLAG_OK;
+}
+
+static int long_flag(struct parser *p, const char *arg)
+{
+	if (!strcmp(arg, "--help")) {
+		p->o->show_help = true;
+		return FLAG_STOP;
+	}
+	if (!strcmp(arg, "--version")) {
+		p->o->show_version = true;
+		return FLAG_STOP;
+	}
+	if (!strcmp(arg, "--debug"))
+		return h_debug(p, arg, NULL);
+	if (!strcmp(arg, "--verbose"))
+		return FLAG_OK;
+	return fail(p, "unknown option '%s'", arg);
+}
+
+/* ---- public ----------------------------------------------------------------- */
+
+static void set_defaults(struct steadyfs_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->port = 22;
+	o->strict = HOSTKEY_YES;
+	o->connect_timeout = 10;
+	o->alive_interval = 5;
+	o->alive_count_max = 2;
+	o->attr_timeout = 1;
+	o->entry_timeout = 1;
+	o->max_write = MAX_WRITE_CAP;
+	o->connections = 4;
+	o->op_timeout = 20;
+	o->backoff_min = 0.2;
+	o->backoff_max = 5;
+}
+
+/* Checks that need the whole command line. */
+static int finish(struct parser *p)
+{
+	struct steadyfs_opts *o = p->o;
+
+	if (p->npos == 0)
+		return fail(p, "missing source: expected " SOURCE_SHAPE
+			    " MOUNTPOINT");
+	if (p->npos == 1)
+		return fail(p, "missing mountpoint");
+	if (o->backoff_min > o->backoff_max)
+		return fail(p, "bad value for 'backoff_min': '%g' (more than "
+			    "backoff_max '%g')", o->backoff_min, o->backoff_max);
+	if (!o->user && p->ssh_user) {
+		o->user = p->ssh_user;
+		p->ssh_user = NULL;
+	}
+	if (p->strict_ask)
+		log_warn("option 'StrictHostKeyChecking=ask': no terminal to "
+			 "ask on; using yes");
+	if (o->connections > CONNECTIONS_WARN)
+		log_warn("option 'connections=%d': more than %d leaves the "
+			 "provider's 10-per-account limit no room for an upgrade",
+			 o->connections, CONNECTIONS_WARN);
+	return 0;
+}
+
+static int parse_args(struct parser *p, int argc, char **argv)
+{
+	bool options_done = false;
+	int i, rc;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (options_done || arg[0] != '-' || arg[1] == '\0') {
+			rc = positional(p, arg);
+		} else if (!strcmp(arg, "--")) {
+			options_done = true;
+			rc = 0;
+		} else if (arg[1] == '-') {
+			rc = long_flag(p, arg);
+		} else {
+			rc = short_flags(p, argc, argv, &i);
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return finish(p);
+}
+
+int opts_parse(struct steadyfs_opts *o, int argc, char **argv,
+	       char *err, size_t errsz)
+{
+	struct parser p = { .o = o, .err = err, .errsz = errsz };
+	int rc;
+
+	set_defaults(o);
+	if (err && errsz)
+		err[0] = '\0';
+	rc = parse_args(&p, argc, argv);
+	free(p.ssh_user);
+	if (rc == FLAG_STOP)
+		return 0;
+	if (rc < 0) {
+		/* Leave nothing allocated, so a failed parse needs no release
+		 * (and a release is still safe). */
+		opts_release(o);
+		set_defaults(o);
+		return -1;
+	}
+	return 0;
+}
+
+void opts_release(struct steadyfs_opts *o)
+{
+	free(o->user);
+	free(o->host);
+	free(o->remote_dir);
+	free(o->mountpoint);
+	free(o->identity_file);
+	free(o->known_hosts);
+	free(o->state_dir);
+	free(o->metrics_textfile);
+	o->user = o->host = o->remote_dir = o->mountpoint = NULL;
+	o->identity_file = o->known_hosts = NULL;
+	o->state_dir = o->metrics_textfile = NULL;
+}
+
+double opts_dead_after(const struct steadyfs_opts *o)
+{
+	double d = o->alive_interval * o->alive_count_max;
+
+	return d < o->op_timeout / 2 ? d : o->op_timeout / 2;
+}
+
+void opts_usage(FILE *fp)
+{
+	fputs(
+"usage: steadyfs [user@]host:[dir] MOUNTPOINT [-p PORT] [-f] [-d] [-o opt[,opt...]]\n"
+"       mount -t fuse.steadyfs [user@]host:[dir] MOUNTPOINT -o opts\n"
+"\n"
+"  -p PORT                  ssh port (same as -o port=PORT; default 22)\n"
+"  -f                       stay in the foreground\n"
+"  -d                       debug log (implies -f)\n"
+"  -o opt[,opt...]          options below; may be repeated, -oOPT works too\n"
+"  -h, --help               this text\n"
+"  -V, --version            version\n"
+"\n"
+"ssh:\n"
+"  -o port=N                ssh port (default 22)\n"
+"  -o IdentityFile=PATH     private key (default: agent and ~/.ssh keys)\n"
+"  -o UserKnownHostsFile=PATH  known hosts (default ~/.ssh/known_hosts)\n"
+"  -o StrictHostKeyChecking=yes|accept-new|no  host key policy (default yes)\n"
+"  -o ConnectTimeout=S, connect_timeout=S  one connect + auth attempt\n"
+"                           (default 10)\n"
+"  -o ServerAliveInterval=S ping interval (default 5)\n"
+"  -o ServerAliveCountMax=N missed pings before a session is dead (default 2);\n"
+"                           the product is capped at op_timeout/2\n"
+"  -o User=NAME             remote user when the source has no user@\n"
+"  -o reconnect             accepted; steadyfs always reconnects\n"
+"\n"
+"filesystem:\n"
+"  -o allow_other           let other users use the mount (default off)\n"
+"  -o default_permissions   kernel checks permissions (default off)\n"
+"  -o ro                    read-only (default rw)\n"
+"  -o uid=N, gid=N          owner and group shown for every file\n"
+"                           (default: the server's numbers)\n"
+"  -o umask=M               octal mask over shown permissions (default none)\n"
+"  -o idmap=user|none       map the remote user's uid/gid to the local\n"
+"                           user's (default none)\n"
+"  -o kernel_cache          keep file data in the page cache across opens\n"
+"                           (default off)\n"
+"  -o auto_cache            drop cached data when mtime or size changes\n"
+"                           (default off)\n"
+"  -o attr_timeout=S        attribute cache time (default 1)\n"
+"  -o entry_timeout=S       name cache time (default 1)\n"
+"  -o max_write=N           largest write from the kernel, 4096..1048576\n"
+"                           bytes (default 1048576)\n"
+"\n"
+"steadyfs:\n"
+"  -o connections=N         ssh sessions in the pool, 1..10 (default 4;\n"
+"                           warns above 5)\n"
+"  -o op_timeout=S          no call blocks longer than this (default 20)\n"
+"  -o backoff_min=S         first reconnect delay (default 0.2)\n"
+"  -o backoff_max=S         longest reconnect delay (default 5)\n"
+"  -o state_dir=PATH        mirror of .control/ (default\n"
+"                           /run/steadyfs/<escaped mountpoint>)\n"
+"                           (not effective yet)\n"
+"  -o metrics_textfile=PATH Prometheus textfile (default off)\n"
+"                           (not effective yet)\n"
+"\n"
+"Also accepted: the generic mount(8) options (rw, dev, nodev, suid, nosuid,\n"
+"exec, noexec, _netdev, auto, noauto, defaults, user, users, nouser, nofail,\n"
+"comment=, x-systemd.*, ...) silently, and options of sshfs, ssh_config(5)\n"
+"and FUSE that steadyfs does not need, with one warning each. Anything else\n"
+"is an error. workaround=... is accepted and ignored.\n"
+"\n"
+"Exit status: 0 ok, 1 cannot connect, authenticate or verify the host key,\n"
+"2 bad command line, 3 internal error, 4 mountpoint problem.\n",
+		fp);
+}

@@ -1,0 +1,388 @@
+/*
+ * pool: picks sessions, holds requests through outages, owns the state.
+ *
+ * Requests that find no live session wait on `held` until a session comes
+ * up (pool_conn_up drains them) or their deadline passes (the timer thread
+ * fails them with -ETIMEDOUT). The pool lock is never held while a done()
+ * callback runs or while a session connects, so healthy calls never wait
+ * behind a reconnect.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+struct pool {
+	const struct steadyfs_opts *o;
+	int n;
+	struct conn **conns;
+
+	pthread_mutex_t lock;        /* protects everything below */
+	pthread_cond_t cond;         /* timer thread wake-up */
+	struct sreq *held;           /* waiting for a live session */
+	enum pool_state state;
+	double state_since;
+	bool stop;
+	pthread_t timer;
+	bool timer_started;
+	struct pool_hooks hooks;
+	bool have_server;
+	struct conn_server server;
+};
+
+const char *pool_state_name(enum pool_state s)
+{
+	switch (s) {
+	case POOL_CONNECTED: return "connected";
+	case POOL_DEGRADED: return "degraded";
+	default: return "down";
+	}
+}
+
+struct pool *pool_new(const struct steadyfs_opts *o)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->o = o;
+	p->n = o->connections;
+	p->conns = calloc((size_t)p->n, sizeof(*p->conns));
+	if (!p->conns)
+		goto fail;
+	for (int i = 0; i < p->n; i++)
+		if (!(p->conns[i] = conn_new(p, i, o)))
+			goto fail;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->state = POOL_DOWN;
+	p->state_since = clock_wall();
+	return p;
+fail:
+	for (int i = 0; p->conns && i < p->n; i++)
+		conn_free(p->conns[i]);
+	free(p->conns);
+	free(p);
+	return NULL;
+}
+
+void pool_set_hooks(struct pool *p, const struct pool_hooks *h)
+{
+	pthread_mutex_lock(&p->lock);
+	p->hooks = *h;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int pool_connect_first(struct pool *p, char *err, size_t errsz)
+{
+	int rc = conn_connect_now(p->conns[0], err, errsz);
+
+	if (rc == 0) {
+		conn_get_server(p->conns[0], &p->server);
+		p->have_server = true;
+	}
+	return rc;
+}
+
+/* Recomputes the state from the sessions; call with the lock held. Returns
+ * true when it changed, with the old state in *from. */
+static bool recompute(struct pool *p, enum pool_state *from)
+{
+	int up = 0;
+	enum pool_state s;
+
+	for (int i = 0; i < p->n; i++)
+		up += conn_up_gen(p->conns[i]) != 0;
+	s = up == p->n ? POOL_CONNECTED : up ? POOL_DEGRADED : POOL_DOWN;
+	if (s == p->state)
+		return false;
+	*from = p->state;
+	p->state = s;
+	p->state_since = clock_wall();
+	return true;
+}
+
+static void notify_state(struct pool *p, bool changed, enum pool_state from,
+			 enum pool_state to, struct pool_hooks *h)
+{
+	if (!changed)
+		return;
+	log_info("state: %s -> %s", pool_state_name(from), pool_state_name(to));
+	if (h->state_changed)
+		h->state_changed(h->arg, from, to);
+}
+
+/* The least busy live session, or NULL. */
+static struct conn *pick(struct pool *p)
+{
+	struct conn *best = NULL;
+	unsigned best_n = ~0u;
+
+	for (int i = 0; i < p->n; i++) {
+		unsigned n;
+
+		if (!conn_up_gen(p->conns[i]))
+			continue;
+		n = conn_inflight(p->conns[i]);
+		if (n < best_n) {
+			best = p->conns[i];
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static void hold(struct pool *p, struct sreq *rq)
+{
+	pthread_mutex_lock(&p->lock);
+	rq->next = p->held;
+	p->held = rq;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_submit(struct pool *p, struct sreq *rq)
+{
+	if (rq->deadline && clock_mono_ns() >= rq->deadline) {
+		rq->done(rq, NULL, -ETIMEDOUT);
+		return;
+	}
+	if (rq->conn_idx >= 0) {
+		if (rq->conn_idx >= p->n ||
+		    conn_submit(p->conns[rq->conn_idx], rq) < 0)
+			rq->done(rq, NULL, -ESTALE);
+		return;
+	}
+	/* A session may die between pick and submit: try the others. */
+	for (int tries = 0; tries < p->n; tries++) {
+		struct conn *c = pick(p);
+
+		if (!c)
+			break;
+		if (conn_submit(c, rq) == 0)
+			return;
+	}
+	if (rq->nonblock) {
+		rq->done(rq, NULL, -EAGAIN);
+		return;
+	}
+	hold(p, rq);
+}
+
+void pool_requeue(struct pool *p, struct sreq *rq)
+{
+	if (rq->idempotent && rq->conn_idx < 0) {
+		pool_submit(p, rq);
+		return;
+	}
+	rq->done(rq, NULL, rq->conn_idx >= 0 ? -ESTALE : -ECONNRESET);
+}
+
+/* Takes the whole held list (lock held by caller). */
+static struct sreq *take_held(struct pool *p)
+{
+	struct sreq *q = p->held;
+
+	p->held = NULL;
+	return q;
+}
+
+static void resubmit_all(struct pool *p, struct sreq *q)
+{
+	while (q) {
+		struct sreq *next = q->next;
+
+		q->next = NULL;
+		pool_submit(p, q);
+		q = next;
+	}
+}
+
+void pool_conn_up(struct pool *p, int idx)
+{
+	struct pool_hooks h;
+	enum pool_state from = POOL_DOWN;
+	bool changed;
+	struct sreq *q;
+
+	pthread_mutex_lock(&p->lock);
+	if (!p->have_server) {
+		conn_get_server(p->conns[idx], &p->server);
+		p->have_server = true;
+	}
+	changed = recompute(p, &from);
+	h = p->hooks;
+	q = take_held(p);
+	pthread_mutex_unlock(&p->lock);
+	notify_state(p, changed, from, pool_state(p), &h);
+	resubmit_all(p, q);
+}
+
+void pool_conn_down(struct pool *p, int idx, const char *why)
+{
+	struct pool_hooks h;
+	enum pool_state from = POOL_DOWN;
+	bool changed;
+
+	pthread_mutex_lock(&p->lock);
+	changed = recompute(p, &from);
+	h = p->hooks;
+	pthread_mutex_unlock(&p->lock);
+	pool_event(p, idx, "session_down", why);
+	notify_state(p, changed, from, pool_state(p), &h);
+}
+
+void pool_event(struct pool *p, int idx, const char *what, const char *detail)
+{
+	struct pool_hooks h;
+
+	pthread_mutex_lock(&p->lock);
+	h = p->hooks;
+	pthread_mutex_unlock(&p->lock);
+	if (h.conn_event)
+		h.conn_event(h.arg, idx, what, detail);
+}
+
+/* Fails held requests whose deadline passed. */
+static void *timer_thread(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		uint64_t now = clock_mono_ns();
+		struct sreq **pp = &p->held, *expired = NULL;
+		struct timespec ts;
+
+		while (*pp) {
+			struct sreq *rq = *pp;
+
+			if (rq->deadline && rq->deadline <= now) {
+				*pp = rq->next;
+				rq->next = expired;
+				expired = rq;
+			} else {
+				pp = &rq->next;
+			}
+		}
+		if (p->held && pool_up_count(p) > 0) {
+			/* A session came up between a failed pick and hold(). */
+			struct sreq *q = take_held(p);
+
+			pthread_mutex_unlock(&p->lock);
+			resubmit_all(p, q);
+			pthread_mutex_lock(&p->lock);
+		}
+		if (expired) {
+			pthread_mutex_unlock(&p->lock);
+			while (expired) {
+				struct sreq *next = expired->next;
+
+				expired->next = NULL;
+				expired->done(expired, NULL, -ETIMEDOUT);
+				expired = next;
+			}
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		/* 50 ms granularity keeps deadlines well inside the slack. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int pool_start(struct pool *p)
+{
+	if (pthread_create(&p->timer, NULL, timer_thread, p) != 0)
+		return -1;
+	p->timer_started = true;
+	for (int i = 0; i < p->n; i++)
+		if (conn_start(p->conns[i]) < 0)
+			return -1;
+	return 0;
+}
+
+void pool_free(struct pool *p)
+{
+	struct sreq *q;
+
+	if (!p)
+		return;
+	for (int i = 0; i < p->n; i++)
+		conn_free(p->conns[i]);
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	q = take_held(p);
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (p->timer_started)
+		pthread_join(p->timer, NULL);
+	while (q) {
+		struct sreq *next = q->next;
+
+		q->next = NULL;
+		q->done(q, NULL, -ECONNRESET);
+		q = next;
+	}
+	free(p->conns);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
+
+enum pool_state pool_state(struct pool *p)
+{
+	enum pool_state s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->state;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+double pool_state_since(struct pool *p)
+{
+	double s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->state_since;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+int pool_size(struct pool *p)
+{
+	return p->n;
+}
+
+int pool_up_count(struct pool *p)
+{
+	int up = 0;
+
+	for (int i = 0; i < p->n; i++)
+		up += conn_up_gen(p->conns[i]) != 0;
+	return up;
+}
+
+struct conn *pool_conn(struct pool *p, int idx)
+{
+	return idx >= 0 && idx < p->n ? p->conns[idx] : NULL;
+}
+
+void pool_server(struct pool *p, struct conn_server *out)
+{
+	pthread_mutex_lock(&p->lock);
+	*out = p->server;
+	pthread_mutex_unlock(&p->lock);
+}

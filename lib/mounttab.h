@@ -36,6 +36,7 @@ struct mount_entry {
 	int parent_id;        /* parent mount id */
 	int depth;            /* path components in target: "/" 0, "/a/b" 2 */
 	int shadowed;         /* 1 if a later mount sits on the same target */
+	size_t order;         /* position in mountinfo order (ties in sorts) */
 };
 
 struct mounttab {

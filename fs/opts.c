@@ -110,13 +110,15 @@ static const struct passive_spec passive[] = {
 	{ "sync_readdir", M_EXACT, SSHFS }, { "sshfs_debug", M_EXACT, SSHFS },
 	{ "sshfs_verbose", M_EXACT, SSHFS }, { "delay_connect", M_EXACT, SSHFS },
 	{ "dir_cache", M_EXACT, SSHFS }, { "cache", M_EXACT, SSHFS },
-	{ "cache_timeout", M_EXACT, SSHFS }, { "cache_stat_timeout", M_EXACT, SSHFS },
+	{ "cache_timeout", M_EXACT, SSHFS },
+	{ "cache_stat_timeout", M_EXACT, SSHFS },
 	{ "cache_dir_timeout", M_EXACT, SSHFS },
 	{ "cache_link_timeout", M_EXACT, SSHFS },
 	{ "cache_max_size", M_EXACT, SSHFS },
 	{ "cache_clean_interval", M_EXACT, SSHFS },
 	{ "cache_min_clean_interval", M_EXACT, SSHFS },
-	{ "dcache_timeout", M_EXACT, SSHFS }, { "dcache_stat_timeout", M_EXACT, SSHFS },
+	{ "dcache_timeout", M_EXACT, SSHFS },
+	{ "dcache_stat_timeout", M_EXACT, SSHFS },
 	{ "dcache_dir_timeout", M_EXACT, SSHFS },
 	{ "dcache_link_timeout", M_EXACT, SSHFS },
 	{ "dcache_max_size", M_EXACT, SSHFS },
@@ -782,8 +784,8 @@ static int short_flags(struct parser *p, int argc, char **argv, int *i)
 				return apply_option_list(p, val);
 			if (*c == 't')
 				return fs_type(p, val);
-			log_warn("option '-F %s': ssh config files are not read; ignored",
-				 val);
+			log_warn("option '-F %s': ssh config files are not "
+				 "read; ignored", val);
 			return FLAG_OK;
 		default:
 			return fail(p, "unknown option '-%c'", *c);

@@ -134,6 +134,18 @@ static void bad_opt(const char *opt, const char *want)
 	bad(line, want);
 }
 
+/* A command line (or, for bad_opt, one -o list) and the error it gives. */
+struct bad_case {
+	const char *in;
+	const char *want;
+};
+
+#define BAD_ALL(t, fn) do { \
+	size_t i_; \
+	for (i_ = 0; i_ < sizeof(t) / sizeof((t)[0]); i_++) \
+		fn((t)[i_].in, (t)[i_].want); \
+} while (0)
+
 /* ---- tests ------------------------------------------------------------- */
 
 static void test_defaults(void)
@@ -244,15 +256,21 @@ static void test_forms(void)
 		CHECK(str_is(r.o.user, "al"));
 		opts_release(&r.o);
 	}
-	bad("steadyfs h: /m -p", "option '-p' needs a value");
-	bad("steadyfs h: /m -o", "option '-o' needs a value");
-	bad("steadyfs h: /m -x", "unknown option '-x'");
-	bad("steadyfs h: /m --frobnicate", "unknown option '--frobnicate'");
-	bad("steadyfs h: /m extra", "unexpected argument 'extra'");
-	bad("steadyfs h: /m -o allow_other=1",
-	    "option 'allow_other' takes no value");
-	bad("steadyfs h: /m -o op_timeout", "option 'op_timeout' needs a value");
-	bad("steadyfs h: /m -o =5", "no name");
+
+	static const struct bad_case bad_lines[] = {
+		{ "steadyfs h: /m -p", "option '-p' needs a value" },
+		{ "steadyfs h: /m -o", "option '-o' needs a value" },
+		{ "steadyfs h: /m -x", "unknown option '-x'" },
+		{ "steadyfs h: /m --frobnicate", "unknown option '--frobnicate'" },
+		{ "steadyfs h: /m extra", "unexpected argument 'extra'" },
+		{ "steadyfs h: /m -o allow_other=1",
+		  "option 'allow_other' takes no value" },
+		{ "steadyfs h: /m -o op_timeout",
+		  "option 'op_timeout' needs a value" },
+		{ "steadyfs h: /m -o =5", "no name" },
+	};
+
+	BAD_ALL(bad_lines, bad);
 }
 
 static void test_sources(void)
@@ -283,16 +301,22 @@ static void test_sources(void)
 		CHECK(str_is(r.o.remote_dir, "rel/dir"));
 		opts_release(&r.o);
 	}
-	bad("steadyfs foo /m", "bad source 'foo': expected [user@]host:[dir]");
-	bad("steadyfs :/d /m", "bad source ':/d'");
-	bad("steadyfs u@:/d /m", "bad source 'u@:/d'");
-	bad("steadyfs @h:/d /m", "bad source '@h:/d'");
-	bad("steadyfs []:/d /m", "bad source '[]:/d'");
-	bad("steadyfs [::1/d /m", "bad source '[::1/d'");
-	bad("steadyfs", "missing source");
-	bad("steadyfs -f -o allow_other", "missing source");
-	bad("steadyfs h:/d", "missing mountpoint");
-	bad("steadyfs h:/d -o allow_other", "missing mountpoint");
+
+	static const struct bad_case bad_lines[] = {
+		{ "steadyfs foo /m",
+		  "bad source 'foo': expected [user@]host:[dir]" },
+		{ "steadyfs :/d /m", "bad source ':/d'" },
+		{ "steadyfs u@:/d /m", "bad source 'u@:/d'" },
+		{ "steadyfs @h:/d /m", "bad source '@h:/d'" },
+		{ "steadyfs []:/d /m", "bad source '[]:/d'" },
+		{ "steadyfs [::1/d /m", "bad source '[::1/d'" },
+		{ "steadyfs", "missing source" },
+		{ "steadyfs -f -o allow_other", "missing source" },
+		{ "steadyfs h:/d", "missing mountpoint" },
+		{ "steadyfs h:/d -o allow_other", "missing mountpoint" },
+	};
+
+	BAD_ALL(bad_lines, bad);
 }
 
 static void test_own_numbers(void)
@@ -319,36 +343,41 @@ static void test_own_numbers(void)
 		CHECK_EQ(r.log_lines, 0);
 		opts_release(&r.o);
 	}
-	bad_opt("connections=0", "bad value for 'connections': '0'");
-	bad_opt("connections=11", "bad value for 'connections': '11'");
-	bad_opt("connections=-1", "bad value for 'connections': '-1'");
-	bad_opt("connections=4x", "bad value for 'connections': '4x'");
-	bad_opt("connections=", "bad value for 'connections': ''");
-	bad_opt("connections=2.5", "bad value for 'connections': '2.5'");
-	bad_opt("op_timeout=abc", "bad value for 'op_timeout': 'abc'");
-	bad_opt("op_timeout=0", "bad value for 'op_timeout': '0'");
-	bad_opt("op_timeout=-1", "bad value for 'op_timeout': '-1'");
-	bad_opt("op_timeout=5s", "bad value for 'op_timeout': '5s'");
-	bad_opt("op_timeout=inf", "bad value for 'op_timeout': 'inf'");
-	bad_opt("op_timeout=nan", "bad value for 'op_timeout': 'nan'");
-	bad_opt("op_timeout=0x10", "bad value for 'op_timeout': '0x10'");
-	bad_opt("op_timeout=1e300", "bad value for 'op_timeout': '1e300'");
-	bad_opt("op_timeout=+3", "bad value for 'op_timeout': '+3'");
-	bad_opt("connect_timeout=0", "bad value for 'connect_timeout': '0'");
-	bad_opt("connect_timeout=x", "bad value for 'connect_timeout': 'x'");
-	bad_opt("ConnectTimeout=-2", "bad value for 'ConnectTimeout': '-2'");
-	bad_opt("backoff_min=0", "bad value for 'backoff_min': '0'");
-	bad_opt("backoff_max=1,2", "unknown option '2'");
-	bad_opt("backoff_max=-5", "bad value for 'backoff_max': '-5'");
-	bad_opt("backoff_min=6", "bad value for 'backoff_min': '6' (more than "
-		"backoff_max '5')");
-	bad_opt("backoff_min=2,backoff_max=1", "'backoff_min': '2'");
-	bad_opt("ServerAliveInterval=0", "bad value for 'ServerAliveInterval'");
-	bad_opt("ServerAliveCountMax=0", "bad value for 'ServerAliveCountMax'");
-	bad_opt("ServerAliveCountMax=1.5", "bad value for 'ServerAliveCountMax'");
-	bad_opt("port=0", "bad value for 'port': '0'");
-	bad_opt("port=65536", "bad value for 'port': '65536'");
-	bad_opt("port=22a", "bad value for 'port': '22a'");
+
+	static const struct bad_case bad_opts[] = {
+		{ "connections=0", "bad value for 'connections': '0'" },
+		{ "connections=11", "bad value for 'connections': '11'" },
+		{ "connections=-1", "bad value for 'connections': '-1'" },
+		{ "connections=4x", "bad value for 'connections': '4x'" },
+		{ "connections=", "bad value for 'connections': ''" },
+		{ "connections=2.5", "bad value for 'connections': '2.5'" },
+		{ "op_timeout=abc", "bad value for 'op_timeout': 'abc'" },
+		{ "op_timeout=0", "bad value for 'op_timeout': '0'" },
+		{ "op_timeout=-1", "bad value for 'op_timeout': '-1'" },
+		{ "op_timeout=5s", "bad value for 'op_timeout': '5s'" },
+		{ "op_timeout=inf", "bad value for 'op_timeout': 'inf'" },
+		{ "op_timeout=nan", "bad value for 'op_timeout': 'nan'" },
+		{ "op_timeout=0x10", "bad value for 'op_timeout': '0x10'" },
+		{ "op_timeout=1e300", "bad value for 'op_timeout': '1e300'" },
+		{ "op_timeout=+3", "bad value for 'op_timeout': '+3'" },
+		{ "connect_timeout=0", "bad value for 'connect_timeout': '0'" },
+		{ "connect_timeout=x", "bad value for 'connect_timeout': 'x'" },
+		{ "ConnectTimeout=-2", "bad value for 'ConnectTimeout': '-2'" },
+		{ "backoff_min=0", "bad value for 'backoff_min': '0'" },
+		{ "backoff_max=1,2", "unknown option '2'" },
+		{ "backoff_max=-5", "bad value for 'backoff_max': '-5'" },
+		{ "backoff_min=6",
+		  "bad value for 'backoff_min': '6' (more than backoff_max '5')" },
+		{ "backoff_min=2,backoff_max=1", "'backoff_min': '2'" },
+		{ "ServerAliveInterval=0", "bad value for 'ServerAliveInterval'" },
+		{ "ServerAliveCountMax=0", "bad value for 'ServerAliveCountMax'" },
+		{ "ServerAliveCountMax=1.5", "bad value for 'ServerAliveCountMax'" },
+		{ "port=0", "bad value for 'port': '0'" },
+		{ "port=65536", "bad value for 'port': '65536'" },
+		{ "port=22a", "bad value for 'port': '22a'" },
+	};
+
+	BAD_ALL(bad_opts, bad_opt);
 	bad("steadyfs h: /m -p x", "bad value for '-p': 'x'");
 }
 
@@ -372,9 +401,14 @@ static void test_own_paths(void)
 		}
 		opts_release(&r.o);
 	}
-	bad_opt("state_dir=", "bad value for 'state_dir': ''");
-	bad_opt("metrics_textfile=", "bad value for 'metrics_textfile': ''");
-	bad_opt("IdentityFile=", "bad value for 'IdentityFile': ''");
+
+	static const struct bad_case bad_opts[] = {
+		{ "state_dir=", "bad value for 'state_dir': ''" },
+		{ "metrics_textfile=", "bad value for 'metrics_textfile': ''" },
+		{ "IdentityFile=", "bad value for 'IdentityFile': ''" },
+	};
+
+	BAD_ALL(bad_opts, bad_opt);
 	free(cwd);
 }
 
@@ -399,20 +433,25 @@ static void test_attributes(void)
 		CHECK_EQ(r.log_lines, 1);
 		opts_release(&r.o);
 	}
-	bad_opt("uid=-1", "bad value for 'uid': '-1'");
-	bad_opt("uid=4294967295", "bad value for 'uid': '4294967295'");
-	bad_opt("uid=bob", "bad value for 'uid': 'bob'");
-	bad_opt("gid=1x", "bad value for 'gid': '1x'");
-	bad_opt("umask=0999", "bad value for 'umask': '0999'");
-	bad_opt("umask=1000", "bad value for 'umask': '1000'");
-	bad_opt("umask=", "bad value for 'umask': ''");
-	bad_opt("idmap=group", "bad value for 'idmap': 'group'");
-	bad_opt("attr_timeout=-1", "bad value for 'attr_timeout': '-1'");
-	bad_opt("entry_timeout=x", "bad value for 'entry_timeout': 'x'");
-	bad_opt("max_write=4095", "bad value for 'max_write': '4095'");
-	bad_opt("max_write=-4096", "bad value for 'max_write': '-4096'");
-	bad_opt("max_write=99999999999999999999999",
-		"bad value for 'max_write'");
+
+	static const struct bad_case bad_opts[] = {
+		{ "uid=-1", "bad value for 'uid': '-1'" },
+		{ "uid=4294967295", "bad value for 'uid': '4294967295'" },
+		{ "uid=bob", "bad value for 'uid': 'bob'" },
+		{ "gid=1x", "bad value for 'gid': '1x'" },
+		{ "umask=0999", "bad value for 'umask': '0999'" },
+		{ "umask=1000", "bad value for 'umask': '1000'" },
+		{ "umask=", "bad value for 'umask': ''" },
+		{ "idmap=group", "bad value for 'idmap': 'group'" },
+		{ "attr_timeout=-1", "bad value for 'attr_timeout': '-1'" },
+		{ "entry_timeout=x", "bad value for 'entry_timeout': 'x'" },
+		{ "max_write=4095", "bad value for 'max_write': '4095'" },
+		{ "max_write=-4096", "bad value for 'max_write': '-4096'" },
+		{ "max_write=99999999999999999999999",
+		  "bad value for 'max_write'" },
+	};
+
+	BAD_ALL(bad_opts, bad_opt);
 }
 
 static void test_host_keys(void)
@@ -477,9 +516,14 @@ static void test_passive(void)
 		CHECK_EQ(r.log_lines, 2);
 		opts_release(&r.o);
 	}
-	bad_opt("xyz", "unknown option 'xyz'");
-	bad_opt("allow_other,bogus=1", "unknown option 'bogus'");
-	bad_opt("IdentityFiles=/k", "unknown option 'IdentityFiles'");
+
+	static const struct bad_case bad_opts[] = {
+		{ "xyz", "unknown option 'xyz'" },
+		{ "allow_other,bogus=1", "unknown option 'bogus'" },
+		{ "IdentityFiles=/k", "unknown option 'IdentityFiles'" },
+	};
+
+	BAD_ALL(bad_opts, bad_opt);
 	/* sshfs options match exactly, as sshfs does */
 	bad_opt("SSHFS_SYNC", "unknown option 'SSHFS_SYNC'");
 }

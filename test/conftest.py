@@ -1,0 +1,170 @@
+"""Shared pytest fixtures for the steadyfs integration tests.
+
+Everything is real: an OpenSSH sshd on 127.0.0.1 (sshdfix.py), FUSE
+mounts of steadyfs and sshfs (mounts.py) and a fault-injection TCP proxy
+(faultproxy.py). Fixtures:
+
+  sshd              session-wide sshd (sshdfix.Sshd), started once
+  make_sshd         factory for a private sshd, e.g. make_sshd(sftp_args=["-R"])
+  remote_subdir     a fresh folder name under sshd.remote_dir for this test
+  mount_steadyfs    factory: mount_steadyfs(sshd, remote_subdir=..., opts=...)
+  mount_sshfs       factory: the same with sshfs
+  fault_proxy       factory: fault_proxy(sshd) -> a started FaultProxy whose
+                    port is trusted in sshd.known_hosts
+
+Every mount a factory made is unmounted and its daemon reaped after the
+test, and the test fails if the daemon's stderr has unexpected error lines.
+A failing test's report carries the commands that reproduce its mounts and
+the daemons' stderr. Tests needing FUSE skip cleanly without /dev/fuse.
+Each test is bounded in time: 300 s by default, `@pytest.mark.timeout(S)`
+to change it.
+"""
+
+import os
+import re
+import signal
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mounts  # noqa: E402
+import sshdfix  # noqa: E402
+
+DEFAULT_TIMEOUT = 300
+_DIAG = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "timeout(seconds): fail the test when its call phase "
+        "runs longer (default %d s)" % DEFAULT_TIMEOUT)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Bound the test body with SIGALRM. A call blocked in the kernel is
+    only interrupted if the kernel lets it: run risky calls in a child
+    (mounts.call_in_child)."""
+    marker = item.get_closest_marker("timeout")
+    seconds = marker.args[0] if marker else DEFAULT_TIMEOUT
+
+    def expired(signum, frame):
+        pytest.fail(f"test exceeded its time bound of {seconds} s",
+                    pytrace=True)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach how to reproduce each mount and its stderr."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for m in item.stash.get(_DIAG, []):
+            report.sections.append((f"{m.kind} at {m.mountpoint}", m.repro()))
+            report.sections.append((f"{m.kind} stderr", m.stderr_text()[-8000:]))
+
+
+def _need_fuse():
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+
+
+# ---- sshd -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    server = sshdfix.Sshd(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_sshd(tmp_path_factory):
+    made = []
+
+    def make(sftp_args=(), extra_opts=(), remote_dir=None):
+        s = sshdfix.Sshd(tmp_path_factory.mktemp("sshd-extra"),
+                         sftp_args=sftp_args, extra_opts=extra_opts,
+                         remote_dir=remote_dir)
+        made.append(s)
+        return s.start()
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def remote_subdir(sshd, request):
+    """A new, empty folder under the session sshd's remote_dir (its name,
+    relative to remote_dir), so tests sharing the sshd do not collide."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    name, n = base, 1
+    while os.path.exists(os.path.join(sshd.remote_dir, name)):
+        n += 1
+        name = f"{base}.{n}"
+    os.makedirs(os.path.join(sshd.remote_dir, name))
+    return name
+
+
+# ---- mounts -----------------------------------------------------------------
+
+def _mount_factory(request, tmp_path, mount_fn):
+    _need_fuse()
+    made = []
+    request.node.stash[_DIAG] = request.node.stash.get(_DIAG, [])
+
+    def make(server, **kw):
+        kw.setdefault("workdir", str(tmp_path))
+        m = mount_fn(server, **kw)
+        made.append(m)
+        request.node.stash[_DIAG].append(m)
+        return m
+
+    yield make
+    problems = []
+    for m in reversed(made):
+        m.cleanup()
+        if m.is_mounted():
+            problems.append(f"{m.mountpoint}: still mounted after cleanup")
+        problems += [f"{m.kind} stderr: {line}" for line in m.problems()]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def mount_steadyfs(request, tmp_path):
+    yield from _mount_factory(request, tmp_path, mounts.mount_steadyfs)
+
+
+@pytest.fixture
+def mount_sshfs(request, tmp_path):
+    yield from _mount_factory(request, tmp_path, mounts.mount_sshfs)
+
+
+# ---- fault proxy ------------------------------------------------------------
+
+@pytest.fixture
+def fault_proxy():
+    import faultproxy
+    made = []
+
+    def make(server, **kw):
+        p = faultproxy.FaultProxy(server.host, server.port, **kw).start()
+        server.add_known_host(p.port)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()

@@ -34,7 +34,7 @@ int mt_path_within(const char *path, const char *root)
 	return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
-static int path_depth(const char *p)
+int mt_path_depth(const char *p)
 {
 	int d = 0;
 
@@ -68,7 +68,7 @@ static int entry_fill(struct mount_entry *e, struct libmnt_fs *fs)
 	e->minor = minor(dev);
 	e->id = mnt_fs_get_id(fs);
 	e->parent_id = mnt_fs_get_parent_id(fs);
-	e->depth = path_depth(e->target);
+	e->depth = mt_path_depth(e->target);
 	return 0;
 }
 

@@ -80,6 +80,8 @@ int mount_is_fuse(const struct mount_entry *e);
 /* 1 if `path` is `root` or lies below it, comparing whole components
  * ("/a/bc" is not below "/a/b"). Both must be normalised. */
 int mt_path_within(const char *path, const char *root);
+/* Path components in a normalised path: "/" 0, "/a" 1, "/a/b" 2. */
+int mt_path_depth(const char *path);
 /*
  * Writes `in` as an absolute normalised path into `out` without touching
  * the filesystem: a relative path is joined to `cwd` (NULL: getcwd()),

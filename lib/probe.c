@@ -55,6 +55,8 @@ struct probe_msg {
 	int32_t err;
 	int32_t op;
 	uint64_t ns;
+	uint32_t mode;
+	uint64_t dev;
 	char resolved[PATH_MAX];
 };
 
@@ -152,6 +154,8 @@ static void probe_path(const char *path, int flags, struct probe_msg *m)
 		m->op = OP_STAT;
 		return;
 	}
+	m->mode = st.st_mode;
+	m->dev = st.st_dev;
 	if (S_ISDIR(st.st_mode))
 		probe_dir(path, m);
 	else if (S_ISREG(st.st_mode))
@@ -199,23 +203,32 @@ static void child_main(const char *path, int flags, int wfd, pid_t parent)
 
 /* ---- /proc and the stuck records ------------------------------------------ */
 
+/* Reads up to size-1 bytes of a small local file (one read is enough for
+ * /proc files and our records) and NUL-terminates them. 0 or -1. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
 /* Reads the state letter and start time (clock ticks after boot) of `pid`
  * from /proc/PID/stat. 0, or -1 if the process is gone. */
 static int proc_stat_read(pid_t pid, char *state, unsigned long long *starttime)
 {
 	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small(path, buf, sizeof(buf)) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	/* The command name may hold spaces and parens: fields restart after
 	 * the last ')'. Field 3 is the state, field 22 the start time. */
 	p = strrchr(buf, ')');
@@ -243,17 +256,11 @@ static enum stuck_life stuck_life(const struct stuck *s)
 static int stuck_parse(const char *file, struct stuck *s)
 {
 	char buf[PATH_MAX + 128], *nl;
-	ssize_t n;
 	long pid;
-	int fd = open(file, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	s->pid = 0;
+	if (read_small(file, buf, sizeof(buf)) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	nl = strchr(buf, '\n');
 	if (!nl || sscanf(buf, "%ld %llu %lf", &pid, &s->starttime, &s->started) != 3 ||
 	    pid <= 0 || strlen(nl + 1) >= sizeof(s->path))
@@ -603,6 +610,8 @@ static void classify(struct run *r)
 				op_names[k->msg.op] : NULL;
 			res->state = state_of_errno(k->msg.err);
 			res->duration = (double)k->msg.ns / 1e9;
+			res->mode = (mode_t)k->msg.mode;
+			res->dev = (dev_t)k->msg.dev;
 			if (res->state == PROBE_OK)
 				snprintf(res->resolved, sizeof(res->resolved), "%s", k->msg.resolved);
 		} else if (k->end_ns) {

@@ -81,7 +81,9 @@ struct probe_result {
 	int abandoned;           /* 1: a child for this path is stuck in the kernel */
 	int reused;              /* 1: that child is from an earlier run, no new
 				  * child was started */
-	pid_t pid;               /* child pid (0 if none was started or reused) */
+	pid_t pid;               /* child pid (0 if none was started) */
+	mode_t mode;             /* st_mode from the child's stat, 0 if none */
+	dev_t dev;               /* st_dev from the child's stat, 0 if none */
 	struct mirror_status mirror;  /* health NONE if req->mirror_dir was NULL */
 	char resolved[4096];     /* realpath(path) with PROBE_F_RESOLVE and an
 				  * ok answer; "" otherwise */

@@ -104,7 +104,7 @@ struct sftp_reply {
 		struct { const uint8_t *p; size_t len; } data;
 		struct sftp_attrs attrs;
 		/* NAME: `count` entries still encoded at `rest`; walk them with
-		 * sftp_name_next(). */
+		 * sftp_name_next(). `rest` wraps the packet: never release it. */
 		struct { uint32_t count; struct buf rest; } name;
 		/* EXTENDED_REPLY: extension-specific payload, decode with
 		 * sftp_dec_limits() / sftp_dec_statvfs(). */

@@ -483,6 +483,8 @@ static void send_one(struct conn *c, struct sreq *rq)
 	}
 	rq->id = id;
 	rq->sent_at = clock_mono_ns();
+	rq->served_by = c->idx;
+	rq->served_gen = c->gen;  /* written only by this thread */
 }
 
 static void send_ping(struct conn *c)

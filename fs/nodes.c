@@ -398,3 +398,18 @@ void nodes_end_forget(struct nodes *t, uint64_t id)
 		n->end_known = false;
 	pthread_mutex_unlock(&t->lock);
 }
+
+bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end)
+{
+	struct node *n;
+	bool k = false;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->end_known) {
+		*end = n->end;
+		k = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return k;
+}

@@ -49,6 +49,8 @@ struct sreq {
 	uint64_t deadline;        /* CLOCK_MONOTONIC ns; 0: none */
 	uint64_t sent_at;         /* when written to a session */
 	uint32_t id;              /* assigned by the conn */
+	int served_by;            /* set by the conn that sent it */
+	uint64_t served_gen;      /* and that session's generation */
 	int conn_idx;             /* -1: any session */
 	uint64_t conn_gen;        /* with conn_idx: that session's generation */
 	bool idempotent;          /* safe to resend after a session loss */

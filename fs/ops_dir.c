@@ -1,0 +1,234 @@
+/*
+ * ops_dir: directory listings. opendir reads the whole listing (OPENDIR,
+ * READDIR until EOF, CLOSE) into a dirbuf before it replies, so readdir
+ * is served from memory at any offset and a listing is one consistent
+ * snapshot. A dirbuf holds names and modes only: about 40 bytes per entry
+ * plus the name, so a 100k-entry folder costs a few MiB while open.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "vfs_int.h"
+
+struct dirent_s {
+	char *name;
+	mode_t mode;
+};
+
+struct dirbuf {
+	struct dirent_s *e;
+	size_t n, cap;
+	uint8_t h[SFTP_MAX_HANDLE];
+	size_t hlen;
+	int conn_idx;
+	uint64_t gen;
+};
+
+static void dirbuf_free(struct dirbuf *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	free(d->e);
+	free(d);
+}
+
+static int dirbuf_add(struct dirbuf *d, const uint8_t *name, size_t len, mode_t mode)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dirent_s *e = realloc(d->e, cap * sizeof(*e));
+
+		if (!e)
+			return -1;
+		d->e = e;
+		d->cap = cap;
+	}
+	if (!(d->e[d->n].name = strndup((const char *)name, len)))
+		return -1;
+	d->e[d->n++].mode = mode;
+	return 0;
+}
+
+static struct dirbuf *dir_of(struct op *op)
+{
+	return (struct dirbuf *)op->data;
+}
+
+static void readdir_step(struct op *op, const struct sftp_reply *r, int err);
+static void opendir_done(struct op *op, const struct sftp_reply *r, int err);
+
+#ifndef FUSE_UNKNOWN_INO
+#define FUSE_UNKNOWN_INO 0xffffffff
+#endif
+
+/* Sends the next READDIR (or CLOSE when done) bound to the session. */
+static void send_bound(struct op *op, uint8_t type, op_step_fn step)
+{
+	struct dirbuf *d = dir_of(op);
+
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_handle(&op->rq.pkt, type, 0, d->h, d->hlen) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op->step = step;
+	op->rq.type = type;
+	op->rq.conn_idx = d->conn_idx;
+	op->rq.conn_gen = d->gen;
+	pool_submit(op->v->pool, &op->rq);
+}
+
+static void finish_opendir(struct op *op)
+{
+	struct dirbuf *d = dir_of(op);
+
+	op->fi.fh = (uint64_t)(uintptr_t)d;
+	op->fi.cache_readdir = op->v->o->kernel_cache;
+	if (fuse_reply_open(op->req, &op->fi) != 0)
+		dirbuf_free(d);
+	op->data = NULL;
+	op->req = NULL;
+	op_free(op);
+}
+
+static void close_step(struct op *op, const struct sftp_reply *r, int err)
+{
+	/* A failed CLOSE loses nothing: the listing is complete. */
+	if (op->err) {
+		dirbuf_free(dir_of(op));
+		op->data = NULL;
+		op_fail(op, op->err);
+		return;
+	}
+	finish_opendir(op);
+}
+
+static void readdir_step(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct dirbuf *d = dir_of(op);
+	struct sftp_reply rr;
+	struct sftp_name n;
+
+	if (err) {
+		/* The handle died with its session: start the listing over. */
+		op->err = op_transport_errno(err);
+		if (err == -ESTALE && op->stage++ < 3) {
+			for (size_t i = 0; i < d->n; i++)
+				free(d->e[i].name);
+			d->n = 0;
+			op->err = 0;
+			buf_reset(&op->rq.pkt);
+			if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) == 0) {
+				op_send(op, opendir_done, true);
+				return;
+			}
+		}
+		op_log_error(op, op->err ? op->err : EIO, "transport");
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, op->err ? op->err : EIO);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS) {
+		op->err = r->u.status.code == SSH_FX_EOF ? 0 : reply_errno(r);
+		send_bound(op, SSH_FXP_CLOSE, close_step);
+		return;
+	}
+	if (r->type != SSH_FXP_NAME) {
+		op->err = EIO;
+		send_bound(op, SSH_FXP_CLOSE, close_step);
+		return;
+	}
+	rr = *r;
+	while (sftp_name_next(&rr, &n) == 0) {
+		mode_t mode = (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
+			n.attrs.perm : 0;
+
+		if (dirbuf_add(d, n.name, n.namelen, mode) < 0) {
+			op->err = ENOMEM;
+			send_bound(op, SSH_FXP_CLOSE, close_step);
+			return;
+		}
+	}
+	send_bound(op, SSH_FXP_READDIR, readdir_step);
+}
+
+static void opendir_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct dirbuf *d = dir_of(op);
+
+	if (err) {
+		int e = op_transport_errno(err);
+
+		op_log_error(op, e, "transport");
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, e);
+		return;
+	}
+	if (r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, reply_errno(r));
+		return;
+	}
+	memcpy(d->h, r->u.handle.h, r->u.handle.len);
+	d->hlen = r->u.handle.len;
+	d->conn_idx = op->rq.served_by;
+	d->gen = op->rq.served_gen;
+	send_bound(op, SSH_FXP_READDIR, readdir_step);
+}
+
+void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct op *op = op_new(v, req, "opendir");
+	struct dirbuf *d;
+
+	if (!op)
+		return;
+	op->fi = *fi;
+	d = calloc(1, sizeof(*d));
+	op->data = (char *)d;
+	if (!d || !(op->path = nodes_path(v->nodes, ino)) ||
+	    sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) < 0) {
+		op_fail(op, d && !op->path ? ESTALE : ENOMEM);
+		return;
+	}
+	op_send(op, opendir_done, true);
+}
+
+void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		struct stat st = { .st_ino = FUSE_UNKNOWN_INO,
+				   .st_mode = d->e[i].mode };
+		size_t need = fuse_add_direntry(req, buf + used, size - used,
+						d->e[i].name, &st, (off_t)(i + 1));
+
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	dirbuf_free((struct dirbuf *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}

@@ -1,0 +1,1182 @@
+/*
+ * ops_file: open files. A struct fh is one open(2) of a file: its path,
+ * flags, the remote handle on one session (reopened on another session,
+ * without O_CREAT|O_EXCL|O_TRUNC, after that session dies), and its
+ * write-behind queue.
+ *
+ * Write-behind: write() copies the data into chunks of at most the
+ * server's max_write, sends them positionally (appends at the end offset
+ * the node table keeps, never through the server's append mode) and
+ * replies at once while the handle's unacknowledged bytes stay under its
+ * window; past it, the reply waits for room (bounded by op_timeout).
+ * Chunks stay queued until the server acknowledges them and are resent
+ * after a reconnect. flush/fsync wait for the queue to drain; a server
+ * refusal becomes a sticky error returned by the next write, flush or
+ * fsync. A handle released with data still unacknowledged lives on until
+ * it drains or op_timeout passes; what is then dropped is logged with its
+ * byte range.
+ *
+ * Lifetime: every op, chunk and reopen that points at an fh holds a
+ * reference; the fh is freed at zero, after release.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "vfs_int.h"
+
+#define FH_WINDOW (16u * 1024 * 1024)
+
+struct wchunk {
+	struct sreq rq;            /* first: the done callback casts back */
+	struct fh *fh;
+	uint64_t off;
+	size_t len;
+	char *data;
+	bool inflight;             /* sent on the handle's current session */
+	uint64_t queued_at;
+	struct wchunk *next;       /* fh->chunks */
+	struct wchunk *snext;      /* a local to-send list */
+};
+
+struct fh {
+	struct vfs *v;
+	struct fh *next;           /* vfs->fhs, under vfs->lock */
+	pthread_mutex_t lock;      /* protects everything below */
+	int refs;
+	uint64_t ino;
+	char *path;
+	int flags;
+	uint8_t h[SFTP_MAX_HANDLE];
+	size_t hlen;
+	int conn_idx;
+	uint64_t gen;
+	bool open;                 /* h is valid on (conn_idx, gen) */
+	bool reopening;
+	struct op *waiters;        /* ops waiting for the handle */
+	struct wchunk *chunks;     /* unacknowledged writes, oldest first */
+	size_t unacked;
+	int err;                   /* sticky write error */
+	struct op *drainers;       /* ops waiting for chunks == NULL */
+	struct op *writers;        /* writes waiting for window room */
+	bool released;
+	uint64_t drop_at;
+};
+
+static struct vfs *vfs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fh_get(struct fh *fh)
+{
+	pthread_mutex_lock(&fh->lock);
+	fh->refs++;
+	pthread_mutex_unlock(&fh->lock);
+}
+
+static void fh_put(struct fh *fh)
+{
+	struct vfs *v = fh->v;
+	struct fh **pp;
+	bool last;
+
+	pthread_mutex_lock(&fh->lock);
+	last = --fh->refs == 0;
+	pthread_mutex_unlock(&fh->lock);
+	if (!last)
+		return;
+	pthread_mutex_lock(&v->lock);
+	for (pp = &v->fhs; *pp && *pp != fh; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = fh->next;
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_destroy(&fh->lock);
+	free(fh->path);
+	free(fh);
+}
+
+static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flags)
+{
+	struct fh *fh = calloc(1, sizeof(*fh));
+
+	if (!fh || !(fh->path = strdup(path))) {
+		free(fh);
+		return NULL;
+	}
+	fh->v = v;
+	fh->ino = ino;
+	fh->flags = flags;
+	fh->refs = 1;             /* the kernel's, dropped at release */
+	pthread_mutex_init(&fh->lock, NULL);
+	pthread_mutex_lock(&v->lock);
+	fh->next = v->fhs;
+	v->fhs = fh;
+	pthread_mutex_unlock(&v->lock);
+	return fh;
+}
+
+static uint32_t pflags_of(int flags, bool creating)
+{
+	uint32_t p = 0;
+	int acc = flags & O_ACCMODE;
+
+	if (acc == O_RDONLY || acc == O_RDWR)
+		p |= SSH_FXF_READ;
+	if (acc == O_WRONLY || acc == O_RDWR)
+		p |= SSH_FXF_WRITE;
+	/* O_APPEND is never passed on: appends are positional (see top). */
+	if (creating) {
+		if (flags & O_CREAT)
+			p |= SSH_FXF_CREAT;
+		if (flags & O_EXCL)
+			p |= SSH_FXF_EXCL;
+		if (flags & O_TRUNC)
+			p |= SSH_FXF_TRUNC;
+	}
+	return p;
+}
+
+static bool writable(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+/* ---- sending on the handle, reopening it -------------------------------- */
+
+
+/* Encodes and sends op (kind in op->stage) on the handle's session, or
+ * parks it until the handle is reopened. Lock held by caller. */
+typedef int (*fh_enc_fn)(struct op *op, struct fh *fh);
+
+static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend);
+static void submit_chunks(struct wchunk *list);
+
+static void fh_set_handle(struct fh *fh, const struct sftp_reply *r,
+			  const struct sreq *rq)
+{
+	memcpy(fh->h, r->u.handle.h, r->u.handle.len);
+	fh->hlen = r->u.handle.len;
+	fh->conn_idx = rq->served_by;
+	fh->gen = rq->served_gen;
+	fh->open = true;
+}
+
+/* Sends op bound to the handle; the caller encoded nothing yet. */
+static void fh_dispatch(struct op *op);
+
+static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
+{
+	struct fh *fh = rop->fh;
+	struct op *waiters;
+	struct wchunk *tosend = NULL;
+	int fail = 0;
+
+	pthread_mutex_lock(&fh->lock);
+	fh->reopening = false;
+	if (!err && r->type == SSH_FXP_HANDLE && r->u.handle.len <= SFTP_MAX_HANDLE) {
+		fh_set_handle(fh, r, &rop->rq);
+		for (struct wchunk *c = fh->chunks; c; c = c->next)
+			if (!c->inflight)
+				chunk_prep_locked(c, &tosend);
+	} else {
+		fail = err ? op_transport_errno(err) : reply_errno(r);
+	}
+	waiters = fh->waiters;
+	fh->waiters = NULL;
+	pthread_mutex_unlock(&fh->lock);
+	submit_chunks(tosend);
+	if (fail) {
+		log_warn("reopen '%s' failed: %s", fh->path, strerror(fail));
+		pthread_mutex_lock(&fh->lock);
+		if (fh->chunks && !fh->err)
+			fh->err = fail;
+		pthread_mutex_unlock(&fh->lock);
+	} else if (fh->hlen) {
+		log_info("reopened '%s' on session %d", fh->path, fh->conn_idx);
+	}
+	while (waiters) {
+		struct op *next = waiters->next;
+
+		waiters->next = NULL;
+		if (fail)
+			op_fail(waiters, fail);
+		else
+			fh_dispatch(waiters);
+		waiters = next;
+	}
+	rop->fh = NULL;
+	op_free(rop);
+	fh_put(fh);
+}
+
+/* Opens the path again on a live session. Lock held by caller. */
+static void reopen_locked(struct fh *fh)
+{
+	struct op *rop;
+
+	if (fh->reopening)
+		return;
+	if (!(rop = op_new(fh->v, NULL, "reopen")))
+		return;
+	rop->fh = fh;
+	fh->refs++;
+	/* No deadline: queued writes must go out whenever a session is up. */
+	rop->rq.deadline = 0;
+	if (sftp_enc_open(&rop->rq.pkt, 0, fh->path, pflags_of(fh->flags, false),
+			  &(struct sftp_attrs){ 0 }) < 0) {
+		fh->refs--;
+		op_free(rop);
+		return;
+	}
+	fh->reopening = true;
+	fh->open = false;
+	op_send(rop, reopen_done, true);
+}
+
+/* The handle's session is gone (generation `gen`): mark it closed. */
+static void fh_lost(struct fh *fh, uint64_t gen, int idx)
+{
+	pthread_mutex_lock(&fh->lock);
+	if (fh->open && fh->conn_idx == idx && fh->gen == gen)
+		fh->open = false;
+	pthread_mutex_unlock(&fh->lock);
+}
+
+/* Per-op encoders for handle-bound requests (op->stage says which). */
+enum { FH_READ = 1, FH_FSYNC, FH_FSTAT, FH_CLOSE };
+
+static int fh_encode(struct op *op, struct fh *fh)
+{
+	buf_reset(&op->rq.pkt);
+	switch (op->stage) {
+	case FH_READ:
+		return sftp_enc_read(&op->rq.pkt, 0, fh->h, fh->hlen,
+				     op->off + op->got,
+				     (uint32_t)op->flags);
+	case FH_FSYNC:
+		return sftp_enc_fsync(&op->rq.pkt, 0, fh->h, fh->hlen);
+	case FH_FSTAT:
+		return sftp_enc_handle(&op->rq.pkt, SSH_FXP_FSTAT, 0, fh->h, fh->hlen);
+	case FH_CLOSE:
+		return sftp_enc_close(&op->rq.pkt, 0, fh->h, fh->hlen);
+	}
+	return BUF_E_FORMAT;
+}
+
+static void fh_dispatch(struct op *op)
+{
+	struct fh *fh = op->fh;
+
+	pthread_mutex_lock(&fh->lock);
+	if (!fh->open) {
+		op->next = fh->waiters;
+		fh->waiters = op;
+		reopen_locked(fh);
+		pthread_mutex_unlock(&fh->lock);
+		return;
+	}
+	if (fh_encode(op, fh) < 0) {
+		pthread_mutex_unlock(&fh->lock);
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op->rq.conn_idx = fh->conn_idx;
+	op->rq.conn_gen = fh->gen;
+	op->rq.done = op->rq.done;
+	pthread_mutex_unlock(&fh->lock);
+	pool_submit(fh->v->pool, &op->rq);
+}
+
+static void fh_op_done(struct sreq *rq, const struct sftp_reply *r, int err)
+{
+	struct op *op = (struct op *)rq;
+
+	/* The handle's session died: reopen and go again, within deadline. */
+	if (err == -ESTALE) {
+		fh_lost(op->fh, rq->conn_gen, rq->conn_idx);
+		if (!op->rq.deadline || clock_mono_ns() < op->rq.deadline) {
+			fh_dispatch(op);
+			return;
+		}
+		err = -ETIMEDOUT;
+	}
+	op->step(op, r, err);
+}
+
+/* Starts a handle-bound op of kind `kind` continuing in `step`. */
+static void fh_start(struct op *op, struct fh *fh, int kind, op_step_fn step)
+{
+	op->fh = fh;
+	fh_get(fh);
+	op->stage = kind;
+	op->step = step;
+	op->rq.done = fh_op_done;
+	op->rq.idempotent = false;
+	fh_dispatch(op);
+}
+
+/* Finishes an fh op: reply already sent (or none), drop the ref. */
+static void fh_op_end(struct op *op)
+{
+	struct fh *fh = op->fh;
+
+	op->fh = NULL;
+	op_free(op);
+	if (fh)
+		fh_put(fh);
+}
+
+static void fh_op_fail(struct op *op, int e)
+{
+	if (op->req)
+		fuse_reply_err(op->req, e);
+	op->req = NULL;
+	fh_op_end(op);
+}
+
+/* ---- write-behind ------------------------------------------------------- */
+
+static void chunk_free(struct wchunk *c)
+{
+	buf_release(&c->rq.pkt);
+	free(c->data);
+	free(c);
+}
+
+static int chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
+			struct buf *out)
+{
+	struct wchunk *c = (struct wchunk *)rq;
+	struct fh *fh = c->fh;
+	int rc;
+
+	/* Encoded on the conn thread: the handle bytes are stable while
+	 * the chunk is bound to this session's generation. */
+	pthread_mutex_lock(&fh->lock);
+	rc = sftp_enc_write(out, id, fh->h, fh->hlen, c->off, c->data, c->len);
+	pthread_mutex_unlock(&fh->lock);
+	return rc;
+}
+
+static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err);
+
+/*
+ * Prepares c for sending on the handle's session and links it on *tosend,
+ * or starts a reopen when the handle is closed. Lock held by the caller,
+ * who submits the list with submit_chunks() after unlocking: a refused
+ * submit calls chunk_done() at once, which takes the lock.
+ */
+static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
+{
+	struct fh *fh = c->fh;
+
+	c->inflight = false;
+	if (!fh->open) {
+		reopen_locked(fh);
+		return;
+	}
+	buf_release(&c->rq.pkt);
+	memset(&c->rq, 0, sizeof(c->rq));
+	c->rq.encode = chunk_encode;
+	c->rq.done = chunk_done;
+	c->rq.type = SSH_FXP_WRITE;
+	c->rq.conn_idx = fh->conn_idx;
+	c->rq.conn_gen = fh->gen;
+	c->inflight = true;
+	c->snext = *tosend;
+	*tosend = c;
+}
+
+static void submit_chunks(struct wchunk *list)
+{
+	while (list) {
+		struct wchunk *next = list->snext;
+
+		list->snext = NULL;
+		pool_submit(list->fh->v->pool, &list->rq);
+		list = next;
+	}
+}
+
+/* Wakes drainers and writers as the queue shrinks. Lock held; returns the
+ * ops to complete outside the lock. */
+static struct op *collect_waiters(struct fh *fh, struct op **writers)
+{
+	struct op *d = NULL;
+
+	*writers = NULL;
+	if (!fh->chunks) {
+		d = fh->drainers;
+		fh->drainers = NULL;
+	}
+	if (fh->unacked < FH_WINDOW) {
+		*writers = fh->writers;
+		fh->writers = NULL;
+	}
+	return d;
+}
+
+static void run_drainers(struct op *d)
+{
+	while (d) {
+		struct op *next = d->next;
+
+		d->next = NULL;
+		d->then(d, NULL, 0);
+		d = next;
+	}
+}
+
+static void reply_writers(struct op *w)
+{
+	while (w) {
+		struct op *next = w->next;
+
+		w->next = NULL;
+		fuse_reply_write(w->req, w->size);
+		w->req = NULL;
+		fh_op_end(w);
+		w = next;
+	}
+}
+
+/* Removes an acknowledged (or dropped) chunk. */
+static void chunk_retire(struct wchunk *c, int err)
+{
+	struct fh *fh = c->fh;
+	struct vfs *v = fh->v;
+	struct wchunk **pp;
+	struct op *d, *w;
+
+	pthread_mutex_lock(&fh->lock);
+	for (pp = &fh->chunks; *pp && *pp != c; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = c->next;
+	fh->unacked -= c->len;
+	if (err && !fh->err)
+		fh->err = err;
+	d = collect_waiters(fh, &w);
+	pthread_mutex_unlock(&fh->lock);
+	pthread_mutex_lock(&v->lock);
+	v->unacked_bytes -= c->len;
+	pthread_mutex_unlock(&v->lock);
+	if (err)
+		log_err("write '%s' bytes %llu-%llu refused by the server: %s",
+			fh->path, (unsigned long long)c->off,
+			(unsigned long long)(c->off + c->len), strerror(err));
+	chunk_free(c);
+	run_drainers(d);
+	reply_writers(w);
+	fh_put(fh);
+}
+
+/* SFTP v3 says only "failure" when the disk is full: ask statvfs@. */
+static void chunk_statvfs_done(struct sreq *rq, const struct sftp_reply *r, int err)
+{
+	struct wchunk *c = (struct wchunk *)rq;
+	struct sftp_statvfs sv;
+	int e = EIO;
+
+	if (!err && r->type == SSH_FXP_EXTENDED_REPLY &&
+	    sftp_dec_statvfs(r->u.ext.p, r->u.ext.len, &sv) == 0 &&
+	    (sv.bavail == 0 || sv.bavail * sv.frsize < c->len))
+		e = ENOSPC;
+	chunk_retire(c, e);
+}
+
+static void chunk_check_space(struct wchunk *c)
+{
+	struct fh *fh = c->fh;
+
+	if (vfs_missing_ext(fh->v, SFTP_EXT_STATVFS)) {
+		chunk_retire(c, EIO);
+		return;
+	}
+	memset(&c->rq, 0, sizeof(c->rq));
+	if (sftp_enc_statvfs(&c->rq.pkt, 0, fh->path) < 0) {
+		chunk_retire(c, EIO);
+		return;
+	}
+	c->rq.conn_idx = -1;
+	c->rq.idempotent = true;
+	c->rq.deadline = clock_mono_ns() + fh->v->op_timeout_ns;
+	c->rq.done = chunk_statvfs_done;
+	pool_submit(fh->v->pool, &c->rq);
+}
+
+static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
+{
+	struct wchunk *c = (struct wchunk *)rq;
+	struct fh *fh = c->fh;
+
+	if (err) {
+		struct wchunk *tosend = NULL;
+
+		/* Session gone: keep the data, resend after reopening. */
+		fh_lost(fh, rq->conn_gen, rq->conn_idx);
+		pthread_mutex_lock(&fh->lock);
+		c->inflight = false;
+		if (fh->released && fh->drop_at && clock_mono_ns() >= fh->drop_at) {
+			pthread_mutex_unlock(&fh->lock);
+			log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
+				fh->path, (unsigned long long)c->off,
+				(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
+			chunk_retire(c, EIO);
+			return;
+		}
+		chunk_prep_locked(c, &tosend);
+		pthread_mutex_unlock(&fh->lock);
+		submit_chunks(tosend);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK)
+		chunk_retire(c, 0);
+	else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE)
+		chunk_check_space(c);
+	else
+		chunk_retire(c, reply_errno(r));
+}
+
+/* Queues [off, off+len) as chunks of the server's write size. */
+static int queue_write(struct fh *fh, const char *buf, size_t len, uint64_t off)
+{
+	struct vfs *v = fh->v;
+	struct conn_server sv;
+
+	pool_server(v->pool, &sv);
+	if (sv.max_write == 0)
+		sv.max_write = 32768;
+	while (len) {
+		size_t n = len < sv.max_write ? len : sv.max_write;
+		struct wchunk *c = calloc(1, sizeof(*c));
+		struct wchunk **pp;
+
+		if (!c || !(c->data = malloc(n))) {
+			free(c);
+			return -ENOMEM;
+		}
+		memcpy(c->data, buf, n);
+		c->fh = fh;
+		c->off = off;
+		c->len = n;
+		c->queued_at = clock_mono_ns();
+		pthread_mutex_lock(&v->lock);
+		v->unacked_bytes += n;
+		pthread_mutex_unlock(&v->lock);
+		struct wchunk *tosend = NULL;
+
+		pthread_mutex_lock(&fh->lock);
+		fh->refs++;
+		fh->unacked += n;
+		for (pp = &fh->chunks; *pp; pp = &(*pp)->next)
+			;
+		*pp = c;
+		chunk_prep_locked(c, &tosend);
+		pthread_mutex_unlock(&fh->lock);
+		submit_chunks(tosend);
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void write_expired(struct op *op)
+{
+	op_log_error(op, EIO, "transport");
+	fh_op_fail(op, EIO);
+}
+
+void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	       off_t off, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	uint64_t at = (uint64_t)off;
+	struct op *op;
+	int err;
+
+	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	pthread_mutex_lock(&fh->lock);
+	err = fh->err;
+	fh->err = 0;
+	pthread_mutex_unlock(&fh->lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	if (fh->flags & O_APPEND)
+		at = nodes_append_reserve(v->nodes, ino, size);
+	else
+		nodes_end_update(v->nodes, ino, at + size);
+	if (queue_write(fh, buf, size, at) < 0) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&fh->lock);
+	if (fh->unacked < FH_WINDOW) {
+		pthread_mutex_unlock(&fh->lock);
+		fuse_reply_write(req, size);
+		return;
+	}
+	pthread_mutex_unlock(&fh->lock);
+	/* Window full: the reply waits for room, within op_timeout. */
+	if (!(op = op_new(v, req, "write")))
+		return;
+	op->size = size;
+	op->fh = fh;
+	op->path = strdup(fh->path);
+	fh_get(fh);
+	pthread_mutex_lock(&fh->lock);
+	if (fh->unacked < FH_WINDOW) {
+		pthread_mutex_unlock(&fh->lock);
+		reply_writers(op);
+		return;
+	}
+	op->next = fh->writers;
+	fh->writers = op;
+	pthread_mutex_unlock(&fh->lock);
+}
+
+/* ---- flush, fsync ------------------------------------------------------- */
+
+/* Runs op->then once the handle's queue is empty (at once if it is). */
+static void when_drained(struct op *op, struct fh *fh,
+			 void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	op->fh = fh;
+	op->then = then;
+	fh_get(fh);
+	pthread_mutex_lock(&fh->lock);
+	if (fh->chunks) {
+		op->next = fh->drainers;
+		fh->drainers = op;
+		pthread_mutex_unlock(&fh->lock);
+		return;
+	}
+	pthread_mutex_unlock(&fh->lock);
+	then(op, NULL, 0);
+}
+
+static int take_err(struct fh *fh)
+{
+	int e;
+
+	pthread_mutex_lock(&fh->lock);
+	e = fh->err;
+	fh->err = 0;
+	pthread_mutex_unlock(&fh->lock);
+	return e;
+}
+
+static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
+{
+	fh_op_fail(op, take_err(op->fh));
+}
+
+void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct op *op = op_new(vfs_of(req), req, "flush");
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+
+	if (!op)
+		return;
+	op->path = strdup(fh->path);
+	when_drained(op, fh, flush_drained);
+}
+
+static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	int e = take_err(op->fh);
+
+	if (!e && err)
+		e = op_transport_errno(err);
+	else if (!e && !(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK))
+		e = reply_errno(r);
+	if (e == EIO && err)
+		op_log_error(op, e, "transport");
+	fh_op_fail(op, e);
+}
+
+static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct fh *fh = op->fh;
+
+	/* Without fsync@ the acknowledgements are all we can wait for. */
+	if (vfs_missing_ext(op->v, SFTP_EXT_FSYNC)) {
+		fh_op_fail(op, take_err(fh));
+		return;
+	}
+	op->fh = NULL;  /* fh_start takes its own reference */
+	fh_start(op, fh, FH_FSYNC, fsync_done);
+	fh_put(fh);
+}
+
+void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+	       struct fuse_file_info *fi)
+{
+	struct op *op = op_new(vfs_of(req), req, "fsync");
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+
+	if (!op)
+		return;
+	op->path = strdup(fh->path);
+	when_drained(op, fh, fsync_drained);
+}
+
+/* ---- release ------------------------------------------------------------ */
+
+static void close_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	fh_op_end(op);
+}
+
+/* Closes the remote handle (best effort) once nothing is queued. */
+static void close_drained(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct fh *fh = op->fh;
+	bool open;
+
+	pthread_mutex_lock(&fh->lock);
+	open = fh->open;
+	pthread_mutex_unlock(&fh->lock);
+	if (!open) {
+		fh_op_end(op);
+		return;
+	}
+	op->fh = NULL;
+	fh_start(op, fh, FH_CLOSE, close_done);
+	fh_put(fh);
+}
+
+void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct op *op;
+
+	fuse_reply_err(req, 0);
+	pthread_mutex_lock(&fh->lock);
+	fh->released = true;
+	fh->drop_at = clock_mono_ns() + v->op_timeout_ns;
+	pthread_mutex_unlock(&fh->lock);
+	if ((op = op_new(v, NULL, "close"))) {
+		op->rq.deadline = 0;  /* the sweeper drops at drop_at */
+		when_drained(op, fh, close_drained);
+	}
+	fh_put(fh);
+}
+
+/* ---- open, create ------------------------------------------------------- */
+
+static void open_reply(struct op *op)
+{
+	struct fh *fh = op->fh;
+
+	op->fi.fh = (uint64_t)(uintptr_t)fh;
+	op->fi.keep_cache = op->v->o->kernel_cache;
+	if (fuse_reply_open(op->req, &op->fi) != 0) {
+		op->fh = NULL;
+		op->req = NULL;
+		fh_put(fh);   /* the kernel's reference */
+		op_free(op);
+		return;
+	}
+	op->req = NULL;
+	op->fh = NULL;
+	op_free(op);
+}
+
+static void seed_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct fh *fh = op->fh;
+
+	if (err || r->type != SSH_FXP_ATTRS) {
+		op->fh = NULL;
+		fh_put(fh);  /* the seeding ref */
+		fh_put(fh);  /* the kernel's, never handed out */
+		op_fail(op, err ? op_transport_errno(err) : reply_errno(r));
+		return;
+	}
+	nodes_end_set(op->v->nodes, op->ino, r->u.attrs.size);
+	fh_put(fh);      /* the seeding ref; the kernel's stays */
+	open_reply(op);
+}
+
+static bool other_writer(struct vfs *v, struct fh *self)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && !found; f = f->next)
+		found = f != self && f->ino == self->ino && writable(f->flags) &&
+			!f->released;
+	pthread_mutex_unlock(&v->lock);
+	return found;
+}
+
+static void open_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct fh *fh;
+
+	if (err) {
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
+	if (r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
+		op_fail(op, reply_errno(r));
+		return;
+	}
+	if (!(fh = fh_new(op->v, op->ino, op->path, op->fi.flags))) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	fh_set_handle(fh, r, &op->rq);
+	op->fh = fh;
+	/* Appends need the true end: the first writer learns it. */
+	if (writable(fh->flags) && !other_writer(op->v, fh)) {
+		if (op->fi.flags & O_TRUNC) {
+			nodes_end_set(op->v->nodes, op->ino, 0);
+		} else {
+			op->fh = NULL;
+			op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
+			fh_start(op, fh, FH_FSTAT, seed_done);
+			return;
+		}
+	}
+	open_reply(op);
+}
+
+void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op;
+
+	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	if (!(op = op_new(v, req, "open")))
+		return;
+	op->ino = ino;
+	op->fi = *fi;
+	op->rq.nonblock = fi->flags & O_NONBLOCK;
+	if (!(op->path = nodes_path(v->nodes, ino)) ||
+	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(fi->flags, true),
+			  &(struct sftp_attrs){ 0 }) < 0) {
+		op_fail(op, op->path ? ENOMEM : ESTALE);
+		return;
+	}
+	if (fi->flags & O_TRUNC)
+		nodes_inval_attr(v->nodes, ino);
+	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
+	op_send(op, open_done, true);
+}
+
+static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct vfs *v = op->v;
+	struct fh *fh = op->fh;
+	struct fuse_entry_param e;
+	struct stat st;
+	struct sftp_attrs a = { 0 };
+	uint64_t id;
+
+	if (!err && r->type == SSH_FXP_ATTRS)
+		a = r->u.attrs;
+	else  /* the file exists: answer with what we asked for */
+		a = (struct sftp_attrs){ .flags = SSH_FILEXFER_ATTR_PERMISSIONS |
+			SSH_FILEXFER_ATTR_SIZE, .perm = S_IFREG | op->mode };
+	if (!(id = nodes_ref(v->nodes, op->parent, op->leaf))) {
+		fh_op_fail(op, ENOMEM);
+		return;
+	}
+	fh->ino = id;
+	vfs_attr_to_stat(v, &a, id, &st);
+	nodes_set_attr(v->nodes, id, &st);
+	if (!other_writer(v, fh))
+		nodes_end_set(v->nodes, id, a.size);
+	vfs_fill_entry(v, &e, id, &st);
+	op->fi.fh = (uint64_t)(uintptr_t)fh;
+	if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
+		nodes_forget(v->nodes, id, 1);
+		fh_put(fh);
+	}
+	op->req = NULL;
+	fh_op_end(op);
+}
+
+static void create_opened(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct fh *fh;
+
+	if (err == -ECONNRESET && (op->fi.flags & O_EXCL)) {
+		/* Lost reply to an exclusive create: never repeat it blindly.
+		 * Open without O_CREAT|O_EXCL; if the file is there, our
+		 * create is what made it (see docs/retries.md). */
+		log_info("create '%s': reply lost, settling by opening without O_EXCL",
+			 op->path);
+		op->fi.flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
+		buf_reset(&op->rq.pkt);
+		if (sftp_enc_open(&op->rq.pkt, 0, op->path,
+				  pflags_of(op->fi.flags, false),
+				  &(struct sftp_attrs){ 0 }) < 0) {
+			op_fail(op, ENOMEM);
+			return;
+		}
+		op_send(op, create_opened, true);
+		return;
+	}
+	if (err) {
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
+	if (r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
+		if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE &&
+		    (op->fi.flags & O_EXCL)) {
+			op_fail(op, EEXIST);
+			return;
+		}
+		op_fail(op, reply_errno(r));
+		return;
+	}
+	if (!(fh = fh_new(op->v, 0, op->path, op->fi.flags))) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	fh_set_handle(fh, r, &op->rq);
+	nodes_inval_attr(op->v->nodes, op->parent);
+	op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
+	fh_start(op, fh, FH_FSTAT, create_stat_done);
+}
+
+void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		mode_t mode, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS };
+	struct op *op;
+
+	if (strlen(name) > 255) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (!(op = op_new(v, req, "create")))
+		return;
+	op->parent = parent;
+	op->fi = *fi;
+	op->fi.flags |= O_CREAT;
+	op->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	a.perm = op->mode;
+	op->leaf = strdup(name);
+	op->path = nodes_child_path(v->nodes, parent, name);
+	if (!op->leaf || !op->path ||
+	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(op->fi.flags, true), &a) < 0) {
+		op_fail(op, op->path ? ENOMEM : ENOENT);
+		return;
+	}
+	/* Exclusive create is not idempotent; settled in create_opened. */
+	op_send(op, create_opened, !(fi->flags & O_EXCL));
+}
+
+/* ---- read --------------------------------------------------------------- */
+
+static void read_next(struct op *op);
+
+static void read_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err) {
+		int e = op_transport_errno(err);
+
+		op_log_error(op, e, "transport");
+		fh_op_fail(op, e);
+		return;
+	}
+	if (r->type == SSH_FXP_DATA) {
+		size_t n = r->u.data.len;
+
+		if (n > op->size - op->got)
+			n = op->size - op->got;
+		memcpy(op->data + op->got, r->u.data.p, n);
+		op->got += n;
+		if (n > 0 && op->got < op->size) {
+			read_next(op);
+			return;
+		}
+	} else if (!(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)) {
+		fh_op_fail(op, reply_errno(r));
+		return;
+	}
+	fuse_reply_buf(op->req, op->data, op->got);
+	op->req = NULL;
+	fh_op_end(op);
+}
+
+static void read_next(struct op *op)
+{
+	struct conn_server sv;
+	size_t want = op->size - op->got;
+
+	pool_server(op->v->pool, &sv);
+	if (sv.max_read && want > sv.max_read)
+		want = sv.max_read;
+	op->flags = (unsigned)want;
+	fh_dispatch(op);
+}
+
+static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct fh *fh = op->fh;
+
+	op->fh = NULL;
+	fh_start(op, fh, FH_READ, read_done);
+	fh_put(fh);
+	/* fh_start dispatched the first piece with op->flags set below. */
+}
+
+void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	      struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct conn_server sv;
+	struct op *op;
+
+	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	if (!(op = op_new(v, req, "read")))
+		return;
+	op->path = strdup(fh->path);
+	op->off = (uint64_t)off;
+	op->size = size;
+	if (!(op->data = malloc(size ? size : 1))) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	pool_server(v->pool, &sv);
+	op->flags = (unsigned)(sv.max_read && size > sv.max_read ? sv.max_read : size);
+	/* Read your own writes: wait for this handle's queue to drain. */
+	when_drained(op, fh, read_drained);
+}
+
+/* ---- the sweeper -------------------------------------------------------- */
+
+/* Takes expired ops off a list (lock held). */
+static struct op *take_expired(struct op **list, uint64_t now)
+{
+	struct op *out = NULL;
+
+	while (*list) {
+		struct op *op = *list;
+
+		if (op->rq.deadline && op->rq.deadline <= now) {
+			*list = op->next;
+			op->next = out;
+			out = op;
+		} else {
+			list = &op->next;
+		}
+	}
+	return out;
+}
+
+/* Drops what a released handle still holds past its deadline. */
+static void drop_unsent(struct fh *fh)
+{
+	struct wchunk *c;
+
+	pthread_mutex_lock(&fh->lock);
+	for (c = fh->chunks; c; c = c->next)
+		if (!c->inflight)
+			break;
+	pthread_mutex_unlock(&fh->lock);
+	if (c) {
+		log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
+			fh->path, (unsigned long long)c->off,
+			(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
+		chunk_retire(c, EIO);
+	}
+}
+
+static void sweep_one(struct fh *fh, uint64_t now)
+{
+	struct op *w, *d, *q;
+	bool drop;
+
+	pthread_mutex_lock(&fh->lock);
+	w = take_expired(&fh->waiters, now);
+	d = take_expired(&fh->drainers, now);
+	q = take_expired(&fh->writers, now);
+	drop = fh->released && fh->drop_at && now >= fh->drop_at && fh->chunks;
+	pthread_mutex_unlock(&fh->lock);
+	for (struct op *n; w; w = n) {
+		n = w->next;
+		w->next = NULL;
+		op_log_error(w, EIO, "transport");
+		fh_op_fail(w, EIO);
+	}
+	for (struct op *n; d; d = n) {
+		n = d->next;
+		d->next = NULL;
+		/* The data stays queued and keeps being sent. */
+		if (d->req)
+			op_log_error(d, EIO, "transport");
+		fh_op_fail(d, EIO);
+	}
+	for (struct op *n; q; q = n) {
+		n = q->next;
+		q->next = NULL;
+		write_expired(q);
+	}
+	if (drop)
+		drop_unsent(fh);
+}
+
+void fh_sweep(struct vfs *v, uint64_t now)
+{
+	struct fh *list[64];
+	size_t n = 0;
+
+	/* Collect with references so the handles outlive the scan. */
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && n < 64; f = f->next) {
+		fh_get(f);
+		list[n++] = f;
+	}
+	pthread_mutex_unlock(&v->lock);
+	for (size_t i = 0; i < n; i++) {
+		sweep_one(list[i], now);
+		fh_put(list[i]);
+	}
+}
+
+void fh_free_all(struct vfs *v)
+{
+	uint64_t end = clock_mono_ns() + v->op_timeout_ns;
+	size_t left;
+
+	/* Give unacknowledged writes up to op_timeout to reach the server. */
+	do {
+		pthread_mutex_lock(&v->lock);
+		left = v->unacked_bytes;
+		pthread_mutex_unlock(&v->lock);
+		if (left)
+			usleep(20 * 1000);
+	} while (left && clock_mono_ns() < end);
+	if (left)
+		log_err("data lost: %zu bytes unacknowledged at unmount", left);
+}

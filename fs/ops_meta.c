@@ -1,0 +1,665 @@
+/*
+ * ops_meta: operations on names and attributes: lookup, forget, getattr,
+ * setattr, readlink, mkdir, unlink, rmdir, symlink, rename, link, statfs.
+ *
+ * Non-idempotent operations (mkdir, rmdir, unlink, rename, symlink, link)
+ * are never resent blindly: when the session died before the reply came
+ * (-ECONNRESET), the operation is settled by checking its postcondition on
+ * the server with LSTAT (docs/retries.md). SFTP v3 reports EEXIST,
+ * ENOTEMPTY and friends only as "failure", so a failure is refined the same
+ * way.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "vfs_int.h"
+
+#define NAME_MAX_BYTES 255
+
+static struct vfs *vfs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Starts an op on (parent, name); replies and returns NULL on error. */
+static struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
+			  const char *opname)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op;
+
+	if (strlen(name) > NAME_MAX_BYTES) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return NULL;
+	}
+	if (!(op = op_new(v, req, opname)))
+		return NULL;
+	op->parent = parent;
+	op->leaf = strdup(name);
+	op->path = nodes_child_path(v->nodes, parent, name);
+	if (!op->leaf || !op->path) {
+		op_fail(op, op->leaf ? ENOENT : ENOMEM);
+		return NULL;
+	}
+	return op;
+}
+
+static void fail_transport(struct op *op, int err)
+{
+	int e = op_transport_errno(err);
+
+	op_log_error(op, e, "transport");
+	op_fail(op, e);
+}
+
+/* ---- lookup / forget / getattr ----------------------------------------- */
+
+static void lookup_cached(struct op *op, int err)
+{
+	struct vfs *v = op->v;
+	struct fuse_entry_param e;
+	struct stat st;
+	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
+
+	/* During an outage a recently seen entry answers from cache. */
+	if (id && nodes_get_attr(v->nodes, id, &st) &&
+	    nodes_ref(v->nodes, op->parent, op->leaf) == id) {
+		vfs_fill_entry(v, &e, id, &st);
+		e.attr_timeout = e.entry_timeout = 0;
+		if (fuse_reply_entry(op->req, &e) != 0)
+			nodes_forget(v->nodes, id, 1);
+		op->req = NULL;
+		op_free(op);
+		return;
+	}
+	fail_transport(op, err);
+}
+
+static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a)
+		vfs_reply_entry(op, a);
+	else if (err == EIO || err == EAGAIN)
+		lookup_cached(op, -ETIMEDOUT);
+	else
+		op_fail(op, err);
+}
+
+void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct op *op = name_op(req, parent, name, "lookup");
+
+	if (!op)
+		return;
+	if (pool_state(op->v->pool) == POOL_DOWN &&
+	    nodes_find(op->v->nodes, parent, name)) {
+		lookup_cached(op, -EAGAIN);
+		return;
+	}
+	stat_path(op, op->path, lookup_done);
+}
+
+void vfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	nodes_forget(vfs_of(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+void vfs_forget_multi(fuse_req_t req, size_t count,
+		      struct fuse_forget_data *forgets)
+{
+	struct vfs *v = vfs_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		nodes_forget(v->nodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Replies with cached attributes, or a plausible root, or the error. */
+static void reply_cached_attr(struct op *op, int err)
+{
+	struct vfs *v = op->v;
+	struct stat st;
+
+	if (nodes_get_attr(v->nodes, op->ino, &st)) {
+		fuse_reply_attr(op->req, &st, 0);
+	} else if (op->ino == NODE_ROOT) {
+		memset(&st, 0, sizeof(st));
+		st.st_ino = NODE_ROOT;
+		st.st_mode = S_IFDIR | 0755;
+		st.st_nlink = 2;
+		st.st_uid = v->o->uid_set ? v->o->uid : getuid();
+		st.st_gid = v->o->gid_set ? v->o->gid : getgid();
+		fuse_reply_attr(op->req, &st, 0);
+	} else {
+		fail_transport(op, err);
+		return;
+	}
+	op->req = NULL;
+	op_free(op);
+}
+
+static void getattr_done(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct vfs *v = op->v;
+	struct stat st;
+
+	if (!a) {
+		if (err == EIO || err == EAGAIN)
+			reply_cached_attr(op, -ETIMEDOUT);
+		else
+			op_fail(op, err);
+		return;
+	}
+	vfs_attr_to_stat(v, a, op->ino, &st);
+	if (op->ino == NODE_ROOT && v->remote_uid == (uid_t)-1 &&
+	    (a->flags & SSH_FILEXFER_ATTR_UIDGID)) {
+		v->remote_uid = a->uid;
+		v->remote_gid = a->gid;
+		vfs_attr_to_stat(v, a, op->ino, &st);
+	}
+	vfs_adjust_size(v, op->ino, &st);
+	nodes_set_attr(v->nodes, op->ino, &st);
+	fuse_reply_attr(op->req, &st, v->o->attr_timeout);
+	op->req = NULL;
+	op_free(op);
+}
+
+void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op = op_new(v, req, "getattr");
+
+	if (!op)
+		return;
+	op->ino = ino;
+	if (pool_state(v->pool) == POOL_DOWN) {
+		reply_cached_attr(op, -EAGAIN);
+		return;
+	}
+	if (!(op->path = nodes_path(v->nodes, ino))) {
+		reply_cached_attr(op, -ESTALE);
+		return;
+	}
+	stat_path(op, op->path, getattr_done);
+}
+
+/* ---- setattr ------------------------------------------------------------ */
+
+static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	if (r->type != SSH_FXP_STATUS || r->u.status.code != SSH_FX_OK) {
+		op_fail(op, reply_errno(r));
+		return;
+	}
+	if (op->to_set & FUSE_SET_ATTR_SIZE)
+		nodes_end_set(op->v->nodes, op->ino, (uint64_t)op->st.st_size);
+	nodes_inval_attr(op->v->nodes, op->ino);
+	stat_path(op, op->path, getattr_done);
+}
+
+static void build_setattr(struct op *op, struct sftp_attrs *a)
+{
+	struct vfs *v = op->v;
+	const struct stat *want = &op->st;
+	struct stat cur;
+	bool have = nodes_get_attr(v->nodes, op->ino, &cur);
+	int s = op->to_set;
+
+	memset(a, 0, sizeof(*a));
+	if (s & FUSE_SET_ATTR_MODE) {
+		a->flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+		a->perm = want->st_mode & 07777;
+	}
+	if (s & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		a->flags |= SSH_FILEXFER_ATTR_UIDGID;
+		a->uid = (s & FUSE_SET_ATTR_UID) ? want->st_uid : (have ? cur.st_uid : (uid_t)-1);
+		a->gid = (s & FUSE_SET_ATTR_GID) ? want->st_gid : (have ? cur.st_gid : (gid_t)-1);
+		if (v->o->idmap_user && a->uid == getuid())
+			a->uid = v->remote_uid;
+		if (v->o->idmap_user && a->gid == getgid())
+			a->gid = v->remote_gid;
+	}
+	if (s & FUSE_SET_ATTR_SIZE) {
+		a->flags |= SSH_FILEXFER_ATTR_SIZE;
+		a->size = (uint64_t)want->st_size;
+	}
+	if (s & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+		 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
+		/* v3 sets both times together: keep the one not asked for. */
+		uint32_t now = (uint32_t)clock_wall();
+
+		a->flags |= SSH_FILEXFER_ATTR_ACMODTIME;
+		a->atime = (s & FUSE_SET_ATTR_ATIME_NOW) ? now :
+			(s & FUSE_SET_ATTR_ATIME) ? (uint32_t)want->st_atime :
+			have ? (uint32_t)cur.st_atime : now;
+		a->mtime = (s & FUSE_SET_ATTR_MTIME_NOW) ? now :
+			(s & FUSE_SET_ATTR_MTIME) ? (uint32_t)want->st_mtime :
+			have ? (uint32_t)cur.st_mtime : now;
+	}
+}
+
+void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		 int to_set, struct fuse_file_info *fi)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op = op_new(v, req, "setattr");
+	struct sftp_attrs a;
+
+	if (!op)
+		return;
+	op->ino = ino;
+	op->st = *attr;
+	op->to_set = to_set;
+	if (!(op->path = nodes_path(v->nodes, ino))) {
+		op_fail(op, ESTALE);
+		return;
+	}
+	build_setattr(op, &a);
+	if (sftp_enc_setstat(&op->rq.pkt, 0, op->path, &a) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	/* Setting the same attributes twice has the same effect. */
+	op_send(op, setattr_done, true);
+}
+
+/* ---- readlink ----------------------------------------------------------- */
+
+static void readlink_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct sftp_reply rr;
+	struct sftp_name n;
+	char *s;
+
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	if (r->type != SSH_FXP_NAME) {
+		op_fail(op, reply_errno(r));
+		return;
+	}
+	rr = *r;
+	if (sftp_name_next(&rr, &n) < 0 || !(s = strndup((const char *)n.name, n.namelen))) {
+		op_fail(op, EIO);
+		return;
+	}
+	fuse_reply_readlink(op->req, s);
+	free(s);
+	op->req = NULL;
+	op_free(op);
+}
+
+void vfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op = op_new(v, req, "readlink");
+
+	if (!op)
+		return;
+	if (!(op->path = nodes_path(v->nodes, ino)) ||
+	    sftp_enc_path(&op->rq.pkt, SSH_FXP_READLINK, 0, op->path) < 0) {
+		op_fail(op, op->path ? ENOMEM : ESTALE);
+		return;
+	}
+	op_send(op, readlink_done, true);
+}
+
+/* ---- creating names: mkdir, symlink, link -------------------------------- */
+
+static void entry_then(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a)
+		vfs_reply_entry(op, a);
+	else
+		op_fail(op, err);
+}
+
+/* After the server refused with "failure": EEXIST when the name exists. */
+static void refine_exists(struct op *op, const struct sftp_attrs *a, int err)
+{
+	op_fail(op, a ? EEXIST : op->err);
+}
+
+/* Settling a create whose reply was lost: it exists -> it worked. */
+static void settle_created(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a) {
+		log_info("%s '%s': reply lost, settled by checking the server: done",
+			 op->name, op->path);
+		vfs_reply_entry(op, a);
+	} else {
+		op_log_error(op, EIO, "transport");
+		op_fail(op, EIO);
+	}
+}
+
+static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err == -ECONNRESET) {
+		stat_path(op, op->path, settle_created);
+		return;
+	}
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		nodes_inval_attr(op->v->nodes, op->parent);
+		stat_path(op, op->path, entry_then);
+	} else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
+		op->err = EIO;
+		stat_path(op, op->path, refine_exists);
+	} else {
+		op_fail(op, reply_errno(r));
+	}
+}
+
+void vfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct op *op = name_op(req, parent, name, "mkdir");
+	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS };
+
+	if (!op)
+		return;
+	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	if (sftp_enc_mkdir(&op->rq.pkt, 0, op->path, &a) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, create_name_done, false);
+}
+
+void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		 const char *name)
+{
+	struct op *op = name_op(req, parent, name, "symlink");
+
+	if (!op)
+		return;
+	if (sftp_enc_symlink(&op->rq.pkt, 0, link, op->path) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, create_name_done, false);
+}
+
+void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+	      const char *newname)
+{
+	struct op *op = name_op(req, newparent, newname, "link");
+
+	if (!op)
+		return;
+	/* No hardlink@: EXDEV, so callers that consolidate with link() fall
+	 * back to copying, as they do across filesystems. */
+	if (vfs_missing_ext(op->v, SFTP_EXT_HARDLINK)) {
+		op_fail(op, EXDEV);
+		return;
+	}
+	if (!(op->path2 = nodes_path(op->v->nodes, ino)) ||
+	    sftp_enc_hardlink(&op->rq.pkt, 0, op->path2, op->path) < 0) {
+		op_fail(op, op->path2 ? ENOMEM : ESTALE);
+		return;
+	}
+	op_send(op, create_name_done, false);
+}
+
+/* ---- removing names: unlink, rmdir -------------------------------------- */
+
+static void settle_removed(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a && err == ENOENT) {
+		log_info("%s '%s': reply lost, settled by checking the server: done",
+			 op->name, op->path);
+		nodes_unlink(op->v->nodes, op->parent, op->leaf);
+		op_fail(op, 0);
+	} else {
+		op_log_error(op, EIO, "transport");
+		op_fail(op, EIO);
+	}
+}
+
+static void refine_remove(struct op *op, const struct sftp_attrs *a, int err)
+{
+	bool rmdir = op->flags;
+
+	if (!a)
+		op_fail(op, err == ENOENT ? ENOENT : EIO);
+	else if (rmdir)
+		op_fail(op, (a->perm & S_IFMT) == S_IFDIR ? ENOTEMPTY : ENOTDIR);
+	else
+		op_fail(op, (a->perm & S_IFMT) == S_IFDIR ? EISDIR : EIO);
+}
+
+static void remove_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err == -ECONNRESET) {
+		stat_path(op, op->path, settle_removed);
+		return;
+	}
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		nodes_unlink(op->v->nodes, op->parent, op->leaf);
+		op_fail(op, 0);
+	} else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
+		stat_path(op, op->path, refine_remove);
+	} else {
+		op_fail(op, reply_errno(r));
+	}
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			bool rmdir)
+{
+	struct op *op = name_op(req, parent, name, rmdir ? "rmdir" : "unlink");
+
+	if (!op)
+		return;
+	op->flags = rmdir;
+	if (sftp_enc_path(&op->rq.pkt, rmdir ? SSH_FXP_RMDIR : SSH_FXP_REMOVE,
+			  0, op->path) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, remove_done, false);
+}
+
+void vfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, false);
+}
+
+void vfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, true);
+}
+
+/* ---- rename ------------------------------------------------------------- */
+
+static void rename_ok(struct op *op)
+{
+	nodes_rename(op->v->nodes, op->parent, op->leaf, op->newparent, op->leaf2);
+	op_fail(op, 0);
+}
+
+static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a) {
+		log_info("rename '%s': reply lost, settled by checking the server: done",
+			 op->path);
+		rename_ok(op);
+	} else {
+		op_log_error(op, EIO, "transport");
+		op_fail(op, EIO);
+	}
+}
+
+/* Lost reply: done when the old name is gone and the new one exists. */
+static void settle_renamed_old(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a && err == ENOENT) {
+		stat_path(op, op->path2, settle_renamed_new);
+		return;
+	}
+	op_log_error(op, EIO, "transport");
+	op_fail(op, EIO);
+}
+
+static void rename_send(struct op *op, bool posix);
+
+static void rename_fallback_removed(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	rename_send(op, false);
+}
+
+static void rename_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	bool plain = op->stage == 1;
+
+	if (err == -ECONNRESET) {
+		stat_path(op, op->path, settle_renamed_old);
+		return;
+	}
+	if (err) {
+		fail_transport(op, err);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		rename_ok(op);
+		return;
+	}
+	/* Plain v3 RENAME refuses an existing target. Without posix-rename
+	 * the documented fallback removes the target first (not atomic). */
+	if (plain && !(op->flags & RENAME_NOREPLACE) && op->stage != 2 &&
+	    r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
+		op->stage = 2;
+		buf_reset(&op->rq.pkt);
+		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path2) < 0) {
+			op_fail(op, ENOMEM);
+			return;
+		}
+		op_send(op, rename_fallback_removed, false);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE &&
+	    (op->flags & RENAME_NOREPLACE)) {
+		op->err = EIO;
+		stat_path(op, op->path2, refine_exists);
+		return;
+	}
+	op_fail(op, reply_errno(r));
+}
+
+static void rename_send(struct op *op, bool posix)
+{
+	buf_reset(&op->rq.pkt);
+	if ((posix ? sftp_enc_posix_rename(&op->rq.pkt, 0, op->path, op->path2)
+		   : sftp_enc_rename(&op->rq.pkt, 0, op->path, op->path2)) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	if (!posix && op->stage == 0)
+		op->stage = 1;
+	op_send(op, rename_done, false);
+}
+
+void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct op *op;
+
+	if (flags & ~RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (strlen(newname) > NAME_MAX_BYTES) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (!(op = name_op(req, parent, name, "rename")))
+		return;
+	op->newparent = newparent;
+	op->flags = flags;
+	op->leaf2 = strdup(newname);
+	op->path2 = nodes_child_path(op->v->nodes, newparent, newname);
+	if (!op->leaf2 || !op->path2) {
+		op_fail(op, op->leaf2 ? ENOENT : ENOMEM);
+		return;
+	}
+	/* NOREPLACE wants plain RENAME, which refuses an existing target. */
+	rename_send(op, !(flags & RENAME_NOREPLACE) &&
+		    !vfs_missing_ext(op->v, SFTP_EXT_POSIX_RENAME));
+}
+
+/* ---- statfs ------------------------------------------------------------- */
+
+static void reply_default_statfs(fuse_req_t req)
+{
+	struct statvfs s = { .f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255 };
+
+	fuse_reply_statfs(req, &s);
+}
+
+static void statfs_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct sftp_statvfs sv;
+	struct statvfs s;
+
+	if (err || r->type != SSH_FXP_EXTENDED_REPLY ||
+	    sftp_dec_statvfs(r->u.ext.p, r->u.ext.len, &sv) < 0) {
+		/* df must not fail during an outage: zeros say "unknown". */
+		reply_default_statfs(op->req);
+		op->req = NULL;
+		op_free(op);
+		return;
+	}
+	memset(&s, 0, sizeof(s));
+	s.f_bsize = sv.bsize;
+	s.f_frsize = sv.frsize;
+	s.f_blocks = sv.blocks;
+	s.f_bfree = sv.bfree;
+	s.f_bavail = sv.bavail;
+	s.f_files = sv.files;
+	s.f_ffree = sv.ffree;
+	s.f_favail = sv.favail;
+	s.f_namemax = sv.namemax;
+	fuse_reply_statfs(op->req, &s);
+	op->req = NULL;
+	op_free(op);
+}
+
+void vfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vfs *v = vfs_of(req);
+	struct op *op;
+
+	if (vfs_missing_ext(v, SFTP_EXT_STATVFS)) {
+		reply_default_statfs(req);
+		return;
+	}
+	if (!(op = op_new(v, req, "statfs")))
+		return;
+	op->path = nodes_path(v->nodes, NODE_ROOT);
+	if (!op->path || sftp_enc_statvfs(&op->rq.pkt, 0, op->path) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, statfs_done, true);
+}

@@ -1,0 +1,339 @@
+/*
+ * vfs: the filesystem object, the op helpers every handler uses, attribute
+ * mapping, the sweeper thread, and the low-level ops table. The handlers
+ * themselves live in ops_meta.c (names and attributes), ops_file.c (file
+ * handles, reads and write-behind) and ops_dir.c (directory listings).
+ */
+#include "vfs.h"
+#include "vfs_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+/* ---- ops ---------------------------------------------------------------- */
+
+struct op *op_new(struct vfs *v, fuse_req_t req, const char *name)
+{
+	struct op *op = calloc(1, sizeof(*op));
+
+	if (!op) {
+		if (req)
+			fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	op->v = v;
+	op->req = req;
+	op->name = name;
+	op->rq.conn_idx = -1;
+	op->rq.deadline = clock_mono_ns() + v->op_timeout_ns;
+	return op;
+}
+
+void op_free(struct op *op)
+{
+	if (!op)
+		return;
+	buf_release(&op->rq.pkt);
+	free(op->path);
+	free(op->path2);
+	free(op->leaf);
+	free(op->leaf2);
+	free(op->data);
+	free(op);
+}
+
+static void op_done(struct sreq *rq, const struct sftp_reply *r, int err)
+{
+	struct op *op = (struct op *)rq;
+
+	op->step(op, r, err);
+}
+
+void op_send(struct op *op, op_step_fn step, bool idempotent)
+{
+	op->step = step;
+	op->rq.done = op_done;
+	op->rq.idempotent = idempotent;
+	op->rq.conn_idx = -1;
+	op->rq.type = op->rq.pkt.len > 4 ? op->rq.pkt.d[4] : 0;
+	pool_submit(op->v->pool, &op->rq);
+}
+
+int op_transport_errno(int err)
+{
+	/* Never ENOTCONN: a mount that says "not connected" is the stale
+	 * mount this project exists to prevent. */
+	return err == -EAGAIN ? EAGAIN : EIO;
+}
+
+int reply_errno(const struct sftp_reply *r)
+{
+	int e;
+
+	if (r->type != SSH_FXP_STATUS)
+		return EIO;
+	e = sftp_status_errno(r->u.status.code);
+	return e ? e : EIO;
+}
+
+void op_log_error(struct op *op, int errnum, const char *cause)
+{
+	log_warn("%s '%s' failed: %s (errno %d, cause %s)", op->name,
+		 op->path ? op->path : "?", strerror(errnum), errnum, cause);
+}
+
+void op_fail(struct op *op, int errnum)
+{
+	if (op->req)
+		fuse_reply_err(op->req, errnum);
+	op_free(op);
+}
+
+static void stat_path_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err)
+		op->then(op, NULL, op_transport_errno(err));
+	else if (r->type == SSH_FXP_ATTRS)
+		op->then(op, &r->u.attrs, 0);
+	else
+		op->then(op, NULL, reply_errno(r));
+}
+
+void stat_path(struct op *op, const char *path,
+	       void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	op->then = then;
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_LSTAT, 0, path) < 0) {
+		then(op, NULL, ENOMEM);
+		return;
+	}
+	op_send(op, stat_path_done, true);
+}
+
+void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st)
+{
+	uint64_t end;
+
+	if (S_ISREG(st->st_mode) && nodes_end_get(v->nodes, ino, &end) &&
+	    (off_t)end > st->st_size) {
+		st->st_size = (off_t)end;
+		st->st_blocks = (blkcnt_t)((end + 511) / 512);
+	}
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+void vfs_attr_to_stat(struct vfs *v, const struct sftp_attrs *a, uint64_t ino,
+		      struct stat *st)
+{
+	const struct steadyfs_opts *o = v->o;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	if (a->flags & SSH_FILEXFER_ATTR_SIZE) {
+		st->st_size = (off_t)a->size;
+		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	}
+	if (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS)
+		st->st_mode = a->perm;
+	else
+		st->st_mode = S_IFREG | 0644;
+	if (S_ISDIR(st->st_mode))
+		st->st_nlink = 2;
+	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
+		st->st_uid = a->uid;
+		st->st_gid = a->gid;
+		if (o->idmap_user && a->uid == v->remote_uid)
+			st->st_uid = getuid();
+		if (o->idmap_user && a->gid == v->remote_gid)
+			st->st_gid = getgid();
+	}
+	if (o->uid_set)
+		st->st_uid = o->uid;
+	if (o->gid_set)
+		st->st_gid = o->gid;
+	if (o->umask_set)
+		st->st_mode &= ~(o->umask & 07777);
+	if (a->flags & SSH_FILEXFER_ATTR_ACMODTIME) {
+		st->st_atime = a->atime;
+		st->st_mtime = a->mtime;
+		st->st_ctime = a->mtime;
+	}
+}
+
+void vfs_fill_entry(struct vfs *v, struct fuse_entry_param *e, uint64_t ino,
+		    const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->attr = *st;
+	e->attr.st_ino = ino;
+	e->attr_timeout = v->o->attr_timeout;
+	e->entry_timeout = v->o->entry_timeout;
+}
+
+void vfs_reply_entry(struct op *op, const struct sftp_attrs *a)
+{
+	struct vfs *v = op->v;
+	struct fuse_entry_param e;
+	struct stat st;
+	uint64_t id = nodes_ref(v->nodes, op->parent, op->leaf);
+
+	if (!id) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	vfs_attr_to_stat(v, a, id, &st);
+	vfs_adjust_size(v, id, &st);
+	nodes_set_attr(v->nodes, id, &st);
+	vfs_fill_entry(v, &e, id, &st);
+	if (fuse_reply_entry(op->req, &e) != 0)
+		nodes_forget(v->nodes, id, 1);
+	op->req = NULL;
+	op_free(op);
+}
+
+uint32_t vfs_exts(struct vfs *v)
+{
+	struct conn_server s;
+
+	pool_server(v->pool, &s);
+	return s.exts;
+}
+
+bool vfs_missing_ext(struct vfs *v, uint32_t ext)
+{
+	bool log_it;
+
+	if (vfs_exts(v) & ext)
+		return false;
+	pthread_mutex_lock(&v->lock);
+	log_it = !(v->missing_exts_logged & ext);
+	v->missing_exts_logged |= ext;
+	pthread_mutex_unlock(&v->lock);
+	if (log_it)
+		log_warn("server lacks %s: using the documented fallback",
+			 sftp_ext_name(ext));
+	return true;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void vfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct vfs *v = userdata;
+
+	/* SFTP v3 times are whole seconds. */
+	conn->time_gran = 1000000000;
+	if (v->o->max_write && v->o->max_write < conn->max_write)
+		conn->max_write = (unsigned)v->o->max_write;
+	/* Write-back caching lets the kernel own O_APPEND; appends must go
+	 * through our own end offset instead (sshfs dropped it for that). */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (!v->o->auto_cache)
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void *sweeper(void *arg)
+{
+	struct vfs *v = arg;
+
+	for (;;) {
+		bool stop;
+
+		pthread_mutex_lock(&v->lock);
+		stop = v->stop;
+		pthread_mutex_unlock(&v->lock);
+		if (stop)
+			break;
+		fh_sweep(v, clock_mono_ns());
+		usleep(50 * 1000);
+	}
+	return NULL;
+}
+
+struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p)
+{
+	struct vfs *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->o = o;
+	v->pool = p;
+	v->op_timeout_ns = clock_s_to_ns(o->op_timeout);
+	v->nodes = nodes_new(o->remote_dir);
+	if (!v->nodes) {
+		free(v);
+		return NULL;
+	}
+	v->remote_uid = (uid_t)-1;
+	v->remote_gid = (gid_t)-1;
+	pthread_mutex_init(&v->lock, NULL);
+	return v;
+}
+
+int vfs_start(struct vfs *v, struct fuse_session *se)
+{
+	v->se = se;
+	if (pthread_create(&v->sweeper, NULL, sweeper, v) != 0)
+		return -1;
+	v->sweeper_started = true;
+	return 0;
+}
+
+void vfs_free(struct vfs *v)
+{
+	if (!v)
+		return;
+	pthread_mutex_lock(&v->lock);
+	v->stop = true;
+	pthread_mutex_unlock(&v->lock);
+	if (v->sweeper_started)
+		pthread_join(v->sweeper, NULL);
+	fh_free_all(v);
+	nodes_free(v->nodes);
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = vfs_init,
+	.lookup = vfs_lookup,
+	.forget = vfs_forget,
+	.forget_multi = vfs_forget_multi,
+	.getattr = vfs_getattr,
+	.setattr = vfs_setattr,
+	.readlink = vfs_readlink,
+	.mkdir = vfs_mkdir,
+	.unlink = vfs_unlink,
+	.rmdir = vfs_rmdir,
+	.symlink = vfs_symlink,
+	.rename = vfs_rename,
+	.link = vfs_link,
+	.open = vfs_open,
+	.create = vfs_create,
+	.read = vfs_read,
+	.write = vfs_write,
+	.flush = vfs_flush,
+	.release = vfs_release,
+	.fsync = vfs_fsync,
+	.opendir = vfs_opendir,
+	.readdir = vfs_readdir,
+	.releasedir = vfs_releasedir,
+	.statfs = vfs_statfs,
+};
+
+const struct fuse_lowlevel_ops *vfs_ops(void)
+{
+	return &ops;
+}

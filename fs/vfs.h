@@ -1,0 +1,27 @@
+/*
+ * vfs: the FUSE low-level filesystem over the session pool. main() creates
+ * it after the first session connected, hands its ops table to libfuse and
+ * frees it after the session loop ended.
+ */
+#ifndef STEADYFS_VFS_H
+#define STEADYFS_VFS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include "opts.h"
+#include "pool.h"
+
+struct vfs;
+
+/* Returns NULL on allocation failure. `o` and `p` must outlive the vfs. */
+struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p);
+/* The low-level operations; userdata for fuse_session_new is the vfs. */
+const struct fuse_lowlevel_ops *vfs_ops(void);
+/* Called once the FUSE session exists (for notifications). Starts the
+ * sweeper thread that expires waiting calls. */
+int vfs_start(struct vfs *v, struct fuse_session *se);
+/* Waits up to op_timeout for unacknowledged writes, then frees. */
+void vfs_free(struct vfs *v);
+
+#endif

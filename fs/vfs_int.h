@@ -1,0 +1,152 @@
+/*
+ * vfs internals shared by the ops files (vfs.c, ops_meta.c, ops_file.c,
+ * ops_dir.c). Not for use outside fs/vfs*.c and fs/ops_*.c.
+ *
+ * Every FUSE operation becomes a struct op: the handler fills it, encodes
+ * one SFTP request and submits it; the reply (or a transport failure)
+ * arrives on a session I/O thread in the op's done callback, which either
+ * sends the next request of the operation or answers FUSE and frees the
+ * op. No libfuse worker thread ever waits for the network.
+ */
+#ifndef STEADYFS_VFS_INT_H
+#define STEADYFS_VFS_INT_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nodes.h"
+#include "opts.h"
+#include "pool.h"
+#include "sftp.h"
+#include "sreq.h"
+
+struct fh;
+struct op;
+
+struct vfs {
+	const struct steadyfs_opts *o;
+	struct pool *pool;
+	struct nodes *nodes;
+	struct fuse_session *se;
+	uint64_t op_timeout_ns;
+	uid_t remote_uid;          /* for idmap=user: owner of the base dir */
+	gid_t remote_gid;
+
+	pthread_mutex_t lock;      /* protects the fields below */
+	struct fh *fhs;            /* every open file handle */
+	size_t unacked_bytes;      /* write-behind bytes not yet acknowledged */
+	bool stop;
+	pthread_t sweeper;
+	bool sweeper_started;
+	uint32_t missing_exts_logged;
+};
+
+typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
+
+struct op {
+	struct sreq rq;            /* first: sreq callbacks cast back to op */
+	struct vfs *v;
+	fuse_req_t req;            /* NULL for internal ops */
+	op_step_fn step;
+	/* continuation of stat_path(): attrs when the path exists, else the
+	 * errno (ENOENT, or EIO/EAGAIN for a transport failure) */
+	void (*then)(struct op *op, const struct sftp_attrs *a, int err);
+	const char *name;          /* operation name, for logs */
+	int stage;
+	uint64_t ino, parent, newparent;
+	char *path, *path2;
+	char *leaf, *leaf2;
+	struct fuse_file_info fi;
+	bool have_fi;
+	struct fh *fh;
+	struct stat st;
+	int to_set;
+	mode_t mode;
+	uint64_t off;
+	size_t size;
+	unsigned flags;
+	int err;                   /* errno remembered across stages */
+	struct op *next;           /* waiting lists */
+	/* read assembly */
+	char *data;
+	size_t got;
+	unsigned pending;
+	bool eof;
+};
+
+/* ---- op helpers (vfs.c) ---- */
+struct op *op_new(struct vfs *v, fuse_req_t req, const char *name);
+void op_free(struct op *op);
+/* Submits the encoded op->rq.pkt to any session, with op->step as
+ * continuation. `idempotent`: resend after a session loss. */
+void op_send(struct op *op, op_step_fn step, bool idempotent);
+/* Error for a transport failure seen by an op. */
+int op_transport_errno(int err);
+/* The errno of a reply that is not what we asked for. */
+int reply_errno(const struct sftp_reply *r);
+/* Answers FUSE with an error (0 = success for reply_err) and frees op. */
+void op_fail(struct op *op, int errnum);
+/* Logs a failed call (EIO/EAGAIN) with its cause. */
+void op_log_error(struct op *op, int errnum, const char *cause);
+
+/* Sends LSTAT `path` and continues in op->then (set to `then`). */
+void stat_path(struct op *op, const char *path,
+	       void (*then)(struct op *, const struct sftp_attrs *, int));
+/* Writers' end offset raises a size the server does not know yet. */
+void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st);
+
+/* Attribute conversion with uid/gid/umask mapping. */
+void vfs_attr_to_stat(struct vfs *v, const struct sftp_attrs *a,
+		      uint64_t ino, struct stat *st);
+void vfs_fill_entry(struct vfs *v, struct fuse_entry_param *e, uint64_t ino,
+		    const struct stat *st);
+/* After a successful LSTAT of (parent, leaf): ref the node, cache, reply. */
+void vfs_reply_entry(struct op *op, const struct sftp_attrs *a);
+/* True (and logs once) when the server lacks `ext`. */
+bool vfs_missing_ext(struct vfs *v, uint32_t ext);
+uint32_t vfs_exts(struct vfs *v);
+
+/* ---- file handles (ops_file.c) ---- */
+void fh_sweep(struct vfs *v, uint64_t now);
+void fh_free_all(struct vfs *v);
+
+/* ---- operation handlers ---- */
+void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void vfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void vfs_forget_multi(fuse_req_t req, size_t count,
+		      struct fuse_forget_data *forgets);
+void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		 int to_set, struct fuse_file_info *fi);
+void vfs_readlink(fuse_req_t req, fuse_ino_t ino);
+void vfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+	       mode_t mode);
+void vfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void vfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		 const char *name);
+void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		fuse_ino_t newparent, const char *newname, unsigned int flags);
+void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+	      const char *newname);
+void vfs_statfs(fuse_req_t req, fuse_ino_t ino);
+void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		mode_t mode, struct fuse_file_info *fi);
+void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	      struct fuse_file_info *fi);
+void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	       off_t off, struct fuse_file_info *fi);
+void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+	       struct fuse_file_info *fi);
+void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+#endif

@@ -166,8 +166,9 @@ static void probe_path(const char *path, int flags, struct probe_msg *m)
 
 /*
  * Runs in the forked child; never returns. Keeps only the result pipe
- * open: an inherited descriptor (a caller's flock'd lock file, a socket)
- * must not stay held by a child that may be stuck in the kernel for hours.
+ * (as fd 3) and /dev/null on 0-2: an inherited descriptor (a caller's
+ * flock'd lock file, a socket, its stdout pipe) must not stay held by a
+ * child that may be stuck in the kernel for hours.
  */
 static void child_main(const char *path, int flags, int wfd, pid_t parent)
 {
@@ -175,14 +176,18 @@ static void child_main(const char *path, int flags, int wfd, pid_t parent)
 	uint64_t t0;
 	const char *p;
 	size_t left;
+	int nul;
 
 	/* Die with the parent; if it is already gone, stop here. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(1);
-	if (wfd != 3) {
-		if (dup2(wfd, 3) < 0)
-			_exit(1);
-	}
+	if (wfd != 3 && dup2(wfd, 3) < 0)
+		_exit(1);
+	/* Not even stdio: a caller reading our caller's output until EOF (a
+	 * shell's $(...), subprocess.run) would otherwise wait for us. */
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
+		_exit(1);
 	close_range(4, ~0U, 0);
 	memset(&m, 0, sizeof(m));
 	t0 = clock_mono_ns();

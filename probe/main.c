@@ -86,7 +86,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	c->timeout = PROBE_DEFAULT_TIMEOUT_S;
 	c->state_dir = PROBE_DEFAULT_STATE_DIR;
 	opterr = 0;  /* our own one-line messages */
-	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 't':
 			if (parse_timeout(optarg, &c->timeout) < 0) {

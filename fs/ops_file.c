@@ -699,6 +699,13 @@ static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	int e = take_err(op->fh);
 
+	/* Refused fsync@: every write is acknowledged, which is all that
+	 * is left to wait for. */
+	if (!e && !err && vfs_ext_refused(op->v, SFTP_EXT_FSYNC, r)) {
+		fh_op_fail(op, 0);
+		return;
+	}
+
 	if (!e && err)
 		e = op_transport_errno(err);
 	else if (!e && !(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK))

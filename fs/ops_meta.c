@@ -345,6 +345,11 @@ static void settle_created(struct op *op, const struct sftp_attrs *a, int err)
 
 static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 {
+	if (!err && op->rq.type == SSH_FXP_EXTENDED &&
+	    vfs_ext_refused(op->v, SFTP_EXT_HARDLINK, r)) {
+		op_fail(op, EXDEV);
+		return;
+	}
 	if (err == -ECONNRESET) {
 		stat_path(op, op->path, settle_created);
 		return;
@@ -543,6 +548,10 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
 		rename_ok(op);
+		return;
+	}
+	if (op->stage == 0 && vfs_ext_refused(op->v, SFTP_EXT_POSIX_RENAME, r)) {
+		rename_send(op, false);
 		return;
 	}
 	/* Plain v3 RENAME refuses an existing target. Without posix-rename

@@ -204,9 +204,26 @@ void vfs_reply_entry(struct op *op, const struct sftp_attrs *a)
 uint32_t vfs_exts(struct vfs *v)
 {
 	struct conn_server s;
+	uint32_t refused;
 
 	pool_server(v->pool, &s);
-	return s.exts;
+	pthread_mutex_lock(&v->lock);
+	refused = v->refused_exts;
+	pthread_mutex_unlock(&v->lock);
+	return s.exts & ~refused;
+}
+
+bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
+{
+	if (r->type != SSH_FXP_STATUS ||
+	    (r->u.status.code != SSH_FX_OP_UNSUPPORTED &&
+	     r->u.status.code != SSH_FX_PERMISSION_DENIED))
+		return false;
+	pthread_mutex_lock(&v->lock);
+	v->refused_exts |= ext;
+	pthread_mutex_unlock(&v->lock);
+	vfs_missing_ext(v, ext);
+	return true;
 }
 
 bool vfs_missing_ext(struct vfs *v, uint32_t ext)

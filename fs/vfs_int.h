@@ -42,6 +42,7 @@ struct vfs {
 	pthread_t sweeper;
 	bool sweeper_started;
 	uint32_t missing_exts_logged;
+	uint32_t refused_exts;     /* advertised but refused at use */
 };
 
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
@@ -108,6 +109,12 @@ void vfs_reply_entry(struct op *op, const struct sftp_attrs *a);
 /* True (and logs once) when the server lacks `ext`. */
 bool vfs_missing_ext(struct vfs *v, uint32_t ext);
 uint32_t vfs_exts(struct vfs *v);
+/*
+ * True when a reply to an extension request says the server will not do
+ * it (OP_UNSUPPORTED, or PERMISSION_DENIED as sftp-server -P answers);
+ * then the extension is treated as missing from now on, logged once.
+ */
+bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
 /* ---- file handles (ops_file.c) ---- */
 void fh_sweep(struct vfs *v, uint64_t now);

@@ -135,7 +135,7 @@ unit: $(UNIT_BIN)
 		if $$t; then pass=$$((pass+1)); else echo "FAILED: $$t"; fail=$$((fail+1)); fi; \
 	done; echo "unit: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-fuzz-replay: $(B)/fuzz-replay-sftp
+fuzz-replay: $(B)/fuzz-replay-sftp $(wildcard test/fuzz/corpus/*)
 	$(B)/fuzz-replay-sftp test/fuzz/corpus
 
 pytest: all
@@ -148,8 +148,9 @@ FUZZ_SECONDS ?= 60
 fuzz: $(B)/libsteadyfs.a
 	@mkdir -p $(B)/fuzz-corpus
 	clang $(BASECFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-		-o $(B)/fuzz-sftp test/fuzz/fuzz_sftp.c $(LIB_SRC) -lm
-	$(B)/fuzz-sftp -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz-corpus test/fuzz/corpus
+		-o $(B)/fuzz-sftp test/fuzz/fuzz_sftp.c lib/buf.c lib/sftp.c
+	$(B)/fuzz-sftp -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(B)/ \
+		$(B)/fuzz-corpus test/fuzz/corpus
 
 demo: all
 	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)

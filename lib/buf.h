@@ -47,7 +47,8 @@ void buf_reset(struct buf *b);
 void buf_wrap(struct buf *b, const void *p, size_t len);
 
 static inline size_t buf_avail(const struct buf *b) { return b->len - b->off; }
-static inline const uint8_t *buf_ptr(const struct buf *b) { return b->d + b->off; }
+/* NULL for an unallocated buffer (avoids NULL + 0, which UBSan flags). */
+static inline const uint8_t *buf_ptr(const struct buf *b) { return b->d ? b->d + b->off : NULL; }
 
 /* Ensures room for `n` more bytes; returns BUF_E_TOOBIG past BUF_MAX_SIZE. */
 int buf_reserve(struct buf *b, size_t n);

@@ -518,3 +518,30 @@ def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, sd):
         assert e["state"] in ("degraded", "ok"), r
         r = probe("--json", "--timeout", 2, m.path("d", "fresh-name"), state_dir=sd)
         assert r.json()["paths"][0]["state"] == "degraded", r
+
+
+# ---- docs: alert rules and man page ------------------------------------------------
+
+DOCS = os.path.join(mounts.REPO, "docs")
+
+
+def test_alert_rules_check_and_unit_tests():
+    if not shutil.which("promtool"):
+        pytest.skip("promtool is missing")
+    alerts = os.path.join(DOCS, "alerts")
+    p = subprocess.run(["promtool", "check", "rules", "steadyfs.rules.yml"], cwd=alerts,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run(["promtool", "test", "rules", "steadyfs.rules.test.yml"],
+                       cwd=alerts, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_man_page_renders_without_warnings():
+    if not shutil.which("man"):
+        pytest.skip("man is missing")
+    p = subprocess.run(["man", "--warnings", "-l", os.path.join(DOCS, "steadyfs-probe.8")],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, MANWIDTH="80"))
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "EXIT STATUS" in p.stdout

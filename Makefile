@@ -41,7 +41,9 @@ LDFLAGS ?=
 ifeq ($(SANITIZE),1)
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
-  OBJ := $(B)/obj-san
+  # Its own tree: a sanitized binary never replaces the plain one.
+  B := build/san
+  OBJ := $(B)/obj
 else
   SANFLAGS :=
   OBJ := $(B)/obj
@@ -173,4 +175,4 @@ uninstall:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj $(B)/obj-san -name '*.d' 2>/dev/null)
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

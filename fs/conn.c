@@ -283,12 +283,17 @@ static int sftp_handshake(struct conn *c, char *err, size_t errsz)
 	uint32_t version = 0;
 	int plen;
 
-	if (sftp_enc_init(&c->out) < 0 || write_blocking(c, &c->out) < 0)
+	if (sftp_enc_init(&c->out) < 0 || write_blocking(c, &c->out) < 0) {
+		log_debug("session %d: cannot send INIT: %s", c->idx, ssh_get_error(c->ssh));
 		goto fail;
+	}
 	plen = read_packet_blocking(c, tmo);
 	if (plen < 0 || sftp_dec_version(buf_ptr(&c->in) + 4, (size_t)plen - 4,
-					 &version, &sv.exts) < 0)
+					 &version, &sv.exts) < 0) {
+		log_debug("session %d: no valid VERSION (%d): %s", c->idx, plen,
+			  ssh_get_error(c->ssh));
 		goto fail;
+	}
 	buf_consume(&c->in, (size_t)plen);
 	if (sv.exts & SFTP_EXT_LIMITS) {
 		struct sftp_limits l;
@@ -821,18 +826,25 @@ static void wake(struct conn *c)
 		log_debug("session %d: eventfd write: %s", c->idx, strerror(errno));
 }
 
-void conn_free(struct conn *c)
+void conn_stop(struct conn *c)
 {
-	if (!c)
-		return;
 	pthread_mutex_lock(&c->lock);
 	c->stop = true;
 	pthread_mutex_unlock(&c->lock);
 	wake(c);
-	if (c->thread_started)
+	if (c->thread_started) {
 		pthread_join(c->thread, NULL);
-	else if (c->ssh)
+		c->thread_started = false;
+	} else if (c->ssh) {
 		ssh_drop(c);
+	}
+}
+
+void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	conn_stop(c);
 	buf_release(&c->out);
 	buf_release(&c->in);
 	close(c->wakefd);

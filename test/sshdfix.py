@@ -20,7 +20,12 @@ import subprocess
 import time
 
 SSHD = "/usr/sbin/sshd"
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+# internal-sftp, not /usr/lib/openssh/sftp-server: sshd starts an external
+# subsystem through the user's login shell, and root's ~/.bashrc here runs
+# `pyenv init`, which serialises on a lock and stalls every session for
+# seconds under load. internal-sftp takes the same flags (-P, -R) and runs
+# inside the per-session sshd ("sshd: root@internal-sftp"), no shell.
+SFTP_SERVER = "internal-sftp"
 START_TIMEOUT = 10.0
 
 
@@ -102,6 +107,14 @@ def proc_comm(pid):
             return f.read().strip()
     except OSError:
         return None
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def keygen(path, comment):
@@ -296,7 +309,8 @@ class Sshd:
         if self.pid is None:
             return []
         return [p for p in descendants(self.pid)
-                if proc_comm(p) == "sftp-server"]
+                if proc_comm(p) == "sftp-server"
+                or "@internal-sftp" in _cmdline(p)]
 
     def session_pids(self):
         """Every process under the listener (per-connection sshd, shells,

@@ -105,6 +105,7 @@ static struct fuse_session *make_session(const struct steadyfs_opts *o,
 	char fuseopts[PATH_MAX + 256];
 	char *argv[] = { "steadyfs", "-o", fuseopts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct fuse_session *se;
 
 	snprintf(fuseopts, sizeof(fuseopts), "fsname=%s%s%s:%s,subtype=steadyfs%s%s%s",
 		 o->user ? o->user : "", o->user ? "@" : "", o->host,
@@ -115,7 +116,10 @@ static struct fuse_session *make_session(const struct steadyfs_opts *o,
 	for (char *p = fuseopts + strlen("fsname="); *p && *p != ','; p++)
 		if (*p == '\\')
 			*p = '/';
-	return fuse_session_new(&args, vfs_ops(), sizeof(struct fuse_lowlevel_ops), v);
+	se = fuse_session_new(&args, vfs_ops(), sizeof(struct fuse_lowlevel_ops), v);
+	/* libfuse may have grown args onto the heap. */
+	fuse_opt_free_args(&args);
+	return se;
 }
 
 static int serve(struct fuse_session *se)

@@ -62,7 +62,11 @@ struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o)
 int conn_connect_now(struct conn *c, char *err, size_t errsz);
 /* Starts the I/O thread (which reconnects when not already up). */
 int conn_start(struct conn *c);
-/* Stops the thread, fails everything in flight with -ECONNRESET, frees. */
+/* Stops the thread and waits for it; in-flight requests go back to the
+ * pool. Safe to call twice. */
+void conn_stop(struct conn *c);
+/* conn_stop, then frees. Stop every conn of a pool before freeing any:
+ * a stopping conn still reads its siblings' state. */
 void conn_free(struct conn *c);
 
 /*

@@ -161,7 +161,7 @@ static int run(struct steadyfs_opts *o)
 		pool_free(pool);
 		return EXIT_CONNECT;
 	}
-	if (!(v = vfs_new(o, pool)) || !(se = make_session(o, v))) {
+	if (!(v = vfs_new(o, pool, mp)) || !(se = make_session(o, v))) {
 		log_err("cannot set up the FUSE session");
 		goto out;
 	}

@@ -86,6 +86,14 @@ static void finish_opendir(struct op *op)
 {
 	struct dirbuf *d = dir_of(op);
 
+	/* The root lists .control so operators can find it. */
+	if (op->ino == NODE_ROOT &&
+	    dirbuf_add(d, (const uint8_t *)CTL_NAME, strlen(CTL_NAME), S_IFDIR) < 0) {
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, ENOMEM);
+		return;
+	}
 	op->fi.fh = (uint64_t)(uintptr_t)d;
 	op->fi.cache_readdir = op->v->o->kernel_cache;
 	if (fuse_reply_open(op->req, &op->fi) != 0)
@@ -192,8 +200,22 @@ void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!op)
 		return;
 	op->fi = *fi;
+	op->ino = ino;
 	d = calloc(1, sizeof(*d));
 	op->data = (char *)d;
+	if (d && ino == CTL_DIR_INO) {
+		for (int i = 0; control_files[i]; i++)
+			if (dirbuf_add(d, (const uint8_t *)control_files[i],
+				       strlen(control_files[i]), S_IFREG) < 0) {
+				dirbuf_free(d);
+				op->data = NULL;
+				op_fail(op, ENOMEM);
+				return;
+			}
+		op->ino = 0;
+		finish_opendir(op);
+		return;
+	}
 	if (!d || !(op->path = nodes_path(v->nodes, ino)) ||
 	    sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) < 0) {
 		op_fail(op, d && !op->path ? ESTALE : ENOMEM);

@@ -175,15 +175,21 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	struct fh *fh = rop->fh;
 	struct op *waiters;
 	struct wchunk *tosend = NULL;
+	uint64_t replay_off = 0, replay_len = 0;
 	int fail = 0;
 
 	pthread_mutex_lock(&fh->lock);
 	fh->reopening = false;
 	if (!err && r->type == SSH_FXP_HANDLE && r->u.handle.len <= SFTP_MAX_HANDLE) {
 		fh_set_handle(fh, r, &rop->rq);
-		for (struct wchunk *c = fh->chunks; c; c = c->next)
-			if (!c->inflight)
-				chunk_prep_locked(c, &tosend);
+		for (struct wchunk *c = fh->chunks; c; c = c->next) {
+			if (c->inflight)
+				continue;
+			if (replay_len == 0)
+				replay_off = c->off;
+			replay_len += c->len;
+			chunk_prep_locked(c, &tosend);
+		}
 	} else {
 		fail = err ? op_transport_errno(err) : reply_errno(r);
 	}
@@ -199,6 +205,14 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		pthread_mutex_unlock(&fh->lock);
 	} else if (fh->hlen) {
 		log_info("reopened '%s' on session %d", fh->path, fh->conn_idx);
+		if (replay_len) {
+			/* The operator's list of files to verify after an outage. */
+			log_info("replaying '%s' unacknowledged writes from offset %llu, %llu bytes",
+				 fh->path, (unsigned long long)replay_off,
+				 (unsigned long long)replay_len);
+			control_event_data(fh->v->ctl, fh->path, replay_off,
+					   replay_len, true, false);
+		}
 	}
 	while (waiters) {
 		struct op *next = waiters->next;
@@ -528,6 +542,7 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 			log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
 				fh->path, (unsigned long long)c->off,
 				(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
+			control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
 			chunk_retire(c, EIO);
 			return;
 		}
@@ -536,8 +551,10 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 		submit_chunks(tosend);
 		return;
 	}
-	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK)
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		control_add_bytes(fh->v->ctl, 0, c->len);
 		chunk_retire(c, 0);
+	}
 	else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE)
 		chunk_check_space(c);
 	else
@@ -603,6 +620,10 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	struct op *op;
 	int err;
 
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -686,10 +707,14 @@ static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 
 void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct op *op = op_new(vfs_of(req), req, "flush");
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct op *op;
 
-	if (!op)
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (!(op = op_new(vfs_of(req), req, "flush")))
 		return;
 	op->path = strdup(fh->path);
 	when_drained(op, fh, flush_drained);
@@ -732,10 +757,14 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	       struct fuse_file_info *fi)
 {
-	struct op *op = op_new(vfs_of(req), req, "fsync");
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct op *op;
 
-	if (!op)
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (!(op = op_new(vfs_of(req), req, "fsync")))
 		return;
 	op->path = strdup(fh->path);
 	when_drained(op, fh, fsync_drained);
@@ -772,6 +801,8 @@ void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 	struct op *op;
 
+	if (ctl_release(req, ino, fi))
+		return;
 	fuse_reply_err(req, 0);
 	pthread_mutex_lock(&fh->lock);
 	fh->released = true;
@@ -870,6 +901,8 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct vfs *v = vfs_of(req);
 	struct op *op;
 
+	if (ctl_open(v, req, ino, fi))
+		return;
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -980,6 +1013,10 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
+	if (ctl_protected(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
 	if (!(op = op_new(v, req, "create")))
 		return;
 	op->parent = parent;
@@ -1027,6 +1064,7 @@ static void read_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	fuse_reply_buf(op->req, op->data, op->got);
+	control_add_bytes(op->v->ctl, op->got, 0);
 	op->req = NULL;
 	fh_op_end(op);
 }
@@ -1061,6 +1099,8 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct conn_server sv;
 	struct op *op;
 
+	if (ctl_read(req, ino, size, off, fi))
+		return;
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -1115,6 +1155,7 @@ static void drop_unsent(struct fh *fh)
 		log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
 			fh->path, (unsigned long long)c->off,
 			(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
+		control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
 		chunk_retire(c, EIO);
 	}
 }
@@ -1186,4 +1227,19 @@ void fh_free_all(struct vfs *v)
 	} while (left && clock_mono_ns() < end);
 	if (left)
 		log_err("data lost: %zu bytes unacknowledged at unmount", left);
+}
+
+double fh_oldest_unacked(struct vfs *v)
+{
+	uint64_t now = clock_mono_ns(), oldest = now;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f; f = f->next) {
+		pthread_mutex_lock(&f->lock);
+		if (f->chunks && f->chunks->queued_at < oldest)
+			oldest = f->chunks->queued_at;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return (double)(now - oldest) / 1e9;
 }

@@ -36,6 +36,11 @@ static struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, ENAMETOOLONG);
 		return NULL;
 	}
+	/* .control/ is read-only and cannot be replaced or removed. */
+	if (strcmp(opname, "lookup") && ctl_protected(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return NULL;
+	}
 	if (!(op = op_new(v, req, opname)))
 		return NULL;
 	op->parent = parent;
@@ -91,7 +96,11 @@ static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
 
 void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct op *op = name_op(req, parent, name, "lookup");
+	struct op *op;
+
+	if (ctl_lookup(vfs_of(req), req, parent, name))
+		return;
+	op = name_op(req, parent, name, "lookup");
 
 	if (!op)
 		return;
@@ -172,9 +181,9 @@ static void getattr_done(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct op *op = op_new(v, req, "getattr");
+	struct op *op;
 
-	if (!op)
+	if (ctl_getattr(v, req, ino) || !(op = op_new(v, req, "getattr")))
 		return;
 	op->ino = ino;
 	if (pool_state(v->pool) == POOL_DOWN) {
@@ -251,10 +260,14 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		 int to_set, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct op *op = op_new(v, req, "setattr");
+	struct op *op;
 	struct sftp_attrs a;
 
-	if (!op)
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (!(op = op_new(v, req, "setattr")))
 		return;
 	op->ino = ino;
 	op->st = *attr;
@@ -401,9 +414,13 @@ void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	      const char *newname)
 {
-	struct op *op = name_op(req, newparent, newname, "link");
+	struct op *op;
 
-	if (!op)
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (!(op = name_op(req, newparent, newname, "link")))
 		return;
 	/* No hardlink@: EXDEV, so callers that consolidate with link() fall
 	 * back to copying, as they do across filesystems. */
@@ -600,6 +617,10 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	if (strlen(newname) > NAME_MAX_BYTES) {
 		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (ctl_protected(newparent, newname)) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	if (!(op = name_op(req, parent, name, "rename")))

@@ -320,6 +320,8 @@ void pool_free(struct pool *p)
 	if (!p)
 		return;
 	for (int i = 0; i < p->n; i++)
+		conn_stop(p->conns[i]);
+	for (int i = 0; i < p->n; i++)
 		conn_free(p->conns[i]);
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;

@@ -30,14 +30,54 @@ struct op *op_new(struct vfs *v, fuse_req_t req, const char *name)
 	op->req = req;
 	op->name = name;
 	op->rq.conn_idx = -1;
-	op->rq.deadline = clock_mono_ns() + v->op_timeout_ns;
+	op->start_ns = clock_mono_ns();
+	op->rq.deadline = op->start_ns + v->op_timeout_ns;
+	if (req) {
+		pthread_mutex_lock(&v->lock);
+		op->live_prev = v->live_tail;
+		if (v->live_tail)
+			v->live_tail->live_next = op;
+		else
+			v->live_head = op;
+		v->live_tail = op;
+		v->live_count++;
+		op->live = true;
+		pthread_mutex_unlock(&v->lock);
+	}
 	return op;
+}
+
+/* Takes a call off the live list and counts it in the metrics. */
+static void op_retire(struct op *op)
+{
+	struct vfs *v = op->v;
+
+	if (!op->live)
+		return;
+	op->live = false;
+	pthread_mutex_lock(&v->lock);
+	if (op->live_prev)
+		op->live_prev->live_next = op->live_next;
+	else
+		v->live_head = op->live_next;
+	if (op->live_next)
+		op->live_next->live_prev = op->live_prev;
+	else
+		v->live_tail = op->live_prev;
+	v->live_count--;
+	pthread_mutex_unlock(&v->lock);
+	op->live_prev = op->live_next = NULL;
+	if (v->ctl)
+		control_record_call(v->ctl, op->name,
+				    (double)(clock_mono_ns() - op->start_ns) / 1e9,
+				    op->result);
 }
 
 void op_free(struct op *op)
 {
 	if (!op)
 		return;
+	op_retire(op);
 	buf_release(&op->rq.pkt);
 	free(op->path);
 	free(op->path2);
@@ -85,12 +125,16 @@ void op_log_error(struct op *op, int errnum, const char *cause)
 {
 	log_warn("%s '%s' failed: %s (errno %d, cause %s)", op->name,
 		 op->path ? op->path : "?", strerror(errnum), errnum, cause);
+	if (op->v->ctl)
+		control_event_error(op->v->ctl, op->name, op->path ? op->path : "",
+				    errnum, cause);
 }
 
 void op_fail(struct op *op, int errnum)
 {
 	if (op->req)
 		fuse_reply_err(op->req, errnum);
+	op->result = errnum;
 	op_free(op);
 }
 
@@ -236,10 +280,42 @@ bool vfs_missing_ext(struct vfs *v, uint32_t ext)
 	log_it = !(v->missing_exts_logged & ext);
 	v->missing_exts_logged |= ext;
 	pthread_mutex_unlock(&v->lock);
-	if (log_it)
+	if (log_it) {
 		log_warn("server lacks %s: using the documented fallback",
 			 sftp_ext_name(ext));
+		control_note_missing_ext(v->ctl, ext);
+	}
 	return true;
+}
+
+/* ---- operator state ----------------------------------------------------- */
+
+static void gauges(void *arg, struct control_gauges *g)
+{
+	struct vfs *v = arg;
+	uint64_t now = clock_mono_ns();
+
+	pthread_mutex_lock(&v->lock);
+	g->unacked_bytes = v->unacked_bytes;
+	g->calls_inflight = v->live_count;
+	g->oldest_call_age = v->live_head ?
+		(double)(now - v->live_head->start_ns) / 1e9 : 0;
+	pthread_mutex_unlock(&v->lock);
+	g->oldest_unacked_age = fh_oldest_unacked(v);
+}
+
+static void on_state(void *arg, enum pool_state from, enum pool_state to)
+{
+	struct vfs *v = arg;
+
+	control_event_state(v->ctl, pool_state_name(from), pool_state_name(to));
+}
+
+static void on_conn_event(void *arg, int idx, const char *what, const char *detail)
+{
+	struct vfs *v = arg;
+
+	control_event_conn(v->ctl, idx, what, detail);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -279,17 +355,27 @@ static void *sweeper(void *arg)
 	return NULL;
 }
 
-struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p)
+struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
+		    const char *mountpoint)
 {
 	struct vfs *v = calloc(1, sizeof(*v));
+	struct pool_hooks hooks = { on_state, on_conn_event, NULL };
 
 	if (!v)
 		return NULL;
+	if (!(v->ctl = control_new(o, p, mountpoint))) {
+		free(v);
+		return NULL;
+	}
+	hooks.arg = v;
+	pool_set_hooks(p, &hooks);
+	control_set_gauges(v->ctl, gauges, v);
 	v->o = o;
 	v->pool = p;
 	v->op_timeout_ns = clock_s_to_ns(o->op_timeout);
 	v->nodes = nodes_new(o->remote_dir);
 	if (!v->nodes) {
+		control_free(v->ctl);
 		free(v);
 		return NULL;
 	}
@@ -301,7 +387,11 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p)
 
 int vfs_start(struct vfs *v, struct fuse_session *se)
 {
+	char err[512];
+
 	v->se = se;
+	if (control_start(v->ctl, err, sizeof(err)) < 0)
+		log_warn("%s", err);
 	if (pthread_create(&v->sweeper, NULL, sweeper, v) != 0)
 		return -1;
 	v->sweeper_started = true;
@@ -318,6 +408,8 @@ void vfs_free(struct vfs *v)
 	if (v->sweeper_started)
 		pthread_join(v->sweeper, NULL);
 	fh_free_all(v);
+	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
+	control_free(v->ctl);
 	nodes_free(v->nodes);
 	pthread_mutex_destroy(&v->lock);
 	free(v);

@@ -14,12 +14,14 @@
 
 struct vfs;
 
-/* Returns NULL on allocation failure. `o` and `p` must outlive the vfs. */
-struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p);
+/* Returns NULL on allocation failure. `o` and `p` must outlive the vfs;
+ * `mountpoint` is the resolved path (for the state_dir mirror). */
+struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
+		    const char *mountpoint);
 /* The low-level operations; userdata for fuse_session_new is the vfs. */
 const struct fuse_lowlevel_ops *vfs_ops(void);
 /* Called once the FUSE session exists (for notifications). Starts the
- * sweeper thread that expires waiting calls. */
+ * sweeper thread that expires waiting calls and the .control mirror. */
 int vfs_start(struct vfs *v, struct fuse_session *se);
 /* Waits up to op_timeout for unacknowledged writes, then frees. */
 void vfs_free(struct vfs *v);

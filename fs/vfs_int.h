@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "control.h"
 #include "nodes.h"
 #include "opts.h"
 #include "pool.h"
@@ -26,10 +27,17 @@
 struct fh;
 struct op;
 
+/* The virtual .control/ directory and its files: ids far above any id the
+ * node table hands out (a 64-bit counter from 2). */
+#define CTL_DIR_INO (1ull << 62)
+#define CTL_NAME ".control"
+static inline bool is_ctl_ino(uint64_t ino) { return ino >= CTL_DIR_INO; }
+
 struct vfs {
 	const struct steadyfs_opts *o;
 	struct pool *pool;
 	struct nodes *nodes;
+	struct control *ctl;
 	struct fuse_session *se;
 	uint64_t op_timeout_ns;
 	uid_t remote_uid;          /* for idmap=user: owner of the base dir */
@@ -37,6 +45,9 @@ struct vfs {
 
 	pthread_mutex_t lock;      /* protects the fields below */
 	struct fh *fhs;            /* every open file handle */
+	struct op *live_head;      /* FUSE calls not yet answered, oldest first */
+	struct op *live_tail;
+	unsigned live_count;
 	size_t unacked_bytes;      /* write-behind bytes not yet acknowledged */
 	bool stop;
 	pthread_t sweeper;
@@ -71,6 +82,10 @@ struct op {
 	unsigned flags;
 	int err;                   /* errno remembered across stages */
 	struct op *next;           /* waiting lists */
+	struct op *live_prev, *live_next;  /* vfs->live list, under vfs->lock */
+	uint64_t start_ns;
+	bool live;                 /* on vfs->live */
+	int result;                /* errno the call ended with */
 	/* read assembly */
 	char *data;
 	size_t got;
@@ -118,6 +133,18 @@ bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
 /* ---- file handles (ops_file.c) ---- */
 void fh_sweep(struct vfs *v, uint64_t now);
+/* Age in seconds of the oldest unacknowledged write, 0 when none. */
+double fh_oldest_unacked(struct vfs *v);
+
+/* ---- .control/ (ops_ctl.c) ---- */
+/* Each returns true when it handled the call (the ino or name is ours). */
+bool ctl_lookup(struct vfs *v, fuse_req_t req, fuse_ino_t parent, const char *name);
+bool ctl_getattr(struct vfs *v, fuse_req_t req, fuse_ino_t ino);
+bool ctl_open(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+bool ctl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* True when a change to (parent, name) must be refused with EPERM. */
+bool ctl_protected(fuse_ino_t parent, const char *name);
 void fh_free_all(struct vfs *v);
 
 /* ---- operation handlers ---- */

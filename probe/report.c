@@ -116,7 +116,12 @@ int report_table(FILE *out, const struct target *t, const struct probe_result *r
 {
 	struct widths w = table_widths(t, r, n);
 	struct strbuf note = STRBUF_INIT;
+	size_t shown = 0;
 
+	for (size_t i = 0; i < n; i++)
+		shown += !t[i].hidden;
+	if (shown == 0)
+		return 0;  /* main says why on stderr */
 	fprintf(out, "%-*s  %-*s  %-*s  %8s  %-*s  %-*s  %s\n", w.path, "PATH", w.state,
 		"STATE", w.err, "ERRNO", "SECONDS", w.fstype, "FSTYPE", w.source, "SOURCE",
 		"NOTE");
@@ -136,29 +141,32 @@ int report_table(FILE *out, const struct target *t, const struct probe_result *r
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-static int jadd(struct json_object *o, const char *key, struct json_object *v)
+/* Adds `v` (NULL: JSON null) under `key`; counts a failure in *bad, which
+ * can only be out of memory. json-c owns `v` from here on either way. */
+static void jadd(struct json_object *o, const char *key, struct json_object *v, int *bad)
 {
-	/* json-c takes ownership of v even on failure only from 0.13 on, so
-	 * treat a failed add as out of memory and let the caller give up. */
-	return json_object_object_add(o, key, v);
+	if (json_object_object_add(o, key, v) != 0)
+		(*bad)++;
 }
 
-static struct json_object *json_mirror(const struct mirror_status *m)
+static struct json_object *json_mirror(const struct mirror_status *m, int *bad)
 {
 	struct json_object *o = json_object_new_object();
 
-	if (!o)
+	if (!o) {
+		(*bad)++;
 		return NULL;
-	jadd(o, "dir", json_object_new_string(m->dir));
-	jadd(o, "health", json_object_new_string(mirror_health_name(m->health)));
+	}
+	jadd(o, "dir", json_object_new_string(m->dir), bad);
+	jadd(o, "health", json_object_new_string(mirror_health_name(m->health)), bad);
 	if (m->health == MIRROR_FRESH || m->health == MIRROR_STALE) {
-		jadd(o, "state", json_object_new_string(m->state));
-		jadd(o, "since", json_object_new_double(m->since));
-		jadd(o, "updated", json_object_new_double(m->updated));
-		jadd(o, "age_seconds", json_object_new_double(m->age));
-		jadd(o, "pid", json_object_new_int64(m->pid));
+		jadd(o, "state", json_object_new_string(m->state), bad);
+		jadd(o, "since", json_object_new_double(m->since), bad);
+		jadd(o, "updated", json_object_new_double(m->updated), bad);
+		jadd(o, "age_seconds", json_object_new_double(m->age), bad);
+		jadd(o, "pid", json_object_new_int64(m->pid), bad);
 	} else {
-		jadd(o, "error", json_object_new_string(m->error));
+		jadd(o, "error", json_object_new_string(m->error), bad);
 	}
 	return o;
 }
@@ -168,29 +176,34 @@ static struct json_object *json_path(const struct target *t, const struct probe_
 	struct json_object *o = json_object_new_object();
 	struct strbuf note = STRBUF_INIT;
 	char dev[32];
+	int bad = 0;
 
 	if (!o)
 		return NULL;
 	note_of(r, &note);
-	jadd(o, "path", json_object_new_string(t->path));
-	jadd(o, "state", json_object_new_string(probe_state_name(r->state)));
-	jadd(o, "healthy", json_object_new_boolean(probe_result_healthy(r)));
-	jadd(o, "errno", json_object_new_int(r->err));
-	jadd(o, "error", r->err ? json_object_new_string(errno_name(r->err)) : NULL);
-	jadd(o, "op", r->op ? json_object_new_string(r->op) : NULL);
-	jadd(o, "message", json_object_new_string(strbuf_str(&note)));
-	jadd(o, "duration_seconds", json_object_new_double(r->duration));
-	jadd(o, "abandoned", json_object_new_boolean(r->abandoned));
-	jadd(o, "reused_stuck_child", json_object_new_boolean(r->reused));
-	jadd(o, "pid", r->pid ? json_object_new_int64(r->pid) : NULL);
-	jadd(o, "mountpoint", t->mountpoint[0] ? json_object_new_string(t->mountpoint) : NULL);
-	jadd(o, "fstype", t->fstype[0] ? json_object_new_string(t->fstype) : NULL);
-	jadd(o, "source", t->mount_id >= 0 ? json_object_new_string(t->source) : NULL);
+	jadd(o, "path", json_object_new_string(t->path), &bad);
+	jadd(o, "state", json_object_new_string(probe_state_name(r->state)), &bad);
+	jadd(o, "healthy", json_object_new_boolean(probe_result_healthy(r)), &bad);
+	jadd(o, "errno", json_object_new_int(r->err), &bad);
+	jadd(o, "error", r->err ? json_object_new_string(errno_name(r->err)) : NULL, &bad);
+	jadd(o, "op", r->op ? json_object_new_string(r->op) : NULL, &bad);
+	jadd(o, "message", json_object_new_string(strbuf_str(&note)), &bad);
+	jadd(o, "duration_seconds", json_object_new_double(r->duration), &bad);
+	jadd(o, "abandoned", json_object_new_boolean(r->abandoned), &bad);
+	jadd(o, "reused_stuck_child", json_object_new_boolean(r->reused), &bad);
+	jadd(o, "pid", r->pid ? json_object_new_int64(r->pid) : NULL, &bad);
+	jadd(o, "mountpoint", t->mountpoint[0] ? json_object_new_string(t->mountpoint) : NULL, &bad);
+	jadd(o, "fstype", t->fstype[0] ? json_object_new_string(t->fstype) : NULL, &bad);
+	jadd(o, "source", t->mount_id >= 0 ? json_object_new_string(t->source) : NULL, &bad);
 	snprintf(dev, sizeof(dev), "%u:%u", t->major, t->minor);
-	jadd(o, "device", t->mount_id >= 0 ? json_object_new_string(dev) : NULL);
-	jadd(o, "mount_id", t->mount_id >= 0 ? json_object_new_int(t->mount_id) : NULL);
-	jadd(o, "mirror", r->mirror.health != MIRROR_NONE ? json_mirror(&r->mirror) : NULL);
+	jadd(o, "device", t->mount_id >= 0 ? json_object_new_string(dev) : NULL, &bad);
+	jadd(o, "mount_id", t->mount_id >= 0 ? json_object_new_int(t->mount_id) : NULL, &bad);
+	jadd(o, "mirror", r->mirror.health != MIRROR_NONE ? json_mirror(&r->mirror, &bad) : NULL, &bad);
 	strbuf_release(&note);
+	if (bad || !strbuf_ok(&note)) {
+		json_object_put(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -199,8 +212,8 @@ int report_json(FILE *out, const struct target *t, const struct probe_result *r,
 {
 	struct json_object *root = json_object_new_object();
 	struct json_object *arr = json_object_new_array();
-	size_t bad = 0;
-	int rc = -1;
+	size_t unhealthy = 0;
+	int bad = 0, rc = -1;
 
 	if (!root || !arr) {
 		json_object_put(root);
@@ -211,13 +224,23 @@ int report_json(FILE *out, const struct target *t, const struct probe_result *r,
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].hidden)
 			continue;
-		bad += !probe_result_healthy(&r[i]);
-		json_object_array_add(arr, json_path(&t[i], &r[i]));
+		struct json_object *p = json_path(&t[i], &r[i]);
+
+		unhealthy += !probe_result_healthy(&r[i]);
+		if (!p || json_object_array_add(arr, p) != 0) {
+			json_object_put(p);
+			bad++;
+		}
 	}
-	jadd(root, "timestamp", json_object_new_double(clock_wall()));
-	jadd(root, "timeout_seconds", json_object_new_double(timeout));
-	jadd(root, "healthy", json_object_new_boolean(bad == 0));
-	jadd(root, "paths", arr);
+	jadd(root, "timestamp", json_object_new_double(clock_wall()), &bad);
+	jadd(root, "timeout_seconds", json_object_new_double(timeout), &bad);
+	jadd(root, "healthy", json_object_new_boolean(unhealthy == 0), &bad);
+	jadd(root, "paths", arr, &bad);
+	if (bad) {
+		json_object_put(root);
+		errno = ENOMEM;
+		return -1;
+	}
 	if (fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 								   JSON_C_TO_STRING_NOSLASHESCAPE)) >= 0 &&
 	    fflush(out) == 0)

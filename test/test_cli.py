@@ -1,0 +1,370 @@
+"""The steadyfs command line: the archive's sshfs-style invocation, --help
+and --version, and every bad input the brief names.
+
+A bad input must end the program with the exit code of the brief (2 bad
+command line, 1 cannot connect/authenticate/verify the host key or open
+the remote folder, 4 mountpoint problem), exactly one line on stderr that
+names the problem, and nothing mounted. Each run is bounded by a timeout.
+"""
+
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import mounts
+import sshdfix
+
+RUN_TIMEOUT = 30
+
+
+def steadyfs():
+    return os.path.join(mounts.build_dir(), "steadyfs")
+
+
+@pytest.fixture
+def remote(sshd, remote_subdir):
+    """The remote folder as `user@host:/path` and its server-side path."""
+    path = os.path.join(sshd.remote_dir, remote_subdir)
+    return f"{sshd.user}@{sshd.host}:{path}", path
+
+
+def run_bad(args, mountpoint, timeout=RUN_TIMEOUT, mounted_before=0):
+    """Run steadyfs expecting it to refuse; returns (status, stderr lines).
+    Fails if it is still running after `timeout` or left a mount behind
+    (more than the `mounted_before` steadyfs mounts at `mountpoint`)."""
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run([steadyfs()] + args, capture_output=True,
+                           text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        _unmount_leftover(mountpoint)
+        pytest.fail(f"steadyfs {args} still running after {timeout} s")
+    left = [m for m in mounts.mounts_at(mountpoint)
+            if m["fstype"] == "fuse.steadyfs"]
+    if len(left) > mounted_before:
+        if not mounted_before:
+            _unmount_leftover(mountpoint)
+        pytest.fail(f"steadyfs exited {r.returncode} and left {left}")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    print(f"status {r.returncode} after {time.monotonic() - t0:.1f} s: {lines}")
+    return r.returncode, lines
+
+
+def _unmount_leftover(mountpoint):
+    subprocess.run(["fusermount3", "-u", "-z", mountpoint], timeout=10,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def base_args(sshd, remote, mountpoint, port=None, **over):
+    """`REMOTE MNT -f -p PORT -o ...` with the fixture's key and
+    known_hosts; keyword arguments override -o options (None drops)."""
+    opts = {"IdentityFile": sshd.key, "UserKnownHostsFile": sshd.known_hosts,
+            "op_timeout": 4, "connect_timeout": 3}
+    opts.update(over)
+    o = ",".join(f"{k}={v}" for k, v in opts.items() if v is not None)
+    return [remote, mountpoint, "-f", "-p", str(port or sshd.port), "-o", o]
+
+
+def assert_one_line(lines, *words):
+    assert len(lines) == 1, f"want one line on stderr, got {lines}"
+    for w in words:
+        assert w.lower() in lines[0].lower(), f"{w!r} not named in {lines[0]!r}"
+
+
+# ---- help and version -----------------------------------------------------------
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help(flag):
+    r = subprocess.run([steadyfs(), flag], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert "usage: steadyfs" in r.stdout
+    for opt in ("IdentityFile", "op_timeout", "connections", "umask"):
+        assert opt in r.stdout
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    r = subprocess.run([steadyfs(), flag], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("steadyfs ") and len(r.stdout.splitlines()) == 1
+
+
+# ---- the archive's line ------------------------------------------------------------
+
+def test_archive_sshfs_line(sshd, remote):
+    """The archive unit's sshfs line with steadyfs in its place, options
+    before the positional arguments as the unit writes them. The one
+    addition is UserKnownHostsFile: the line relies on root's
+    ~/.ssh/known_hosts, which a test must not edit."""
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    spec, srv = remote
+    uid, gid = 4321, 8765
+    # a world-traversable mountpoint: the check below runs as `uid`
+    mp = tempfile.mkdtemp(prefix="steadyfs-archive-", dir="/tmp")
+    os.chmod(mp, 0o755)
+    with open(os.path.join(srv, "existing.warc"), "wb") as f:
+        f.write(b"WARC/1.0\r\n")
+    cmd = [steadyfs(), "-f", "-p", str(sshd.port),
+           "-o", f"IdentityFile={sshd.key}",
+           "-o", "allow_other,default_permissions",
+           "-o", f"uid={uid},gid={gid},umask=0027",
+           "-o", "reconnect,ServerAliveInterval=15,ServerAliveCountMax=3,kernel_cache",
+           "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+           spec, mp]
+    m = mounts.Mount("steadyfs", cmd, mp,
+                     os.path.join(sshd.workdir, "archive-line.stderr"), sshd)
+    try:
+        m.start()
+        st = os.stat(os.path.join(mp, "existing.warc"))
+        assert (st.st_uid, st.st_gid) == (uid, gid)
+        assert st.st_mode & 0o777 == 0o640
+        # writes land on the server
+        with open(os.path.join(mp, "new.warc"), "wb") as f:
+            f.write(b"x" * 100000)
+        assert os.path.getsize(os.path.join(srv, "new.warc")) == 100000
+        # allow_other: another user, the mount's shown owner, reads it;
+        # default_permissions: a third user is refused by the kernel
+        owner = subprocess.run(["cat", os.path.join(mp, "existing.warc")],
+                               user=uid, group=gid, capture_output=True,
+                               timeout=10)
+        assert owner.returncode == 0 and owner.stdout == b"WARC/1.0\r\n", owner.stderr
+        other = subprocess.run(["cat", os.path.join(mp, "existing.warc")],
+                               user=uid + 1, group=gid + 1, capture_output=True,
+                               timeout=10)
+        assert other.returncode != 0 and b"Permission denied" in other.stderr
+        assert m.alive()
+    finally:
+        m.cleanup()
+        assert not m.is_mounted()
+        os.rmdir(mp)
+    assert not m.problems(), m.problems()
+
+
+def test_mount_over_nonempty_folder(sshd, remote, mount_steadyfs, tmp_path):
+    spec, srv = remote
+    mp = tmp_path / "busy"
+    mp.mkdir()
+    (mp / "local-only").write_text("hidden while mounted")
+    with open(os.path.join(srv, "remote-file"), "w") as f:
+        f.write("remote")
+    m = mount_steadyfs(sshd, remote_subdir=os.path.basename(srv),
+                       mountpoint=str(mp))
+    assert os.listdir(m.mountpoint) == ["remote-file"]
+    m.cleanup()
+    assert (mp / "local-only").read_text() == "hidden while mounted"
+
+
+# ---- bad command lines (exit 2) ----------------------------------------------------
+
+@pytest.mark.parametrize("opt,word", [
+    ("frobnicate", "frobnicate"),
+    ("frobnicate=3", "frobnicate"),
+])
+def test_unknown_option(sshd, remote, tmp_path, opt, word):
+    mp = str(tmp_path)
+    status, lines = run_bad(base_args(sshd, remote[0], mp) + ["-o", opt], mp)
+    assert status == 2
+    assert_one_line(lines, word)
+
+
+def test_unknown_flag(sshd, remote, tmp_path):
+    mp = str(tmp_path)
+    status, lines = run_bad(base_args(sshd, remote[0], mp) + ["--frobnicate"], mp)
+    assert status == 2
+    assert_one_line(lines, "frobnicate")
+
+
+@pytest.mark.parametrize("opt,word", [
+    ("op_timeout=abc", "op_timeout"),
+    ("op_timeout=-1", "op_timeout"),
+    ("connections=0", "connections"),
+    ("connections=many", "connections"),
+    ("umask=999", "umask"),
+    ("uid=-5", "uid"),
+    ("port=99999", "port"),
+    ("StrictHostKeyChecking=maybe", "StrictHostKeyChecking"),
+    ("max_write=12", "max_write"),
+])
+def test_bad_value(sshd, remote, tmp_path, opt, word):
+    mp = str(tmp_path)
+    status, lines = run_bad(base_args(sshd, remote[0], mp) + ["-o", opt], mp)
+    assert status == 2
+    assert_one_line(lines, word)
+
+
+def test_bad_port_flag(sshd, remote, tmp_path):
+    mp = str(tmp_path)
+    args = base_args(sshd, remote[0], mp)
+    args[args.index("-p") + 1] = "twenty-two"
+    status, lines = run_bad(args, mp)
+    assert status == 2
+    assert_one_line(lines, "-p", "twenty-two")
+
+
+def test_missing_arguments(tmp_path):
+    status, lines = run_bad([], str(tmp_path))
+    assert status == 2 and len(lines) == 1
+    status, lines = run_bad(["root@127.0.0.1:/"], str(tmp_path))
+    assert status == 2 and len(lines) == 1
+
+
+# ---- cannot connect, authenticate or verify (exit 1) -----------------------------
+
+def test_unreachable_host(sshd, remote, tmp_path):
+    mp = str(tmp_path)
+    closed = sshdfix.free_port()
+    t0 = time.monotonic()
+    status, lines = run_bad(base_args(sshd, remote[0], mp, port=closed), mp)
+    assert status == 1
+    assert_one_line(lines, "127.0.0.1")
+    assert str(closed) in lines[0]
+    assert time.monotonic() - t0 < 10
+
+
+def test_refused_auth(sshd, remote, tmp_path):
+    key = str(tmp_path / "stranger")
+    sshdfix.keygen(key, "not-authorized")
+    os.mkdir(tmp_path / "mnt")
+    mp = str(tmp_path / "mnt")
+    status, lines = run_bad(base_args(sshd, remote[0], mp, IdentityFile=key), mp)
+    assert status == 1
+    assert_one_line(lines, "authentication", "127.0.0.1")
+
+
+def test_unknown_host_key(sshd, remote, tmp_path):
+    kh = tmp_path / "empty_known_hosts"
+    kh.write_text("")
+    os.mkdir(tmp_path / "mnt")
+    mp = str(tmp_path / "mnt")
+    status, lines = run_bad(base_args(sshd, remote[0], mp,
+                                      UserKnownHostsFile=str(kh)), mp)
+    assert status == 1
+    assert_one_line(lines, "host key", "127.0.0.1")
+    assert kh.read_text() == "", "StrictHostKeyChecking=yes must not add keys"
+
+
+def test_changed_host_key(sshd, remote, tmp_path):
+    other = sshdfix.keygen(str(tmp_path / "otherhost"), "impostor")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[{sshd.host}]:{sshd.port} {' '.join(other.split()[:2])}\n")
+    os.mkdir(tmp_path / "mnt")
+    mp = str(tmp_path / "mnt")
+    status, lines = run_bad(base_args(sshd, remote[0], mp,
+                                      UserKnownHostsFile=str(kh)), mp)
+    assert status == 1
+    assert_one_line(lines, "host key", "127.0.0.1")
+
+
+def test_missing_remote_directory(sshd, remote, tmp_path):
+    mp = str(tmp_path)
+    missing = remote[0] + "/no-such-folder"
+    status, lines = run_bad(base_args(sshd, missing, mp), mp)
+    assert status == 1
+    assert_one_line(lines, "no-such-folder")
+
+
+def test_remote_path_is_a_file(sshd, remote, tmp_path):
+    mp = str(tmp_path)
+    open(os.path.join(remote[1], "plain"), "w").close()
+    status, lines = run_bad(base_args(sshd, remote[0] + "/plain", mp), mp)
+    assert status == 1
+    assert_one_line(lines, "plain")
+
+
+# ---- mountpoint problems (exit 4) ---------------------------------------------------
+
+def test_missing_mountpoint(sshd, remote, tmp_path):
+    mp = str(tmp_path / "does-not-exist")
+    status, lines = run_bad(base_args(sshd, remote[0], mp), mp)
+    assert status == 4
+    assert_one_line(lines, "does-not-exist")
+    assert not os.path.exists(mp)
+
+
+def test_mountpoint_is_a_file(sshd, remote, tmp_path):
+    mp = str(tmp_path / "file")
+    open(mp, "w").close()
+    status, lines = run_bad(base_args(sshd, remote[0], mp), mp)
+    assert status == 4
+    assert_one_line(lines, "file")
+
+
+def test_mountpoint_already_live_mount(sshd, remote, mount_steadyfs):
+    spec, srv = remote
+    m = mount_steadyfs(sshd, remote_subdir=os.path.basename(srv))
+    open(os.path.join(srv, "seen"), "w").close()
+    status, lines = run_bad(base_args(sshd, spec, m.mountpoint), m.mountpoint,
+                            mounted_before=1)
+    assert status == 4
+    assert_one_line(lines, m.mountpoint)
+    # the first mount is untouched, and there is still only one
+    assert m.alive()
+    assert os.listdir(m.mountpoint) == ["seen"]
+    assert len([x for x in mounts.mounts_at(m.mountpoint)
+                if x["fstype"].startswith("fuse")]) == 1
+
+
+def _stale_then_mount(sshd, srv, mount_sshfs, wait_stat):
+    old = mount_sshfs(sshd, remote_subdir=os.path.basename(srv))
+    old.kill_daemon()
+    r = mounts.call_in_child("listdir", old.mountpoint)
+    assert r["errno"] == errno.ENOTCONN, r
+    deadline = time.monotonic() + 10
+    while wait_stat:
+        # the kernel answers stat of the root from its attribute cache
+        # (sshfs: 1 s) even after the daemon died
+        r = mounts.call_in_child("stat", old.mountpoint)
+        if r["errno"] == errno.ENOTCONN:
+            break
+        assert time.monotonic() < deadline, r
+        time.sleep(0.1)
+    open(os.path.join(srv, "after"), "w").close()
+    # mounts.mount_steadyfs() cannot be used: its os.makedirs(mountpoint,
+    # exist_ok=True) raises FileExistsError on a stale mountpoint
+    cmd = [steadyfs()] + base_args(sshd, f"{sshd.user}@{sshd.host}:{srv}",
+                                   old.mountpoint)
+    m = mounts.Mount("steadyfs", cmd, old.mountpoint,
+                     old.stderr_path + ".steadyfs", sshd)
+    try:
+        m.start()
+        assert os.listdir(m.mountpoint) == ["after"]
+        here = mounts.mounts_at(m.mountpoint)
+        assert [x["fstype"] for x in here] == ["fuse.steadyfs"], here
+        logged = [line for line in m.stderr_text().splitlines()
+                  if "stale mount" in line]
+        assert len(logged) == 1, m.stderr_text()
+        assert m.mountpoint in logged[0]
+    finally:
+        m.cleanup()
+    assert not m.problems(), m.problems()
+
+
+def test_mountpoint_stale_sshfs(sshd, remote, mount_sshfs):
+    """A killed sshfs leaves ENOTCONN at its mountpoint: steadyfs lazily
+    unmounts it, says so, and mounts there."""
+    _stale_then_mount(sshd, remote[1], mount_sshfs, True)
+
+
+def test_mountpoint_stale_sshfs_attrs_cached(sshd, remote, mount_sshfs):
+    """The same at once after the kill, while stat of the dead mount's
+    root is still answered from the kernel's attribute cache: the mount
+    is just as stale (listing it gives ENOTCONN)."""
+    _stale_then_mount(sshd, remote[1], mount_sshfs, False)
+
+
+def test_no_leftover_mounts(tmp_path_factory):
+    """Nothing this file started is still mounted (runs last)."""
+    root = str(tmp_path_factory.getbasetemp())
+    assert mounts.fuse_mounts_under(root) == []
+    assert shutil.which("fusermount3")

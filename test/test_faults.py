@@ -1,0 +1,210 @@
+"""The fault-injection matrix of issue 3 (items 8 and 9), network half:
+faults made by the loopback proxy (faultproxy.py) between steadyfs and a
+real sshd - cut (RST, then connections refused), blackhole, delay 200 ms,
+throttle 200 KB/s - crossed with the workloads of workloads.py (idle,
+crawler, reader, metadata churn). The server half (sshd restart, frozen
+sftp-server, disk full, permission denied) is test_server_faults.py.
+
+Every cell mounts steadyfs at test scale (workloads.MOUNT_OPTS: op_timeout
+4 s, connect_timeout 2 s, backoff 0.2-1 s, liveness 1 s x 2, two
+sessions), runs the workload in a child process for a second, applies the
+fault for 4 s, clears it, and asserts: no ENOTCONN ever; no call longer
+than op_timeout + 2 s; the descriptors opened before the fault work again
+within backoff_max + connect_timeout + 2 s of it clearing; every file
+whose fsync/close returned 0 is on the server with the right sha256; each
+EIO has a daemon log line naming operation, path and errno; no data-loss
+line without an EIO to the writer. Then: a 1 s cut (under op_timeout/4)
+is invisible to the crawler; stat and `ls -la` answer during a blackhole;
+O_NONBLOCK reads and writes fail with EAGAIN at once while no session is
+up.
+
+The table (fault x workload: longest call, recovery, bytes verified,
+errors) is kept in build/fault-matrix.json and printed at the end of the
+module; build/fault-matrix.md holds it as Markdown.
+"""
+
+import errno
+import fcntl
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import mounts
+import workloads
+from workloads import MOUNT_OPTS, OP_TIMEOUT, LONGEST_BOUND, RECOVERY_BOUND
+
+FAULTS = ["cut", "blackhole", "delay", "throttle"]
+THROTTLE = 200_000   # bytes/s each way
+DELAY_MS = 200
+KINDS = list(workloads.WORKLOADS)
+ALL_FAULTS = FAULTS + ["sshd-restart", "server-frozen"]
+TABLE = workloads.Table(os.path.join(mounts.build_dir(), "fault-matrix.json"))
+
+pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
+                                reason="/dev/fuse is missing")
+
+
+def order(fault, kind):
+    f = ALL_FAULTS.index(fault) if fault in ALL_FAULTS else len(ALL_FAULTS)
+    k = KINDS.index(kind) if kind in KINDS else len(KINDS)
+    return (f, k, fault, kind)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def table(request):
+    yield TABLE
+    workloads.show_table(request.config, TABLE, "fault matrix (build/fault-matrix.json)", order)
+    with open(os.path.join(mounts.build_dir(), "fault-matrix.md"), "w") as f:
+        f.write(TABLE.render(order) + "\n")
+
+
+def proxy_fault(proxy, fault):
+    """(apply, clear) for one of FAULTS."""
+    apply = {"cut": proxy.cut, "blackhole": proxy.blackhole,
+             "delay": lambda: proxy.delay(DELAY_MS),
+             "throttle": lambda: proxy.throttle(THROTTLE)}[fault]
+    return apply, proxy.restore
+
+
+@pytest.fixture
+def proxied(sshd, remote_subdir, fault_proxy, mount_steadyfs):
+    """A steadyfs mount through a fault proxy: (mount, proxy, remote dir)."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, opts=MOUNT_OPTS,
+                       port=proxy.port, expect_errors=True)
+    return m, proxy, os.path.join(sshd.remote_dir, remote_subdir)
+
+
+def report(result, allow_errors=True):
+    TABLE.add(result.fault, result.kind, result.row())
+    problems = result.problems(allow_errors=allow_errors)
+    assert not problems, (f"{result.fault} x {result.kind}:\n  " + "\n  ".join(problems))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_matrix(fault, kind, proxied, tmp_path):
+    m, proxy, remote = proxied
+    apply, clear = proxy_fault(proxy, fault)
+    report(workloads.run_cell(fault, kind, m, remote, apply, clear, str(tmp_path)))
+
+
+@pytest.mark.timeout(120)
+def test_short_cut_invisible_to_crawler(proxied, tmp_path):
+    """An outage under op_timeout / 4 causes no error at all."""
+    m, proxy, remote = proxied
+    r = workloads.run_cell("cut 1 s", "crawler", m, remote, proxy.cut,
+                           proxy.restore, str(tmp_path),
+                           fault_seconds=OP_TIMEOUT / 4)
+    report(r, allow_errors=False)
+
+
+def wait_log(m, pattern, timeout):
+    """Poll the daemon's stderr for a regex, with a deadline."""
+    deadline = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    while time.monotonic() < deadline:
+        if rx.search(m.stderr_text()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def ls_la(path, timeout):
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(["ls", "-la", path], capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, "", time.monotonic() - t0
+    return p.returncode, p.stdout + p.stderr, time.monotonic() - t0
+
+
+@pytest.mark.timeout(120)
+def test_stat_answers_during_blackhole(proxied):
+    """stat of the root and of a recently seen file, and `ls -la` of the
+    root, answer during a blackhole: early (the sessions still look up)
+    and after they were declared dead. No '?' in the listing."""
+    m, proxy, remote = proxied
+    for name in ("seen.txt", "other.txt"):
+        with open(m.path(name), "w") as f:
+            f.write(name)
+    os.mkdir(m.path("subdir"))
+    rc, out, _ = ls_la(m.mountpoint, 10)
+    assert rc == 0 and "?" not in out, out
+    # Written through a descriptor with fsync, as a crawler does: the
+    # cached size must be the written one, not the size at create.
+    fd = os.open(m.path("grown.dat"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"g" * 100000)
+    os.fsync(fd)
+    os.close(fd)
+    sizes = {"seen.txt": 8, "grown.dat": 100000}
+    proxy.blackhole()
+    try:
+        for when in ("early", "after dead"):
+            if when == "after dead":
+                assert wait_log(m, r"declaring it dead|state: \w+ -> (down|degraded)",
+                                OP_TIMEOUT), m.stderr_text()[-2000:]
+            for path in (m.mountpoint, m.path("subdir")) + tuple(map(m.path, sizes)):
+                r = mounts.call_in_child("stat", path, timeout=LONGEST_BOUND + 2)
+                assert r["status"] == "ok", (when, path, r)
+                assert r["elapsed"] <= LONGEST_BOUND, (when, path, r)
+                if os.path.basename(path) in sizes:
+                    got = os.stat(path).st_size
+                    want = sizes[os.path.basename(path)]
+                    assert got == want, (f"stat '{path}' during a blackhole "
+                                         f"({when}): size {got}, want {want}")
+            rc, out, secs = ls_la(m.mountpoint, LONGEST_BOUND + 2)
+            assert rc is not None, f"ls -la hung ({when})"
+            assert secs <= LONGEST_BOUND, (when, secs, out)
+            assert "?" not in out, f"ls -la during a blackhole ({when}):\n{out}"
+            assert "Transport endpoint" not in out, out
+    finally:
+        proxy.restore()
+
+
+@pytest.mark.timeout(120)
+def test_nonblocking_eagain_while_down(proxied):
+    """With every session down (cut, connections refused), an O_NONBLOCK
+    read or write fails with EAGAIN at once; blocking I/O on the same
+    descriptors works again after the link returns."""
+    m, proxy, remote = proxied
+    with open(os.path.join(remote, "nb.dat"), "wb") as f:
+        f.write(workloads.pattern(3, 1 << 20))
+    rfd = os.open(m.path("nb.dat"), os.O_RDONLY)
+    wfd = os.open(m.path("nb-w.dat"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert len(os.pread(rfd, 4096, 0)) == 4096
+        proxy.cut()
+        try:
+            assert wait_log(m, r"state: \w+ -> down", OP_TIMEOUT), \
+                m.stderr_text()[-2000:]
+            for fd in (rfd, wfd):
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            os.posix_fadvise(rfd, 0, 0, os.POSIX_FADV_DONTNEED)
+            for what, fn in (("read", lambda: os.pread(rfd, 4096, 512 * 1024)),
+                             ("write", lambda: os.pwrite(wfd, b"x" * 4096, 0))):
+                t0 = time.monotonic()
+                with pytest.raises(OSError) as e:
+                    fn()
+                secs = time.monotonic() - t0
+                assert e.value.errno == errno.EAGAIN, (what, e.value)
+                assert secs < 0.5, (what, secs)
+        finally:
+            proxy.restore()
+        for fd in (rfd, wfd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        t0 = time.monotonic()
+        assert os.pread(rfd, 4096, 768 * 1024) == workloads.pattern(3, 1 << 20)[768 * 1024:772 * 1024]
+        os.pwrite(wfd, b"y" * 4096, 0)
+        os.fsync(wfd)
+        assert time.monotonic() - t0 <= RECOVERY_BOUND
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    with open(os.path.join(remote, "nb-w.dat"), "rb") as f:
+        assert f.read() == b"y" * 4096

@@ -30,6 +30,8 @@
 #include "vfs_int.h"
 
 #define FH_WINDOW (16u * 1024 * 1024)
+/* All handles together: past it a writer with data in flight waits. */
+#define TOTAL_WINDOW (256u * 1024 * 1024)
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -418,6 +420,28 @@ static void submit_chunks(struct wchunk *list)
 	}
 }
 
+/*
+ * Whether a write may be answered now: the handle's window has room and,
+ * when it has data in flight, so has the total. A handle with nothing in
+ * flight is never held back by others (it would have nothing to wake it).
+ * Lock held; reads vfs->unacked_bytes without its lock (a hint).
+ */
+static bool room_locked(struct fh *fh)
+{
+	return fh->unacked < FH_WINDOW &&
+	       (!fh->chunks || fh->v->unacked_bytes < TOTAL_WINDOW);
+}
+
+static bool has_room(struct fh *fh)
+{
+	bool r;
+
+	pthread_mutex_lock(&fh->lock);
+	r = room_locked(fh);
+	pthread_mutex_unlock(&fh->lock);
+	return r;
+}
+
 /* Wakes drainers and writers as the queue shrinks. Lock held; returns the
  * ops to complete outside the lock. */
 static struct op *collect_waiters(struct fh *fh, struct op **writers)
@@ -429,7 +453,7 @@ static struct op *collect_waiters(struct fh *fh, struct op **writers)
 		d = fh->drainers;
 		fh->drainers = NULL;
 	}
-	if (fh->unacked < FH_WINDOW) {
+	if (room_locked(fh)) {
 		*writers = fh->writers;
 		fh->writers = NULL;
 	}
@@ -644,13 +668,10 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&fh->lock);
-	if (fh->unacked < FH_WINDOW) {
-		pthread_mutex_unlock(&fh->lock);
+	if (has_room(fh)) {
 		fuse_reply_write(req, size);
 		return;
 	}
-	pthread_mutex_unlock(&fh->lock);
 	/* Window full: the reply waits for room, within op_timeout. */
 	if (!(op = op_new(v, req, "write")))
 		return;
@@ -659,7 +680,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	op->path = strdup(fh->path);
 	fh_get(fh);
 	pthread_mutex_lock(&fh->lock);
-	if (fh->unacked < FH_WINDOW) {
+	if (room_locked(fh)) {
 		pthread_mutex_unlock(&fh->lock);
 		reply_writers(op);
 		return;
@@ -968,6 +989,7 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		log_info("create '%s': reply lost, settling by opening without O_EXCL",
 			 op->path);
 		op->fi.flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
+		op->stage = 1;  /* settling: ENOENT now means "not created" */
 		buf_reset(&op->rq.pkt);
 		if (sftp_enc_open(&op->rq.pkt, 0, op->path,
 				  pflags_of(op->fi.flags, false),
@@ -987,6 +1009,13 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE &&
 		    (op->fi.flags & O_EXCL)) {
 			op_fail(op, EEXIST);
+			return;
+		}
+		if (op->stage == 1) {
+			/* The create never reached the server: its outcome is
+			 * unknown to the caller, as after any lost call. */
+			op_log_error(op, EIO, "transport");
+			op_fail(op, EIO);
 			return;
 		}
 		op_fail(op, reply_errno(r));

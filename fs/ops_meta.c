@@ -63,25 +63,30 @@ static void fail_transport(struct op *op, int err)
 
 /* ---- lookup / forget / getattr ----------------------------------------- */
 
-static void lookup_cached(struct op *op, int err)
+/* Answers from the node table; false (nothing sent) when not cached. */
+static bool lookup_from_cache(struct op *op)
 {
 	struct vfs *v = op->v;
 	struct fuse_entry_param e;
 	struct stat st;
 	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
 
-	/* During an outage a recently seen entry answers from cache. */
-	if (id && nodes_get_attr(v->nodes, id, &st) &&
-	    nodes_ref(v->nodes, op->parent, op->leaf) == id) {
-		vfs_fill_entry(v, &e, id, &st);
-		e.attr_timeout = e.entry_timeout = 0;
-		if (fuse_reply_entry(op->req, &e) != 0)
-			nodes_forget(v->nodes, id, 1);
-		op->req = NULL;
-		op_free(op);
-		return;
-	}
-	fail_transport(op, err);
+	if (!id || !nodes_get_attr(v->nodes, id, &st) ||
+	    nodes_ref(v->nodes, op->parent, op->leaf) != id)
+		return false;
+	vfs_fill_entry(v, &e, id, &st);
+	e.attr_timeout = e.entry_timeout = 0;
+	if (fuse_reply_entry(op->req, &e) != 0)
+		nodes_forget(v->nodes, id, 1);
+	op->req = NULL;
+	op_free(op);
+	return true;
+}
+
+static void lookup_cached(struct op *op, int err)
+{
+	if (!lookup_from_cache(op))
+		fail_transport(op, err);
 }
 
 static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
@@ -104,11 +109,10 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (!op)
 		return;
-	if (pool_state(op->v->pool) == POOL_DOWN &&
-	    nodes_find(op->v->nodes, parent, name)) {
-		lookup_cached(op, -EAGAIN);
+	/* During an outage a recently seen entry answers from cache at once;
+	 * anything else waits for a session, up to op_timeout. */
+	if (pool_state(op->v->pool) == POOL_DOWN && lookup_from_cache(op))
 		return;
-	}
 	stat_path(op, op->path, lookup_done);
 }
 
@@ -128,8 +132,8 @@ void vfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* Replies with cached attributes, or a plausible root, or the error. */
-static void reply_cached_attr(struct op *op, int err)
+/* Answers from cached attributes (or a plausible root); false when none. */
+static bool attr_from_cache(struct op *op)
 {
 	struct vfs *v = op->v;
 	struct stat st;
@@ -145,11 +149,18 @@ static void reply_cached_attr(struct op *op, int err)
 		st.st_gid = v->o->gid_set ? v->o->gid : getgid();
 		fuse_reply_attr(op->req, &st, 0);
 	} else {
-		fail_transport(op, err);
-		return;
+		return false;
 	}
 	op->req = NULL;
 	op_free(op);
+	return true;
+}
+
+/* Replies with cached attributes, or a plausible root, or the error. */
+static void reply_cached_attr(struct op *op, int err)
+{
+	if (!attr_from_cache(op))
+		fail_transport(op, err);
 }
 
 static void getattr_done(struct op *op, const struct sftp_attrs *a, int err)
@@ -186,10 +197,10 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (ctl_getattr(v, req, ino) || !(op = op_new(v, req, "getattr")))
 		return;
 	op->ino = ino;
-	if (pool_state(v->pool) == POOL_DOWN) {
-		reply_cached_attr(op, -EAGAIN);
+	/* During an outage cached attributes answer at once (ls -la never
+	 * prints ?????????); without a cache the call waits for a session. */
+	if (pool_state(v->pool) == POOL_DOWN && attr_from_cache(op))
 		return;
-	}
 	if (!(op->path = nodes_path(v->nodes, ino))) {
 		reply_cached_attr(op, -ESTALE);
 		return;

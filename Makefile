@@ -161,16 +161,31 @@ bench: all
 	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B)
 
 # ---- install -------------------------------------------------------------
+MAN1 := $(wildcard docs/*.1)
+MAN8 := $(wildcard docs/*.8)
+UNITS := $(wildcard docs/systemd/*.service docs/systemd/*.timer)
+UNITDIR ?= /etc/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/steadyfs/alerts
 	install -m 755 $(B)/steadyfs $(DESTDIR)$(PREFIX)/bin/steadyfs
 	ln -sf steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs
 	for p in steadyfs-probe steadyfs-recover; do \
-		[ -x $(B)/$$p ] && install -m 755 $(B)/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; done; true
+		if [ -x $(B)/$$p ]; then install -m 755 $(B)/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; fi; done
+	for m in $(MAN1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
+	for m in $(MAN8); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done
+	for u in $(UNITS); do install -m 644 $$u $(DESTDIR)$(UNITDIR)/; done
+	for r in $(wildcard docs/alerts/*.yml); do \
+		install -m 644 $$r $(DESTDIR)$(PREFIX)/share/steadyfs/alerts/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs \
 		$(DESTDIR)$(PREFIX)/sbin/steadyfs-probe $(DESTDIR)$(PREFIX)/sbin/steadyfs-recover
+	for m in $(notdir $(MAN1)); do rm -f $(DESTDIR)$(PREFIX)/share/man/man1/$$m; done
+	for m in $(notdir $(MAN8)); do rm -f $(DESTDIR)$(PREFIX)/share/man/man8/$$m; done
+	for u in $(notdir $(UNITS)); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -rf $(DESTDIR)$(PREFIX)/share/steadyfs
 
 clean:
 	rm -rf $(B)

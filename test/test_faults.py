@@ -19,8 +19,9 @@ O_NONBLOCK reads and writes fail with EAGAIN at once while no session is
 up.
 
 The table (fault x workload: longest call, recovery, bytes verified,
-errors) is kept in build/fault-matrix.json and printed at the end of the
-module; build/fault-matrix.md holds it as Markdown.
+errors) is kept in build/fault-matrix.json, shared with
+test_server_faults.py, printed at the end of each module and written as
+Markdown to build/fault-matrix.md.
 """
 
 import errno
@@ -40,25 +41,10 @@ FAULTS = ["cut", "blackhole", "delay", "throttle"]
 THROTTLE = 200_000   # bytes/s each way
 DELAY_MS = 200
 KINDS = list(workloads.WORKLOADS)
-ALL_FAULTS = FAULTS + ["sshd-restart", "server-frozen"]
-TABLE = workloads.Table(os.path.join(mounts.build_dir(), "fault-matrix.json"))
 
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
                                 reason="/dev/fuse is missing")
-
-
-def order(fault, kind):
-    f = ALL_FAULTS.index(fault) if fault in ALL_FAULTS else len(ALL_FAULTS)
-    k = KINDS.index(kind) if kind in KINDS else len(KINDS)
-    return (f, k, fault, kind)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def table(request):
-    yield TABLE
-    workloads.show_table(request.config, TABLE, "fault matrix (build/fault-matrix.json)", order)
-    with open(os.path.join(mounts.build_dir(), "fault-matrix.md"), "w") as f:
-        f.write(TABLE.render(order) + "\n")
+table = pytest.fixture(scope="module", autouse=True)(workloads.table_fixture)
 
 
 def proxy_fault(proxy, fault):
@@ -78,19 +64,13 @@ def proxied(sshd, remote_subdir, fault_proxy, mount_steadyfs):
     return m, proxy, os.path.join(sshd.remote_dir, remote_subdir)
 
 
-def report(result, allow_errors=True):
-    TABLE.add(result.fault, result.kind, result.row())
-    problems = result.problems(allow_errors=allow_errors)
-    assert not problems, (f"{result.fault} x {result.kind}:\n  " + "\n  ".join(problems))
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("fault", FAULTS)
 def test_matrix(fault, kind, proxied, tmp_path):
     m, proxy, remote = proxied
     apply, clear = proxy_fault(proxy, fault)
-    report(workloads.run_cell(fault, kind, m, remote, apply, clear, str(tmp_path)))
+    workloads.report(workloads.run_cell(fault, kind, m, remote, apply, clear, str(tmp_path)))
 
 
 @pytest.mark.timeout(120)
@@ -100,7 +80,7 @@ def test_short_cut_invisible_to_crawler(proxied, tmp_path):
     r = workloads.run_cell("cut 1 s", "crawler", m, remote, proxy.cut,
                            proxy.restore, str(tmp_path),
                            fault_seconds=OP_TIMEOUT / 4)
-    report(r, allow_errors=False)
+    workloads.report(r, allow_errors=False)
 
 
 def wait_log(m, pattern, timeout):

@@ -928,6 +928,37 @@ def run_cell(fault, kind, mount, remote, apply, clear, workdir,
                       mount.stderr_text())
 
 
+FAULT_ORDER = ["cut", "blackhole", "delay", "throttle", "sshd-restart",
+               "server-frozen"]
+TABLE_PATH = os.path.join(os.environ.get("STEADYFS_BUILD") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build"),
+    "fault-matrix.json")
+
+
+def table_order(fault, kind):
+    f = FAULT_ORDER.index(fault) if fault in FAULT_ORDER else len(FAULT_ORDER)
+    k = list(WORKLOADS).index(kind) if kind in WORKLOADS else len(WORKLOADS)
+    return (f, k, fault, kind)
+
+
+def report(result, allow_errors=True):
+    """Add the cell to the table, then assert it kept the contract."""
+    Table(TABLE_PATH).add(result.fault, result.kind, result.row())
+    problems = result.problems(allow_errors=allow_errors)
+    assert not problems, (f"{result.fault} x {result.kind}:\n  " + "\n  ".join(problems))
+
+
+def table_fixture(request):
+    """Body of each test module's module-scoped fixture: print the whole
+    table (both modules' rows) when the module ends, and write it as
+    Markdown beside the JSON."""
+    yield
+    table = Table(TABLE_PATH)
+    show_table(request.config, table, f"fault matrix ({TABLE_PATH})", table_order)
+    with open(TABLE_PATH[:-len(".json")] + ".md", "w") as f:
+        f.write(table.render(table_order) + "\n")
+
+
 def show_table(config, table, title, order=None):
     """Print the table on the terminal even when output is captured."""
     text = table.render(order)
@@ -942,7 +973,9 @@ def show_table(config, table, title, order=None):
 
 
 def _size(n):
-    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / KIB:.1f} KiB"
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    return f"{n / KIB:.1f} KiB" if n >= KIB else f"{n} B"
 
 
 class Table:

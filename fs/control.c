@@ -1,55 +1,598 @@
 /*
- * control: placeholder so the tree links while the real module (events
- * ring, metrics, mirror) is being written. See control.h.
+ * control: the operator's state of one mount. Counts calls (per op, by
+ * errno, in a latency histogram) and bytes, keeps the events ring (the last
+ * CTL_EVENTS_MAX JSON lines), and mirrors the rendered `.control/` files to
+ * state_dir (and the metrics to metrics_textfile) from its own thread: at
+ * least every CTL_MIRROR_PERIOD seconds and within CTL_MIRROR_MIN_GAP of an
+ * event. Rendering is in control_render.c.
+ *
+ * Memory is bounded: a fixed op list, a fixed errno table, a fixed ring.
+ * Events are not logged here: the callers already log each one (the
+ * pool's state and session lines, the vfs's failed-call and data lines).
  */
-#include "control.h"
+#include "control_int.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "atomicfile.h"
+#include "clock.h"
+#include "log.h"
+#include "sftp.h"
+#include "statedir.h"
+
+#define CTL_MIRROR_PERIOD 2.0
+#define CTL_MIRROR_MIN_GAP 0.5
 
 const char *const control_files[] = {
 	"status", "status.json", "metrics", "events", "connections", NULL
 };
 
-struct control {
-	struct pool *pool;
+const char *const ctl_ops[CTL_NOPS] = {
+	"lookup", "getattr", "setattr", "readlink", "mkdir", "unlink", "rmdir",
+	"symlink", "rename", "link", "open", "create", "read", "write", "flush",
+	"release", "fsync", "opendir", "readdir", "releasedir", "statfs",
+	"forget", "other",
 };
+
+const double ctl_bounds[CTL_NBOUNDS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 20, 30, 60,
+};
+
+const char *const ctl_event_types[EV_NTYPES] = {
+	"state", "session", "error", "data", "shadowed",
+};
+
+/* ---- construction --------------------------------------------------- */
+
+/* `p` made absolute against the current directory (control_new runs before
+ * fuse_daemonize changes it to "/"). NULL on allocation failure. */
+static char *absolute(const char *p)
+{
+	char cwd[PATH_MAX];
+	char *out;
+
+	if (p[0] == '/')
+		return strdup(p);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return strdup(p);
+	if (asprintf(&out, "%s/%s", strcmp(cwd, "/") ? cwd : "", p) < 0)
+		return NULL;
+	return out;
+}
+
+/* "user@host:port:dir"; the user is the local login name when none was
+ * given (what ssh would use). */
+static char *remote_string(const struct steadyfs_opts *o)
+{
+	const char *user = o->user;
+	struct passwd pw, *res = NULL;
+	char pwbuf[1024];
+	bool v6 = strchr(o->host, ':') != NULL;
+	char *out;
+
+	if (!user && getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+		user = res->pw_name;
+	if (asprintf(&out, "%s%s%s%s%s:%d:%s", user ? user : "", user ? "@" : "",
+		     v6 ? "[" : "", o->host, v6 ? "]" : "", o->port,
+		     o->remote_dir) < 0)
+		return NULL;
+	return out;
+}
+
+static int init_paths(struct control *c, const char *mountpoint)
+{
+	char def[PATH_MAX];
+
+	if (!(c->mountpoint = strdup(mountpoint)) || !(c->remote = remote_string(c->o)))
+		return -1;
+	if (statedir_for_mount(mountpoint, def, sizeof(def)) == 0 &&
+	    !(c->default_dir = strdup(def)))
+		return -1;
+	if (c->o->state_dir)
+		c->state_dir = absolute(c->o->state_dir);
+	else if (c->default_dir)
+		c->state_dir = strdup(c->default_dir);
+	else
+		return -1;
+	if (!c->state_dir)
+		return -1;
+	if (c->o->metrics_textfile && !(c->textfile = absolute(c->o->metrics_textfile)))
+		return -1;
+	return 0;
+}
+
+static void control_release(struct control *c)
+{
+	for (unsigned i = 0; i < CTL_EVENTS_MAX; i++)
+		free(c->ring[i]);
+	free(c->last_err.path);
+	free(c->last_sess.what);
+	free(c->last_sess.detail);
+	free(c->mountpoint);
+	free(c->state_dir);
+	free(c->default_dir);
+	free(c->textfile);
+	free(c->remote);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
 
 struct control *control_new(const struct steadyfs_opts *o, struct pool *p,
 			    const char *mountpoint)
 {
 	struct control *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
 
-	if (c)
-		c->pool = p;
+	if (!c)
+		return NULL;
+	c->o = o;
+	c->pool = p;
+	c->started_wall = clock_wall();
+	c->started_mono = clock_mono_ns();
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (init_paths(c, mountpoint) < 0) {
+		control_release(c);
+		return NULL;
+	}
 	return c;
 }
 
-void control_set_gauges(struct control *c, control_gauge_fn fn, void *arg) {}
-int control_start(struct control *c, char *err, size_t errsz) { return 0; }
-void control_free(struct control *c) { free(c); }
-void control_event_state(struct control *c, const char *from, const char *to) {}
+void control_set_gauges(struct control *c, control_gauge_fn fn, void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->gauge_fn = fn;
+	c->gauge_arg = arg;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+/* A new event object with its time, sequence number and type; the caller
+ * adds the fields and passes it to push_locked. Call with the lock held. */
+static struct json_object *event_new_locked(struct control *c, enum ctl_event_type t)
+{
+	struct json_object *o = json_object_new_object();
+	double now = clock_wall();
+	char iso[40], num[40];
+
+	if (!o)
+		return NULL;
+	ctl_iso_time(now, iso, sizeof(iso));
+	snprintf(num, sizeof(num), "%.3f", now);
+	json_object_object_add(o, "time", json_object_new_string(iso));
+	json_object_object_add(o, "epoch", json_object_new_double_s(now, num));
+	json_object_object_add(o, "seq", json_object_new_int64((int64_t)c->seq + 1));
+	json_object_object_add(o, "type", json_object_new_string(ctl_event_types[t]));
+	return o;
+}
+
+/* Serialises `o` into the ring (dropping the oldest line when full), frees
+ * it and wakes the mirror. A line that cannot be allocated is counted but
+ * lost. Call with the lock held. */
+static void push_locked(struct control *c, enum ctl_event_type t, struct json_object *o)
+{
+	const char *s;
+	char *line = NULL;
+	unsigned slot;
+
+	c->seq++;
+	c->events_by_type[t]++;
+	if (o && (s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+						      JSON_C_TO_STRING_NOSLASHESCAPE)))
+		line = strdup(s);
+	json_object_put(o);
+	if (!line)
+		return;
+	if (c->ring_count == CTL_EVENTS_MAX) {
+		slot = c->ring_first;
+		free(c->ring[slot]);
+		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
+	} else {
+		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
+	}
+	c->ring[slot] = line;
+	c->dirty = true;
+	pthread_cond_signal(&c->cond);
+}
+
+void control_event_state(struct control *c, const char *from, const char *to)
+{
+	int up = pool_up_count(c->pool), total = pool_size(c->pool);
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_STATE))) {
+		json_object_object_add(o, "from", json_object_new_string(from));
+		json_object_object_add(o, "to", json_object_new_string(to));
+		json_object_object_add(o, "sessions_up", json_object_new_int(up));
+		json_object_object_add(o, "sessions_total", json_object_new_int(total));
+	}
+	push_locked(c, EV_STATE, o);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Session events that are not failures (the status keeps the last failure). */
+static bool session_ok(const char *what, const char *detail)
+{
+	return !strcmp(what, "reconnect") && (!detail || !strcmp(detail, "ok"));
+}
+
 void control_event_conn(struct control *c, int idx, const char *what,
-			const char *detail) {}
+			const char *detail)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_SESSION))) {
+		json_object_object_add(o, "session", json_object_new_int(idx));
+		json_object_object_add(o, "event", ctl_jstr(what));
+		json_object_object_add(o, "detail", ctl_jstr(detail));
+	}
+	push_locked(c, EV_SESSION, o);
+	if (!session_ok(what, detail)) {
+		free(c->last_sess.what);
+		free(c->last_sess.detail);
+		c->last_sess.what = strdup(what ? what : "");
+		c->last_sess.detail = strdup(detail ? detail : "");
+		c->last_sess.idx = idx;
+		c->last_sess.time = clock_wall();
+		c->last_sess.set = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 void control_event_error(struct control *c, const char *op, const char *path,
-			 int errnum, const char *cause) {}
+			 int errnum, const char *cause)
+{
+	struct json_object *o;
+	char tmp[16];
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_ERROR))) {
+		json_object_object_add(o, "op", ctl_jstr(op));
+		json_object_object_add(o, "path", ctl_jstr(path));
+		json_object_object_add(o, "errno", json_object_new_int(errnum));
+		json_object_object_add(o, "errno_name",
+				       json_object_new_string(ctl_errno_name(errnum, tmp, sizeof(tmp))));
+		json_object_object_add(o, "message", json_object_new_string(strerror(errnum)));
+		json_object_object_add(o, "cause", ctl_jstr(cause));
+	}
+	push_locked(c, EV_ERROR, o);
+	free(c->last_err.path);
+	c->last_err.path = strdup(path ? path : "");
+	c->last_err.op = op;
+	c->last_err.errnum = errnum;
+	snprintf(c->last_err.cause, sizeof(c->last_err.cause), "%s", cause ? cause : "");
+	c->last_err.time = clock_wall();
+	c->last_err.set = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void control_event_data(struct control *c, const char *path, uint64_t off,
-			uint64_t len, bool replayed, bool lost) {}
-void control_note_missing_ext(struct control *c, uint32_t ext_bit) {}
+			uint64_t len, bool replayed, bool lost)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_DATA))) {
+		json_object_object_add(o, "path", ctl_jstr(path));
+		json_object_object_add(o, "offset", json_object_new_int64((int64_t)off));
+		json_object_object_add(o, "length", json_object_new_int64((int64_t)len));
+		json_object_object_add(o, "end", json_object_new_int64((int64_t)(off + len)));
+		json_object_object_add(o, "replayed", json_object_new_boolean(replayed));
+		json_object_object_add(o, "lost", json_object_new_boolean(lost));
+	}
+	push_locked(c, EV_DATA, o);
+	if (replayed)
+		c->replayed_bytes += len;
+	if (lost)
+		c->lost_bytes += len;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_event_shadowed(struct control *c, const char *path)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_SHADOWED)))
+		json_object_object_add(o, "path", ctl_jstr(path));
+	push_locked(c, EV_SHADOWED, o);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_note_missing_ext(struct control *c, uint32_t ext_bit)
+{
+	pthread_mutex_lock(&c->lock);
+	c->missing_exts |= ext_bit;
+	c->dirty = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- metrics ----------------------------------------------------------- */
+
+static int op_index(const char *op)
+{
+	for (int i = 0; op && i < CTL_OP_OTHER; i++)
+		if (!strcmp(ctl_ops[i], op))
+			return i;
+	return CTL_OP_OTHER;
+}
+
 void control_record_call(struct control *c, const char *op, double seconds,
-			 int errnum) {}
-void control_add_bytes(struct control *c, uint64_t read, uint64_t written) {}
+			 int errnum)
+{
+	struct ctl_op_stats *st;
+	int b = 0;
+
+	if (!(seconds >= 0))  /* also NaN */
+		seconds = 0;
+	while (b < CTL_NBOUNDS && seconds > ctl_bounds[b])
+		b++;
+	if (errnum < 0)
+		errnum = -errnum;
+	pthread_mutex_lock(&c->lock);
+	st = &c->ops[op_index(op)];
+	st->calls++;
+	st->bucket[b]++;
+	st->sum += seconds;
+	if (errnum)
+		st->errors[errnum < CTL_ERRNO_SLOTS ? errnum : 0]++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_add_bytes(struct control *c, uint64_t read, uint64_t written)
+{
+	pthread_mutex_lock(&c->lock);
+	c->bytes_read += read;
+	c->bytes_written += written;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- rendering --------------------------------------------------------- */
+
+/* Renders one snapshot of every file into sbs[] (one lock hold, so the five
+ * files agree with each other). */
+static void render_all(struct control *c, const struct ctl_snap *s, struct strbuf *sbs)
+{
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; control_files[i]; i++)
+		ctl_render_locked(c, s, i, &sbs[i]);
+	pthread_mutex_unlock(&c->lock);
+}
 
 int control_render(struct control *c, const char *name, char **out, size_t *len)
 {
-	char *s = malloc(64);
+	struct strbuf sb = STRBUF_INIT;
+	struct ctl_snap s;
+	int idx = -1;
 
-	if (!s)
+	for (int i = 0; control_files[i]; i++)
+		if (!strcmp(control_files[i], name))
+			idx = i;
+	if (idx < 0)
+		return -ENOENT;
+	ctl_snap_take(c, &s);
+	pthread_mutex_lock(&c->lock);
+	ctl_render_locked(c, &s, idx, &sb);
+	pthread_mutex_unlock(&c->lock);
+	ctl_snap_release(&s);
+	if (!strbuf_ok(&sb) || (!sb.s && !(sb.s = calloc(1, 1)))) {
+		strbuf_release(&sb);
 		return -ENOMEM;
-	snprintf(s, 64, "state: %s\n", pool_state_name(pool_state(c->pool)));
-	*out = s;
-	*len = strlen(s);
+	}
+	*out = sb.s;
+	*len = sb.len;
 	return 0;
+}
+
+/* ---- the mirror ------------------------------------------------------- */
+
+/* mkdir -p with `mode` for the folders it creates. 0, or -1 with errno. */
+static int mkdirs(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0) {
+		struct stat st;
+
+		if (errno != EEXIST)
+			return -1;
+		if (stat(tmp, &st) < 0)
+			return -1;
+		if (!S_ISDIR(st.st_mode)) {
+			errno = ENOTDIR;
+			return -1;
+		}
+		return 0;
+	}
+	/* A fresh folder gets exactly `mode`, whatever the umask. */
+	return chmod(tmp, mode);
+}
+
+/*
+ * Points the default path at state_dir: creates the symlink, or replaces a
+ * symlink that points elsewhere (a stale one from an earlier mount). A real
+ * directory or file there is an operator's, and is left alone with a
+ * warning. Returns 0, or -1 with a reason in err.
+ */
+static int link_default(struct control *c, char *err, size_t errsz)
+{
+	char want[PATH_MAX], have[PATH_MAX], tmp[PATH_MAX + 64];
+	const char *def = c->default_dir;
+	struct stat st;
+
+	if (!realpath(c->state_dir, want)) {
+		snprintf(err, errsz, "cannot resolve state dir '%s': %s", c->state_dir,
+			 strerror(errno));
+		return -1;
+	}
+	if (realpath(def, have) && !strcmp(have, want))
+		return 0;  /* already the same folder (or a link to it) */
+	if (lstat(def, &st) == 0 && !S_ISLNK(st.st_mode)) {
+		log_warn("default state dir '%s' exists and is not a symlink: not replacing it with a link to '%s'",
+			 def, want);
+		return 0;
+	}
+	if (mkdirs(STATEDIR_BASE, 0755) < 0) {
+		snprintf(err, errsz, "cannot create '%s': %s", STATEDIR_BASE, strerror(errno));
+		return -1;
+	}
+	/* A new link renamed over the old one: never a moment without one. */
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", def, (long)getpid());
+	(void)unlink(tmp);
+	if (symlink(want, tmp) < 0 || rename(tmp, def) < 0) {
+		snprintf(err, errsz, "cannot link '%s' to '%s': %s", def, want, strerror(errno));
+		(void)unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes every file of one snapshot; remembers the first failure. */
+static void mirror_write(struct control *c, bool running)
+{
+	struct strbuf sbs[6] = { STRBUF_INIT };
+	char path[PATH_MAX + 32], err[PATH_MAX + 256] = "";
+	struct ctl_snap s;
+	int failed = 0;
+
+	ctl_snap_take(c, &s);
+	s.running = running;
+	if (!running) {
+		s.state = "down";
+		s.since = s.now;
+		s.up = 0;
+	}
+	render_all(c, &s, sbs);
+	ctl_snap_release(&s);
+	for (int i = 0; control_files[i]; i++) {
+		char e[PATH_MAX + 256];
+
+		snprintf(path, sizeof(path), "%s/%s", c->state_dir, control_files[i]);
+		if (!strbuf_ok(&sbs[i]) ||
+		    atomicfile_write(path, strbuf_str(&sbs[i]), sbs[i].len, 0644, e, sizeof(e)) < 0) {
+			if (!failed++)
+				snprintf(err, sizeof(err), "%s", strbuf_ok(&sbs[i]) ? e : "out of memory");
+		}
+	}
+	if (c->textfile && atomicfile_write(c->textfile, strbuf_str(&sbs[2]), sbs[2].len,
+					    0644, path, sizeof(path)) < 0 && !failed++)
+		snprintf(err, sizeof(err), "%s", path);
+	for (int i = 0; i < 6; i++)
+		strbuf_release(&sbs[i]);
+
+	pthread_mutex_lock(&c->lock);
+	if (failed) {
+		c->mirror_failures++;
+		/* Log a failure once, not every period. */
+		if (strcmp(c->mirror_error, err))
+			log_warn("mirror: %s", err);
+		snprintf(c->mirror_error, sizeof(c->mirror_error), "%s", err);
+	} else {
+		if (c->mirror_error[0])
+			log_info("mirror: writing '%s' again", c->state_dir);
+		c->mirror_error[0] = '\0';
+		c->mirror_time = clock_wall();
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void deadline_ts(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ns / NS_PER_SEC);
+	ts->tv_nsec = (long)(ns % NS_PER_SEC);
+}
+
+/* Writes every CTL_MIRROR_PERIOD, and soon after an event, coalescing
+ * bursts to one write per CTL_MIRROR_MIN_GAP. */
+static void *mirror_thread(void *arg)
+{
+	struct control *c = arg;
+	uint64_t last = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		uint64_t now = clock_mono_ns();
+		uint64_t due = last + clock_s_to_ns(c->dirty ? CTL_MIRROR_MIN_GAP : CTL_MIRROR_PERIOD);
+		struct timespec ts;
+
+		if (last && now < due) {
+			deadline_ts(due, &ts);
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+			continue;
+		}
+		c->dirty = false;
+		pthread_mutex_unlock(&c->lock);
+		mirror_write(c, true);
+		last = clock_mono_ns();
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int control_start(struct control *c, char *err, size_t errsz)
+{
+	if (mkdirs(c->state_dir, 0755) < 0) {
+		snprintf(err, errsz, "cannot create state dir '%s': %s", c->state_dir,
+			 strerror(errno));
+		return -1;
+	}
+	if (c->o->state_dir && c->default_dir && link_default(c, err, errsz) < 0)
+		log_warn("%s", err);
+	if (c->textfile && atomicfile_check_dir(c->textfile, err, errsz) < 0)
+		log_warn("metrics_textfile: %s", err);
+	if (pthread_create(&c->thread, NULL, mirror_thread, c) != 0) {
+		snprintf(err, errsz, "cannot start the mirror thread");
+		return -1;
+	}
+	c->started = true;
+	return 0;
+}
+
+void control_free(struct control *c)
+{
+	if (!c)
+		return;
+	if (c->started) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->thread, NULL);
+		mirror_write(c, false);
+	}
+	control_release(c);
 }

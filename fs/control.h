@@ -43,7 +43,8 @@ void control_set_gauges(struct control *c, control_gauge_fn fn, void *arg);
  * failure writes one line to err and returns -1 (the mount still works).
  */
 int control_start(struct control *c, char *err, size_t errsz);
-/* Stops the thread, writes a last mirror (state "down"), frees. */
+/* Stops the thread, writes a last mirror (state "down"), frees. The gauge
+ * function is called once more for that mirror when the thread ran. */
 void control_free(struct control *c);
 
 /* Events (each becomes one JSON line with a "time" and a "type"). */
@@ -58,6 +59,8 @@ void control_event_error(struct control *c, const char *op, const char *path,
  * replay succeeded; lost = true for data dropped for good. */
 void control_event_data(struct control *c, const char *path, uint64_t off,
 			uint64_t len, bool replayed, bool lost);
+/* A remote entry named `.control` at the root, hidden by the virtual one. */
+void control_event_shadowed(struct control *c, const char *path);
 /* Extensions the server lacks (SFTP_EXT_* bits), for status. */
 void control_note_missing_ext(struct control *c, uint32_t ext_bit);
 

@@ -1,0 +1,138 @@
+/*
+ * control_int: what control.c (counters, events ring, mirror) and
+ * control_render.c (the five files) share. Not for other modules: they use
+ * control.h.
+ *
+ * Locking: `lock` protects every field marked (L). Rendering first takes a
+ * struct ctl_snap of the pool, the sessions and the vfs gauges without the
+ * lock (those calls take their own locks, and the vfs may call into control
+ * while holding nothing of ours), then formats under the lock, so one file
+ * is consistent with itself.
+ */
+#ifndef STEADYFS_CONTROL_INT_H
+#define STEADYFS_CONTROL_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "control.h"
+#include "strbuf.h"
+
+struct json_object;
+
+#ifndef STEADYFS_VERSION
+#define STEADYFS_VERSION "0.1.0"
+#endif
+
+#define CTL_EVENTS_MAX 1000
+/* Finite histogram bounds (seconds); the +Inf bucket is implied. */
+#define CTL_NBOUNDS 17
+/* errno values 1..CTL_ERRNO_SLOTS-1 are counted each on its own; anything
+ * else in slot 0, rendered as errno="other". Linux errnos end at 133. */
+#define CTL_ERRNO_SLOTS 136
+/* The fixed op list (control.c) plus "other" at the end. */
+#define CTL_NOPS 23
+#define CTL_OP_OTHER (CTL_NOPS - 1)
+
+extern const char *const ctl_ops[CTL_NOPS];
+extern const double ctl_bounds[CTL_NBOUNDS];
+
+enum ctl_event_type { EV_STATE = 0, EV_SESSION, EV_ERROR, EV_DATA, EV_SHADOWED,
+		      EV_NTYPES };
+extern const char *const ctl_event_types[EV_NTYPES];
+
+struct ctl_op_stats {
+	uint64_t calls;
+	uint64_t bucket[CTL_NBOUNDS + 1];  /* not cumulative; last is +Inf */
+	double sum;                        /* seconds */
+	uint64_t errors[CTL_ERRNO_SLOTS];
+};
+
+struct ctl_last_error {
+	bool set;
+	double time;
+	const char *op;        /* static string */
+	char *path;
+	int errnum;
+	char cause[16];
+};
+
+struct ctl_last_session {
+	bool set;
+	double time;
+	int idx;
+	char *what;
+	char *detail;
+};
+
+struct control {
+	const struct steadyfs_opts *o;
+	struct pool *pool;
+	char *mountpoint;      /* resolved, as given to control_new */
+	char *state_dir;       /* absolute */
+	char *default_dir;     /* /run/steadyfs/<escaped>, NULL if too long */
+	char *textfile;        /* absolute, or NULL */
+	char *remote;          /* user@host:port:dir */
+	double started_wall;
+	uint64_t started_mono;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;   /* mirror thread wake-up (CLOCK_MONOTONIC) */
+	control_gauge_fn gauge_fn;            /* (L) */
+	void *gauge_arg;                      /* (L) */
+	char *ring[CTL_EVENTS_MAX];           /* (L) JSON lines, no newline */
+	unsigned ring_first, ring_count;      /* (L) oldest slot, how many */
+	uint64_t seq;                         /* (L) events ever recorded */
+	uint64_t events_by_type[EV_NTYPES];   /* (L) */
+	struct ctl_op_stats ops[CTL_NOPS];    /* (L) */
+	uint64_t bytes_read, bytes_written;   /* (L) */
+	uint64_t replayed_bytes, lost_bytes;  /* (L) */
+	uint32_t missing_exts;                /* (L) noted by the vfs */
+	struct ctl_last_error last_err;       /* (L) */
+	struct ctl_last_session last_sess;    /* (L) */
+	double last_alive;                    /* (L) see ctl_snap_take */
+	uint64_t mirror_failures;             /* (L) */
+	char mirror_error[256];               /* (L) "" while writes succeed */
+	double mirror_time;                   /* (L) last complete mirror */
+	bool dirty;                           /* (L) something worth writing */
+	bool stop;                            /* (L) */
+	bool started;                         /* thread running */
+	pthread_t thread;
+};
+
+/* Everything a render needs from outside control, taken without the lock. */
+struct ctl_snap {
+	double now;               /* wall */
+	double uptime;
+	const char *state;        /* "connected", "degraded", "down" */
+	double since;
+	int up, total;
+	struct conn_info *conns;  /* `total` entries (NULL if allocation failed) */
+	uint64_t attempts;        /* connect attempts other than each session's
+				   * first success */
+	uint64_t reconnects;
+	uint32_t missing;         /* SFTP_EXT_* bits */
+	struct control_gauges g;
+	bool running;             /* false for the last mirror */
+};
+
+/* control_render.c */
+/* Fills `s` (call without the lock); ctl_snap_release frees it. */
+void ctl_snap_take(struct control *c, struct ctl_snap *s);
+void ctl_snap_release(struct ctl_snap *s);
+/* Appends file `idx` of control_files to `sb`; call with the lock held. */
+void ctl_render_locked(struct control *c, const struct ctl_snap *s, int idx,
+		       struct strbuf *sb);
+/* "2024-05-01T12:00:00.123Z" */
+void ctl_iso_time(double t, char *out, size_t outsz);
+/* Appends `v` with invalid UTF-8 bytes written as "\xNN" (and, with
+ * `ctrl`, control characters too), so a file stays valid UTF-8 and one
+ * line per record whatever the remote names are. */
+void ctl_clean(struct strbuf *sb, const char *v, bool ctrl);
+/* A json-c string of `v` (NULL: "") cleaned by ctl_clean. */
+struct json_object *ctl_jstr(const char *v);
+/* "EIO", ..., or "E<n>" for a number glibc has no name for. */
+const char *ctl_errno_name(int errnum, char *tmp, size_t tmpsz);
+
+#endif

@@ -29,6 +29,11 @@ def fs(sshd, remote_subdir, mount_steadyfs):
     return m, os.path.join(sshd.remote_dir, remote_subdir)
 
 
+def names(path):
+    """os.listdir without the virtual .control/ folder of the mount root."""
+    return [n for n in os.listdir(path) if n != ".control"]
+
+
 def errno_of(fn, *args):
     """The errno `fn(*args)` fails with, or 0 when it succeeds."""
     try:
@@ -111,13 +116,14 @@ def test_stat_matches_server(fs):
 
 def test_readdir_small(fs):
     m, srv = fs
-    names = {"a", "b c", "ünï", ".hidden", "dir", "link"}
-    for n in names - {"dir", "link"}:
+    want = {"a", "b c", "ünï", ".hidden", "dir", "link"}
+    for n in want - {"dir", "link"}:
         write_file(os.path.join(srv, n), n.encode())
     os.mkdir(os.path.join(srv, "dir"))
     os.symlink("a", os.path.join(srv, "link"))
-    assert set(os.listdir(m.mountpoint)) == names
+    assert set(names(m.mountpoint)) == want
     kinds = {e.name: e for e in os.scandir(m.mountpoint)}
+    assert ".control" not in os.listdir(m.path("dir"))
     assert kinds["dir"].is_dir(follow_symlinks=False)
     assert kinds["link"].is_symlink()
     assert kinds["a"].is_file(follow_symlinks=False)
@@ -198,9 +204,9 @@ def _check_appends(data, header, records):
     assert seen == records
 
 
-def _append_records():
+def _append_records(count=300):
     return {w: [(b"%s:%04d:" % (w, i)) + w * (1 + (i * 37) % 900) + b"\n"
-                for i in range(300)] for w in (b"A", b"B")}
+                for i in range(count)] for w in (b"A", b"B")}
 
 
 def test_append_two_writers_opened_first(fs):
@@ -223,25 +229,28 @@ def test_append_two_writers_opened_first(fs):
 def test_append_two_writers(fs):
     """Two O_APPEND descriptors opened and written from two threads at
     once: every write lands whole at the true end, none overlaps another,
-    total size adds up."""
+    total size adds up. Several rounds, each on a new file, because the
+    opens race."""
     m, srv = fs
-    write_file(os.path.join(srv, "log"), b"HEADER\n")
-    records = _append_records()
-    start = threading.Barrier(2, timeout=10)
+    records = _append_records(150)
+    for rnd in range(4):
+        name = f"log{rnd}"
+        write_file(os.path.join(srv, name), b"HEADER\n")
+        start = threading.Barrier(2, timeout=10)
 
-    def writer(w):
-        def go():
-            start.wait()    # both opens race, as two crawler processes do
-            fd = os.open(m.path("log"), os.O_WRONLY | os.O_APPEND)
-            try:
-                for rec in records[w]:
-                    assert os.write(fd, rec) == len(rec)
-            finally:
-                os.close(fd)
-        return go
+        def writer(w):
+            def go():
+                start.wait()    # both opens race, as two crawler processes do
+                fd = os.open(m.path(name), os.O_WRONLY | os.O_APPEND)
+                try:
+                    for rec in records[w]:
+                        assert os.write(fd, rec) == len(rec)
+                finally:
+                    os.close(fd)
+            return go
 
-    run_threads([writer(w) for w in records])
-    _check_appends(read_file(os.path.join(srv, "log")), b"HEADER\n", records)
+        run_threads([writer(w) for w in records])
+        _check_appends(read_file(os.path.join(srv, name)), b"HEADER\n", records)
 
 
 def test_append_after_server_growth(fs):
@@ -532,7 +541,7 @@ def test_name_length(fs):
     ok, long = "n" * 255, "n" * 256
     write_file(m.path(ok), b"ok")
     assert read_file(os.path.join(srv, ok)) == b"ok"
-    assert ok in os.listdir(m.mountpoint)
+    assert ok in names(m.mountpoint)
     os.mkdir(m.path("d" * 255))
     assert os.path.isdir(os.path.join(srv, "d" * 255))
     for fn, args in ((os.stat, (m.path(long),)),

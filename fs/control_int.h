@@ -128,7 +128,9 @@ void ctl_render_locked(struct control *c, const struct ctl_snap *s, int idx,
 void ctl_iso_time(double t, char *out, size_t outsz);
 /* Appends `v` with invalid UTF-8 bytes written as "\xNN" (and, with
  * `ctrl`, control characters too), so a file stays valid UTF-8 and one
- * line per record whatever the remote names are. */
+ * line per record whatever the remote names are. A backslash is kept as
+ * is (state_dir paths are full of systemd's "\x2d"), so "\xNN" is
+ * ambiguous only for a name that really contains it. */
 void ctl_clean(struct strbuf *sb, const char *v, bool ctrl);
 /* A json-c string of `v` (NULL: "") cleaned by ctl_clean. */
 struct json_object *ctl_jstr(const char *v);

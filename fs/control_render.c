@@ -89,11 +89,8 @@ void ctl_clean(struct strbuf *sb, const char *v, bool ctrl)
 	while (*s) {
 		size_t n = utf8_len(s);
 
-		if (n == 0 || (ctrl && (*s < 0x20 || *s == 0x7f || *s == '\\'))) {
-			if (*s == '\\')
-				strbuf_adds(sb, "\\\\");
-			else
-				strbuf_addf(sb, "\\x%02x", *s);
+		if (n == 0 || (ctrl && (*s < 0x20 || *s == 0x7f))) {
+			strbuf_addf(sb, "\\x%02x", *s);
 			s++;
 			continue;
 		}

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <libmount/libmount.h>
 
@@ -93,6 +94,15 @@ static int check_mountpoint(const char *mp, char *out, char *err, size_t errsz)
 		return -1;
 	}
 	if (is_mountpoint(out)) {
+		struct statfs sf;
+
+		/* stat() may answer from a dead mount's attribute cache;
+		 * statfs() always asks the filesystem. */
+		if (statfs(out, &sf) < 0 && (errno == ENOTCONN || errno == ECONNABORTED)) {
+			log_warn("mountpoint '%s' is a stale mount (%s): unmounting it lazily",
+				 out, strerror(errno));
+			return unmount_stale(out, err, errsz);
+		}
 		snprintf(err, errsz, "mountpoint '%s' is already a mount", out);
 		return -1;
 	}

@@ -413,3 +413,16 @@ bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end)
 	pthread_mutex_unlock(&t->lock);
 	return k;
 }
+
+void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && (!n->end_known || end > n->end)) {
+		n->end = end;
+		n->end_known = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}

@@ -61,6 +61,8 @@ void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size);
 uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len);
 void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
+/* Makes the end at least `end` (known from then on). */
+void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_forget(struct nodes *t, uint64_t id);
 /* The end offset if known. */
 bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end);

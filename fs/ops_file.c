@@ -867,7 +867,9 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 		op_fail(op, err ? op_transport_errno(err) : reply_errno(r));
 		return;
 	}
-	nodes_end_set(op->v->nodes, op->ino, r->u.attrs.size);
+	/* Raise, never lower: another handle's appends may already be
+	 * queued past the server's size. */
+	nodes_end_raise(op->v->nodes, op->ino, r->u.attrs.size);
 	fh_put(fh);      /* the seeding ref; the kernel's stays */
 	open_reply(op);
 }
@@ -903,9 +905,10 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	fh_set_handle(fh, r, &op->rq);
 	op->fh = fh;
-	/* Appends need the true end: the first writer learns it. */
-	if (writable(fh->flags) && !other_writer(op->v, fh)) {
-		if (op->fi.flags & O_TRUNC) {
+	/* Appends need the true end: every writable open learns the
+	 * server's size before it answers (two opens may race). */
+	if (writable(fh->flags)) {
+		if ((op->fi.flags & O_TRUNC) && !other_writer(op->v, fh)) {
 			nodes_end_set(op->v->nodes, op->ino, 0);
 		} else {
 			op->fh = NULL;
@@ -966,8 +969,10 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	fh->ino = id;
 	vfs_attr_to_stat(v, &a, id, &st);
 	nodes_set_attr(v->nodes, id, &st);
-	if (!other_writer(v, fh))
+	if ((op->fi.flags & O_TRUNC) && !other_writer(v, fh))
 		nodes_end_set(v->nodes, id, a.size);
+	else
+		nodes_end_raise(v->nodes, id, a.size);
 	vfs_fill_entry(v, &e, id, &st);
 	op->fi.fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_create(op->req, &e, &op->fi) != 0) {

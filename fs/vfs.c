@@ -263,10 +263,14 @@ bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
 	    (r->u.status.code != SSH_FX_OP_UNSUPPORTED &&
 	     r->u.status.code != SSH_FX_PERMISSION_DENIED))
 		return false;
-	pthread_mutex_lock(&v->lock);
-	v->refused_exts |= ext;
-	pthread_mutex_unlock(&v->lock);
-	vfs_missing_ext(v, ext);
+	/* Only "unsupported" is remembered: a permission error may be about
+	 * this one path, and the fallback is tried for this call only. */
+	if (r->u.status.code == SSH_FX_OP_UNSUPPORTED) {
+		pthread_mutex_lock(&v->lock);
+		v->refused_exts |= ext;
+		pthread_mutex_unlock(&v->lock);
+		vfs_missing_ext(v, ext);
+	}
 	return true;
 }
 
@@ -382,6 +386,9 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	v->remote_uid = (uid_t)-1;
 	v->remote_gid = (gid_t)-1;
 	pthread_mutex_init(&v->lock, NULL);
+	/* Say once, at mount, which extensions the server lacks. */
+	for (uint32_t bit = SFTP_EXT_POSIX_RENAME; bit <= SFTP_EXT_LSETSTAT; bit <<= 1)
+		vfs_missing_ext(v, bit);
 	return v;
 }
 

@@ -211,7 +211,8 @@ class Mount:
         if not fuse_available():
             raise MountError("/dev/fuse is missing")
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(sshdfix.ORPHAN_GUARD + self.cmd,
+                                         stdin=subprocess.DEVNULL,
                                          stdout=err, stderr=err,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -343,7 +344,8 @@ def _mount(kind, program, sshd, mountpoint, remote_subdir, opts, defaults,
     workdir = workdir or sshd.workdir
     if mountpoint is None:
         mountpoint = tempfile.mkdtemp(prefix=f"mnt-{kind}-", dir=workdir)
-    os.makedirs(mountpoint, exist_ok=True)
+    if not os.path.lexists(mountpoint):
+        os.makedirs(mountpoint)
     remote = os.path.join(sshd.remote_dir, remote_subdir)
     stderr_path = os.path.join(workdir, f"{kind}-{os.path.basename(mountpoint)}.stderr")
     port = port or sshd.port

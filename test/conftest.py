@@ -5,7 +5,8 @@ mounts of steadyfs and sshfs (mounts.py) and a fault-injection TCP proxy
 (faultproxy.py). Fixtures:
 
   sshd              session-wide sshd (sshdfix.Sshd), started once
-  make_sshd         factory for a private sshd, e.g. make_sshd(sftp_args=["-R"])
+  make_sshd         factory for a private sshd, e.g. make_sshd(sftp_args=["-R"]),
+                    make_sshd(sftp_server=sshdfix.EXTERNAL_SFTP_SERVER)
   remote_subdir     a fresh folder name under sshd.remote_dir for this test
   mount_steadyfs    factory: mount_steadyfs(sshd, remote_subdir=..., opts=...)
   mount_sshfs       factory: the same with sshfs
@@ -29,6 +30,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import faultproxy  # noqa: E402
 import mounts  # noqa: E402
 import sshdfix  # noqa: E402
 
@@ -92,10 +94,10 @@ def sshd(tmp_path_factory):
 def make_sshd(tmp_path_factory):
     made = []
 
-    def make(sftp_args=(), extra_opts=(), remote_dir=None):
-        s = sshdfix.Sshd(tmp_path_factory.mktemp("sshd-extra"),
-                         sftp_args=sftp_args, extra_opts=extra_opts,
-                         remote_dir=remote_dir)
+    def make(**kw):
+        """Keywords of sshdfix.Sshd: sftp_args, sftp_server, extra_opts,
+        remote_dir."""
+        s = sshdfix.Sshd(tmp_path_factory.mktemp("sshd-extra"), **kw)
         made.append(s)
         return s.start()
 
@@ -156,7 +158,6 @@ def mount_sshfs(request, tmp_path):
 
 @pytest.fixture
 def fault_proxy():
-    import faultproxy
     made = []
 
     def make(server, **kw):

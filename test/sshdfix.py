@@ -26,7 +26,15 @@ SSHD = "/usr/sbin/sshd"
 # seconds under load. internal-sftp takes the same flags (-P, -R) and runs
 # inside the per-session sshd ("sshd: root@internal-sftp"), no shell.
 SFTP_SERVER = "internal-sftp"
+# The separate binary, for a "frozen SFTP server behind a live transport"
+# (SIGSTOP it and sshd still answers keepalives): Sshd(sftp_server=...).
+# Sessions set SHLVL=1 (see command()), so bash skips ~/.bashrc for it.
+EXTERNAL_SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 START_TIMEOUT = 10.0
+# Prefix for daemons the tests start: SIGTERM them if the thread that
+# started them dies (a crashed or killed pytest leaves no sshd behind).
+# Start daemons from the main thread: the signal follows the thread.
+ORPHAN_GUARD = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
 def free_port():
@@ -133,14 +141,16 @@ class SshdError(RuntimeError):
 class Sshd:
     """One sshd instance and its files. Attributes: host, port, user,
     remote_dir, key (client private key), known_hosts, log, workdir,
-    sftp_args (extra arguments to sftp-server), pid (None when stopped)."""
+    sftp_server (internal-sftp or a program), sftp_args (its extra
+    arguments), pid (None when stopped)."""
 
     def __init__(self, workdir, sftp_args=(), extra_opts=(), port=None,
-                 remote_dir=None):
+                 remote_dir=None, sftp_server=SFTP_SERVER):
         self.workdir = str(workdir)
         self.host = "127.0.0.1"
         self.user = "root"
         self.port = port
+        self.sftp_server = sftp_server
         self.sftp_args = list(sftp_args)
         self.extra_opts = list(extra_opts)
         self.proc = None
@@ -167,13 +177,17 @@ class Sshd:
 
     def command(self):
         """The sshd command line (also printed to reproduce a failure)."""
-        subsystem = " ".join(["sftp", SFTP_SERVER] + self.sftp_args)
+        subsystem = " ".join(["sftp", self.sftp_server] + self.sftp_args)
         opts = [
             "ListenAddress=127.0.0.1", f"PidFile={self.pidfile}",
             f"AuthorizedKeysFile={self.authorized_keys}", "StrictModes=no",
             "PasswordAuthentication=no", "KbdInteractiveAuthentication=no",
             "PermitRootLogin=prohibit-password", "UsePAM=no", "UseDNS=no",
             "LogLevel=VERBOSE", "MaxStartups=100", "MaxSessions=100",
+            # Sessions and subsystems run through root's login shell; bash
+            # sources ~/.bashrc when started by sshd at SHLVL < 2, and a
+            # .bashrc here (pyenv init) can stall for a minute on a lock.
+            "SetEnv=SHLVL=1",
             f"Subsystem={subsystem}",
         ] + self.extra_opts
         cmd = [SSHD, "-D", "-f", "/dev/null", "-p", str(self.port),
@@ -193,7 +207,7 @@ class Sshd:
                 self.port = free_port()
             log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
             with open(self.log, "a") as log:
-                self.proc = subprocess.Popen(self.command(),
+                self.proc = subprocess.Popen(ORPHAN_GUARD + self.command(),
                                              stdin=subprocess.DEVNULL,
                                              stdout=subprocess.DEVNULL,
                                              stderr=log)

@@ -60,10 +60,12 @@ def test_make_sshd_read_only_sftp(make_sshd):
     assert not os.path.exists(os.path.join(s.remote_dir, "nope"))
 
 
-def test_sftp_server_pids_and_freeze(make_sshd):
+@pytest.mark.parametrize("server", [sshdfix.SFTP_SERVER,
+                                    sshdfix.EXTERNAL_SFTP_SERVER])
+def test_sftp_server_pids_and_freeze(make_sshd, server):
     """A live sftp session shows up under our sshd, and frozen() stops
     it and resumes it."""
-    s = make_sshd()
+    s = make_sshd(sftp_server=server)
     p = subprocess.Popen(s.sftp_cmd(), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -72,7 +74,8 @@ def test_sftp_server_pids_and_freeze(make_sshd):
             time.sleep(0.02)
         pids = s.sftp_server_pids()
         assert len(pids) == 1
-        assert sshdfix.proc_comm(pids[0]) == "sftp-server"
+        want = "sshd" if server == "internal-sftp" else "sftp-server"
+        assert sshdfix.proc_comm(pids[0]) == want
         with sshdfix.frozen(pids):
             assert sshdfix.proc_state(pids[0]) == "T"
         assert sshdfix.proc_state(pids[0]) != "T"

@@ -201,8 +201,9 @@ def test_throughput_raw_sockets(proxy_to):
                   for _ in range(2))
     ceiling = report("raw TCP 1 GiB", mib << 20, direct, proxied)
     # An ssh/sftp stream on this kind of machine runs ~50-200 MB/s. Rates
-    # swing with other load on a shared machine; CPU cost per byte does not.
-    assert proxied[0] > 200 and ceiling > 400
+    # swing with other load on a shared machine (through the proxy: 130 to
+    # 1000 MB/s seen); its CPU cost per byte does not, so assert on that.
+    assert ceiling > 400
 
 
 def test_throughput_ssh(sshd, fault_proxy):

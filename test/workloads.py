@@ -723,22 +723,25 @@ def verify_files(result, remote):
     return ok + result.get("read_verified", 0), problems
 
 
-# Which daemon operations a syscall's EIO may come from.
+# Which daemon operations a syscall's EIO may come from. The kernel may
+# send GETATTR (permission checks, revalidation) and LOOKUP (each path
+# component) for any call that takes a path.
+_PATH_OPS = {"lookup", "getattr"}
 DAEMON_OPS = {
-    "open": {"lookup", "open", "create", "getattr", "setattr"},
+    "open": _PATH_OPS | {"open", "create", "setattr"},
     "read": {"read"},
     "write": {"write"},
     "fsync": {"fsync", "write", "flush"},
     "close": {"flush", "release", "close", "write"},
-    "stat": {"lookup", "getattr"},
+    "stat": _PATH_OPS,
     "fstat": {"getattr"},
-    "listdir": {"opendir", "readdir", "releasedir", "lookup"},
-    "mkdir": {"mkdir", "lookup"},
-    "rmdir": {"rmdir", "lookup"},
-    "unlink": {"unlink", "lookup"},
-    "rename": {"rename", "lookup"},
-    "link": {"link", "lookup"},
-    "ftruncate": {"setattr"},
+    "listdir": _PATH_OPS | {"opendir", "readdir", "releasedir"},
+    "mkdir": _PATH_OPS | {"mkdir"},
+    "rmdir": _PATH_OPS | {"rmdir"},
+    "unlink": _PATH_OPS | {"unlink"},
+    "rename": _PATH_OPS | {"rename"},
+    "link": _PATH_OPS | {"link"},
+    "ftruncate": {"setattr", "getattr"},
 }
 FAILED_LINE = re.compile(r"steadyfs: \w+: (\w+) '(.*)' failed: .*\(errno (\d+), cause (\w+)\)")
 REFUSED_LINE = re.compile(r"steadyfs: \w+: (\w+) '(.*)' bytes \d+-\d+ refused by the server: (.*)")
@@ -949,19 +952,24 @@ def report(result, allow_errors=True):
 
 
 def table_fixture(request):
-    """Body of each test module's module-scoped fixture: print the whole
-    table (both modules' rows) when the module ends, and write it as
-    Markdown beside the JSON."""
+    """Body of each test module's module-scoped fixture: when the module
+    ends, print the rows of its own tests and write the whole table (both
+    modules' rows) as Markdown beside the JSON."""
+    started = time.time()
     yield
     table = Table(TABLE_PATH)
-    show_table(request.config, table, f"fault matrix ({TABLE_PATH})", table_order)
-    with open(TABLE_PATH[:-len(".json")] + ".md", "w") as f:
+    md = TABLE_PATH[:-len(".json")] + ".md"
+    with open(md, "w") as f:
         f.write(table.render(table_order) + "\n")
+    show_table(request.config, table,
+               f"{request.module.__name__}: fault x workload (all rows: {md})",
+               table_order, since=started)
 
 
-def show_table(config, table, title, order=None):
-    """Print the table on the terminal even when output is captured."""
-    text = table.render(order)
+def show_table(config, table, title, order=None, since=0):
+    """Print the table (rows added after `since`) on the terminal even
+    when output is captured."""
+    text = table.render(order, since)
     capman = config.pluginmanager.getplugin("capturemanager")
     reporter = config.pluginmanager.getplugin("terminalreporter")
     if reporter is None:
@@ -998,15 +1006,16 @@ class Table:
 
     def add(self, fault, workload, row):
         rows = self.load()
-        rows[f"{fault}|{workload}"] = dict(row, fault=fault, workload=workload)
+        rows[f"{fault}|{workload}"] = dict(row, fault=fault, workload=workload,
+                                           when=time.time())
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(rows, f, indent=1, sort_keys=True)
         os.rename(tmp, self.path)
 
-    def render(self, order=None):
-        rows = list(self.load().values())
+    def render(self, order=None, since=0):
+        rows = [r for r in self.load().values() if r.get("when", 0) >= since]
         if order:
             rows.sort(key=lambda r: order(r["fault"], r["workload"]))
         out = ["| " + " | ".join(self.HEAD) + " |",

@@ -489,7 +489,7 @@ static void metrics_misc(struct control *c, const struct ctl_snap *s, struct str
 		(double)c->bytes_written);
 	gauge(sb, "steadyfs_unacked_write_bytes", "Write-behind bytes the server has not acknowledged",
 	      (double)s->g.unacked_bytes);
-	gauge(sb, "steadyfs_oldest_unacked_write_age_seconds",
+	gauge(sb, "steadyfs_unacked_write_oldest_seconds",
 	      "Age of the oldest unacknowledged write (0 when none)", s->g.oldest_unacked_age);
 	gauge(sb, "steadyfs_calls_inflight", "Filesystem calls not yet answered",
 	      s->g.calls_inflight);

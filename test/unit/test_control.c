@@ -286,7 +286,7 @@ static void test_metrics_values(void)
 	CHECK_EQ(metric(m, "steadyfs_unacked_write_bytes"), 12345);
 	CHECK_EQ(metric(m, "steadyfs_calls_inflight"), 7);
 	CHECK(metric(m, "steadyfs_oldest_call_age_seconds") == 2.25);
-	CHECK(metric(m, "steadyfs_oldest_unacked_write_age_seconds") == 1.5);
+	CHECK(metric(m, "steadyfs_unacked_write_oldest_seconds") == 1.5);
 	CHECK_EQ(metric(m, "steadyfs_server_extension_missing{extension=\"fsync@openssh.com\"}"), 1);
 	CHECK_EQ(metric(m, "steadyfs_server_extension_missing{extension=\"limits@openssh.com\"}"), 0);
 	CHECK(strstr(m, "\nsteadyfs_build_info{version=\"") != NULL);

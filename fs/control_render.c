@@ -368,167 +368,177 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 
 /* ---- metrics ------------------------------------------------------------ */
 
-static void gauge(struct strbuf *sb, const char *name, const char *help, double v)
+/*
+ * Every series carries mountpoint="...": one host may run several mounts,
+ * each with its own textfile, and node_exporter merges them (the alert
+ * rules in docs/alerts/ group by it).
+ */
+struct pm {
+	struct strbuf *sb;
+	const char *mp;
+};
+
+/* One sample with the mountpoint label and up to two more (k NULL: none). */
+static void pm_sample(struct pm *pm, const char *name, const char *k1, const char *v1,
+		      const char *k2, const char *v2, double value)
 {
-	prom_family(sb, name, "gauge", help);
-	prom_sample(sb, name, NULL, 0, v);
+	const char *l[] = { "mountpoint", pm->mp, k1, v1, k2, v2 };
+
+	prom_sample(pm->sb, name, l, 1 + (k1 != NULL) + (k2 != NULL), value);
 }
 
-static void counter(struct strbuf *sb, const char *name, const char *help, double v)
+static void pm_one(struct pm *pm, const char *name, const char *type, const char *help,
+		   double v)
 {
-	prom_family(sb, name, "counter", help);
-	prom_sample(sb, name, NULL, 0, v);
+	prom_family(pm->sb, name, type, help);
+	pm_sample(pm, name, NULL, NULL, NULL, NULL, v);
 }
 
-static void metrics_state(struct control *c, const struct ctl_snap *s, struct strbuf *sb)
+static void metrics_state(struct control *c, const struct ctl_snap *s, struct pm *pm)
 {
 	static const char *const states[] = { "connected", "degraded", "down" };
 
-	prom_family(sb, "steadyfs_state", "gauge",
+	prom_family(pm->sb, "steadyfs_state", "gauge",
 		    "1 for the mount's current state (connected, degraded, down), 0 for the others");
-	for (int i = 0; i < 3; i++) {
-		const char *l[] = { "state", states[i] };
-
-		prom_sample(sb, "steadyfs_state", l, 1, !strcmp(s->state, states[i]));
-	}
-	gauge(sb, "steadyfs_state_since_timestamp_seconds",
-	      "When the state last changed (epoch seconds)", s->since);
-	gauge(sb, "steadyfs_sessions_up", "SSH sessions up now", s->up);
-	gauge(sb, "steadyfs_sessions_configured", "SSH sessions in the pool (connections=)",
-	      s->total);
-	counter(sb, "steadyfs_reconnect_attempts_total",
-		"Connect attempts other than each session's first successful one",
-		(double)s->attempts);
-	counter(sb, "steadyfs_reconnects_total", "Successful reconnects of a session",
-		(double)s->reconnects);
-	gauge(sb, "steadyfs_last_success_timestamp_seconds",
-	      "Last time a session was seen answering (epoch seconds; 0 never)",
-	      c->last_alive);
+	for (int i = 0; i < 3; i++)
+		pm_sample(pm, "steadyfs_state", "state", states[i], NULL, NULL,
+			  !strcmp(s->state, states[i]));
+	pm_one(pm, "steadyfs_state_since_timestamp_seconds", "gauge",
+	       "When the state last changed (epoch seconds)", s->since);
+	pm_one(pm, "steadyfs_sessions_up", "gauge", "SSH sessions up now", s->up);
+	pm_one(pm, "steadyfs_sessions_configured", "gauge",
+	       "SSH sessions in the pool (connections=)", s->total);
+	pm_one(pm, "steadyfs_reconnect_attempts_total", "counter",
+	       "Connect attempts other than each session's first successful one",
+	       (double)s->attempts);
+	pm_one(pm, "steadyfs_reconnects_total", "counter", "Successful reconnects of a session",
+	       (double)s->reconnects);
+	pm_one(pm, "steadyfs_last_success_timestamp_seconds", "gauge",
+	       "Last time a session was seen answering (epoch seconds; 0 never)", c->last_alive);
 }
 
-static void metrics_sessions(const struct ctl_snap *s, struct strbuf *sb)
+/* One family with a sample per session. */
+static void per_session(struct pm *pm, const struct ctl_snap *s, const char *name,
+			const char *help, int field)
 {
 	char id[16];
-	const char *l[] = { "session", id };
 
-	if (!s->conns)
-		return;
-	prom_family(sb, "steadyfs_session_up", "gauge", "1 when the session is up");
+	prom_family(pm->sb, name, "gauge", help);
 	for (int i = 0; i < s->total; i++) {
+		const struct conn_info *ci = &s->conns[i];
+		double v = field == 0 ? ci->state == CONN_UP :
+			   field == 1 ? (double)ci->inflight : ci->last_rtt;
+
 		snprintf(id, sizeof(id), "%d", i);
-		prom_sample(sb, "steadyfs_session_up", l, 1, s->conns[i].state == CONN_UP);
-	}
-	prom_family(sb, "steadyfs_session_inflight_requests", "gauge",
-		    "SFTP requests in flight on the session");
-	for (int i = 0; i < s->total; i++) {
-		snprintf(id, sizeof(id), "%d", i);
-		prom_sample(sb, "steadyfs_session_inflight_requests", l, 1, s->conns[i].inflight);
-	}
-	prom_family(sb, "steadyfs_session_rtt_seconds", "gauge",
-		    "Last request or ping round trip of the session");
-	for (int i = 0; i < s->total; i++) {
-		snprintf(id, sizeof(id), "%d", i);
-		prom_sample(sb, "steadyfs_session_rtt_seconds", l, 1, s->conns[i].last_rtt);
+		pm_sample(pm, name, "session", id, NULL, NULL, v);
 	}
 }
 
-static void metrics_calls(struct control *c, struct strbuf *sb)
+static void metrics_sessions(const struct ctl_snap *s, struct pm *pm)
 {
-	prom_family(sb, "steadyfs_calls_total", "counter",
-		    "Filesystem calls answered, by operation (failed ones included)");
-	for (int i = 0; i < CTL_NOPS; i++) {
-		const char *l[] = { "op", ctl_ops[i] };
+	if (!s->conns)
+		return;
+	per_session(pm, s, "steadyfs_session_up", "1 when the session is up", 0);
+	per_session(pm, s, "steadyfs_session_inflight_requests",
+		    "SFTP requests in flight on the session", 1);
+	per_session(pm, s, "steadyfs_session_rtt_seconds",
+		    "Last request or ping round trip of the session", 2);
+}
 
-		prom_sample(sb, "steadyfs_calls_total", l, 1, (double)c->ops[i].calls);
-	}
-	prom_family(sb, "steadyfs_errors_total", "counter",
+static void metrics_calls(struct control *c, struct pm *pm)
+{
+	prom_family(pm->sb, "steadyfs_calls_total", "counter",
+		    "Filesystem calls answered, by operation (failed ones included)");
+	for (int i = 0; i < CTL_NOPS; i++)
+		pm_sample(pm, "steadyfs_calls_total", "op", ctl_ops[i], NULL, NULL,
+			  (double)c->ops[i].calls);
+	prom_family(pm->sb, "steadyfs_errors_total", "counter",
 		    "Filesystem calls that failed, by operation and errno name");
 	for (int i = 0; i < CTL_NOPS; i++) {
 		const uint64_t *e = c->ops[i].errors;
 
 		for (int n = 0; n < CTL_ERRNO_SLOTS; n++) {
 			char tmp[16];
-			const char *l[] = { "op", ctl_ops[i], "errno",
-					    n ? ctl_errno_name(n, tmp, sizeof(tmp)) : "other" };
 
 			/* EIO and EAGAIN always, so alerts see 0 before the first. */
 			if (e[n] || n == EIO || n == EAGAIN)
-				prom_sample(sb, "steadyfs_errors_total", l, 2, (double)e[n]);
+				pm_sample(pm, "steadyfs_errors_total", "op", ctl_ops[i], "errno",
+					  n ? ctl_errno_name(n, tmp, sizeof(tmp)) : "other",
+					  (double)e[n]);
 		}
 	}
 }
 
-static void metrics_histograms(struct control *c, struct strbuf *sb)
+static void metrics_histograms(struct control *c, struct pm *pm)
 {
 	static const char *const le[CTL_NBOUNDS + 1] = {
 		"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
 		"0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "60", "+Inf",
 	};
 
-	prom_family(sb, "steadyfs_call_duration_seconds", "histogram",
+	prom_family(pm->sb, "steadyfs_call_duration_seconds", "histogram",
 		    "Time from a call's arrival to its answer, by operation");
 	for (int i = 0; i < CTL_NOPS; i++) {
 		const struct ctl_op_stats *st = &c->ops[i];
-		const char *l[] = { "op", ctl_ops[i], "le", NULL };
 		uint64_t cum = 0;
 
 		for (int b = 0; b <= CTL_NBOUNDS; b++) {
 			cum += st->bucket[b];
-			l[3] = le[b];
-			prom_sample(sb, "steadyfs_call_duration_seconds_bucket", l, 2, (double)cum);
+			pm_sample(pm, "steadyfs_call_duration_seconds_bucket", "op", ctl_ops[i],
+				  "le", le[b], (double)cum);
 		}
-		prom_sample(sb, "steadyfs_call_duration_seconds_sum", l, 1, st->sum);
-		prom_sample(sb, "steadyfs_call_duration_seconds_count", l, 1, (double)cum);
+		pm_sample(pm, "steadyfs_call_duration_seconds_sum", "op", ctl_ops[i], NULL, NULL,
+			  st->sum);
+		pm_sample(pm, "steadyfs_call_duration_seconds_count", "op", ctl_ops[i], NULL, NULL,
+			  (double)cum);
 	}
 }
 
-static void metrics_misc(struct control *c, const struct ctl_snap *s, struct strbuf *sb)
+static void metrics_misc(struct control *c, const struct ctl_snap *s, struct pm *pm)
 {
-	counter(sb, "steadyfs_read_bytes_total", "Bytes read from the server", (double)c->bytes_read);
-	counter(sb, "steadyfs_written_bytes_total", "Bytes written and acknowledged by the server",
-		(double)c->bytes_written);
-	gauge(sb, "steadyfs_unacked_write_bytes", "Write-behind bytes the server has not acknowledged",
-	      (double)s->g.unacked_bytes);
-	gauge(sb, "steadyfs_unacked_write_oldest_seconds",
-	      "Age of the oldest unacknowledged write (0 when none)", s->g.oldest_unacked_age);
-	gauge(sb, "steadyfs_calls_inflight", "Filesystem calls not yet answered",
-	      s->g.calls_inflight);
-	gauge(sb, "steadyfs_oldest_call_age_seconds",
-	      "Age of the oldest unanswered call (0 when none)", s->g.oldest_call_age);
-	counter(sb, "steadyfs_data_replayed_bytes_total",
-		"Unacknowledged bytes resent after a session loss", (double)c->replayed_bytes);
-	counter(sb, "steadyfs_data_lost_bytes_total",
-		"Written bytes dropped for good (see events)", (double)c->lost_bytes);
-	prom_family(sb, "steadyfs_events_total", "counter", "Events recorded, by type");
-	for (int t = 0; t < EV_NTYPES; t++) {
-		const char *l[] = { "type", ctl_event_types[t] };
-
-		prom_sample(sb, "steadyfs_events_total", l, 1, (double)c->events_by_type[t]);
-	}
-	prom_family(sb, "steadyfs_server_extension_missing", "gauge",
+	pm_one(pm, "steadyfs_read_bytes_total", "counter", "Bytes read from the server",
+	       (double)c->bytes_read);
+	pm_one(pm, "steadyfs_written_bytes_total", "counter",
+	       "Bytes written and acknowledged by the server", (double)c->bytes_written);
+	pm_one(pm, "steadyfs_unacked_write_bytes", "gauge",
+	       "Write-behind bytes the server has not acknowledged", (double)s->g.unacked_bytes);
+	pm_one(pm, "steadyfs_unacked_write_oldest_seconds", "gauge",
+	       "Age of the oldest unacknowledged write (0 when none)", s->g.oldest_unacked_age);
+	pm_one(pm, "steadyfs_calls_inflight", "gauge", "Filesystem calls not yet answered",
+	       s->g.calls_inflight);
+	pm_one(pm, "steadyfs_oldest_call_age_seconds", "gauge",
+	       "Age of the oldest unanswered call (0 when none)", s->g.oldest_call_age);
+	pm_one(pm, "steadyfs_data_replayed_bytes_total", "counter",
+	       "Unacknowledged bytes resent after a session loss", (double)c->replayed_bytes);
+	pm_one(pm, "steadyfs_data_lost_bytes_total", "counter",
+	       "Written bytes dropped for good (see events)", (double)c->lost_bytes);
+	prom_family(pm->sb, "steadyfs_events_total", "counter", "Events recorded, by type");
+	for (int t = 0; t < EV_NTYPES; t++)
+		pm_sample(pm, "steadyfs_events_total", "type", ctl_event_types[t], NULL, NULL,
+			  (double)c->events_by_type[t]);
+	prom_family(pm->sb, "steadyfs_server_extension_missing", "gauge",
 		    "1 for an SFTP extension the server lacks (steadyfs uses a fallback)");
-	for (uint32_t b = 1; b && b <= CTL_KNOWN_EXTS; b <<= 1) {
-		const char *l[] = { "extension", sftp_ext_name(b) };
-
-		prom_sample(sb, "steadyfs_server_extension_missing", l, 1, !!(s->missing & b));
-	}
-	counter(sb, "steadyfs_mirror_failures_total",
-		"Rewrites of the state_dir mirror or metrics textfile that failed",
-		(double)c->mirror_failures);
-	gauge(sb, "steadyfs_start_time_seconds", "When the daemon started (epoch seconds)",
-	      c->started_wall);
-	prom_family(sb, "steadyfs_build_info", "gauge", "Always 1; the version as a label");
-	prom_sample(sb, "steadyfs_build_info", (const char *const[]){ "version", STEADYFS_VERSION },
-		    1, 1);
+	for (uint32_t b = 1; b && b <= CTL_KNOWN_EXTS; b <<= 1)
+		pm_sample(pm, "steadyfs_server_extension_missing", "extension", sftp_ext_name(b),
+			  NULL, NULL, !!(s->missing & b));
+	pm_one(pm, "steadyfs_mirror_failures_total", "counter",
+	       "Rewrites of the state_dir mirror or metrics textfile that failed",
+	       (double)c->mirror_failures);
+	pm_one(pm, "steadyfs_start_time_seconds", "gauge", "When the daemon started (epoch seconds)",
+	       c->started_wall);
+	prom_family(pm->sb, "steadyfs_build_info", "gauge", "Always 1; the version as a label");
+	pm_sample(pm, "steadyfs_build_info", "version", STEADYFS_VERSION, NULL, NULL, 1);
 }
 
 static void render_metrics(struct control *c, const struct ctl_snap *s, struct strbuf *sb)
 {
-	metrics_state(c, s, sb);
-	metrics_sessions(s, sb);
-	metrics_calls(c, sb);
-	metrics_histograms(c, sb);
-	metrics_misc(c, s, sb);
+	struct pm pm = { sb, c->mountpoint };
+
+	metrics_state(c, s, &pm);
+	metrics_sessions(s, &pm);
+	metrics_calls(c, &pm);
+	metrics_histograms(c, &pm);
+	metrics_misc(c, s, &pm);
 }
 
 /* ---- events and connections ---------------------------------------------- */

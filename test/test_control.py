@@ -92,22 +92,34 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def series_key(series):
-    """`name{b="2",a="1"}` as `name{a="1",b="2"}`: label order is free in
-    the format (node_exporter may reorder)."""
+    """`name{mountpoint="m",b="2",a="1"}` as `name{a="1",b="2"}`, and the
+    mountpoint ("" if none): label order is free in the format
+    (node_exporter may reorder), and every steadyfs series has the
+    mountpoint label."""
     name, brace, rest = series.partition("{")
     if not brace:
-        return series
-    labels = sorted(LABEL.findall(rest))
-    return name + "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
+        return series, ""
+    labels = dict(LABEL.findall(rest))
+    mp = labels.pop("mountpoint", "")
+    if not labels:
+        return name, mp
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}", mp
 
 
-def parse_metrics(text):
-    """{series with labels sorted by name: value} for every sample line."""
+def parse_metrics(text, mountpoint=None):
+    """{series without the mountpoint label, labels sorted: value} for every
+    sample line; with `mountpoint`, only steadyfs series of that mount (and
+    every steadyfs series must have one)."""
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             series, _, value = line.rpartition(" ")
-            out[series_key(series)] = float(value)
+            key, mp = series_key(series)
+            if series.startswith("steadyfs_"):
+                assert mp, f"no mountpoint label: {line}"
+                if mountpoint is not None and mp != mountpoint:
+                    continue
+            out[key] = float(value)
     return out
 
 
@@ -184,7 +196,7 @@ def test_files_formats_permissions_and_last_mirror(mirrors, sshd, remote_subdir,
         assert e["type"] in EVENT_TYPES and re.fullmatch(r".*T.*\.\d{3}Z", e["time"])
     assert events[-1]["type"] == "state" and events[-1]["to"] == "connected"
 
-    metrics = parse_metrics(read(m, "metrics"))
+    metrics = parse_metrics(read(m, "metrics"), m.mountpoint)
     assert metrics['steadyfs_state{state="connected"}'] == 1
     assert metrics['steadyfs_state{state="down"}'] == 0
     assert metrics["steadyfs_sessions_up"] == 2
@@ -312,8 +324,8 @@ def test_blackhole_down_and_back(mirrors, sshd, remote_subdir, fault_proxy,
         assert busy["state"] == "down" and busy["sessions_up"] == 0
         assert busy["oldest_call_age"] > 0
         assert mirror_json(default)["state"] == "down"   # through the symlink
-        poll(lambda: 'steadyfs_state{state="down"} 1' in open(textfile).read(),
-             5, "textfile says down")
+        poll(lambda: parse_metrics(open(textfile).read(), m.mountpoint)
+             ['steadyfs_state{state="down"}'] == 1, 5, "textfile says down")
         for _ in range(5):
             r = mounts.call_in_child("read", m.path(".control", "status"), timeout=5)
             assert r["status"] == "ok", r
@@ -375,7 +387,7 @@ def test_promtool_and_node_exporter(mirrors, sshd, remote_subdir, mount_steadyfs
     assert r.returncode == 0, r.stdout + r.stderr
 
     poll(lambda: textfile.exists() and
-         'steadyfs_state{state="connected"} 1' in textfile.read_text(),
+         parse_metrics(textfile.read_text())['steadyfs_state{state="connected"}'] == 1,
          5, "textfile written")
     port = sshdfix.free_port()
     ne = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
@@ -400,7 +412,7 @@ def test_promtool_and_node_exporter(mirrors, sshd, remote_subdir, mount_steadyfs
         except subprocess.TimeoutExpired:
             ne.kill()
             ne.wait(timeout=5)
-    got = parse_metrics(body)
+    got = parse_metrics(body, m.mountpoint)
     assert got["node_textfile_scrape_error"] == 0, body[-3000:]
     assert got['steadyfs_state{state="connected"}'] == 1
     assert got["steadyfs_sessions_up"] >= 1

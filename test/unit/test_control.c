@@ -114,15 +114,56 @@ static const char *status_value(const char *status, const char *key, char *out, 
 	return out;
 }
 
-/* The sample value of the exact series `series` in metrics text, or -1. */
+/* Whether sample line `l` (up to its newline) matches `series` once its
+ * leading mountpoint="..." label is taken out; *value gets the sample. */
+static bool series_is(const char *l, const char *series, double *value)
+{
+	char line[512], *mp, *end;
+	size_t n = strcspn(l, "\n");
+
+	if (n >= sizeof(line) || *l == '#')
+		return false;
+	memcpy(line, l, n);
+	line[n] = '\0';
+	if ((mp = strstr(line, "{mountpoint=\"")) && (end = strchr(mp + 13, '"'))) {
+		end++;
+		if (*end == ',')
+			memmove(mp + 1, end + 1, strlen(end + 1) + 1);
+		else  /* the only label: drop the braces too */
+			memmove(mp, end + 1, strlen(end + 1) + 1);
+	}
+	n = strlen(series);
+	if (strncmp(line, series, n) || line[n] != ' ')
+		return false;
+	*value = strtod(line + n + 1, NULL);
+	return true;
+}
+
+/* The sample value of `series` (written without the mountpoint label) in
+ * metrics text, or -1. */
 static double metric(const char *text, const char *series)
 {
-	size_t n = strlen(series);
+	double v;
 
 	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-		if (!strncmp(l, series, n) && l[n] == ' ')
-			return strtod(l + n + 1, NULL);
+		if (series_is(l, series, &v))
+			return v;
 	return -1;
+}
+
+/* Every sample line starts name{mountpoint="mnt". */
+static bool all_have_mountpoint(const char *text, const char *mnt)
+{
+	char want[256];
+
+	snprintf(want, sizeof(want), "{mountpoint=\"%s\"", mnt);
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (*l == '#')
+			continue;
+		if (strncmp(l + strcspn(l, "{ \n"), want, strlen(want)))
+			return false;
+	}
+	return true;
 }
 
 /* ---- rendering with a pool that never connected ------------------------- */
@@ -289,9 +330,11 @@ static void test_metrics_values(void)
 	CHECK(metric(m, "steadyfs_unacked_write_oldest_seconds") == 1.5);
 	CHECK_EQ(metric(m, "steadyfs_server_extension_missing{extension=\"fsync@openssh.com\"}"), 1);
 	CHECK_EQ(metric(m, "steadyfs_server_extension_missing{extension=\"limits@openssh.com\"}"), 0);
-	CHECK(strstr(m, "\nsteadyfs_build_info{version=\"") != NULL);
+	CHECK(strstr(m, "\nsteadyfs_build_info{mountpoint=\"") != NULL);
+	CHECK(metric(m, "steadyfs_build_info{version=\"0.1.0\"}") == 1);
 	CHECK_EQ(metric(m, "steadyfs_last_success_timestamp_seconds"), 0);
 	CHECK_EQ(metric(m, "steadyfs_session_up{session=\"2\"}"), 0);
+	CHECK(all_have_mountpoint(m, f.mnt));
 	free(m);
 
 	s = render(f.ctl, "status");

@@ -246,9 +246,15 @@ static int observe_and_plan(struct pass *ps)
 static int decide_and_act(struct pass *ps)
 {
 	if (!plan_action_needed(&ps->plan)) {
-		fprintf(ps->out, "root %s: %zu mount(s), all healthy\n", ps->o->root,
-			ps->plan.nmv);
 		ps->result = "healthy";
+		if (plan_all_healthy(&ps->plan)) {
+			fprintf(ps->out, "root %s: %zu mount(s), all healthy\n", ps->o->root,
+				ps->plan.nmv);
+			return RX_OK;
+		}
+		/* Left alone or another error: shown, nothing to do. */
+		plan_print(ps->out, &ps->in, &ps->plan);
+		fprintf(ps->out, "nothing to recover\n");
 		return RX_OK;
 	}
 	plan_print(ps->out, &ps->in, &ps->plan);

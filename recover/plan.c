@@ -252,6 +252,14 @@ fail:
 	return -1;
 }
 
+int plan_all_healthy(const struct plan *p)
+{
+	for (size_t i = 0; i < p->nmv; i++)
+		if (p->mv[i].v != V_HEALTHY && p->mv[i].v != V_SHADOWED)
+			return 0;
+	return p->nbad == 0;
+}
+
 void plan_release(struct plan *p)
 {
 	free(p->mv);

@@ -109,6 +109,9 @@ void plan_release(struct plan *p);
 
 /* 1 when something is bad (action needed), 0 when all is healthy. */
 static inline int plan_action_needed(const struct plan *p) { return p->nbad > 0; }
+/* 1 when every mount was found healthy (none left alone, none failing
+ * in another way). */
+int plan_all_healthy(const struct plan *p);
 /* 1 when a recovery is wanted now: something confirmed and not blocked. */
 static inline int plan_ready(const struct plan *p)
 {

@@ -1,0 +1,612 @@
+"""steadyfs-recover on real mounts: a scratch ROOT holding real sshfs mounts
+of a throwaway sshd, bind mounts of them, an independent sshfs mount nested
+deeper under another folder (the shape of the incident), made stale with
+SIGKILL or hung with SIGSTOP (conftest/mounts.py helpers).
+
+Each test has its own ROOT, manifest, state dir and sentinel under
+tmp_path, runs the real binary, and checks what it printed, what it left in
+the mount table, the hooks' log, the journal and the metrics. The `scene`
+fixture's teardown resumes every daemon and detaches whatever is still
+mounted under ROOT (deepest first), before the sshfs factory reaps its
+daemons and checks nothing it made is left mounted.
+"""
+
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import mounts
+
+RECOVER = os.path.join(mounts.build_dir(), "steadyfs-recover")
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+HOOK_SCRIPT = """#!/bin/sh
+# Appends its arguments, joined with '|', to the log named first.
+log=$1; shift
+IFS='|'
+printf '%s\\n' "$*" >> "$log"
+"""
+
+
+def run_recover(*args, timeout=60):
+    return subprocess.run([RECOVER, *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def mounts_under(root):
+    return [m for m in mounts.mountinfo()
+            if m["target"] == root or m["target"].startswith(root + "/")]
+
+
+def table(root):
+    """What is mounted under root: (target, fstype, dev), table order."""
+    return [(m["target"], m["fstype"], m["dev"]) for m in mounts_under(root)]
+
+
+def is_mounted(path):
+    """In the mount table, compared lexically: os.path.ismount misses a
+    bind mount within one filesystem, and mounts.mounts_at() resolves the
+    path, which blocks on a hung mount. `path` must be canonical."""
+    return any(m["target"] == path for m in mounts.mountinfo())
+
+
+def lazy_umount(path):
+    _libc.umount2(os.fsencode(path), MNT_DETACH)
+
+
+def read_text(path, timeout=5.0):
+    """Reads a file in a child process (the path may be on a dead mount)."""
+    r = mounts.call_in_child("read", path, timeout)
+    assert r["status"] == "ok", f"{path}: {r}"
+    with open(path) as f:
+        return f.read()
+
+
+class Scene:
+    """One test's ROOT and the files steadyfs-recover is pointed at."""
+
+    def __init__(self, tmp_path, sshd, mount_sshfs):
+        self.tmp = os.path.realpath(tmp_path)  # canonical, as the kernel lists it
+        self.sshd = sshd
+        self._mount_sshfs = mount_sshfs
+        self.root = os.path.join(self.tmp, "root")
+        self.state = os.path.join(self.tmp, "state")
+        self.manifest = os.path.join(self.tmp, "manifest.fstab")
+        self.sentinel = os.path.join(self.tmp, "recover.enabled")
+        self.hooklog = os.path.join(self.tmp, "hooks.log")
+        self.hook = os.path.join(self.tmp, "hook.sh")
+        self.made = []
+        os.makedirs(self.root)
+        with open(self.hook, "w") as f:
+            f.write(HOOK_SCRIPT)
+        os.chmod(self.hook, 0o755)
+        open(self.sentinel, "w").close()
+        open(self.manifest, "w").close()
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    # ---- mounts ------------------------------------------------------
+
+    def remote(self, sub, files):
+        """Creates sshd's remote folder `sub` holding {relpath: text}."""
+        top = os.path.join(self.sshd.remote_dir, sub)
+        for rel, text in files.items():
+            p = os.path.join(top, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text)
+        return sub
+
+    def sshfs(self, mountpoint, sub):
+        m = self._mount_sshfs(self.sshd, mountpoint=mountpoint, remote_subdir=sub)
+        self.made.append(m)
+        return m
+
+    def bind(self, src, dst):
+        os.makedirs(dst, exist_ok=True)
+        subprocess.run(["mount", "--bind", src, dst], check=True, timeout=10)
+
+    def sshfs_line(self, sub, target):
+        """A manifest line that mounts sshd's `sub` on `target` with sshfs
+        through mount.fuse.sshfs, with the test's key and known_hosts."""
+        s = self.sshd
+        remote = os.path.join(s.remote_dir, sub)
+        opts = (f"port={s.port},IdentityFile={s.key},"
+                f"UserKnownHostsFile={s.known_hosts},StrictHostKeyChecking=yes,"
+                "BatchMode=yes")
+        return f"{s.user}@{s.host}:{remote} {target} fuse.sshfs {opts} 0 0"
+
+    def write_manifest(self, *lines):
+        with open(self.manifest, "w") as f:
+            f.write("# test manifest\n" + "\n".join(lines) + "\n")
+
+    # ---- running -----------------------------------------------------
+
+    def args(self, *extra, apply=True, confirm=1, min_age=0):
+        a = ["--root", self.root, "--manifest", self.manifest,
+             "--state-dir", self.state, "--sentinel", self.sentinel,
+             "--confirm-runs", str(confirm), "--min-age", str(min_age),
+             "--probe-timeout", "1", "--hook-timeout", "20"]
+        return a + (["--apply"] if apply else []) + list(extra)
+
+    def run(self, *extra, timeout=60, **kw):
+        return run_recover(*self.args(*extra, **kw), timeout=timeout)
+
+    def hooks(self):
+        if not os.path.exists(self.hooklog):
+            return []
+        with open(self.hooklog) as f:
+            return f.read().splitlines()
+
+    def journal(self):
+        p = os.path.join(self.state, "journal.jsonl")
+        if not os.path.exists(p):
+            return []
+        with open(p) as f:
+            return [json.loads(line) for line in f]
+
+    def teardown(self):
+        for m in self.made:
+            m.resume()
+        for m in sorted(mounts_under(self.root), key=lambda m: -m["target"].count("/")):
+            lazy_umount(m["target"])
+
+
+@pytest.fixture
+def scene(tmp_path, sshd, mount_sshfs):
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    s = Scene(tmp_path, sshd, mount_sshfs)
+    yield s
+    s.teardown()
+
+
+def stale_base(scene, name="base"):
+    """One sshfs mount under ROOT, listed in the manifest, then killed."""
+    sub = scene.remote(f"{os.path.basename(scene.tmp)}-{name}", {"job1/data": "job1\n"})
+    m = scene.sshfs(scene.path(name), sub)
+    scene.write_manifest(scene.sshfs_line(sub, scene.path(name)))
+    m.kill_daemon()
+    assert mounts.call_in_child("listdir", scene.path(name))["errno"] == 107
+    return m
+
+
+def kinds(record):
+    return [s["kind"] for s in record["steps"]]
+
+
+# ---- command line and manifest ------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--root and --manifest are required"),
+    (["--root", "/tmp"], "--root and --manifest are required"),
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--confirm-runs", "0"], "bad --confirm-runs '0'"),
+    (["--min-age", "-1"], "bad --min-age '-1'"),
+    (["--cooldown", "soon"], "bad --cooldown 'soon'"),
+    (["--window", "0"], "bad --window '0'"),
+    (["--max-recoveries", "2x"], "bad --max-recoveries '2x'"),
+    (["--probe-timeout", "nan"], "bad --probe-timeout 'nan'"),
+    (["--watch", "0"], "bad --watch '0'"),
+    (["--pre", "systemctl stop worker && rm x"], "unquoted '&' is shell syntax"),
+    (["--post", "echo 'unterminated"], "unterminated '"),
+    (["--guard", "  "], "empty command"),
+    (["--drill", "--root", "/tmp"], "--drill makes its own root"),
+    (["--textfile", "/nonexistent-dir/x.prom", "--root", "/tmp",
+      "--manifest", "/dev/null"], "/nonexistent-dir"),
+    (["--root", "/tmp", "--manifest", "/nonexistent.fstab"],
+     "manifest '/nonexistent.fstab': No such file or directory"),
+])
+def test_bad_options(args, message):
+    r = run_recover(*args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("steadyfs-recover: error: ")
+
+
+def test_help():
+    r = run_recover("--help")
+    assert r.returncode == 0 and "--max-recoveries N --window S" in r.stdout
+
+
+def test_manifest_outside_root_refused(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    manifest = tmp_path / "m.fstab"
+    manifest.write_text(f"/srv/base {tmp_path}/root/ok none bind 0 0\n"
+                        f"/srv/base {tmp_path}/rootless none bind 0 0\n")
+    r = run_recover("--root", str(root), "--manifest", str(manifest),
+                    "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 2
+    assert (f"target '{tmp_path}/rootless' is outside root '{root}'") in r.stderr
+    manifest.write_text("# one field only\nlonely\n")
+    r = run_recover("--root", str(root), "--manifest", str(manifest))
+    assert r.returncode == 2 and "is not a valid fstab entry" in r.stderr
+
+
+# ---- passes on real sshfs mounts ------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_healthy_root_nothing_done(scene):
+    sub = scene.remote(os.path.basename(scene.tmp) + "-ok", {"f": "ok\n"})
+    scene.sshfs(scene.path("ok"), sub)
+    scene.write_manifest(scene.sshfs_line(sub, scene.path("ok")))
+    before = table(scene.root)
+    r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 mount(s), all healthy" in r.stdout
+    assert table(scene.root) == before
+    assert scene.hooks() == [] and scene.journal() == []
+
+
+@pytest.mark.timeout(120)
+def test_incident_plan_confirm_recover(scene):
+    """The incident: a dead base sshfs mount under ROOT, a bind mount of
+    its subfolder elsewhere under ROOT, a second bind of it nested under
+    another folder (not in the manifest), and an independent sshfs mount
+    nested deeper under that folder, all stale."""
+    tag = os.path.basename(scene.tmp)
+    base_sub = scene.remote(tag + "-base", {"job1/data": "job1\n"})
+    nest_sub = scene.remote(tag + "-nest", {"file": "nested\n"})
+    base = scene.sshfs(scene.path("base"), base_sub)
+    nested = scene.sshfs(scene.path("other", "deep", "nested"), nest_sub)
+    scene.bind(scene.path("base", "job1"), scene.path("jobs", "job1"))
+    scene.bind(scene.path("base"), scene.path("other", "extra"))
+    scene.write_manifest(
+        scene.sshfs_line(base_sub, scene.path("base")),
+        f"{scene.path('base', 'job1')} {scene.path('jobs', 'job1')} none bind 0 0",
+        scene.sshfs_line(nest_sub, scene.path("other", "deep", "nested")))
+    base.kill_daemon()
+    nested.kill_daemon()
+    stale = table(scene.root)
+    assert len(stale) == 4
+    hooks = ["--pre", f"{scene.hook} {scene.hooklog} pre 'stop the worker'",
+             "--post", f"{scene.hook} {scene.hooklog} post requeue",
+             "--post", f"{scene.hook} {scene.hooklog} post \"start worker\""]
+
+    # Dry run (own state dir, so it does not count towards confirmation).
+    dry = run_recover(*scene.args(*hooks, apply=False, confirm=1),
+                      "--state-dir", os.path.join(scene.tmp, "dry-state"))
+    assert dry.returncode == 1, dry.stdout + dry.stderr
+    assert "not acting: dry run (--apply not given)" in dry.stdout
+    for target, _, _ in stale:
+        assert f"lazy unmount {target}\n" in dry.stdout
+        assert f"  {target}  " in dry.stdout
+    print("--- dry-run plan ---\n" + dry.stdout)
+    assert table(scene.root) == stale and scene.hooks() == []
+
+    # First --apply pass with confirm-runs 2: counted only.
+    first = scene.run(*hooks, confirm=2)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "waiting for confirmation" in first.stdout
+    assert table(scene.root) == stale and scene.hooks() == []
+    assert scene.journal()[-1]["result"] == "not-taken"
+
+    # Second pass: confirmed; the whole sequence runs.
+    second = scene.run(*hooks, confirm=2)
+    print("--- recovery ---\n" + second.stdout)
+    assert second.returncode == 0, second.stdout + second.stderr
+    rec = scene.journal()[-1]
+    print("--- journal record ---\n" + json.dumps(rec))
+    assert rec["result"] == "recovered" and rec["exit"] == 0
+    assert kinds(rec) == ["pre"] + ["umount"] * 4 + ["mount"] * 3 + ["probe", "post", "post"]
+    assert all(s["outcome"] == "ok" for s in rec["steps"])
+    unmounted = [s["step"].split()[-1] for s in rec["steps"] if s["kind"] == "umount"]
+    depths = [p.count("/") for p in unmounted]
+    assert depths == sorted(depths, reverse=True), unmounted  # deepest first
+    assert set(unmounted) == {t for t, _, _ in stale}
+    remounted = [s["step"].split()[1] for s in rec["steps"] if s["kind"] == "mount"]
+    assert remounted == [scene.path("base"), scene.path("jobs", "job1"),
+                         scene.path("other", "deep", "nested")]  # shallowest first
+    assert scene.hooks() == ["pre|stop the worker", "post|requeue", "post|start worker"]
+    assert {s["path"] for s in rec["seen"]} == {t for t, _, _ in stale}
+
+    # Everything reads; the unlisted nested bind is gone, not re-made.
+    assert read_text(scene.path("jobs", "job1", "data")) == "job1\n"
+    assert read_text(scene.path("base", "job1", "data")) == "job1\n"
+    assert read_text(scene.path("other", "deep", "nested", "file")) == "nested\n"
+    now = {t: f for t, f, _ in table(scene.root)}
+    assert scene.path("other", "extra") not in now
+    assert now[scene.path("base")] == "fuse.sshfs"
+    assert now[scene.path("other", "deep", "nested")] == "fuse.sshfs"
+
+    # And the next pass finds everything healthy.
+    third = scene.run(*hooks, confirm=2)
+    assert third.returncode == 0 and "all healthy" in third.stdout
+
+
+@pytest.mark.timeout(90)
+def test_hung_sshfs_aborted_and_recovered(scene):
+    sub = scene.remote(os.path.basename(scene.tmp) + "-hung", {"f": "hung\n"})
+    m = scene.sshfs(scene.path("hung"), sub)
+    scene.write_manifest(scene.sshfs_line(sub, scene.path("hung")))
+    conn = m.dev.split(":")[1]
+    with m.stopped():
+        assert mounts.call_in_child("listdir", m.mountpoint, 1.0)["status"] == "timeout"
+        t0 = time.monotonic()
+        r = scene.run("--pre", "true")
+        took = time.monotonic() - t0
+        print(r.stdout)
+        assert r.returncode == 0, r.stdout + r.stderr
+        rec = scene.journal()[-1]
+        assert kinds(rec)[:3] == ["abort", "pre", "umount"]
+        assert rec["steps"][0]["step"].startswith(f"abort fuse connection {conn} ")
+        assert rec["seen"][0]["verdict"] == "hung"
+        assert read_text(scene.path("hung", "f")) == "hung\n"
+        # Two probes of 1 s each, a mount, hooks: well under the bound.
+        assert took < 20
+    assert os.path.ismount("/sys/fs/fuse/connections")
+
+
+@pytest.mark.timeout(60)
+def test_sentinel_missing_plan_only(scene):
+    stale_base(scene)
+    os.unlink(scene.sentinel)
+    before = table(scene.root)
+    r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+    assert r.returncode == 1
+    assert f"not acting: disabled: sentinel '{scene.sentinel}' is missing" in r.stdout
+    assert f"lazy unmount {scene.path('base')}" in r.stdout  # the plan
+    assert table(scene.root) == before and scene.hooks() == []
+    rec = scene.journal()[-1]
+    assert rec["result"] == "not-taken" and not rec["enabled"]
+
+
+@pytest.mark.timeout(60)
+def test_guard_says_no(scene):
+    stale_base(scene)
+    before = table(scene.root)
+    r = scene.run("--guard", "sh -c 'echo a crawl is healthy; exit 1'",
+                  "--pre", f"{scene.hook} {scene.hooklog} pre")
+    assert r.returncode == 1
+    assert "guard 'sh -c 'echo a crawl is healthy; exit 1'' said no (exit 1)" in r.stdout
+    assert table(scene.root) == before and scene.hooks() == []
+    rec = scene.journal()[-1]
+    assert rec["guard"]["output"] == "a crawl is healthy\n"
+    # A guard that allows lets the same pass recover.
+    r = scene.run("--guard", "true")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_pre_hook_fails_nothing_unmounted(scene):
+    stale_base(scene)
+    before = table(scene.root)
+    r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre1",
+                  "--pre", "sh -c 'echo cannot stop the worker >&2; exit 3'",
+                  "--pre", f"{scene.hook} {scene.hooklog} pre3",
+                  "--post", f"{scene.hook} {scene.hooklog} post")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "pre hook failed: recovery stopped, nothing unmounted" in r.stdout
+    assert "| cannot stop the worker" in r.stdout
+    assert table(scene.root) == before
+    assert scene.hooks() == ["pre1"]
+    rec = scene.journal()[-1]
+    assert rec["result"] == "failed" and kinds(rec) == ["pre", "pre"]
+    assert rec["steps"][1]["exit"] == 3
+    # The attempt counted: the cooldown now holds the next pass.
+    r = scene.run("--cooldown", "600")
+    assert r.returncode == 1 and "not acting: cooldown" in r.stdout
+
+
+@pytest.mark.timeout(60)
+def test_hook_timeout_kills_process_group(scene):
+    stale_base(scene)
+    pidfile = os.path.join(scene.tmp, "bg.pid")
+    t0 = time.monotonic()
+    r = scene.run("--hook-timeout", "1",
+                  "--pre", f"sh -c 'sleep 60 & echo $! > {pidfile}; wait'")
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 4
+    assert "timed out after" in r.stdout
+    with open(pidfile) as f:
+        bg = int(f.read())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{bg}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{bg}"), "the hook's background child survived"
+
+
+@pytest.mark.timeout(60)
+def test_cooldown_cap_and_lock(scene, tmp_path):
+    """Gates that hold across runs, on a manifest bind mount that keeps
+    going missing (absent counts as bad like stale)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    target = scene.path("hot")
+    scene.write_manifest(f"{src} {target} none bind 0 0")
+
+    r = scene.run("--cooldown", "600")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert is_mounted(target) and os.path.exists(os.path.join(target, "f"))
+
+    lazy_umount(target)
+    r = scene.run("--cooldown", "600")
+    assert r.returncode == 1 and "not acting: cooldown: last recovery" in r.stdout
+    assert not is_mounted(target)
+
+    r = scene.run("--cooldown", "0", "--max-recoveries", "1", "--window", "3600")
+    assert r.returncode == 1
+    assert "not acting: cap: 1 recoveries in the last 3600 s" in r.stdout
+    assert not is_mounted(target)
+
+    with open(os.path.join(scene.state, "lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = scene.run("--cooldown", "0")
+        assert r.returncode == 1
+        assert "another steadyfs-recover run holds lock" in r.stderr
+    assert not is_mounted(target)
+
+    r = scene.run("--cooldown", "0", "--max-recoveries", "2", "--window", "3600")
+    assert r.returncode == 0 and is_mounted(target)
+    state = json.load(open(os.path.join(scene.state, "state.json")))
+    assert state["recoveries_total"] == 2 and len(state["attempts"]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_never_touches_outside_root(scene, tmp_path):
+    """A stale mount beside ROOT, whose name even starts like ROOT's, and
+    one above it, stay as they are while the one inside is recovered."""
+    stale_base(scene)
+    sub = scene.remote(os.path.basename(scene.tmp) + "-out", {"f": "out\n"})
+    outside = scene.sshfs(str(tmp_path / "root-sibling"), sub)
+    outside.kill_daemon()
+    r = scene.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert str(tmp_path / "root-sibling") not in r.stdout
+    assert outside.is_mounted()
+    assert mounts.call_in_child("listdir", outside.mountpoint)["errno"] == 107
+
+
+@pytest.mark.timeout(60)
+def test_root_itself_unlisted_blocks(scene):
+    """A dead mount on ROOT itself that the manifest does not list needs a
+    person: unmounting it would detach everything below."""
+    sub = scene.remote(os.path.basename(scene.tmp) + "-rootmnt", {"f": "x\n"})
+    m = scene.sshfs(scene.root, sub)
+    m.kill_daemon()
+    before = table(scene.root)
+    r = scene.run()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (f"blocked, a person must look: '{scene.root}' is the root itself and "
+            "the manifest does not list it") in r.stdout
+    assert table(scene.root) == before
+    # Listed in the manifest, the same mount is recovered.
+    scene.write_manifest(scene.sshfs_line(sub, scene.root))
+    r = scene.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert read_text(os.path.join(scene.root, "f")) == "x\n"
+
+
+# ---- steadyfs mounts --------------------------------------------------------
+
+def fake_steadyfs(target):
+    """A real FUSE mount of type fuse.steadyfs whose "daemon" (this test
+    process, holding /dev/fuse) never answers: every call on it hangs.
+    Returns the /dev/fuse descriptor; closing it leaves the mount stale."""
+    fd = os.open("/dev/fuse", os.O_RDWR)
+    opts = f"fd={fd},rootmode=40000,user_id=0,group_id=0".encode()
+    if _libc.mount(b"steadyfs-test", os.fsencode(target), b"fuse.steadyfs",
+                   6, opts) != 0:  # MS_NOSUID | MS_NODEV
+        os.close(fd)
+        raise OSError(ctypes.get_errno(), "mount fuse.steadyfs")
+    return fd
+
+
+def write_mirror(target, state, age):
+    esc = subprocess.run(["systemd-escape", "--path", target], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    d = os.path.join("/run/steadyfs", esc)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "status.json"), "w") as f:
+        json.dump({"state": state, "updated": time.time() - age, "pid": os.getpid()}, f)
+    return d
+
+
+@pytest.mark.timeout(60)
+def test_steadyfs_riding_out_an_outage_left_alone(scene):
+    target = scene.path("steady")
+    os.makedirs(target)
+    fd = fake_steadyfs(target)
+    mirror = write_mirror(target, "down", 0)
+    try:
+        scene.write_manifest(f"steadyfs-test {target} fuse.steadyfs defaults 0 0")
+        r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "all healthy" not in r.stdout  # reported, left alone
+        assert f"{target}  fuse.steadyfs: left alone" in r.stdout
+        assert scene.hooks() == [] and is_mounted(target)
+
+        # The same mount with a mirror nobody has updated for a minute: the
+        # daemon is dead or wedged, so it is recovered like any other.
+        write_mirror(target, "down", 60)
+        scene.write_manifest()  # nothing to re-mount
+        r = scene.run()
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"lazy unmount {target}" in r.stdout
+        assert not is_mounted(target)
+    finally:
+        os.close(fd)
+        lazy_umount(target)
+        subprocess.run(["rm", "-rf", mirror], check=False)
+
+
+# ---- metrics, watch, drill --------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_textfile_metrics_pass_promtool(scene):
+    stale_base(scene)
+    prom = os.path.join(scene.tmp, "recover.prom")
+    r = scene.run("--textfile", prom, apply=False)
+    assert r.returncode == 1
+    text = open(prom).read()
+    assert f'steadyfs_recover_stale_mounts{{root="{scene.root}"}} 1' in text
+    assert f'steadyfs_recover_action_needed{{root="{scene.root}"}} 1' in text
+    assert f'steadyfs_recover_enabled{{root="{scene.root}"}} 1' in text
+    check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    r = scene.run("--textfile", prom)
+    assert r.returncode == 0
+    text = open(prom).read()
+    assert f'steadyfs_recover_recoveries_total{{root="{scene.root}"}} 1' in text
+    assert f'steadyfs_recover_last_apply_ok{{root="{scene.root}"}} 1' in text
+
+
+@pytest.mark.timeout(60)
+def test_watch_passes_until_signalled(scene, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    target = scene.path("hot")
+    scene.write_manifest(f"{src} {target} none bind 0 0")
+    prom = os.path.join(scene.tmp, "recover.prom")
+    p = subprocess.Popen([RECOVER, *scene.args("--watch", "0.2", "--cooldown", "0",
+                                               "--textfile", prom)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not is_mounted(target) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(target)
+        # Take it away: a later pass puts it back.
+        lazy_umount(target)
+        while not is_mounted(target) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(target)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert out.count("result: recovered") >= 2
+
+
+@pytest.mark.timeout(90)
+def test_drill_runs_clean():
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    before = [m for m in mounts.mountinfo() if m["fstype"] == "fuse.drill"]
+    r = run_recover("--drill", "--probe-timeout", "1", timeout=80)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.rstrip().endswith("drill: passed")
+    for step in ["private mount namespace", "stale FUSE mount", "hung FUSE mount",
+                 "dry run exit 1, nothing changed", "recovery exit 0",
+                 "abort fuse connection", "jobs/hot/hello reads", "cleaned up"]:
+        assert step in r.stdout
+    scratch = [line.split()[4] for line in r.stdout.splitlines()
+               if "scratch folder" in line][0]
+    assert not os.path.exists(scratch)
+    assert [m for m in mounts.mountinfo() if m["fstype"] == "fuse.drill"] == before

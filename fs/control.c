@@ -115,7 +115,9 @@ static int init_paths(struct control *c, const char *mountpoint)
 static void control_release(struct control *c)
 {
 	for (unsigned i = 0; i < CTL_EVENTS_MAX; i++)
-		free(c->ring[i]);
+		free(c->ring[i].line);
+	for (unsigned i = 0; i < CTL_MAX_RUNS; i++)
+		free(c->runs[i].detail);
 	free(c->last_err.path);
 	free(c->last_sess.what);
 	free(c->last_sess.detail);
@@ -201,14 +203,34 @@ static void push_locked(struct control *c, enum ctl_event_type t, struct json_ob
 		return;
 	if (c->ring_count == CTL_EVENTS_MAX) {
 		slot = c->ring_first;
-		free(c->ring[slot]);
+		free(c->ring[slot].line);
 		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
 	} else {
 		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
 	}
-	c->ring[slot] = line;
+	c->ring[slot].line = line;
+	c->ring[slot].seq = c->seq;
 	c->dirty = true;
 	pthread_cond_signal(&c->cond);
+}
+
+/* Removes the line of event `seq` if it is still in the ring, keeping the
+ * others in order. Call with the lock held. */
+static void ring_drop_locked(struct control *c, uint64_t seq)
+{
+	unsigned i, n = c->ring_count;
+
+	for (i = 0; i < n; i++)
+		if (c->ring[(c->ring_first + i) % CTL_EVENTS_MAX].seq == seq)
+			break;
+	if (i == n)
+		return;
+	free(c->ring[(c->ring_first + i) % CTL_EVENTS_MAX].line);
+	for (; i + 1 < n; i++)
+		c->ring[(c->ring_first + i) % CTL_EVENTS_MAX] =
+			c->ring[(c->ring_first + i + 1) % CTL_EVENTS_MAX];
+	c->ring[(c->ring_first + n - 1) % CTL_EVENTS_MAX].line = NULL;
+	c->ring_count--;
 }
 
 void control_event_state(struct control *c, const char *from, const char *to)
@@ -233,23 +255,77 @@ static bool session_ok(const char *what, const char *detail)
 	return !strcmp(what, "reconnect") && (!detail || !strcmp(detail, "ok"));
 }
 
+/*
+ * Counts a failed reconnect attempt in the session's run: the same detail
+ * as the run's continues it (its old line is dropped, the new one carries
+ * the count), anything else starts a new run. Returns the run, or NULL for
+ * a session index past CTL_MAX_RUNS. Call with the lock held.
+ */
+static struct ctl_fail_run *run_add_locked(struct control *c, int idx, const char *detail)
+{
+	struct ctl_fail_run *r;
+
+	if (idx < 0 || idx >= CTL_MAX_RUNS)
+		return NULL;
+	r = &c->runs[idx];
+	if (r->count && r->detail && !strcmp(r->detail, detail)) {
+		ring_drop_locked(c, r->seq);
+		r->count++;
+		return r;
+	}
+	free(r->detail);
+	r->detail = strdup(detail);
+	r->count = 1;
+	r->first = clock_wall();
+	return r;
+}
+
+static void run_end_locked(struct control *c, int idx)
+{
+	if (idx >= 0 && idx < CTL_MAX_RUNS)
+		c->runs[idx].count = 0;
+}
+
+static void run_fields(struct json_object *o, const struct ctl_fail_run *r)
+{
+	char iso[40], num[40];
+
+	ctl_iso_time(r->first, iso, sizeof(iso));
+	snprintf(num, sizeof(num), "%.3f", r->first);
+	json_object_object_add(o, "count", json_object_new_int64((int64_t)r->count));
+	json_object_object_add(o, "first_time", json_object_new_string(iso));
+	json_object_object_add(o, "first_epoch", json_object_new_double_s(r->first, num));
+}
+
 void control_event_conn(struct control *c, int idx, const char *what,
 			const char *detail)
 {
+	bool failed_attempt = what && !strcmp(what, "reconnect_failed");
+	struct ctl_fail_run *run = NULL;
 	struct json_object *o;
 
+	what = what ? what : "";
+	detail = detail ? detail : "";
 	pthread_mutex_lock(&c->lock);
+	if (failed_attempt)
+		run = run_add_locked(c, idx, detail);
+	else
+		run_end_locked(c, idx);
 	if ((o = event_new_locked(c, EV_SESSION))) {
 		json_object_object_add(o, "session", json_object_new_int(idx));
 		json_object_object_add(o, "event", ctl_jstr(what));
 		json_object_object_add(o, "detail", ctl_jstr(detail));
+		if (run)
+			run_fields(o, run);
 	}
 	push_locked(c, EV_SESSION, o);
+	if (run)
+		run->seq = c->seq;
 	if (!session_ok(what, detail)) {
 		free(c->last_sess.what);
 		free(c->last_sess.detail);
-		c->last_sess.what = strdup(what ? what : "");
-		c->last_sess.detail = strdup(detail ? detail : "");
+		c->last_sess.what = strdup(what);
+		c->last_sess.detail = strdup(detail);
 		c->last_sess.idx = idx;
 		c->last_sess.time = clock_wall();
 		c->last_sess.set = true;

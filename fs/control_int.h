@@ -34,6 +34,8 @@ struct json_object;
 /* The fixed op list (control.c) plus "other" at the end. */
 #define CTL_NOPS 23
 #define CTL_OP_OTHER (CTL_NOPS - 1)
+/* Sessions whose failed reconnects are coalesced (connections= is 1..10). */
+#define CTL_MAX_RUNS 16
 
 extern const char *const ctl_ops[CTL_NOPS];
 extern const double ctl_bounds[CTL_NBOUNDS];
@@ -56,6 +58,24 @@ struct ctl_last_error {
 	char *path;
 	int errnum;
 	char cause[16];
+};
+
+/* One line of the events ring. */
+struct ctl_event {
+	uint64_t seq;
+	char *line;            /* JSON, no newline */
+};
+
+/*
+ * A run of identical failed reconnect attempts of one session: they share
+ * one events line (rewritten with a count and moved to the end), so a long
+ * outage cannot push the state, error and data records out of the ring.
+ */
+struct ctl_fail_run {
+	uint64_t count;        /* 0: no run */
+	uint64_t seq;          /* of its line in the ring */
+	double first;          /* wall time of the first attempt of the run */
+	char *detail;
 };
 
 struct ctl_last_session {
@@ -81,8 +101,9 @@ struct control {
 	pthread_cond_t cond;   /* mirror thread wake-up (CLOCK_MONOTONIC) */
 	control_gauge_fn gauge_fn;            /* (L) */
 	void *gauge_arg;                      /* (L) */
-	char *ring[CTL_EVENTS_MAX];           /* (L) JSON lines, no newline */
+	struct ctl_event ring[CTL_EVENTS_MAX];  /* (L) */
 	unsigned ring_first, ring_count;      /* (L) oldest slot, how many */
+	struct ctl_fail_run runs[CTL_MAX_RUNS]; /* (L) by session index */
 	uint64_t seq;                         /* (L) events ever recorded */
 	uint64_t events_by_type[EV_NTYPES];   /* (L) */
 	struct ctl_op_stats ops[CTL_NOPS];    /* (L) */

@@ -546,7 +546,7 @@ static void render_metrics(struct control *c, const struct ctl_snap *s, struct s
 static void render_events(struct control *c, struct strbuf *sb)
 {
 	for (unsigned i = 0; i < c->ring_count; i++) {
-		strbuf_adds(sb, c->ring[(c->ring_first + i) % CTL_EVENTS_MAX]);
+		strbuf_adds(sb, c->ring[(c->ring_first + i) % CTL_EVENTS_MAX].line);
 		strbuf_addc(sb, '\n');
 	}
 }

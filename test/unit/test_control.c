@@ -470,6 +470,53 @@ static void test_ring_keeps_last_1000(void)
 	fix_release(&f);
 }
 
+/* A long outage: every failed attempt is counted, but a run of identical
+ * failures of one session keeps one line, so the records that matter stay
+ * in the ring. */
+static void test_failed_reconnects_coalesce(void)
+{
+	struct fix f;
+	struct json_object *first, *last;
+	char *ev, *m;
+
+	fix_init(&f, NULL);
+	control_event_data(f.ctl, "/jobs/keep.warc", 0, 10, true, false);
+	for (int i = 0; i < 3000; i++) {
+		control_event_conn(f.ctl, i % 2, "reconnect_failed", "connection refused");
+		if (i == 1000)
+			control_event_error(f.ctl, "write", "/jobs/mid.warc", EIO, "transport");
+	}
+	control_event_conn(f.ctl, 0, "reconnect_failed", "timed out");   /* new run */
+	control_event_conn(f.ctl, 40, "reconnect_failed", "refused");    /* no run kept */
+	control_event_conn(f.ctl, 40, "reconnect_failed", "refused");
+	ev = render(f.ctl, "events");
+	CHECK_EQ(count_lines(ev), 7);
+	CHECK_EQ(parse_events(ev, &first, &last), 7);
+	CHECK_STR(jget(first, "path"), "/jobs/keep.warc");
+	CHECK(strstr(ev, "\"path\":\"/jobs/mid.warc\"") != NULL);
+	CHECK(strstr(ev, "\"session\":1,\"event\":\"reconnect_failed\","
+		     "\"detail\":\"connection refused\",\"count\":1500,\"first_time\":") != NULL);
+	CHECK(strstr(ev, "\"session\":0,\"event\":\"reconnect_failed\","
+		     "\"detail\":\"connection refused\",\"count\":1500,") != NULL);
+	CHECK(strstr(ev, "\"detail\":\"timed out\",\"count\":1,") != NULL);
+	CHECK_STR(jget(last, "detail"), "refused");
+	json_object_put(first);
+	json_object_put(last);
+	free(ev);
+
+	/* A success ends the run: the next failure starts a new line. */
+	control_event_conn(f.ctl, 1, "reconnect", "ok");
+	control_event_conn(f.ctl, 1, "reconnect_failed", "connection refused");
+	ev = render(f.ctl, "events");
+	CHECK_EQ(count_lines(ev), 9);
+	CHECK(strstr(ev, "\"count\":1500,") != NULL);
+	free(ev);
+	m = render(f.ctl, "metrics");
+	CHECK_EQ(metric(m, "steadyfs_events_total{type=\"session\"}"), 3000 + 3 + 2);
+	free(m);
+	fix_release(&f);
+}
+
 /* Names from a remote server are bytes: the files stay valid UTF-8 and
  * one record per line. */
 static void test_hostile_names(void)
@@ -754,6 +801,7 @@ int main(void)
 	UNIT_RUN(test_metrics_values);
 	UNIT_RUN(test_event_types);
 	UNIT_RUN(test_ring_keeps_last_1000);
+	UNIT_RUN(test_failed_reconnects_coalesce);
 	UNIT_RUN(test_hostile_names);
 	UNIT_RUN(test_threads);
 	UNIT_RUN(test_promtool);

@@ -258,7 +258,13 @@ static int decide_and_act(struct pass *ps)
 		return RX_OK;
 	}
 	plan_print(ps->out, &ps->in, &ps->plan);
+	/* The record starts with what was seen; what was done follows. */
 	ps->rec = json_object_new_object();
+	jput(ps->rec, "time", jsecs(ps->now));
+	jput(ps->rec, "root", json_object_new_string(ps->o->root));
+	jput(ps->rec, "apply", json_object_new_boolean(ps->o->apply));
+	jput(ps->rec, "enabled", json_object_new_boolean(ps->enabled));
+	jput(ps->rec, "seen", seen_json(ps));
 	ps->reasons = json_object_new_array();
 	if (!gates_allow(ps) || !guard_allows(ps)) {
 		ps->result = "not-taken";
@@ -273,14 +279,9 @@ static void write_journal(struct pass *ps, int code)
 
 	if (!ps->rec)
 		return;
-	jput(ps->rec, "time", jsecs(ps->now));
-	jput(ps->rec, "root", json_object_new_string(ps->o->root));
-	jput(ps->rec, "apply", json_object_new_boolean(ps->o->apply));
-	jput(ps->rec, "enabled", json_object_new_boolean(ps->enabled));
+	jput(ps->rec, "reasons", ps->reasons);
 	jput(ps->rec, "result", json_object_new_string(ps->result));
 	jput(ps->rec, "exit", json_object_new_int(code));
-	jput(ps->rec, "seen", seen_json(ps));
-	jput(ps->rec, "reasons", ps->reasons);
 	ps->reasons = NULL;
 	jput(ps->rec, "duration",
 	     jsecs((double)(clock_mono_ns() - ps->t0) / 1e9));

@@ -234,6 +234,18 @@ def test_manifest_outside_root_refused(tmp_path):
     assert r.returncode == 2 and "is not a valid fstab entry" in r.stderr
 
 
+def test_unreadable_state_stops_the_run(tmp_path):
+    """Starting afresh would forget the caps: a bad state file is exit 3."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_text("{not json")
+    (tmp_path / "m.fstab").write_text("")
+    r = run_recover("--root", str(tmp_path / "root"), "--manifest", str(tmp_path / "m.fstab"),
+                    "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 3
+    assert "is not valid JSON" in r.stderr and "move it away" in r.stderr
+
+
 # ---- passes on real sshfs mounts ------------------------------------------
 
 @pytest.mark.timeout(60)

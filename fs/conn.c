@@ -796,7 +796,7 @@ static void *conn_thread(void *arg)
 		}
 		set_state(c, CONN_DOWN);
 		pool_event(c->pool, c->idx, "reconnect_failed", err);
-		log_debug("session %d: %s", c->idx, err);
+		log_info("session %d: reconnect failed: %s", c->idx, err);
 		c->backoff *= 2;
 		if (c->backoff > c->o->backoff_max)
 			c->backoff = c->o->backoff_max;

@@ -312,17 +312,6 @@ bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st)
 	return ok;
 }
 
-void nodes_inval_attr(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n)
-		n->have_attr = false;
-	pthread_mutex_unlock(&t->lock);
-}
-
 bool nodes_end_known(struct nodes *t, uint64_t id)
 {
 	struct node *n;

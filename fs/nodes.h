@@ -44,11 +44,11 @@ void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		  uint64_t newparent, const char *newname);
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);
 
-/* Attribute cache. get returns false when nothing is cached. */
+/* Attribute cache: the last attributes the server gave, used only when
+ * the server cannot be asked (an outage). get returns false when nothing
+ * is cached. */
 void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st);
 bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st);
-/* Drops cached attributes (after our own change, so we refetch). */
-void nodes_inval_attr(struct nodes *t, uint64_t id);
 
 /*
  * Append offsets. nodes_append_reserve returns the offset where `len`

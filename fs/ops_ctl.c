@@ -14,11 +14,22 @@
 
 #define CTL_MAGIC 0x5354434cu  /* "STCL": tells a snapshot from an fh */
 
+/* A rendered file. Referenced by the open file and by each read in
+ * progress: the caller may close before fuse_reply_buf() returns. */
 struct ctl_snap {
 	uint32_t magic;
+	int refs;
 	char *data;
 	size_t len;
 };
+
+static void snap_put(struct ctl_snap *s)
+{
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(s->data);
+		free(s);
+	}
+}
 
 static int ctl_index(const char *name)
 {
@@ -106,6 +117,7 @@ bool ctl_open(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		return true;
 	}
 	s->magic = CTL_MAGIC;
+	s->refs = 1;
 	rc = control_render(v->ctl, control_files[i], &s->data, &s->len);
 	if (rc < 0) {
 		free(s);
@@ -128,11 +140,13 @@ bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (!is_ctl_ino(ino))
 		return false;
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
 	if ((size_t)off >= s->len)
 		fuse_reply_buf(req, NULL, 0);
 	else
 		fuse_reply_buf(req, s->data + off,
 			       s->len - (size_t)off < size ? s->len - (size_t)off : size);
+	snap_put(s);
 	return true;
 }
 
@@ -142,10 +156,8 @@ bool ctl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (!is_ctl_ino(ino))
 		return false;
-	if (s && s->magic == CTL_MAGIC) {
-		free(s->data);
-		free(s);
-	}
+	if (s && s->magic == CTL_MAGIC)
+		snap_put(s);
 	fuse_reply_err(req, 0);
 	return true;
 }

@@ -115,6 +115,25 @@ static void close_step(struct op *op, const struct sftp_reply *r, int err)
 	finish_opendir(op);
 }
 
+static void shadowed(struct op *op)
+{
+	struct vfs *v = op->v;
+	bool first;
+
+	pthread_mutex_lock(&v->lock);
+	first = !v->shadow_reported;
+	v->shadow_reported = true;
+	pthread_mutex_unlock(&v->lock);
+	if (first) {
+		char *p = nodes_child_path(v->nodes, NODE_ROOT, CTL_NAME);
+
+		log_warn("remote '%s' is hidden by the virtual .control directory",
+			 p ? p : CTL_NAME);
+		control_event_shadowed(v->ctl, p ? p : CTL_NAME);
+		free(p);
+	}
+}
+
 static void readdir_step(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct dirbuf *d = dir_of(op);
@@ -153,7 +172,15 @@ static void readdir_step(struct op *op, const struct sftp_reply *r, int err)
 	}
 	rr = *r;
 	while (sftp_name_next(&rr, &n) == 0) {
-		mode_t mode = (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
+		mode_t mode;
+
+		/* Our .control hides a remote one at the root: say so once. */
+		if (op->ino == NODE_ROOT && n.namelen == strlen(CTL_NAME) &&
+		    !memcmp(n.name, CTL_NAME, n.namelen)) {
+			shadowed(op);
+			continue;
+		}
+		mode = (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
 			n.attrs.perm : 0;
 
 		if (dirbuf_add(d, n.name, n.namelen, mode) < 0) {

@@ -670,6 +670,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	}
 	if (has_room(fh)) {
 		fuse_reply_write(req, size);
+		control_record_call(v->ctl, "write", 0, 0);
 		return;
 	}
 	/* Window full: the reply waits for room, within op_timeout. */
@@ -942,8 +943,6 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		op_fail(op, op->path ? ENOMEM : ESTALE);
 		return;
 	}
-	if (fi->flags & O_TRUNC)
-		nodes_inval_attr(v->nodes, ino);
 	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
 	op_send(op, open_done, true);
 }
@@ -1031,7 +1030,6 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	fh_set_handle(fh, r, &op->rq);
-	nodes_inval_attr(op->v->nodes, op->parent);
 	op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
 	fh_start(op, fh, FH_FSTAT, create_stat_done);
 }

@@ -74,6 +74,7 @@ static bool lookup_from_cache(struct op *op)
 	if (!id || !nodes_get_attr(v->nodes, id, &st) ||
 	    nodes_ref(v->nodes, op->parent, op->leaf) != id)
 		return false;
+	vfs_adjust_size(v, id, &st);
 	vfs_fill_entry(v, &e, id, &st);
 	e.attr_timeout = e.entry_timeout = 0;
 	if (fuse_reply_entry(op->req, &e) != 0)
@@ -139,6 +140,7 @@ static bool attr_from_cache(struct op *op)
 	struct stat st;
 
 	if (nodes_get_attr(v->nodes, op->ino, &st)) {
+		vfs_adjust_size(v, op->ino, &st);
 		fuse_reply_attr(op->req, &st, 0);
 	} else if (op->ino == NODE_ROOT) {
 		memset(&st, 0, sizeof(st));
@@ -222,7 +224,6 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	if (op->to_set & FUSE_SET_ATTR_SIZE)
 		nodes_end_set(op->v->nodes, op->ino, (uint64_t)op->st.st_size);
-	nodes_inval_attr(op->v->nodes, op->ino);
 	stat_path(op, op->path, getattr_done);
 }
 
@@ -383,7 +384,6 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
-		nodes_inval_attr(op->v->nodes, op->parent);
 		stat_path(op, op->path, entry_then);
 	} else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
 		op->err = EIO;

@@ -54,6 +54,7 @@ struct vfs {
 	bool sweeper_started;
 	uint32_t missing_exts_logged;
 	uint32_t refused_exts;     /* advertised but refused at use */
+	bool shadow_reported;      /* a remote .control was seen and hidden */
 };
 
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);

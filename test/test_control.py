@@ -262,8 +262,6 @@ def test_counters_follow_activity(mirrors, sshd, remote_subdir, mount_steadyfs):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(reason="vfs: a write answered at once (write-behind) does not "
-                   "reach control_record_call yet", strict=False)
 def test_write_calls_counted(mirrors, sshd, remote_subdir, mount_steadyfs):
     m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
     mirrors.append(default_mirror(m.mountpoint))
@@ -424,8 +422,6 @@ def test_promtool_and_node_exporter(mirrors, sshd, remote_subdir, mount_steadyfs
 # ---- shadowing -------------------------------------------------------------------
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(reason="vfs: readdir of the root still lists the remote "
-                   "'.control' beside the virtual one", strict=False)
 def test_remote_dot_control_is_shadowed(mirrors, sshd, remote_subdir, mount_steadyfs):
     remote = os.path.join(sshd.remote_dir, remote_subdir, ".control")
     os.makedirs(remote)
@@ -439,8 +435,6 @@ def test_remote_dot_control_is_shadowed(mirrors, sshd, remote_subdir, mount_stea
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(reason="the vfs does not call control_event_shadowed yet",
-                   strict=False)
 def test_shadowing_reported_in_events(mirrors, sshd, remote_subdir, mount_steadyfs):
     os.makedirs(os.path.join(sshd.remote_dir, remote_subdir, ".control"))
     m = mount_steadyfs(sshd, remote_subdir=remote_subdir)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -298,6 +299,23 @@ class Mount:
                     self.proc.wait(timeout=wait)
                 except subprocess.TimeoutExpired:
                     pass
+        if self.kind == "steadyfs":
+            self._remove_mirror()
+
+    def _remove_mirror(self):
+        """A steadyfs mount leaves its state_dir mirror under
+        /run/steadyfs; a test's throwaway mountpoint should not."""
+        try:
+            name = subprocess.run(["systemd-escape", "--path", self.mountpoint],
+                                  capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return
+        path = os.path.join("/run/steadyfs", name)
+        if os.path.islink(path):
+            os.unlink(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
 
     def __enter__(self):
         return self

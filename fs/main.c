@@ -17,6 +17,7 @@
 #include <sys/vfs.h>
 
 #include <libmount/libmount.h>
+#include <systemd/sd-daemon.h>
 
 #include "log.h"
 #include "opts.h"
@@ -193,7 +194,12 @@ static int run(struct steadyfs_opts *o)
 		log_err("cannot start threads");
 		goto out;
 	}
+	/* Under systemd (Type=notify) the unit is up once the mount is. A
+	 * negative return only means there is no systemd to tell. */
+	if (sd_notifyf(0, "READY=1\nSTATUS=mounted %s", mp) < 0)
+		log_debug("sd_notify failed");
 	status = serve(se) == 0 ? 0 : EXIT_INTERNAL;
+	sd_notify(0, "STOPPING=1\nSTATUS=unmounting, waiting for unacknowledged writes");
 	log_info("unmounting %s", mp);
 out:
 	if (mounted)

@@ -10,7 +10,8 @@ Every cell mounts steadyfs at test scale (workloads.MOUNT_OPTS: op_timeout
 sessions), runs the workload in a child process for a second, applies the
 fault for 4 s, clears it, and asserts: no ENOTCONN ever; no call longer
 than op_timeout + 2 s; the descriptors opened before the fault work again
-within backoff_max + connect_timeout + 2 s of it clearing; every file
+within backoff_max + connect_timeout + 2 s of it clearing, and no call
+made after that fails; no error at all under a 200 ms delay; every file
 whose fsync/close returned 0 is on the server with the right sha256; each
 EIO has a daemon log line naming operation, path and errno; no data-loss
 line without an EIO to the writer. Then: a 1 s cut (under op_timeout/4)
@@ -70,7 +71,9 @@ def proxied(sshd, remote_subdir, fault_proxy, mount_steadyfs):
 def test_matrix(fault, kind, proxied, tmp_path):
     m, proxy, remote = proxied
     apply, clear = proxy_fault(proxy, fault)
-    workloads.report(workloads.run_cell(fault, kind, m, remote, apply, clear, str(tmp_path)))
+    # A slow link is no outage: nothing may fail under a 200 ms delay.
+    workloads.report(workloads.run_cell(fault, kind, m, remote, apply, clear, str(tmp_path)),
+                     allow_errors=fault != "delay")
 
 
 @pytest.mark.timeout(120)
@@ -83,12 +86,13 @@ def test_short_cut_invisible_to_crawler(proxied, tmp_path):
     workloads.report(r, allow_errors=False)
 
 
-def wait_log(m, pattern, timeout):
-    """Poll the daemon's stderr for a regex, with a deadline."""
+def wait_log(m, pattern, timeout, since=0):
+    """Poll the daemon's stderr (from offset `since`) for a regex, with a
+    deadline."""
     deadline = time.monotonic() + timeout
     rx = re.compile(pattern)
     while time.monotonic() < deadline:
-        if rx.search(m.stderr_text()):
+        if rx.search(m.stderr_text()[since:]):
             return True
         time.sleep(0.05)
     return False
@@ -130,11 +134,12 @@ def test_stat_answers_during_blackhole(proxied):
             m.path("fresh-dir"): None, m.path("fresh-dir", "fresh.txt"): 5,
             m.path("seen.txt"): 8, m.path("grown.dat"): 100000}
     problems = []
+    since = len(m.stderr_text())
     proxy.blackhole()
     try:
         for when in ("early", "after dead"):
             if when == "after dead" and not wait_log(
-                    m, r"declaring it dead|state: \w+ -> (down|degraded)", OP_TIMEOUT):
+                    m, r"declaring it dead", OP_TIMEOUT, since):
                 problems.append("no session declared dead within op_timeout")
             problems += stat_problems(want, when)
             rc, out, secs = ls_la(m.mountpoint, LONGEST_BOUND + 2)
@@ -176,9 +181,10 @@ def test_nonblocking_eagain_while_down(proxied):
     wfd = os.open(m.path("nb-w.dat"), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         assert len(os.pread(rfd, 4096, 0)) == 4096
+        since = len(m.stderr_text())
         proxy.cut()
         try:
-            assert wait_log(m, r"state: \w+ -> down", OP_TIMEOUT), \
+            assert wait_log(m, r"state: \w+ -> down", OP_TIMEOUT, since), \
                 m.stderr_text()[-2000:]
             for fd in (rfd, wfd):
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)

@@ -18,6 +18,10 @@ server refusing, which must never look like a transport problem:
   read-only      `internal-sftp -R`: writes, creates, mkdir, rename and
                  unlink get EACCES at once, reads still work, and no
                  reconnect follows
+
+and a replay check: a write queued in a server that froze, replayed on a
+new session and then overwritten (fsync 0), must not land again when the
+frozen server resumes (xfail: a known limitation, see its reason).
 """
 
 import errno
@@ -107,9 +111,10 @@ class Timed:
     refusing must never make a call block)."""
 
     def __init__(self):
-        self.errors, self.longest = [], (0.0, "")
+        self.errors, self.longest, self.calls = [], (0.0, ""), 0
 
     def __call__(self, what, fn, *args):
+        self.calls += 1
         t0 = time.monotonic()
         try:
             return fn(*args)
@@ -164,7 +169,7 @@ def test_disk_full_enospc_no_reconnect(make_sshd, mount_steadyfs, small_tmpfs):
     assert not reconnect_signs(m, server), "\n".join(reconnect_signs(m, server))
     workloads.Table(workloads.TABLE_PATH).add("disk full", "writer", {
         "longest": t.longest[0], "longest_op": t.longest[1], "recovery": None,
-        "bytes": 0, "calls": 0,
+        "bytes": 0, "calls": t.calls,
         "errors": ", ".join(f"{errno.errorcode[e]} from {w}" for w, e in t.errors)})
     # Room again: the same mount writes.
     os.unlink(m.path("big.warc"))
@@ -210,5 +215,58 @@ def test_read_only_server_eacces_no_reconnect(make_sshd, mount_steadyfs):
     assert not reconnect_signs(m, server), "\n".join(reconnect_signs(m, server))
     workloads.Table(workloads.TABLE_PATH).add("read-only server", "writer", {
         "longest": t.longest[0], "longest_op": t.longest[1], "recovery": None,
-        "bytes": 8, "calls": len(attempts) + 1,
+        "bytes": 8, "calls": t.calls,
         "errors": ", ".join(f"{v} from {k}" for k, v in got.items())})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation, reported to the lead: a WRITE already in a frozen "
+    "server's socket buffer runs when it resumes (Linux keeps received data "
+    "readable even after an RST), over newer data fsynced through a new "
+    "session; SFTP has no fencing. Remove this mark when the daemon repairs "
+    "or prevents it."))
+@pytest.mark.timeout(120)
+def test_replayed_write_lands_once_after_freeze(make_sshd, mount_steadyfs):
+    """A write sent to a session that then froze is replayed on a new
+    session; once fsync has returned 0 for newer data at the same offset,
+    the frozen server resuming must not land the old write on top of it
+    (the replay must land exactly once)."""
+    server = make_sshd()
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    remote = os.path.join(server.remote_dir, "state.json")
+    a, b, c = (bytes([x]) * 4096 for x in b"ABC")
+    fd = os.open(m.path("state.json"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, a, 0)
+        os.fsync(fd)
+        pids = wait_sessions(server, CONNECTIONS)
+        with sshdfix.frozen(pids):
+            os.pwrite(fd, b, 0)       # goes to a frozen session
+            fsync_until_ok(fd)        # replayed on a new one
+            os.pwrite(fd, c, 0)
+            fsync_until_ok(fd)
+            with open(remote, "rb") as f:
+                assert f.read() == c, "fsync returned 0 but C is not on the server"
+        # Resumed: the old sessions run what they had queued, then end.
+        deadline = time.monotonic() + 5
+        while any(sshdfix.proc_state(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(remote, "rb") as f:
+            got = f.read()
+        assert got == c, (f"after the frozen server resumed the file holds "
+                          f"{got[:1]!r} x {len(got)}, want C: the write replayed "
+                          f"on a new session also landed late through the old one\n"
+                          + workloads.stderr_around(m.stderr_text(), ["state.json", "dead"]))
+    finally:
+        os.close(fd)
+
+
+def fsync_until_ok(fd, tries=3):
+    """fsync; after an fsync deadline the data stays queued, so retry."""
+    for i in range(tries):
+        try:
+            os.fsync(fd)
+            return
+        except OSError as e:
+            if e.errno != errno.EIO or i == tries - 1:
+                raise

@@ -890,6 +890,14 @@ class CellResult:
             needles.append(os.path.basename(e["path"]))
         for line in lost_without_error(self.r["errors"], self.stderr):
             out.append(f"silent loss (no EIO seen by the writer): {line}")
+        rec = self.r["recovered_at"]
+        for e in self.r["errors"]:
+            if rec is not None and e["t0"] > rec:
+                out.append(f"{errno.errorcode.get(e['errno'], e['errno'])} from "
+                           f"{e['op']} '{e['path']}', a call made "
+                           f"{e['t0'] - rec:.2f} s after the old descriptors "
+                           f"worked again ({self._rel(e['t0'])})")
+                needles.append(os.path.basename(e["path"]))
         if not allow_errors and self.r["errors"]:
             for e in self.r["errors"]:
                 out.append(f"{errno.errorcode.get(e['errno'], e['errno'])} from "

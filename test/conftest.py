@@ -137,6 +137,7 @@ def _mount_factory(request, tmp_path, mount_fn):
     problems = []
     for m in reversed(made):
         m.cleanup()
+        m.remove_mirror()
         if m.is_mounted():
             problems.append(f"{m.mountpoint}: still mounted after cleanup")
         problems += [f"{m.kind} stderr: {line}" for line in m.problems()]

@@ -299,12 +299,13 @@ class Mount:
                     self.proc.wait(timeout=wait)
                 except subprocess.TimeoutExpired:
                     pass
-        if self.kind == "steadyfs":
-            self._remove_mirror()
 
-    def _remove_mirror(self):
+    def remove_mirror(self):
         """A steadyfs mount leaves its state_dir mirror under
-        /run/steadyfs; a test's throwaway mountpoint should not."""
+        /run/steadyfs (its last words, which some tests read after
+        cleanup()); the fixture removes it at teardown."""
+        if self.kind != "steadyfs":
+            return
         try:
             name = subprocess.run(["systemd-escape", "--path", self.mountpoint],
                                   capture_output=True, text=True, timeout=10,

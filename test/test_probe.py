@@ -491,23 +491,25 @@ def test_degraded_rule_with_fake_mirror(sshd, remote_subdir, mount_sshfs, sd, tm
 
 
 @pytest.mark.timeout(120)
-def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, sd):
-    """A real steadyfs mount with its server frozen: the daemon is alive
-    and says so in its mirror, so the probe reports degraded, not hung."""
+def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, fault_proxy, sd):
+    """A real steadyfs mount whose link is blackholed: the daemon is alive
+    and says so in its mirror, so the probe reports degraded, not hung.
+    (A blackhole, not a frozen sftp server: steadyfs would reconnect to a
+    fresh, unfrozen server process and answer.)"""
     if not os.access(os.path.join(mounts.build_dir(), "steadyfs"), os.X_OK):
         pytest.skip("build/steadyfs is not built")
     s = make_sshd()
     os.mkdir(os.path.join(s.remote_dir, "d"))
-    try:
-        m = mount_steadyfs(s, expect_errors=True)
-    except mounts.MountError as e:
-        pytest.skip(f"steadyfs cannot mount yet: {str(e).splitlines()[0]}")
+    proxy = fault_proxy(s)
+    m = mount_steadyfs(s, port=proxy.port, expect_errors=True,
+                       opts=["op_timeout=6", "ServerAliveInterval=1",
+                             "ServerAliveCountMax=2"])
     r = probe("--json", "--timeout", 2, m.mountpoint, state_dir=sd)
     e = r.json()["paths"][0]
-    if e["mirror"] is None or e["mirror"]["health"] != "fresh":
-        pytest.skip(f"steadyfs writes no fresh mirror yet: {e['mirror']}")
+    assert e["mirror"] is not None and e["mirror"]["health"] == "fresh", r
     assert r.rc == 0 and e["state"] == "ok" and e["fstype"] == "fuse.steadyfs", r
-    with sshdfix.frozen(s.sftp_server_pids()):
+    proxy.blackhole()
+    try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             r = probe("--json", "--timeout", 2, m.path("d"), state_dir=sd)
@@ -518,6 +520,8 @@ def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, sd):
         assert e["state"] in ("degraded", "ok"), r
         r = probe("--json", "--timeout", 2, m.path("d", "fresh-name"), state_dir=sd)
         assert r.json()["paths"][0]["state"] == "degraded", r
+    finally:
+        proxy.restore()
 
 
 # ---- docs: alert rules and man page ------------------------------------------------

@@ -33,7 +33,7 @@
 #include "pool.h"
 
 #define TABLE_SIZE 1024
-#define READ_CHUNK (1024 * 1024)
+#define READ_CHUNK (8 * 1024 * 1024)
 #define AUTH_REFUSED_BACKOFF 60.0
 
 /* One request in flight. rq is NULL once its deadline passed: the late

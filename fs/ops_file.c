@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "readahead.h"
 #include "vfs_int.h"
 
 #define FH_WINDOW (16u * 1024 * 1024)
@@ -67,6 +68,7 @@ struct fh {
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
 	uint64_t drop_at;
+	struct ra ra;              /* sequential read-ahead */
 };
 
 static struct vfs *vfs_of(fuse_req_t req)
@@ -98,6 +100,7 @@ static void fh_put(struct fh *fh)
 	if (*pp)
 		*pp = fh->next;
 	pthread_mutex_unlock(&v->lock);
+	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
 	free(fh->path);
 	free(fh);
@@ -157,6 +160,7 @@ static bool writable(int flags)
 typedef int (*fh_enc_fn)(struct op *op, struct fh *fh);
 
 static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend);
+static void finish_ra_waiters(struct op *w);
 static void submit_chunks(struct wchunk *list);
 
 static void fh_set_handle(struct fh *fh, const struct sftp_reply *r,
@@ -660,6 +664,16 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, err);
 		return;
 	}
+	if (fh->ra.window || fh->ra.chunks) {
+		struct op *w;
+
+		/* Our own write makes prefetched data stale. */
+		pthread_mutex_lock(&fh->lock);
+		w = ra_reset(&fh->ra);
+		fh->ra.window = 0;
+		pthread_mutex_unlock(&fh->lock);
+		finish_ra_waiters(w);
+	}
 	if (fh->flags & O_APPEND)
 		at = nodes_append_reserve(v->nodes, ino, size);
 	else
@@ -1113,14 +1127,94 @@ static void read_next(struct op *op)
 	fh_dispatch(op);
 }
 
-static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
+/* Reads op's range directly (no read-ahead); op holds an fh ref. */
+static void read_direct(struct op *op)
 {
 	struct fh *fh = op->fh;
+	struct conn_server sv;
 
+	pool_server(op->v->pool, &sv);
+	op->got = 0;
+	op->err = 0;
+	op->flags = (unsigned)(sv.max_read && op->size > sv.max_read ? sv.max_read : op->size);
 	op->fh = NULL;
 	fh_start(op, fh, FH_READ, read_done);
 	fh_put(fh);
-	/* fh_start dispatched the first piece with op->flags set below. */
+}
+
+/* Completes reads served by read-ahead, or sends them directly. */
+static void finish_ra_waiters(struct op *w)
+{
+	while (w) {
+		struct op *next = w->next;
+
+		w->next = NULL;
+		if (w->err) {
+			read_direct(w);
+		} else {
+			fuse_reply_buf(w->req, w->data, w->got);
+			control_add_bytes(w->v->ctl, w->got, 0);
+			w->req = NULL;
+			fh_op_end(w);
+		}
+		w = next;
+	}
+}
+
+static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct fh *fh = op->fh;
+	struct op *w;
+
+	pthread_mutex_lock(&fh->lock);
+	if (!err && r->type == SSH_FXP_DATA)
+		w = ra_fill(&fh->ra, op->ra_gen, op->off, r->u.data.p,
+			    r->u.data.len, false, false);
+	else if (!err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)
+		w = ra_fill(&fh->ra, op->ra_gen, op->off, NULL, 0, true, false);
+	else
+		w = ra_fill(&fh->ra, op->ra_gen, op->off, NULL, 0, false, true);
+	pthread_mutex_unlock(&fh->lock);
+	fh_op_end(op);
+	finish_ra_waiters(w);
+}
+
+/* Sends the prefetches the window wants. */
+static void ra_fill_window(struct vfs *v, struct fh *fh)
+{
+	for (;;) {
+		uint64_t off;
+		uint32_t len, gen;
+		struct op *pf;
+		bool more;
+
+		pthread_mutex_lock(&fh->lock);
+		more = ra_next(&fh->ra, &off, &len);
+		gen = fh->ra.gen;
+		pthread_mutex_unlock(&fh->lock);
+		if (!more || !(pf = op_new(v, NULL, "readahead")))
+			return;
+		pf->off = off;
+		pf->flags = len;
+		pf->ra_gen = gen;
+		fh_start(pf, fh, FH_READ, ra_fetch_done);
+	}
+}
+
+static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct fh *fh = op->fh;
+	enum ra_result res;
+
+	pthread_mutex_lock(&fh->lock);
+	res = ra_lookup(&fh->ra, op, op->off, op->size);
+	pthread_mutex_unlock(&fh->lock);
+	ra_fill_window(op->v, fh);
+	if (res == RA_HIT)
+		finish_ra_waiters(op);
+	else if (res == RA_MISS)
+		read_direct(op);
+	/* RA_WAIT: ra_fetch_done completes it. */
 }
 
 void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -88,6 +88,7 @@ struct op {
 	bool live;                 /* on vfs->live */
 	int result;                /* errno the call ended with */
 	/* read assembly */
+	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
 	char *data;
 	size_t got;
 	unsigned pending;

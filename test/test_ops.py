@@ -282,6 +282,37 @@ def test_read(fs):
         os.close(fd)
 
 
+def test_read_ahead_sequential_random_and_after_write(fs):
+    """Read-ahead serves a sequential stream, a jump in the middle of it,
+    random reads, and never returns data older than our own write."""
+    m, srv = fs
+    data = bytearray(random.Random(2).randbytes(12 * MiB + 777))
+    write_file(os.path.join(srv, "ra"), bytes(data))
+    fd = os.open(m.path("ra"), os.O_RDWR)
+    try:
+        got = bytearray()
+        while len(got) < 6 * MiB:
+            got += os.read(fd, 128 * 1024)
+        assert got == data[:len(got)]
+        os.lseek(fd, 9 * MiB + 5, os.SEEK_SET)
+        assert os.read(fd, 300000) == data[9 * MiB + 5:9 * MiB + 5 + 300000]
+        rnd = random.Random(3)
+        for _ in range(100):
+            off, n = rnd.randrange(len(data)), rnd.randrange(1, 200000)
+            assert os.pread(fd, n, off) == data[off:off + n], (off, n)
+        # Sequential again, then overwrite ahead of the reader.
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.read(fd, 2 * MiB)
+        os.pwrite(fd, b"N" * 4096, 3 * MiB)
+        data[3 * MiB:3 * MiB + 4096] = b"N" * 4096
+        rest = bytearray()
+        while len(rest) < 2 * MiB:
+            rest += os.read(fd, 128 * 1024)
+        assert rest == data[2 * MiB:2 * MiB + len(rest)]
+    finally:
+        os.close(fd)
+
+
 def test_pwrite_offsets(fs):
     m, srv = fs
     fd = os.open(m.path("p"), os.O_RDWR | os.O_CREAT, 0o644)

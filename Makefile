@@ -161,31 +161,45 @@ bench: all
 	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B)
 
 # ---- install -------------------------------------------------------------
+# mount(8) finds no helper named mount.fuse.steadyfs in /sbin, so it runs
+# fuse3's /sbin/mount.fuse, which starts `steadyfs SOURCE MOUNTPOINT -o OPTS`
+# from a fixed PATH that includes /usr/local/bin: fstab lines of type
+# fuse.steadyfs need nothing more than the program (docs/fstab.md). Units
+# name the programs by absolute path, so they are installed with PREFIX
+# written into them.
 MAN1 := $(wildcard docs/*.1)
 MAN8 := $(wildcard docs/*.8)
 UNITS := $(wildcard docs/systemd/*.service docs/systemd/*.timer)
+DOCS := $(wildcard docs/*.md)
 UNITDIR ?= /etc/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/steadyfs
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/steadyfs/alerts
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/steadyfs/alerts \
+		$(DESTDIR)$(DOCDIR)
 	install -m 755 $(B)/steadyfs $(DESTDIR)$(PREFIX)/bin/steadyfs
-	ln -sf steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs
 	for p in steadyfs-probe steadyfs-recover; do \
 		if [ -x $(B)/$$p ]; then install -m 755 $(B)/$$p $(DESTDIR)$(PREFIX)/sbin/$$p; fi; done
 	for m in $(MAN1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
 	for m in $(MAN8); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done
-	for u in $(UNITS); do install -m 644 $$u $(DESTDIR)$(UNITDIR)/; done
+	for u in $(UNITS); do \
+		sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' \
+			$$u > $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		mv -f $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
 	for r in $(wildcard docs/alerts/*.yml); do \
 		install -m 644 $$r $(DESTDIR)$(PREFIX)/share/steadyfs/alerts/; done
+	for d in $(DOCS); do install -m 644 $$d $(DESTDIR)$(DOCDIR)/; done
 
+# mount.fuse.steadyfs: left by installs of earlier versions.
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/steadyfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.steadyfs \
 		$(DESTDIR)$(PREFIX)/sbin/steadyfs-probe $(DESTDIR)$(PREFIX)/sbin/steadyfs-recover
 	for m in $(notdir $(MAN1)); do rm -f $(DESTDIR)$(PREFIX)/share/man/man1/$$m; done
 	for m in $(notdir $(MAN8)); do rm -f $(DESTDIR)$(PREFIX)/share/man/man8/$$m; done
 	for u in $(notdir $(UNITS)); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
-	rm -rf $(DESTDIR)$(PREFIX)/share/steadyfs
+	rm -rf $(DESTDIR)$(PREFIX)/share/steadyfs $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(B)

@@ -750,3 +750,61 @@ def test_fstab_line_mounts_with_mount(real_install, sshd, remote_subdir, tmp_pat
                 os.kill(pid, sig)
                 _wait_gone([pid], STOP_BOUND)
         _remove_mirror(mnt)
+
+
+# ---- operator docs ---------------------------------------------------------
+
+OPERATOR_DOCS = ["docs/runbook.md", "docs/migration.md", "docs/fstab.md"]
+# Options mount(8) and systemd pass, which steadyfs accepts and ignores.
+GENERIC_OPTS = {"_netdev", "nofail", "noauto", "auto", "defaults", "rw", "ro"}
+
+
+def _doc(path):
+    with open(os.path.join(REPO, path)) as f:
+        return f.read()
+
+
+def test_runbook_covers_every_alert():
+    alerts = set()
+    for rules in repo_glob("docs/alerts/*.yml"):
+        if not rules.endswith(".test.yml"):
+            with open(rules) as f:
+                alerts |= set(re.findall(r"^\s*- alert:\s*(\w+)", f.read(), re.M))
+    assert alerts
+    headings = set(re.findall(r"^### (\w+)", _doc("docs/runbook.md"), re.M))
+    assert not alerts - headings, f"alerts without a runbook section: {alerts - headings}"
+
+
+@pytest.mark.parametrize("prog", ["steadyfs-probe", "steadyfs-recover"])
+def test_docs_use_only_existing_tool_options(prog):
+    known = help_options(prog)
+    used = set()
+    for doc in OPERATOR_DOCS:
+        # A command may continue on the next lines with a backslash.
+        text = _doc(doc).replace("\\\n", " ")
+        for line in text.splitlines():
+            if prog + " " in line:
+                tail = line.split(prog + " ", 1)[1]
+                used |= set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", tail))
+    assert used, f"the docs never run {prog}"
+    assert not used - known, f"{sorted(used - known)} are not options of {prog}"
+
+
+def test_docs_mount_options_exist():
+    """Every option in the docs' fstab lines and OPTIONS= settings, and in
+    the unit's header, is one steadyfs knows."""
+    known = {o[3:] for o in help_options("steadyfs") if o.startswith("-o ")}
+    texts = [_doc(d) for d in OPERATOR_DOCS] + [_doc("docs/systemd/steadyfs@.service")]
+    lists = []
+    for t in texts:
+        lists += re.findall(r"fuse\.steadyfs\s+(\S+,\S+)", t)
+        lists += re.findall(r"OPTIONS=(\S+)", t)
+    assert len(lists) >= 4, lists
+    unknown = set()
+    for lst in lists:
+        for item in lst.split(","):
+            name = item.split("=", 1)[0]
+            if name not in known and name not in GENERIC_OPTS \
+                    and not name.startswith("x-systemd."):
+                unknown.add(name)
+    assert not unknown, f"options in the docs that steadyfs does not list: {unknown}"

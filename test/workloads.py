@@ -32,6 +32,7 @@ The parent side (`Cell`, `verify_files`, `unmatched_errors`,
 the table for the closing note.
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -39,6 +40,7 @@ import os
 import random
 import re
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -88,15 +90,17 @@ class Recorder:
         self.longest = []
         self.wrong = []
 
-    def call(self, op, path, fn, *args):
+    def call(self, op, path, fn, *args, path2=None):
+        """fn(*args), timed; `path2` is a second name the call takes (the
+        source of a rename: the daemon may name either)."""
         t0 = time.monotonic()
         try:
             return fn(*args)
         except OSError as e:
             t1 = time.monotonic()
             with self.lock:
-                self.errors.append({"op": op, "path": path, "errno": e.errno,
-                                    "t0": t0, "t1": t1})
+                self.errors.append({"op": op, "path": path, "path2": path2,
+                                    "errno": e.errno, "t0": t0, "t1": t1})
             raise
         finally:
             t1 = time.monotonic()
@@ -250,8 +254,8 @@ class Workload:
     def finish(self):
         pass
 
-    def call(self, op, rel, fn, *args):
-        return self.rec.call(op, rel, fn, *args)
+    def call(self, op, rel, fn, *args, path2=None):
+        return self.rec.call(op, rel, fn, *args, path2=path2)
 
     def write_all(self, fd, rel, data):
         """os.write until all of data is taken (each call timed)."""
@@ -363,7 +367,7 @@ class Crawler(Workload):
             return
         link = f"{self.JOB}/warcs/{os.path.basename(w.rel)}"
         try:
-            self.call("link", link, os.link, self.p(w.rel), self.p(link))
+            self.call("link", link, os.link, self.p(w.rel), self.p(link), path2=w.rel)
             self.files.exact_hash(link, w.len, w.hash.hexdigest())
             self.finished.append((link, w.len, w.hash.hexdigest()))
         except OSError as e:
@@ -400,7 +404,7 @@ class Crawler(Workload):
         if not self._write_file(tmp, data):
             return
         try:
-            self.call("rename", rel, os.rename, self.p(tmp), self.p(rel))
+            self.call("rename", rel, os.rename, self.p(tmp), self.p(rel), path2=tmp)
             self.yaml_good = data
             self.files.exact(rel, data)
             self.files.absent(tmp)
@@ -557,7 +561,7 @@ class Churn(Workload):
         names = self.call("listdir", d, os.listdir, self.p(d))
         if names != ["a"]:
             self.rec.note_wrong(f"{d}: listdir {names}, want ['a']")
-        self.call("rename", b, os.rename, self.p(a), self.p(b))
+        self.call("rename", b, os.rename, self.p(a), self.p(b), path2=a)
         self.call("stat", b, os.stat, self.p(b))
         self.call("listdir", self.TOP, os.listdir, self.p(self.TOP))
         if i % 2:
@@ -789,7 +793,9 @@ def unmatched_errors(errors, stderr_text, errnos=(errno.EIO,)):
         if e["errno"] not in errnos:
             continue
         ops = DAEMON_OPS.get(e["op"], {e["op"]})
-        if not any(op in ops and err == e["errno"] and _path_matches(p, e["path"])
+        names = [n for n in (e["path"], e.get("path2")) if n]
+        if not any(op in ops and err == e["errno"] and
+                   any(_path_matches(p, n) for n in names)
                    for op, p, err in logged):
             bad.append(e)
     return bad
@@ -798,7 +804,8 @@ def unmatched_errors(errors, stderr_text, errnos=(errno.EIO,)):
 def lost_without_error(errors, stderr_text):
     """Paths the daemon says it lost data of, while the workload saw no
     EIO for them: a silent loss."""
-    seen = {e["path"] for e in errors if e["errno"] == errno.EIO}
+    seen = {n for e in errors if e["errno"] == errno.EIO
+            for n in (e["path"], e.get("path2")) if n}
     lost = set()
     for line in stderr_text.splitlines():
         m = LOST_LINE.search(line)
@@ -842,6 +849,10 @@ POST_SECONDS = 1.0    # and this long after the descriptors work again
 FINISH_TIMEOUT = 60
 
 
+# A session the daemon gave up on (the table's "sessions lost").
+SESSION_LOST = re.compile(r"session \d+: (?:no answer for|connection lost|connection closed)")
+
+
 class CellResult:
     """What a cell measured, and every way it broke the contract."""
 
@@ -858,7 +869,8 @@ class CellResult:
     def row(self):
         return {"longest": self.longest, "longest_op": self.longest_op,
                 "recovery": self.recovery, "bytes": self.bytes,
-                "errors": fmt_errors(self.r["errors"]), "calls": self.r["calls"]}
+                "errors": fmt_errors(self.r["errors"]), "calls": self.r["calls"],
+                "lost": len(SESSION_LOST.findall(self.stderr))}
 
     def _rel(self, t):
         return f"{t - self.t_fault:+.2f} s after the fault began"
@@ -935,8 +947,13 @@ def run_cell(fault, kind, mount, remote, apply, clear, workdir,
         result = child.finish(FINISH_TIMEOUT)
     finally:
         child.kill()
-    return CellResult(fault, kind, result, t_fault, t_clear, remote,
+    cell = CellResult(fault, kind, result, t_fault, t_clear, remote,
                       mount.stderr_text())
+    # Verified: drop the bulky files (tens of MiB per cell) from the server.
+    shutil.rmtree(os.path.join(remote, Crawler.JOB), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(remote, READER_FILE))
+    return cell
 
 
 FAULT_ORDER = ["cut", "blackhole", "delay", "throttle", "sshd-restart",
@@ -1000,7 +1017,7 @@ class Table:
     Markdown for the closing note."""
 
     HEAD = ("fault", "workload", "longest call", "recovery", "bytes verified",
-            "errors returned", "calls")
+            "errors returned", "sessions lost", "calls")
 
     def __init__(self, path):
         self.path = path
@@ -1032,7 +1049,8 @@ class Table:
             rec = "-" if r["recovery"] is None else f"{r['recovery']:.2f} s"
             out.append(f"| {r['fault']} | {r['workload']} | "
                        f"{r['longest']:.2f} s ({r['longest_op']}) | {rec} | "
-                       f"{_size(r['bytes'])} | {r['errors']} | {r['calls']} |")
+                       f"{_size(r['bytes'])} | {r['errors']} | "
+                       f"{r.get('lost', '-')} | {r['calls']} |")
         return "\n".join(out)
 
 

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,9 @@ static int run(struct steadyfs_opts *o)
 	/* Fork before any thread exists: threads do not survive fork(). */
 	if (fuse_daemonize(o->foreground) != 0)
 		goto out;
+	/* In the background stderr is /dev/null: log to syslog (journald). */
+	if (!o->foreground)
+		log_use_syslog();
 	if (pool_start(pool) < 0 || vfs_start(v, se) < 0) {
 		log_err("cannot start threads");
 		goto out;
@@ -198,15 +202,21 @@ static int run(struct steadyfs_opts *o)
 	 * negative return only means there is no systemd to tell. */
 	if (sd_notifyf(0, "READY=1\nSTATUS=mounted %s", mp) < 0)
 		log_debug("sd_notify failed");
-	status = serve(se) == 0 ? 0 : EXIT_INTERNAL;
+	rc = serve(se);
+	/* The loop returns the number of a stop signal (SIGTERM from
+	 * systemd, SIGINT): a requested stop, not a failure. */
+	status = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ?
+		0 : EXIT_INTERNAL;
 	sd_notify(0, "STOPPING=1\nSTATUS=unmounting, waiting for unacknowledged writes");
 	log_info("unmounting %s", mp);
 out:
 	if (mounted)
 		fuse_session_unmount(se);
+	/* Keep the handlers through the final flush: a second SIGTERM must
+	 * not kill a daemon still sending acknowledged-to-be writes. */
+	vfs_free(v);
 	if (handlers)
 		fuse_remove_signal_handlers(se);
-	vfs_free(v);
 	if (se)
 		fuse_session_destroy(se);
 	pool_free(pool);

@@ -4,14 +4,17 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 static struct {
 	const char *prog;
 	enum log_level level;
-} log_ctx = { "steadyfs", SLOG_INFO };
+	bool syslog;
+} log_ctx = { "steadyfs", SLOG_INFO, false };
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 
@@ -19,6 +22,12 @@ void log_init(const char *prog, enum log_level level)
 {
 	log_ctx.prog = prog;
 	log_ctx.level = level;
+}
+
+void log_use_syslog(void)
+{
+	openlog(log_ctx.prog, LOG_PID, LOG_DAEMON);
+	log_ctx.syslog = true;
 }
 
 enum log_level log_level(void)
@@ -34,6 +43,15 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 	if (lvl > log_ctx.level)
 		return;
+	if (log_ctx.syslog) {
+		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		syslog(prio[lvl], "%s", line);
+		return;
+	}
 	n = snprintf(line, sizeof(line), "%s: %s: ", log_ctx.prog,
 		     level_names[lvl]);
 	if (n < 0)

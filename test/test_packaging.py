@@ -552,8 +552,6 @@ def test_steadyfs_unit_stop_with_a_file_open(unit_run, sshd, remote_subdir):
     # A stop asked for with SIGTERM is a clean exit: systemd would mark the
     # unit failed on any other status. libfuse's loop returns the signal
     # number, which steadyfs must not turn into exit 3.
-    if unit_run.proc.returncode == 3:
-        pytest.xfail("steadyfs exits 3 after SIGTERM (fs/main.c, reported)")
     assert unit_run.proc.returncode == 0, unit_run.stderr()
 
 

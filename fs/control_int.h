@@ -21,9 +21,7 @@
 
 struct json_object;
 
-#ifndef STEADYFS_VERSION
-#define STEADYFS_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 #define CTL_EVENTS_MAX 1000
 /* Finite histogram bounds (seconds); the +Inf bucket is implied. */

@@ -23,11 +23,9 @@
 #include "log.h"
 #include "opts.h"
 #include "pool.h"
+#include "version.h"
 #include "vfs.h"
 
-#ifndef STEADYFS_VERSION
-#define STEADYFS_VERSION "0.1.0"
-#endif
 
 /* Lazily unmounts a stale mount (ENOTCONN) on `path`. */
 static int unmount_stale(const char *path, char *err, size_t errsz)

@@ -20,6 +20,7 @@
 
 #include "atomicfile.h"
 #include "log.h"
+#include "version.h"
 #include "mounttab.h"
 #include "probe.h"
 #include "report.h"
@@ -79,6 +80,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		{ "mirror", required_argument, NULL, 'm' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -102,6 +104,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		case 's': c->state_dir = optarg; break;
 		case 'h':
 			fputs(usage_text, stdout);
+			return -1;
+		case 'V':
+			printf("steadyfs-probe %s\n", STEADYFS_VERSION);
 			return -1;
 		case ':':
 			log_err("option '%s' needs a value", argv[optind - 1]);

@@ -2,6 +2,7 @@
  * opts: command-line parsing for steadyfs-recover. See opts.h.
  */
 #include "opts.h"
+#include "version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,7 @@
 enum {
 	O_ROOT = 256, O_MANIFEST, O_APPLY, O_SENTINEL, O_CONFIRM, O_MINAGE, O_COOLDOWN,
 	O_MAXREC, O_WINDOW, O_GUARD, O_PRE, O_POST, O_HOOKTO, O_STATEDIR, O_LOCK,
-	O_TEXTFILE, O_PROBETO, O_WATCH, O_DRILL, O_HELP,
+	O_TEXTFILE, O_PROBETO, O_WATCH, O_DRILL, O_HELP, O_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -42,6 +43,7 @@ static const struct option long_opts[] = {
 	{ "watch", required_argument, NULL, O_WATCH },
 	{ "drill", no_argument, NULL, O_DRILL },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "version", no_argument, NULL, O_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -205,6 +207,10 @@ int opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t 
 	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
 		if (c == 'h' || c == O_HELP) {
 			opts_usage(stdout);
+			return 1;
+		}
+		if (c == O_VERSION) {
+			printf("steadyfs-recover %s\n", STEADYFS_VERSION);
 			return 1;
 		}
 		if (c == '?' || c == ':') {

@@ -89,17 +89,22 @@ static void fh_put(struct fh *fh)
 	struct fh **pp;
 	bool last;
 
+	/* The last reference is dropped under vfs->lock too, so the sweeper
+	 * (which takes references while holding it) never revives a handle
+	 * on its way to free(). Lock order: vfs->lock, then fh->lock. */
+	pthread_mutex_lock(&v->lock);
 	pthread_mutex_lock(&fh->lock);
 	last = --fh->refs == 0;
 	pthread_mutex_unlock(&fh->lock);
+	if (last) {
+		for (pp = &v->fhs; *pp && *pp != fh; pp = &(*pp)->next)
+			;
+		if (*pp)
+			*pp = fh->next;
+	}
+	pthread_mutex_unlock(&v->lock);
 	if (!last)
 		return;
-	pthread_mutex_lock(&v->lock);
-	for (pp = &v->fhs; *pp && *pp != fh; pp = &(*pp)->next)
-		;
-	if (*pp)
-		*pp = fh->next;
-	pthread_mutex_unlock(&v->lock);
 	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
 	free(fh->path);

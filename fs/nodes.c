@@ -4,6 +4,8 @@
  */
 #include "nodes.h"
 
+#include "clock.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@ struct node {
 	uint64_t nlookup;
 	struct stat attr;
 	bool have_attr;
+	uint64_t attr_time;    /* CLOCK_MONOTONIC ns of attr */
 	bool end_known;
 	uint64_t end;          /* end-of-file offset for appends */
 	struct node *next_id;
@@ -82,6 +85,9 @@ static void unlink_name(struct nodes *t, struct node *n)
 	n->name = NULL;
 }
 
+static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name);
+static void free_node_locked(struct nodes *t, struct node *n);
+
 struct nodes *nodes_new(const char *base)
 {
 	struct nodes *t = calloc(1, sizeof(*t));
@@ -130,20 +136,8 @@ uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
 
 	pthread_mutex_lock(&t->lock);
 	n = find(t, parent, name);
-	if (!n && get(t, parent)) {
-		n = calloc(1, sizeof(*n));
-		if (n && !(n->name = strdup(name))) {
-			free(n);
-			n = NULL;
-		}
-		if (n) {
-			n->id = t->next++;
-			n->parent = parent;
-			n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
-			t->by_id[n->id & (NBUCKETS - 1)] = n;
-			link_name(t, n);
-		}
-	}
+	if (!n && get(t, parent))
+		n = add_locked(t, parent, name);
 	if (n) {
 		n->nlookup++;
 		id = n->id;
@@ -154,7 +148,7 @@ uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
 
 void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 {
-	struct node *n, **pp;
+	struct node *n;
 
 	if (id == NODE_ROOT)
 		return;
@@ -162,17 +156,9 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 	n = get(t, id);
 	if (n)
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-	if (!n || n->nlookup > 0) {
-		pthread_mutex_unlock(&t->lock);
-		return;
-	}
-	unlink_name(t, n);
-	pp = &t->by_id[id & (NBUCKETS - 1)];
-	while (*pp != n)
-		pp = &(*pp)->next_id;
-	*pp = n->next_id;
+	if (n && n->nlookup == 0)
+		free_node_locked(t, n);
 	pthread_mutex_unlock(&t->lock);
-	free(n);
 }
 
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name)
@@ -293,6 +279,92 @@ void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st)
 	if (n) {
 		n->attr = *st;
 		n->have_attr = true;
+		n->attr_time = clock_mono_ns();
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
+			  struct stat *st)
+{
+	struct node *n;
+	bool ok = false;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->have_attr && clock_mono_ns() - n->attr_time <= max_age_ns) {
+		*st = n->attr;
+		ok = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+/* Creates the node (parent, name) with no reference; lock held. */
+static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name)
+{
+	struct node *n = calloc(1, sizeof(*n));
+
+	if (!n || !(n->name = strdup(name))) {
+		free(n);
+		return NULL;
+	}
+	n->id = t->next++;
+	n->parent = parent;
+	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
+	t->by_id[n->id & (NBUCKETS - 1)] = n;
+	link_name(t, n);
+	return n;
+}
+
+void nodes_prime(struct nodes *t, uint64_t parent, const char *name,
+		 const struct stat *st)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find(t, parent, name);
+	if (!n && get(t, parent))
+		n = add_locked(t, parent, name);
+	if (n) {
+		uint64_t id = n->id;
+
+		n->attr = *st;
+		n->attr.st_ino = id;
+		n->have_attr = true;
+		n->attr_time = clock_mono_ns();
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void free_node_locked(struct nodes *t, struct node *n)
+{
+	struct node **pp;
+
+	unlink_name(t, n);
+	pp = &t->by_id[n->id & (NBUCKETS - 1)];
+	while (*pp != n)
+		pp = &(*pp)->next_id;
+	*pp = n->next_id;
+	free(n);
+}
+
+void nodes_prune(struct nodes *t, uint64_t max_age_ns)
+{
+	uint64_t now = clock_mono_ns();
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		struct node *n = t->by_id[i];
+
+		while (n) {
+			struct node *next = n->next_id;
+
+			if (n->id != NODE_ROOT && n->nlookup == 0 && !n->end_known &&
+			    now - n->attr_time > max_age_ns)
+				free_node_locked(t, n);
+			n = next;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 }

@@ -49,6 +49,19 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);
  * is cached. */
 void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st);
 bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st);
+/* Cached attributes no older than max_age_ns (CLOCK_MONOTONIC). */
+bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
+			  struct stat *st);
+/*
+ * Records attributes a directory listing returned for (parent, name),
+ * creating the node with no lookup reference if needed, so a lookup
+ * right after the listing (ls -l) is answered without a round trip.
+ * Such unreferenced nodes are freed by nodes_prune().
+ */
+void nodes_prime(struct nodes *t, uint64_t parent, const char *name,
+		 const struct stat *st);
+/* Frees unreferenced primed nodes older than max_age_ns. */
+void nodes_prune(struct nodes *t, uint64_t max_age_ns);
 
 /*
  * Append offsets. nodes_append_reserve returns the offset where `len`

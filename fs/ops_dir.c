@@ -115,6 +115,26 @@ static void close_step(struct op *op, const struct sftp_reply *r, int err)
 	finish_opendir(op);
 }
 
+/* Keeps the attributes READDIR returned, so the lookups of `ls -l`
+ * that follow need no round trip each (as sshfs does). */
+static void prime(struct op *op, const struct sftp_name *n)
+{
+	const uint32_t want = SSH_FILEXFER_ATTR_SIZE | SSH_FILEXFER_ATTR_PERMISSIONS |
+		SSH_FILEXFER_ATTR_ACMODTIME;
+	char name[256];
+	struct stat st;
+
+	if (!op->ino || (n->attrs.flags & want) != want || n->namelen >= sizeof(name) ||
+	    (n->namelen <= 2 && n->name[0] == '.' && (n->namelen == 1 || n->name[1] == '.')))
+		return;
+	memcpy(name, n->name, n->namelen);
+	name[n->namelen] = 0;
+	if (memchr(name, '/', n->namelen))
+		return;
+	vfs_attr_to_stat(op->v, &n->attrs, 0, &st);
+	nodes_prime(op->v->nodes, op->ino, name, &st);
+}
+
 static void shadowed(struct op *op)
 {
 	struct vfs *v = op->v;
@@ -182,6 +202,7 @@ static void readdir_step(struct op *op, const struct sftp_reply *r, int err)
 		}
 		mode = (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
 			n.attrs.perm : 0;
+		prime(op, &n);
 
 		if (dirbuf_add(d, n.name, n.namelen, mode) < 0) {
 			op->err = ENOMEM;

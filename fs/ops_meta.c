@@ -63,6 +63,19 @@ static void fail_transport(struct op *op, int err)
 
 /* ---- lookup / forget / getattr ----------------------------------------- */
 
+/* Takes a lookup reference on (parent, leaf) if it is still node `id`
+ * (it may have been pruned or renamed in between). */
+static bool ref_same(struct vfs *v, struct op *op, uint64_t id)
+{
+	uint64_t got = nodes_ref(v->nodes, op->parent, op->leaf);
+
+	if (got == id)
+		return true;
+	if (got)
+		nodes_forget(v->nodes, got, 1);
+	return false;
+}
+
 /* Answers from the node table; false (nothing sent) when not cached. */
 static bool lookup_from_cache(struct op *op)
 {
@@ -71,12 +84,32 @@ static bool lookup_from_cache(struct op *op)
 	struct stat st;
 	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
 
-	if (!id || !nodes_get_attr(v->nodes, id, &st) ||
-	    nodes_ref(v->nodes, op->parent, op->leaf) != id)
+	if (!id || !nodes_get_attr(v->nodes, id, &st) || !ref_same(v, op, id))
 		return false;
 	vfs_adjust_size(v, id, &st);
 	vfs_fill_entry(v, &e, id, &st);
 	e.attr_timeout = e.entry_timeout = 0;
+	if (fuse_reply_entry(op->req, &e) != 0)
+		nodes_forget(v->nodes, id, 1);
+	op->req = NULL;
+	op_free(op);
+	return true;
+}
+
+/* Answers from attributes cached within entry_timeout; false if none. */
+static bool lookup_fresh(struct op *op)
+{
+	struct vfs *v = op->v;
+	struct fuse_entry_param e;
+	struct stat st;
+	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
+
+	if (!id || !nodes_get_fresh_attr(v->nodes, id,
+					 clock_s_to_ns(v->o->entry_timeout), &st) ||
+	    !ref_same(v, op, id))
+		return false;
+	vfs_adjust_size(v, id, &st);
+	vfs_fill_entry(v, &e, id, &st);
 	if (fuse_reply_entry(op->req, &e) != 0)
 		nodes_forget(v->nodes, id, 1);
 	op->req = NULL;
@@ -110,9 +143,11 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (!op)
 		return;
-	/* During an outage a recently seen entry answers from cache at once;
+	/* Attributes a listing returned within entry_timeout answer at
+	 * once (ls -l); during an outage any recently seen entry does;
 	 * anything else waits for a session, up to op_timeout. */
-	if (pool_state(op->v->pool) == POOL_DOWN && lookup_from_cache(op))
+	if (lookup_fresh(op) ||
+	    (pool_state(op->v->pool) == POOL_DOWN && lookup_from_cache(op)))
 		return;
 	stat_path(op, op->path, lookup_done);
 }

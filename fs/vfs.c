@@ -344,6 +344,7 @@ static void vfs_init(void *userdata, struct fuse_conn_info *conn)
 static void *sweeper(void *arg)
 {
 	struct vfs *v = arg;
+	unsigned ticks = 0;
 
 	for (;;) {
 		bool stop;
@@ -354,6 +355,9 @@ static void *sweeper(void *arg)
 		if (stop)
 			break;
 		fh_sweep(v, clock_mono_ns());
+		/* Listing attributes unused for a minute are dropped. */
+		if (++ticks % 200 == 0)
+			nodes_prune(v->nodes, 60 * NS_PER_SEC);
 		usleep(50 * 1000);
 	}
 	return NULL;

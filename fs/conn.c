@@ -537,7 +537,7 @@ static int flush_out(struct conn *c)
 		w = ssh_channel_write(c->ch, buf_ptr(&c->out), (uint32_t)n);
 		if (w == SSH_ERROR)
 			return -1;
-		if (w == 0)
+		if (w <= 0)  /* 0 or SSH_AGAIN: the socket or window is full */
 			break;
 		buf_consume(&c->out, (size_t)w);
 	}
@@ -706,8 +706,12 @@ static void serve(struct conn *c)
 		int flags = ssh_get_poll_flags(c->ssh);
 
 		pfd[0].fd = ssh_get_fd(c->ssh);
+		/* POLLOUT only while libssh has bytes for the socket: data
+		 * held back by a full channel window waits for the peer's
+		 * window adjust, which arrives as input (asking for POLLOUT
+		 * then would spin). */
 		pfd[0].events = POLLIN;
-		if ((flags & SSH_WRITE_PENDING) || buf_avail(&c->out))
+		if (flags & SSH_WRITE_PENDING)
 			pfd[0].events |= POLLOUT;
 		pfd[1].fd = c->wakefd;
 		pfd[1].events = POLLIN;

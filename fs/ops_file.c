@@ -1302,11 +1302,12 @@ static void sweep_one(struct fh *fh, uint64_t now)
 	q = take_expired(&fh->writers, now);
 	drop = fh->released && fh->drop_at && now >= fh->drop_at && fh->chunks;
 	pthread_mutex_unlock(&fh->lock);
+	/* Each waiting op ends through its own step, which knows what it
+	 * holds (an open's or create's handle the kernel never saw). */
 	for (struct op *n; w; w = n) {
 		n = w->next;
 		w->next = NULL;
-		op_log_error(w, EIO, "transport");
-		fh_op_fail(w, EIO);
+		w->step(w, NULL, -ETIMEDOUT);
 	}
 	for (struct op *n; d; d = n) {
 		n = d->next;

@@ -1166,19 +1166,42 @@ static void finish_ra_waiters(struct op *w)
 	}
 }
 
+/* Bytes to ask for next: the rest of the range, at most max_read. */
+static unsigned read_piece(struct op *op)
+{
+	struct conn_server sv;
+	size_t want = op->size - op->got;
+
+	pool_server(op->v->pool, &sv);
+	if (sv.max_read && want > sv.max_read)
+		want = sv.max_read;
+	return (unsigned)want;
+}
+
+/* A prefetch: reads its whole chunk (in max_read pieces: a short DATA is
+ * not the end of the file, only EOF is), then hands it to read-ahead. */
 static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh = op->fh;
+	bool failed = err || !(r->type == SSH_FXP_DATA ||
+			       (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF));
 	struct op *w;
 
+	if (!failed && r->type == SSH_FXP_DATA) {
+		size_t n = r->u.data.len < op->size - op->got ?
+			r->u.data.len : op->size - op->got;
+
+		memcpy(op->data + op->got, r->u.data.p, n);
+		op->got += n;
+		if (n > 0 && op->got < op->size) {
+			op->flags = read_piece(op);
+			fh_dispatch(op);
+			return;
+		}
+	}
 	pthread_mutex_lock(&fh->lock);
-	if (!err && r->type == SSH_FXP_DATA)
-		w = ra_fill(&fh->ra, op->ra_gen, op->off, r->u.data.p,
-			    r->u.data.len, false, false);
-	else if (!err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)
-		w = ra_fill(&fh->ra, op->ra_gen, op->off, NULL, 0, true, false);
-	else
-		w = ra_fill(&fh->ra, op->ra_gen, op->off, NULL, 0, false, true);
+	w = ra_fill(&fh->ra, op->ra_gen, op->off, op->data, op->got,
+		    op->got < op->size, failed);
 	pthread_mutex_unlock(&fh->lock);
 	fh_op_end(op);
 	finish_ra_waiters(w);
@@ -1197,10 +1220,22 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 		more = ra_next(&fh->ra, &off, &len);
 		gen = fh->ra.gen;
 		pthread_mutex_unlock(&fh->lock);
-		if (!more || !(pf = op_new(v, NULL, "readahead")))
+		if (!more)
 			return;
+		if (!(pf = op_new(v, NULL, "readahead")) || !(pf->data = malloc(len))) {
+			struct op *w;
+
+			/* Out of memory: fail the chunk so its readers go direct. */
+			op_free(pf);
+			pthread_mutex_lock(&fh->lock);
+			w = ra_fill(&fh->ra, gen, off, NULL, 0, false, true);
+			pthread_mutex_unlock(&fh->lock);
+			finish_ra_waiters(w);
+			return;
+		}
 		pf->off = off;
-		pf->flags = len;
+		pf->size = len;
+		pf->flags = read_piece(pf);
 		pf->ra_gen = gen;
 		fh_start(pf, fh, FH_READ, ra_fetch_done);
 	}

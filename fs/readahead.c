@@ -66,6 +66,8 @@ enum ra_result ra_lookup(struct ra *ra, struct op *op, uint64_t off, size_t size
 {
 	bool sequential = is_sequential(ra, off);
 
+	op->off = off;
+	op->size = size;
 	if (off + size > ra->next_off || !sequential)
 		ra->next_off = off + size;
 	if (!sequential) {

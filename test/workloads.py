@@ -32,6 +32,7 @@ The parent side (`Cell`, `verify_files`, `unmatched_errors`,
 the table for the closing note.
 """
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -82,11 +83,13 @@ class Recorder:
     number of calls. Thread-safe (the probe runs in its own thread)."""
 
     KEEP_LONGEST = 5
+    KEEP_ERRORS = 300   # a dead mount fails every call at once: keep counts
 
     def __init__(self):
         self.lock = threading.Lock()
         self.calls = 0
         self.errors = []
+        self.error_counts = {}
         self.longest = []
         self.wrong = []
 
@@ -99,8 +102,11 @@ class Recorder:
         except OSError as e:
             t1 = time.monotonic()
             with self.lock:
-                self.errors.append({"op": op, "path": path, "path2": path2,
-                                    "errno": e.errno, "t0": t0, "t1": t1})
+                key = errno.errorcode.get(e.errno, str(e.errno))
+                self.error_counts[key] = self.error_counts.get(key, 0) + 1
+                if len(self.errors) < self.KEEP_ERRORS:
+                    self.errors.append({"op": op, "path": path, "path2": path2,
+                                        "errno": e.errno, "t0": t0, "t1": t1})
             raise
         finally:
             t1 = time.monotonic()
@@ -113,7 +119,12 @@ class Recorder:
 
     def note_wrong(self, what):
         with self.lock:
-            self.wrong.append(what)
+            if len(self.wrong) < self.KEEP_ERRORS:
+                self.wrong.append(what)
+
+    def failures(self):
+        with self.lock:
+            return sum(self.error_counts.values()) + len(self.wrong)
 
     def wrong_errno(self, e, path, allowed=(errno.EIO,)):
         """An errno a matrix cell never expects is a wrong result."""
@@ -420,6 +431,7 @@ class Crawler(Workload):
         next_sync = t_start + FSYNC_EVERY
         next_yaml = t_start + YAML_EVERY
         while not ctl.stop.is_set():
+            failed_before = self.rec.failures()
             if self.warc is None:
                 self._new_warc()
             if self.warc is not None:
@@ -435,8 +447,10 @@ class Crawler(Workload):
                 next_yaml = time.monotonic() + YAML_EVERY
             if self.warc is not None and self.warc.len >= WARC_ROTATE:
                 self._end_warc()
-            # Pace to CRAWLER_RATE on average.
+            # Pace to CRAWLER_RATE on average, and never spin on failures.
             ahead = t_start + self.bytes_written / CRAWLER_RATE - time.monotonic()
+            if self.rec.failures() > failed_before:
+                ahead = max(ahead, PROBE_RETRY)
             if ahead > 0:
                 ctl.stop.wait(ahead)
 
@@ -602,6 +616,7 @@ def child_main(kind, root, out, seed):
     probe.finish()
     verified = wl.verified_bytes() if hasattr(wl, "verified_bytes") else 0
     result = {"kind": kind, "calls": rec.calls, "errors": rec.errors,
+              "error_counts": rec.error_counts,
               "longest": rec.longest, "wrong": rec.wrong,
               "files": files.want, "read_verified": verified,
               "bytes_written": wl.bytes_written,
@@ -825,11 +840,7 @@ def stderr_around(stderr_text, needles, context=3, limit=40):
     return "\n".join(lines[i] for i in sorted(keep)[:limit])
 
 
-def fmt_errors(errors):
-    counts = {}
-    for e in errors:
-        name = errno.errorcode.get(e["errno"], str(e["errno"]))
-        counts[name] = counts.get(name, 0) + 1
+def fmt_counts(counts):
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) or "none"
 
 
@@ -856,8 +867,10 @@ SESSION_LOST = re.compile(r"session \d+: (?:no answer for|connection lost|connec
 class CellResult:
     """What a cell measured, and every way it broke the contract."""
 
-    def __init__(self, fault, kind, result, t_fault, t_clear, remote, stderr_text):
+    def __init__(self, fault, kind, result, t_fault, t_clear, remote, stderr_text,
+                 daemon_status=None):
         self.fault, self.kind, self.r = fault, kind, result
+        self.daemon_status = daemon_status
         self.t_fault, self.t_clear = t_fault, t_clear
         self.stderr = stderr_text
         self.bytes, self.file_problems = verify_files(result, remote)
@@ -869,7 +882,7 @@ class CellResult:
     def row(self):
         return {"longest": self.longest, "longest_op": self.longest_op,
                 "recovery": self.recovery, "bytes": self.bytes,
-                "errors": fmt_errors(self.r["errors"]), "calls": self.r["calls"],
+                "errors": fmt_counts(self.r["error_counts"]), "calls": self.r["calls"],
                 "lost": len(SESSION_LOST.findall(self.stderr))}
 
     def _rel(self, t):
@@ -879,9 +892,16 @@ class CellResult:
         """Every broken assertion, each one line with what, when and how
         long, plus the daemon's stderr around the first ones."""
         out, needles = [], []
-        for e in self.r["errors"]:
-            if e["errno"] == errno.ENOTCONN:
-                out.append(f"ENOTCONN from {e['op']} '{e['path']}' at {self._rel(e['t0'])}")
+        if self.daemon_status is not None:
+            out.append(f"steadyfs exited (status {self.daemon_status}) during the cell:\n"
+                       + "\n".join(line for line in self.stderr.splitlines()
+                                   if "runtime error" in line or "Sanitizer" in line
+                                   or "SUMMARY" in line or " #" in line)[:3000])
+        enotconn = self.r["error_counts"].get("ENOTCONN", 0)
+        if enotconn:
+            first = next(e for e in self.r["errors"] if e["errno"] == errno.ENOTCONN)
+            out.append(f"ENOTCONN x{enotconn}, first from {first['op']} "
+                       f"'{first['path']}' at {self._rel(first['t0'])}")
         for c in self.r["longest"]:
             if c["secs"] > LONGEST_BOUND:
                 out.append(f"{c['op']} '{c['path']}' took {c['secs']:.2f} s "
@@ -894,7 +914,9 @@ class CellResult:
             out.append(f"the pre-fault descriptors worked again only "
                        f"{self.recovery:.2f} s after the fault cleared (bound {RECOVERY_BOUND} s)")
         out += [f"server content: {p}" for p in self.file_problems]
-        out += [f"wrong result: {w}" for w in self.r["wrong"]]
+        wrong = collections.Counter(self.r["wrong"])
+        out += [f"wrong result: {w}" + (f" (x{n})" if n > 1 else "")
+                for w, n in list(wrong.items())[:20]]
         for e in unmatched_errors(self.r["errors"], self.stderr):
             out.append(f"EIO from {e['op']} '{e['path']}' ({self._rel(e['t0'])}, "
                        f"took {e['t1'] - e['t0']:.2f} s) has no daemon log line "
@@ -903,15 +925,15 @@ class CellResult:
         for line in lost_without_error(self.r["errors"], self.stderr):
             out.append(f"silent loss (no EIO seen by the writer): {line}")
         rec = self.r["recovered_at"]
-        for e in self.r["errors"]:
-            if rec is not None and e["t0"] > rec:
-                out.append(f"{errno.errorcode.get(e['errno'], e['errno'])} from "
-                           f"{e['op']} '{e['path']}', a call made "
-                           f"{e['t0'] - rec:.2f} s after the old descriptors "
-                           f"worked again ({self._rel(e['t0'])})")
-                needles.append(os.path.basename(e["path"]))
+        late = [e for e in self.r["errors"] if rec is not None and e["t0"] > rec]
+        for e in late[:20]:
+            out.append(f"{errno.errorcode.get(e['errno'], e['errno'])} from "
+                       f"{e['op']} '{e['path']}', a call made "
+                       f"{e['t0'] - rec:.2f} s after the old descriptors "
+                       f"worked again ({self._rel(e['t0'])})")
+            needles.append(os.path.basename(e["path"]))
         if not allow_errors and self.r["errors"]:
-            for e in self.r["errors"]:
+            for e in self.r["errors"][:20]:
                 out.append(f"{errno.errorcode.get(e['errno'], e['errno'])} from "
                            f"{e['op']} '{e['path']}' at {self._rel(e['t0'])} "
                            f"after {e['t1'] - e['t0']:.2f} s (no error allowed)")
@@ -948,7 +970,7 @@ def run_cell(fault, kind, mount, remote, apply, clear, workdir,
     finally:
         child.kill()
     cell = CellResult(fault, kind, result, t_fault, t_clear, remote,
-                      mount.stderr_text())
+                      mount.stderr_text(), mount.proc.poll())
     # Verified: drop the bulky files (tens of MiB per cell) from the server.
     shutil.rmtree(os.path.join(remote, Crawler.JOB), ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):

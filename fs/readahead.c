@@ -143,7 +143,8 @@ struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
 	c->failed = failed;
 	if (!failed) {
 		c->got = (uint32_t)(len < c->len ? len : c->len);
-		memcpy(c->data, data, c->got);
+		if (c->got)
+			memcpy(c->data, data, c->got);
 		if (eof || c->got < c->len)
 			ra->eof = true;
 	}

@@ -211,7 +211,10 @@ out:
 	if (mounted)
 		fuse_session_unmount(se);
 	/* Keep the handlers through the final flush: a second SIGTERM must
-	 * not kill a daemon still sending acknowledged-to-be writes. */
+	 * not kill a daemon still sending writes. Then stop the sessions
+	 * before freeing what their callbacks use. */
+	vfs_stop(v);
+	pool_stop(pool);
 	vfs_free(v);
 	if (handlers)
 		fuse_remove_signal_handlers(se);

@@ -229,8 +229,10 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		struct op *next = waiters->next;
 
 		waiters->next = NULL;
+		/* A failed reopen ends each waiter through its own step,
+		 * which drops what it holds. */
 		if (fail)
-			op_fail(waiters, fail);
+			waiters->step(waiters, NULL, -EIO);
 		else
 			fh_dispatch(waiters);
 		waiters = next;
@@ -1379,7 +1381,7 @@ void fh_sweep(struct vfs *v, uint64_t now)
 	}
 }
 
-void fh_free_all(struct vfs *v)
+void fh_drain_all(struct vfs *v)
 {
 	uint64_t end = clock_mono_ns() + v->op_timeout_ns;
 	size_t left;
@@ -1392,8 +1394,30 @@ void fh_free_all(struct vfs *v)
 		if (left)
 			usleep(20 * 1000);
 	} while (left && clock_mono_ns() < end);
-	if (left)
+	if (left) {
 		log_err("data lost: %zu bytes unacknowledged at unmount", left);
+		control_event_data(v->ctl, "", 0, left, false, true);
+	}
+}
+
+void fh_free_all(struct vfs *v)
+{
+	struct fh *fh;
+
+	/* No thread is left to drop these references: free what remains. */
+	while ((fh = v->fhs)) {
+		v->fhs = fh->next;
+		while (fh->chunks) {
+			struct wchunk *c = fh->chunks;
+
+			fh->chunks = c->next;
+			chunk_free(c);
+		}
+		ra_release(&fh->ra);
+		pthread_mutex_destroy(&fh->lock);
+		free(fh->path);
+		free(fh);
+	}
 }
 
 double fh_oldest_unacked(struct vfs *v)

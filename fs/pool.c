@@ -145,8 +145,22 @@ static void hold(struct pool *p, struct sreq *rq)
 	pthread_mutex_unlock(&p->lock);
 }
 
+static bool stopped(struct pool *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
 void pool_submit(struct pool *p, struct sreq *rq)
 {
+	if (stopped(p)) {
+		rq->done(rq, NULL, -ECONNRESET);
+		return;
+	}
 	if (rq->deadline && clock_mono_ns() >= rq->deadline) {
 		rq->done(rq, NULL, -ETIMEDOUT);
 		return;
@@ -313,23 +327,25 @@ int pool_start(struct pool *p)
 	return 0;
 }
 
-void pool_free(struct pool *p)
+void pool_stop(struct pool *p)
 {
 	struct sreq *q;
 
 	if (!p)
 		return;
-	for (int i = 0; i < p->n; i++)
-		conn_stop(p->conns[i]);
-	for (int i = 0; i < p->n; i++)
-		conn_free(p->conns[i]);
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
-	q = take_held(p);
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	if (p->timer_started)
+	for (int i = 0; i < p->n; i++)
+		conn_stop(p->conns[i]);
+	if (p->timer_started) {
 		pthread_join(p->timer, NULL);
+		p->timer_started = false;
+	}
+	pthread_mutex_lock(&p->lock);
+	q = take_held(p);
+	pthread_mutex_unlock(&p->lock);
 	while (q) {
 		struct sreq *next = q->next;
 
@@ -337,6 +353,15 @@ void pool_free(struct pool *p)
 		q->done(q, NULL, -ECONNRESET);
 		q = next;
 	}
+}
+
+void pool_free(struct pool *p)
+{
+	if (!p)
+		return;
+	pool_stop(p);
+	for (int i = 0; i < p->n; i++)
+		conn_free(p->conns[i]);
 	free(p->conns);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);

@@ -34,6 +34,13 @@ int pool_connect_first(struct pool *p, char *err, size_t errsz);
 /* Starts every session's thread and the timer thread. */
 int pool_start(struct pool *p);
 void pool_set_hooks(struct pool *p, const struct pool_hooks *h);
+/*
+ * Stops every session and the timer thread and fails what is held with
+ * -ECONNRESET; later submissions fail at once. After it returns no pool
+ * thread runs, so the vfs the callbacks use may be freed. Idempotent.
+ */
+void pool_stop(struct pool *p);
+/* pool_stop, then frees. */
 void pool_free(struct pool *p);
 
 /*

@@ -409,15 +409,25 @@ int vfs_start(struct vfs *v, struct fuse_session *se)
 	return 0;
 }
 
+void vfs_stop(struct vfs *v)
+{
+	if (!v)
+		return;
+	fh_drain_all(v);
+	pthread_mutex_lock(&v->lock);
+	v->stop = true;
+	pthread_mutex_unlock(&v->lock);
+	if (v->sweeper_started) {
+		pthread_join(v->sweeper, NULL);
+		v->sweeper_started = false;
+	}
+}
+
 void vfs_free(struct vfs *v)
 {
 	if (!v)
 		return;
-	pthread_mutex_lock(&v->lock);
-	v->stop = true;
-	pthread_mutex_unlock(&v->lock);
-	if (v->sweeper_started)
-		pthread_join(v->sweeper, NULL);
+	vfs_stop(v);
 	fh_free_all(v);
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);

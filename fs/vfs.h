@@ -23,7 +23,12 @@ const struct fuse_lowlevel_ops *vfs_ops(void);
 /* Called once the FUSE session exists (for notifications). Starts the
  * sweeper thread that expires waiting calls and the .control mirror. */
 int vfs_start(struct vfs *v, struct fuse_session *se);
-/* Waits up to op_timeout for unacknowledged writes, then frees. */
+/*
+ * Waits up to op_timeout for unacknowledged writes and stops the sweeper.
+ * Call after unmounting, while the pool still runs.
+ */
+void vfs_stop(struct vfs *v);
+/* Frees everything; call after pool_stop() (no callback may run). */
 void vfs_free(struct vfs *v);
 
 #endif

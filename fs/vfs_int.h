@@ -147,6 +147,9 @@ bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 bool ctl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* True when a change to (parent, name) must be refused with EPERM. */
 bool ctl_protected(fuse_ino_t parent, const char *name);
+/* Waits up to op_timeout for every unacknowledged write. */
+void fh_drain_all(struct vfs *v);
+/* Frees every handle left (the pool is stopped: nothing references them). */
 void fh_free_all(struct vfs *v);
 
 /* ---- operation handlers ---- */

@@ -501,6 +501,18 @@ static void send_ping(struct conn *c)
 	c->last_ping = clock_mono_ns();
 }
 
+/* Takes the whole submission queue. */
+static struct sreq *take_queue(struct conn *c)
+{
+	struct sreq *q;
+
+	pthread_mutex_lock(&c->lock);
+	q = c->q_head;
+	c->q_head = c->q_tail = NULL;
+	pthread_mutex_unlock(&c->lock);
+	return q;
+}
+
 /* Moves newly submitted requests into the output buffer. */
 static void drain_queue(struct conn *c)
 {
@@ -509,10 +521,7 @@ static void drain_queue(struct conn *c)
 
 	if (read(c->wakefd, &wake, sizeof(wake)) < 0 && errno != EAGAIN)
 		log_debug("session %d: eventfd: %s", c->idx, strerror(errno));
-	pthread_mutex_lock(&c->lock);
-	q = c->q_head;
-	c->q_head = c->q_tail = NULL;
-	pthread_mutex_unlock(&c->lock);
+	q = take_queue(c);
 	while (q) {
 		struct sreq *next = q->next;
 
@@ -674,10 +683,7 @@ static void fail_all(struct conn *c)
 				pool_requeue(c->pool, rq);
 		}
 	}
-	pthread_mutex_lock(&c->lock);
-	q = c->q_head;
-	c->q_head = c->q_tail = NULL;
-	pthread_mutex_unlock(&c->lock);
+	q = take_queue(c);
 	while (q) {
 		struct sreq *next = q->next;
 

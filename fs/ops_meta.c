@@ -76,40 +76,22 @@ static bool ref_same(struct vfs *v, struct op *op, uint64_t id)
 	return false;
 }
 
-/* Answers from the node table; false (nothing sent) when not cached. */
-static bool lookup_from_cache(struct op *op)
+/* Answers from attributes cached no longer than max_age_ns ago (during
+ * an outage: any age); false (nothing sent) when there are none. */
+static bool lookup_from_cache(struct op *op, uint64_t max_age_ns)
 {
 	struct vfs *v = op->v;
 	struct fuse_entry_param e;
 	struct stat st;
 	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
 
-	if (!id || !nodes_get_attr(v->nodes, id, &st) || !ref_same(v, op, id))
-		return false;
-	vfs_adjust_size(v, id, &st);
-	vfs_fill_entry(v, &e, id, &st);
-	e.attr_timeout = e.entry_timeout = 0;
-	if (fuse_reply_entry(op->req, &e) != 0)
-		nodes_forget(v->nodes, id, 1);
-	op->req = NULL;
-	op_free(op);
-	return true;
-}
-
-/* Answers from attributes cached within entry_timeout; false if none. */
-static bool lookup_fresh(struct op *op)
-{
-	struct vfs *v = op->v;
-	struct fuse_entry_param e;
-	struct stat st;
-	uint64_t id = nodes_find(v->nodes, op->parent, op->leaf);
-
-	if (!id || !nodes_get_fresh_attr(v->nodes, id,
-					 clock_s_to_ns(v->o->entry_timeout), &st) ||
+	if (!id || !nodes_get_fresh_attr(v->nodes, id, max_age_ns, &st) ||
 	    !ref_same(v, op, id))
 		return false;
 	vfs_adjust_size(v, id, &st);
 	vfs_fill_entry(v, &e, id, &st);
+	if (max_age_ns == UINT64_MAX)  /* outage: let the kernel ask again */
+		e.attr_timeout = e.entry_timeout = 0;
 	if (fuse_reply_entry(op->req, &e) != 0)
 		nodes_forget(v->nodes, id, 1);
 	op->req = NULL;
@@ -119,7 +101,7 @@ static bool lookup_fresh(struct op *op)
 
 static void lookup_cached(struct op *op, int err)
 {
-	if (!lookup_from_cache(op))
+	if (!lookup_from_cache(op, UINT64_MAX))
 		fail_transport(op, err);
 }
 
@@ -146,8 +128,9 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* Attributes a listing returned within entry_timeout answer at
 	 * once (ls -l); during an outage any recently seen entry does;
 	 * anything else waits for a session, up to op_timeout. */
-	if (lookup_fresh(op) ||
-	    (pool_state(op->v->pool) == POOL_DOWN && lookup_from_cache(op)))
+	if (lookup_from_cache(op, clock_s_to_ns(op->v->o->entry_timeout)) ||
+	    (pool_state(op->v->pool) == POOL_DOWN &&
+	     lookup_from_cache(op, UINT64_MAX)))
 		return;
 	stat_path(op, op->path, lookup_done);
 }

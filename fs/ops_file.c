@@ -209,11 +209,21 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	pthread_mutex_unlock(&fh->lock);
 	submit_chunks(tosend);
 	if (fail) {
+		uint64_t off = 0, len = 0;
+
 		log_warn("reopen '%s' failed: %s", fh->path, strerror(fail));
 		pthread_mutex_lock(&fh->lock);
 		if (fh->chunks && !fh->err)
 			fh->err = fail;
+		for (struct wchunk *c = fh->chunks; c; c = c->next) {
+			if (!len)
+				off = c->off;
+			len += c->len;
+		}
 		pthread_mutex_unlock(&fh->lock);
+		/* The operator's list: this data could not be replayed (yet). */
+		if (len)
+			control_event_data(fh->v->ctl, fh->path, off, len, false, false);
 	} else if (fh->hlen) {
 		log_info("reopened '%s' on session %d", fh->path, fh->conn_idx);
 		if (replay_len) {

@@ -1375,12 +1375,15 @@ static void sweep_one(struct fh *fh, uint64_t now)
 
 void fh_sweep(struct vfs *v, uint64_t now)
 {
-	struct fh *list[64];
-	size_t n = 0;
+	struct fh **list = NULL;
+	size_t n = 0, cap = 0;
 
 	/* Collect with references so the handles outlive the scan. */
 	pthread_mutex_lock(&v->lock);
-	for (struct fh *f = v->fhs; f && n < 64; f = f->next) {
+	for (struct fh *f = v->fhs; f; f = f->next)
+		cap++;
+	list = cap ? malloc(cap * sizeof(*list)) : NULL;
+	for (struct fh *f = v->fhs; f && n < cap && list; f = f->next) {
 		fh_get(f);
 		list[n++] = f;
 	}
@@ -1389,6 +1392,7 @@ void fh_sweep(struct vfs *v, uint64_t now)
 		sweep_one(list[i], now);
 		fh_put(list[i]);
 	}
+	free(list);
 }
 
 void fh_drain_all(struct vfs *v)

@@ -371,6 +371,7 @@ static void fh_op_end(struct op *op)
 
 static void fh_op_fail(struct op *op, int e)
 {
+	op_note_error(op, e);
 	if (op->req)
 		fuse_reply_err(op->req, e);
 	op->req = NULL;

@@ -370,6 +370,8 @@ static void entry_then(struct op *op, const struct sftp_attrs *a, int err)
 /* After the server refused with "failure": EEXIST when the name exists. */
 static void refine_exists(struct op *op, const struct sftp_attrs *a, int err)
 {
+	if (!a && err != ENOENT)
+		op_log_error(op, EIO, err == EIO ? "transport" : "server");
 	op_fail(op, a ? EEXIST : op->err);
 }
 

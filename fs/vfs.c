@@ -123,6 +123,7 @@ int reply_errno(const struct sftp_reply *r)
 
 void op_log_error(struct op *op, int errnum, const char *cause)
 {
+	op->logged = true;
 	log_warn("%s '%s' failed: %s (errno %d, cause %s)", op->name,
 		 op->path ? op->path : "?", strerror(errnum), errnum, cause);
 	if (op->v->ctl)
@@ -130,8 +131,15 @@ void op_log_error(struct op *op, int errnum, const char *cause)
 				    errnum, cause);
 }
 
+void op_note_error(struct op *op, int errnum)
+{
+	if (op->req && !op->logged && (errnum == EIO || errnum == EAGAIN))
+		op_log_error(op, errnum, errnum == EAGAIN ? "transport" : "server");
+}
+
 void op_fail(struct op *op, int errnum)
 {
+	op_note_error(op, errnum);
 	if (op->req)
 		fuse_reply_err(op->req, errnum);
 	op->result = errnum;

@@ -86,6 +86,7 @@ struct op {
 	struct op *live_prev, *live_next;  /* vfs->live list, under vfs->lock */
 	uint64_t start_ns;
 	bool live;                 /* on vfs->live */
+	bool logged;               /* its failure was logged already */
 	int result;                /* errno the call ended with */
 	/* read assembly */
 	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
@@ -105,8 +106,12 @@ void op_send(struct op *op, op_step_fn step, bool idempotent);
 int op_transport_errno(int err);
 /* The errno of a reply that is not what we asked for. */
 int reply_errno(const struct sftp_reply *r);
-/* Answers FUSE with an error (0 = success for reply_err) and frees op. */
+/* Answers FUSE with an error (0 = success for reply_err) and frees op.
+ * An EIO or EAGAIN not logged yet is logged here, so every one an
+ * application sees has its log line and event. */
 void op_fail(struct op *op, int errnum);
+/* The same check for paths that answer FUSE themselves. */
+void op_note_error(struct op *op, int errnum);
 /* Logs a failed call (EIO/EAGAIN) with its cause. */
 void op_log_error(struct op *op, int errnum, const char *cause);
 

@@ -27,6 +27,7 @@
 #include "atomicfile.h"
 #include "clock.h"
 #include "log.h"
+#include "paths.h"
 #include "sftp.h"
 #include "statedir.h"
 
@@ -481,41 +482,6 @@ int control_render(struct control *c, const char *name, char **out, size_t *len)
 
 /* ---- the mirror ------------------------------------------------------- */
 
-/* mkdir -p with `mode` for the folders it creates. 0, or -1 with errno. */
-static int mkdirs(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n >= sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0) {
-		struct stat st;
-
-		if (errno != EEXIST)
-			return -1;
-		if (stat(tmp, &st) < 0)
-			return -1;
-		if (!S_ISDIR(st.st_mode)) {
-			errno = ENOTDIR;
-			return -1;
-		}
-		return 0;
-	}
-	/* A fresh folder gets exactly `mode`, whatever the umask. */
-	return chmod(tmp, mode);
-}
 
 /*
  * Points the default path at state_dir: creates the symlink, or replaces a
@@ -541,7 +507,7 @@ static int link_default(struct control *c, char *err, size_t errsz)
 			 def, want);
 		return 0;
 	}
-	if (mkdirs(STATEDIR_BASE, 0755) < 0) {
+	if (mkdir_p(STATEDIR_BASE, 0755) < 0) {
 		snprintf(err, errsz, "cannot create '%s': %s", STATEDIR_BASE, strerror(errno));
 		return -1;
 	}
@@ -641,7 +607,7 @@ static void *mirror_thread(void *arg)
 
 int control_start(struct control *c, char *err, size_t errsz)
 {
-	if (mkdirs(c->state_dir, 0755) < 0) {
+	if (mkdir_p(c->state_dir, 0755) < 0) {
 		snprintf(err, errsz, "cannot create state dir '%s': %s", c->state_dir,
 			 strerror(errno));
 		return -1;

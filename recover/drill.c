@@ -24,6 +24,7 @@
 #include "mounttab.h"
 #include "mountops.h"
 #include "pass.h"
+#include "paths.h"
 
 struct drill {
 	FILE *out;
@@ -132,7 +133,7 @@ static int setup(struct drill *d, char *err, size_t errsz)
 	path_in(d->lock, sizeof(d->lock), d->state, "lock");
 	path_in(job, sizeof(job), d->src, "job");
 	path_in(hello, sizeof(hello), job, "hello");
-	if (mkdir_parents(job, 0755) < 0 || mkdir_parents(d->state, 0755) < 0) {
+	if (mkdir_p(job, 0755) < 0 || mkdir_p(d->state, 0755) < 0) {
 		snprintf(err, errsz, "cannot create folders in '%s': %s", d->dir, strerror(errno));
 		return -1;
 	}
@@ -155,8 +156,8 @@ static int break_mounts(struct drill *d, char *err, size_t errsz)
 	path_in(base, sizeof(base), d->root, "base");
 	path_in(hot, sizeof(hot), d->root, "jobs/hot");
 	path_in(hung, sizeof(hung), d->root, "deep/hung");
-	if (mkdir_parents(base, 0755) < 0 || mkdir_parents(hot, 0755) < 0 ||
-	    mkdir_parents(hung, 0755) < 0) {
+	if (mkdir_p(base, 0755) < 0 || mkdir_p(hot, 0755) < 0 ||
+	    mkdir_p(hung, 0755) < 0) {
 		snprintf(err, errsz, "cannot create folders in '%s': %s", d->root, strerror(errno));
 		return -1;
 	}

@@ -3,6 +3,7 @@
  * mountops.h.
  */
 #include "mountops.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <libmount.h>
@@ -57,31 +58,6 @@ int mountop_umount_lazy(const char *target, double timeout, struct child_result 
 	return child_run(do_umount, (void *)target, timeout, res, err, errsz);
 }
 
-int mkdir_parents(const char *path, unsigned int mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(buf, path, len + 1);
-	if (strcmp(buf, "/") == 0)
-		return 0;
-	for (char *p = buf + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-
-			*p = '\0';
-			if (mkdir(buf, (mode_t)mode) < 0 && errno != EEXIST)
-				return -1;
-			*p = c;
-			if (!c)
-				return 0;
-		}
-	}
-}
 
 static int do_mount(void *arg)
 {
@@ -89,7 +65,7 @@ static int do_mount(void *arg)
 	struct libmnt_context *cxt;
 	int rc;
 
-	if (mkdir_parents(e->target, 0755) < 0) {
+	if (mkdir_p(e->target, 0755) < 0) {
 		fprintf(stderr, "cannot create '%s': %s\n", e->target, strerror(errno));
 		return 1;
 	}

@@ -24,8 +24,5 @@ int mountop_umount_lazy(const char *target, double timeout, struct child_result 
 int mountop_mount(const struct manifest_entry *e, double timeout,
 		  struct child_result *res, char *err, size_t errsz);
 
-/* mkdir -p for an absolute path, each missing folder with `mode`.
- * Returns 0, or -1 with errno. */
-int mkdir_parents(const char *path, unsigned int mode);
 
 #endif

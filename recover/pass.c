@@ -23,6 +23,7 @@
 #include "observe.h"
 #include "plan.h"
 #include "state.h"
+#include "paths.h"
 
 struct pass {
 	const struct recover_opts *o;
@@ -66,7 +67,7 @@ static int setup_paths(struct pass *ps)
 	snprintf(ps->state_path, sizeof(ps->state_path), "%s/state.json", d);
 	snprintf(ps->journal_path, sizeof(ps->journal_path), "%s/journal.jsonl", d);
 	snprintf(ps->probe_dir, sizeof(ps->probe_dir), "%s/probe", d);
-	if (mkdir_parents(d, 0755) < 0) {
+	if (mkdir_p(d, 0755) < 0) {
 		log_err("cannot create state dir '%s': %s", d, strerror(errno));
 		return -1;
 	}

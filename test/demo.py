@@ -260,11 +260,31 @@ def step_write_read(m, sshd):
     say("ok: the server holds exactly what was written")
 
 
-def status_line(t, writer, stat, mode):
+def status_line(t, writer, stat, mode, state):
     written, last, nerr = writer.snapshot()
     flag = f"  errors {nerr}" if nerr else ""
     return (f"t={t:5.1f}s  transport {mode:<4}  written {mib(written):>10}  "
-            f"last call {last:<22}  stat {stat}{flag}")
+            f"last call {last:<22}  stat {stat}  .control: {state}{flag}")
+
+
+def control_state(mountpoint, timeout=2.0):
+    """`state` and `sessions` from the mount's .control/status, read from a
+    helper thread (the file never waits on the network; the thread only
+    guards the demo against a bug)."""
+    box = {}
+
+    def run():
+        try:
+            with open(os.path.join(mountpoint, ".control", "status")) as f:
+                kv = dict(line.split(": ", 1) for line in f.read().splitlines()
+                          if ": " in line)
+            box["r"] = f"{kv.get('state', '?')} {kv.get('sessions', '?')}"
+        except OSError as e:
+            box["r"] = errno.errorcode.get(e.errno, str(e.errno))
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout)
+    return box.get("r", f"NO ANSWER in {timeout:g} s")
 
 
 def stat_once(path, timeout=2.0):
@@ -345,7 +365,8 @@ def step_outage(m, proxy):
             text, e = stat_once(o.path)
             if e is not None:
                 o.stat_errnos.append(e)
-            say(status_line(time.monotonic() - t0, o.writer, text, mode))
+            say(status_line(time.monotonic() - t0, o.writer, text, mode,
+                            control_state(m.mountpoint)))
             next_status = max(next_status + 1.0, time.monotonic() + 0.5)
         if stop_at is not None and now >= stop_at:
             break

@@ -107,6 +107,14 @@ static void lookup_cached(struct op *op, int err)
 
 static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
 {
+	/* No session up: a cached entry answers now, else wait for one. */
+	if (err == EHOSTDOWN) {
+		if (lookup_from_cache(op, UINT64_MAX))
+			return;
+		op->rq.cache_ok = false;
+		stat_path(op, op->path, lookup_done);
+		return;
+	}
 	if (a)
 		vfs_reply_entry(op, a);
 	else if (err == EIO || err == EAGAIN)
@@ -132,6 +140,7 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	    (pool_state(op->v->pool) == POOL_DOWN &&
 	     lookup_from_cache(op, UINT64_MAX)))
 		return;
+	op->rq.cache_ok = true;
 	stat_path(op, op->path, lookup_done);
 }
 
@@ -188,6 +197,14 @@ static void getattr_done(struct op *op, const struct sftp_attrs *a, int err)
 	struct vfs *v = op->v;
 	struct stat st;
 
+	if (!a && err == EHOSTDOWN) {
+		/* No session up: cached attributes answer now, else wait. */
+		if (attr_from_cache(op))
+			return;
+		op->rq.cache_ok = false;
+		stat_path(op, op->path, getattr_done);
+		return;
+	}
 	if (!a) {
 		if (err == EIO || err == EAGAIN)
 			reply_cached_attr(op, -ETIMEDOUT);
@@ -225,6 +242,7 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_cached_attr(op, -ESTALE);
 		return;
 	}
+	op->rq.cache_ok = true;
 	stat_path(op, op->path, getattr_done);
 }
 

@@ -180,8 +180,8 @@ void pool_submit(struct pool *p, struct sreq *rq)
 		if (conn_submit(c, rq) == 0)
 			return;
 	}
-	if (rq->nonblock) {
-		rq->done(rq, NULL, -EAGAIN);
+	if (rq->nonblock || rq->cache_ok) {
+		rq->done(rq, NULL, rq->nonblock ? -EAGAIN : -EHOSTDOWN);
 		return;
 	}
 	hold(p, rq);

@@ -25,6 +25,7 @@ struct conn;
  * and err is
  *   -ETIMEDOUT  the request's deadline passed (a late reply is ignored);
  *   -EAGAIN     nonblocking request and no session is up;
+ *   -EHOSTDOWN  cache_ok request and no session is up;
  *   -ECONNRESET the session died after the request may have been sent
  *               (only for requests not marked idempotent; idempotent ones
  *               are resent by the pool until their deadline);
@@ -55,6 +56,8 @@ struct sreq {
 	uint64_t conn_gen;        /* with conn_idx: that session's generation */
 	bool idempotent;          /* safe to resend after a session loss */
 	bool nonblock;            /* fail with -EAGAIN when no session is up */
+	bool cache_ok;            /* fail with -EHOSTDOWN when no session is up:
+				   * the owner can answer from its cache */
 	uint8_t type;             /* SSH_FXP_* of the request, for metrics */
 };
 

@@ -148,7 +148,9 @@ void op_fail(struct op *op, int errnum)
 
 static void stat_path_done(struct op *op, const struct sftp_reply *r, int err)
 {
-	if (err)
+	if (err == -EHOSTDOWN)
+		op->then(op, NULL, EHOSTDOWN);
+	else if (err)
 		op->then(op, NULL, op_transport_errno(err));
 	else if (r->type == SSH_FXP_ATTRS)
 		op->then(op, &r->u.attrs, 0);

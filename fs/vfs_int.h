@@ -115,7 +115,9 @@ void op_note_error(struct op *op, int errnum);
 /* Logs a failed call (EIO/EAGAIN) with its cause. */
 void op_log_error(struct op *op, int errnum, const char *cause);
 
-/* Sends LSTAT `path` and continues in op->then (set to `then`). */
+/* Sends LSTAT `path` and continues in op->then (set to `then`). With
+ * op->rq.cache_ok set, `then` gets EHOSTDOWN at once when no session is
+ * up (see sreq.h). */
 void stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int));
 /* Writers' end offset raises a size the server does not know yet. */

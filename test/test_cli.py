@@ -172,17 +172,6 @@ def test_mount_over_nonempty_folder(sshd, remote, mount_steadyfs, tmp_path):
 
 # ---- bad command lines (exit 2) ----------------------------------------------------
 
-@pytest.mark.parametrize("opt,word", [
-    ("frobnicate", "frobnicate"),
-    ("frobnicate=3", "frobnicate"),
-])
-def test_unknown_option(sshd, remote, tmp_path, opt, word):
-    mp = str(tmp_path)
-    status, lines = run_bad(base_args(sshd, remote[0], mp) + ["-o", opt], mp)
-    assert status == 2
-    assert_one_line(lines, word)
-
-
 def test_unknown_flag(sshd, remote, tmp_path):
     mp = str(tmp_path)
     status, lines = run_bad(base_args(sshd, remote[0], mp) + ["--frobnicate"], mp)
@@ -191,7 +180,9 @@ def test_unknown_flag(sshd, remote, tmp_path):
 
 
 @pytest.mark.parametrize("opt,word", [
-    ("op_timeout=abc", "op_timeout"),
+    ("frobnicate", "frobnicate"),          # unknown option
+    ("frobnicate=3", "frobnicate"),
+    ("op_timeout=abc", "op_timeout"),      # bad values
     ("op_timeout=-1", "op_timeout"),
     ("connections=0", "connections"),
     ("connections=many", "connections"),
@@ -201,7 +192,8 @@ def test_unknown_flag(sshd, remote, tmp_path):
     ("StrictHostKeyChecking=maybe", "StrictHostKeyChecking"),
     ("max_write=12", "max_write"),
 ])
-def test_bad_value(sshd, remote, tmp_path, opt, word):
+def test_bad_option(sshd, remote, tmp_path, opt, word):
+    """An unknown option or a bad value: exit 2, one line naming it."""
     mp = str(tmp_path)
     status, lines = run_bad(base_args(sshd, remote[0], mp) + ["-o", opt], mp)
     assert status == 2

@@ -13,7 +13,14 @@ Fault helpers for the recovery and probe tests: `kill_daemon()` leaves a
 real stale mount (every call `ENOTCONN`), `stopped()` a real hung one (calls
 block until the daemon is resumed, which always happens on exit), and
 `call_in_child()` runs one filesystem call in a separate process with a
-time bound, so a test can observe a blocking call without blocking itself.
+time bound, so a test can observe a blocking call without blocking itself
+(`ChildCall` starts one and lets the test act while it is blocked).
+
+A steadyfs mount is two processes: the keeper the test starts (`pid`),
+which holds /dev/fuse and restarts the filesystem daemon, its child
+(`daemon_pid()`). `kill_daemon()` kills the keeper and makes sure its
+child is gone too, so the mount is stale as for sshfs; `stopped()` stops
+both, keeper first, so nothing restarts the daemon meanwhile.
 """
 
 import contextlib
@@ -130,29 +137,81 @@ print(json.dumps(r), flush=True)
 """
 
 
+class ChildCall:
+    """One call (stat, lstat, listdir, read, write, statvfs) on `path`,
+    started at once in a child process; `wait()` collects its result."""
+
+    def __init__(self, op, path):
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, op, path],
+                                     stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout):
+        """A dict: status "ok", "errno" (with errno) or "timeout" (the
+        child was still blocked after `timeout` s and was killed), and
+        elapsed seconds (in the child; since the start for a timeout)."""
+        p = self.proc
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            try:
+                p.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass  # unkillable (D state); leave it, report the timeout
+            return {"status": "timeout", "errno": None,
+                    "elapsed": time.monotonic() - self.t0}
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {"status": "crash", "errno": None, "rc": p.returncode,
+                    "elapsed": time.monotonic() - self.t0}
+
+
 def call_in_child(op, path, timeout=2.0):
     """Run one call (stat, lstat, listdir, read, write, statvfs) on `path`
     in a child process. Returns a dict: status "ok", "errno" (with errno)
     or "timeout" (the child was still blocked after `timeout` s and was
     killed), and elapsed seconds."""
-    t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-c", _CHILD, op, path],
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return ChildCall(op, path).wait(timeout)
+
+
+# ---- processes ---------------------------------------------------------------
+
+def children(pid):
+    """Child pids of every thread of `pid`, in the order the kernel lists
+    them (oldest first); [] when it is gone."""
+    out = []
     try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return out
+    for tid in tids:
         try:
-            p.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass  # unkillable (D state); leave it, report the timeout
-        return {"status": "timeout", "errno": None,
-                "elapsed": time.monotonic() - t0}
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _signal(pid, sig):
     try:
-        return json.loads(out)
-    except ValueError:
-        return {"status": "crash", "errno": None, "rc": p.returncode,
-                "elapsed": time.monotonic() - t0}
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_gone(pids, timeout):
+    """Poll until every pid is gone or a zombie; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if all(sshdfix.proc_state(p) in (None, "Z") for p in pids):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 # ---- the mount ---------------------------------------------------------------
@@ -177,12 +236,14 @@ class MountError(RuntimeError):
 
 class Mount:
     """A running FUSE daemon and its mountpoint. Attributes: kind
-    ("steadyfs" or "sshfs"), cmd, mountpoint, proc, pid, stderr_path,
-    expect_errors, sshd."""
+    ("steadyfs" or "sshfs"), cmd, mountpoint, proc, pid (for steadyfs the
+    keeper's), stderr_path, expect_errors, sshd, env (variables added to
+    the daemon's environment)."""
 
     def __init__(self, kind, cmd, mountpoint, stderr_path, sshd,
-                 expect_errors=False, check_stderr=True):
+                 expect_errors=False, check_stderr=True, env=None):
         self.kind, self.cmd, self.sshd = kind, cmd, sshd
+        self.env = dict(env or {})
         self.mountpoint = os.path.realpath(mountpoint)
         self.stderr_path = stderr_path
         self.expect_errors = expect_errors
@@ -197,6 +258,20 @@ class Mount:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def daemon_pids(self):
+        """Pids of the steadyfs keeper's children, oldest first: its
+        filesystem daemon (two during an upgrade). [] for sshfs or when
+        the keeper is gone."""
+        if self.kind != "steadyfs" or not self.alive():
+            return []
+        return children(self.proc.pid)
+
+    def daemon_pid(self):
+        """The keeper's current filesystem daemon (the newest child), or
+        None while there is none."""
+        pids = self.daemon_pids()
+        return pids[-1] if pids else None
 
     def is_mounted(self):
         return any(m["fstype"] == self.fstype
@@ -215,6 +290,7 @@ class Mount:
             self.proc = subprocess.Popen(sshdfix.ORPHAN_GUARD + self.cmd,
                                          stdin=subprocess.DEVNULL,
                                          stdout=err, stderr=err,
+                                         env=dict(os.environ, **self.env),
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
         why = f"not mounted after {timeout:g} s"
@@ -240,25 +316,53 @@ class Mount:
 
     def kill_daemon(self):
         """SIGKILL the daemon and reap it: a real stale mount (every call
-        ENOTCONN) is left behind until cleanup()."""
+        ENOTCONN) is left behind until cleanup(). For steadyfs that is the
+        keeper (which holds /dev/fuse); its child dies with it
+        (PR_SET_PDEATHSIG), and is killed here if it has not within 2 s."""
         if self.alive():
+            kids = self.daemon_pids()
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+            self._end_children(kids, grace=2.0)
+
+    def _end_children(self, pids, grace):
+        """Wait up to `grace` s for the keeper's former children to be
+        gone (zombies count: they hold no descriptor), then SIGKILL the
+        rest; raise when one outlives that too."""
+        if wait_gone(pids, grace):
+            return
+        for p in pids:
+            _signal(p, signal.SIGCONT)
+            _signal(p, signal.SIGKILL)
+        if not wait_gone(pids, 5.0):
+            raise MountError(f"{self.kind} daemon pids {pids} outlived their keeper")
 
     @contextlib.contextmanager
     def stopped(self):
         """SIGSTOP the daemon for the block: a real hung mount. Always
-        resumed on exit."""
+        resumed on exit. For steadyfs the keeper is stopped first (it
+        would restart nothing then), then its children."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        pids = [self.proc.pid]
         try:
-            if not sshdfix.wait_stopped([self.proc.pid]):
-                raise MountError(f"{self.kind} pid {self.proc.pid} did not stop")
+            if self.kind == "steadyfs":
+                if not sshdfix.wait_stopped(pids):
+                    raise MountError(f"{self.kind} keeper pid {pids[0]} did not stop")
+                kids = children(self.proc.pid)
+                for p in kids:
+                    _signal(p, signal.SIGSTOP)
+                pids += kids
+            if not sshdfix.wait_stopped(pids):
+                raise MountError(f"{self.kind} pids {pids} did not stop")
             yield self
         finally:
             self.resume()
 
     def resume(self):
+        """SIGCONT the daemon (for steadyfs its children, then the keeper)."""
         if self.alive():
+            for p in self.daemon_pids():
+                _signal(p, signal.SIGCONT)
             os.kill(self.proc.pid, signal.SIGCONT)
 
     # ---- teardown ------------------------------------------------------
@@ -286,10 +390,13 @@ class Mount:
         self._run(["umount", "-l", self.mountpoint])
 
     def cleanup(self):
-        """Unmount and reap the daemon. Safe to call twice."""
+        """Unmount and reap the daemon (for steadyfs, the keeper and its
+        children). Safe to call twice."""
+        kids = self.daemon_pids()
         self.unmount()
         if self.proc is not None:
             self.resume()
+            kids += [p for p in self.daemon_pids() if p not in kids]
             for sig, wait in ((None, 5), (signal.SIGTERM, 5), (signal.SIGKILL, 10)):
                 if self.proc.poll() is not None:
                     break
@@ -299,6 +406,8 @@ class Mount:
                     self.proc.wait(timeout=wait)
                 except subprocess.TimeoutExpired:
                     pass
+            if self.proc.poll() is not None:
+                self._end_children(kids, grace=5.0)
 
     def remove_mirror(self):
         """A steadyfs mount leaves its state_dir mirror under
@@ -351,14 +460,15 @@ class Mount:
         lines = ["# to reproduce:"]
         if self.sshd is not None:
             lines.append("mkdir -p /run/sshd; " + shlex.join(self.sshd.command()) + " &")
-        lines.append(f"mkdir -p {shlex.quote(self.mountpoint)}; "
+        env = "".join(f"{k}={shlex.quote(v)} " for k, v in self.env.items())
+        lines.append(f"mkdir -p {shlex.quote(self.mountpoint)}; " + env
                      + shlex.join(self.cmd))
         lines.append(f"fusermount3 -u {shlex.quote(self.mountpoint)}")
         return "\n".join(lines)
 
 
 def _mount(kind, program, sshd, mountpoint, remote_subdir, opts, defaults,
-           port, expect_errors, workdir, args, timeout):
+           port, expect_errors, workdir, args, timeout, env=None):
     """Common to both daemons: `program REMOTE MNT -f -p PORT -o OPTS ARGS`."""
     workdir = workdir or sshd.workdir
     if mountpoint is None:
@@ -374,20 +484,21 @@ def _mount(kind, program, sshd, mountpoint, remote_subdir, opts, defaults,
     cmd = [program, f"{sshd.user}@{sshd.host}:{remote.rstrip('/')}", mountpoint,
            "-f", "-p", str(port), "-o", _merge_opts(defaults, opts)] + list(args)
     return Mount(kind, cmd, mountpoint, stderr_path, sshd,
-                 expect_errors=expect_errors).start(timeout)
+                 expect_errors=expect_errors, env=env).start(timeout)
 
 
 def mount_steadyfs(sshd, mountpoint=None, remote_subdir="", opts=None,
                    port=None, expect_errors=False, workdir=None, args=(),
-                   timeout=MOUNT_TIMEOUT):
-    """Mount the remote folder (or `remote_subdir` of it) with
-    $STEADYFS_BUILD/steadyfs through `port` (default: sshd's own; for a
-    proxy's port a known_hosts line is added). `opts` override the
-    defaults (identity, known_hosts, test-scale op_timeout=4). Returns a
-    started Mount; raises MountError with stderr and a reproduction."""
-    return _mount("steadyfs", os.path.join(build_dir(), "steadyfs"), sshd,
-                  mountpoint, remote_subdir, opts, {"op_timeout": 4}, port,
-                  expect_errors, workdir, args, timeout)
+                   timeout=MOUNT_TIMEOUT, program=None, env=None):
+    """Mount the remote folder (or `remote_subdir` of it) with `program`
+    (default $STEADYFS_BUILD/steadyfs) through `port` (default: sshd's
+    own; for a proxy's port a known_hosts line is added). `opts` override
+    the defaults (identity, known_hosts, test-scale op_timeout=4); `env`
+    adds variables to the daemon's environment. Returns a started Mount;
+    raises MountError with stderr and a reproduction."""
+    return _mount("steadyfs", program or os.path.join(build_dir(), "steadyfs"),
+                  sshd, mountpoint, remote_subdir, opts, {"op_timeout": 4}, port,
+                  expect_errors, workdir, args, timeout, env)
 
 
 def mount_sshfs(sshd, mountpoint=None, remote_subdir="", opts=None,

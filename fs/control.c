@@ -51,7 +51,7 @@ const double ctl_bounds[CTL_NBOUNDS] = {
 };
 
 const char *const ctl_event_types[EV_NTYPES] = {
-	"state", "session", "error", "data", "shadowed",
+	"state", "session", "error", "data", "shadowed", "restart",
 };
 
 /* ---- construction --------------------------------------------------- */
@@ -391,6 +391,31 @@ void control_event_shadowed(struct control *c, const char *path)
 	if ((o = event_new_locked(c, EV_SHADOWED)))
 		json_object_object_add(o, "path", ctl_jstr(path));
 	push_locked(c, EV_SHADOWED, o);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_set_daemon(struct control *c, struct keepstate *ks,
+			uint64_t generation)
+{
+	pthread_mutex_lock(&c->lock);
+	c->ks = ks;
+	c->generation = generation;
+	c->dirty = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_event_restart(struct control *c, uint64_t generation,
+			   const char *reason)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_RESTART))) {
+		json_object_object_add(o, "generation",
+				       json_object_new_int64((int64_t)generation));
+		json_object_object_add(o, "reason", ctl_jstr(reason));
+	}
+	push_locked(c, EV_RESTART, o);
 	pthread_mutex_unlock(&c->lock);
 }
 

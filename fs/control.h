@@ -61,6 +61,14 @@ void control_event_data(struct control *c, const char *path, uint64_t off,
 			uint64_t len, bool replayed, bool lost);
 /* A remote entry named `.control` at the root, hidden by the virtual one. */
 void control_event_shadowed(struct control *c, const char *path);
+struct keepstate;
+/* The keeper's counters (generation of this daemon, restarts, last
+ * reason, keeper pid) for status and metrics. */
+void control_set_daemon(struct control *c, struct keepstate *ks,
+			uint64_t generation);
+/* This daemon took over the mount after a restart or an upgrade. */
+void control_event_restart(struct control *c, uint64_t generation,
+			   const char *reason);
 /* Extensions the server lacks (SFTP_EXT_* bits), for status. */
 void control_note_missing_ext(struct control *c, uint32_t ext_bit);
 

@@ -39,7 +39,7 @@ extern const char *const ctl_ops[CTL_NOPS];
 extern const double ctl_bounds[CTL_NBOUNDS];
 
 enum ctl_event_type { EV_STATE = 0, EV_SESSION, EV_ERROR, EV_DATA, EV_SHADOWED,
-		      EV_NTYPES };
+		      EV_RESTART, EV_NTYPES };
 extern const char *const ctl_event_types[EV_NTYPES];
 
 struct ctl_op_stats {
@@ -118,6 +118,8 @@ struct control {
 	bool stop;                            /* (L) */
 	bool started;                         /* thread running */
 	pthread_t thread;
+	struct keepstate *ks;  /* the keeper's counters (NULL: none) */
+	uint64_t generation;   /* of this daemon */
 };
 
 /* Everything a render needs from outside control, taken without the lock. */
@@ -134,6 +136,9 @@ struct ctl_snap {
 	uint32_t missing;         /* SFTP_EXT_* bits */
 	struct control_gauges g;
 	bool running;             /* false for the last mirror */
+	int keeper_pid;
+	uint64_t restarts;
+	char restart_reason[96];  /* "" when none */
 };
 
 /* control_render.c */

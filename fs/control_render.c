@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "clock.h"
+#include "keepstate.h"
 #include "prom.h"
 #include "sftp.h"
 
@@ -121,6 +122,11 @@ void ctl_snap_take(struct control *c, struct ctl_snap *s)
 
 	memset(s, 0, sizeof(*s));
 	s->running = true;
+	if (c->ks) {
+		s->keeper_pid = ks_keeper_pid(c->ks);
+		s->restarts = ks_restarts(c->ks);
+		ks_last_reason(c->ks, s->restart_reason, sizeof(s->restart_reason));
+	}
 	s->now = clock_wall();
 	s->uptime = (double)(clock_mono_ns() - c->started_mono) / 1e9;
 	s->state = pool_state_name(pool_state(c->pool));
@@ -240,6 +246,9 @@ static void render_status(struct control *c, const struct ctl_snap *s, struct st
 	strbuf_addf(sb, "version: %s\n", STEADYFS_VERSION);
 	strbuf_addf(sb, "uptime: %.0f s\n", s->uptime);
 	strbuf_addf(sb, "pid: %ld\n", (long)getpid());
+	strbuf_addf(sb, "daemon: generation %llu, restarts %llu, last restart: %s, keeper pid %d\n",
+		    (unsigned long long)c->generation, (unsigned long long)s->restarts,
+		    s->restart_reason[0] ? s->restart_reason : "none", s->keeper_pid);
 	strbuf_addf(sb, "running: %s\n", s->running ? "yes" : "no");
 	kv_time(sb, "updated", s->now);
 }
@@ -352,6 +361,11 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "started", jnum(c->started_wall, 3));
 	json_object_object_add(o, "uptime", jnum(s->uptime, 3));
 	json_object_object_add(o, "pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(o, "daemon_pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(o, "keeper_pid", json_object_new_int64(s->keeper_pid));
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)c->generation));
+	json_object_object_add(o, "restarts", json_object_new_int64((int64_t)s->restarts));
+	json_object_object_add(o, "last_restart_reason", ctl_jstr(s->restart_reason));
 	json_object_object_add(o, "running", json_object_new_boolean(s->running));
 	json_object_object_add(o, "updated", jnum(s->now, 3));
 	txt = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -526,6 +540,12 @@ static void metrics_misc(struct control *c, const struct ctl_snap *s, struct pm 
 	       (double)c->mirror_failures);
 	pm_one(pm, "steadyfs_start_time_seconds", "gauge", "When the daemon started (epoch seconds)",
 	       c->started_wall);
+	pm_one(pm, "steadyfs_daemon_generation", "gauge",
+	       "Generation of the daemon serving the mount (1 = the first)",
+	       (double)c->generation);
+	pm_one(pm, "steadyfs_daemon_restarts_total", "counter",
+	       "Daemon restarts under the keeper: crashes, kills and upgrades",
+	       (double)s->restarts);
 	prom_family(pm->sb, "steadyfs_build_info", "gauge", "Always 1; the version as a label");
 	pm_sample(pm, "steadyfs_build_info", "version", STEADYFS_VERSION, NULL, NULL, 1);
 }

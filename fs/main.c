@@ -1,28 +1,35 @@
 /*
  * steadyfs: one FUSE filesystem over SFTP that stays up when the transport
- * does not. main() parses the command line, checks the mountpoint,
- * connects the first session on this thread (so a bad host, key or login
- * is reported with its exit code before anything is mounted), mounts,
- * daemonizes unless -f, then starts the session threads and serves.
+ * does not. The process started is the keeper (keeper.c): it checks the
+ * mountpoint, holds the mount and runs this same binary again as its
+ * child, the filesystem daemon (daemon_run below), which connects the
+ * first session before anything is mounted (so a bad host, key or login
+ * is reported with its exit code), takes the mount from the keeper and
+ * serves. `steadyfs --upgrade MOUNTPOINT` asks a keeper to switch to the
+ * binary now on disk (upgrade.c).
  *
  * Exit status: 0 ok, 1 cannot connect/authenticate/verify the host key,
  * 2 bad command line, 3 internal error, 4 mountpoint problem.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
 #include <libmount/libmount.h>
-#include <systemd/sd-daemon.h>
 
+#include "keeper.h"
 #include "log.h"
 #include "opts.h"
 #include "pool.h"
+#include "takeover.h"
+#include "upgrade.h"
 #include "version.h"
 #include "vfs.h"
 
@@ -109,25 +116,15 @@ static int check_mountpoint(const char *mp, char *out, char *err, size_t errsz)
 	return 0;
 }
 
-static struct fuse_session *make_session(const struct steadyfs_opts *o,
-					 struct vfs *v)
+/* The daemon's session: no mount options (the keeper mounted); requests
+ * come through the descriptor the keeper handed over. */
+static struct fuse_session *make_session(struct vfs *v)
 {
-	char fuseopts[PATH_MAX + 256];
-	char *argv[] = { "steadyfs", "-o", fuseopts, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	char *argv[] = { "steadyfs", NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
 	struct fuse_session *se;
 
-	snprintf(fuseopts, sizeof(fuseopts), "fsname=%s%s%s:%s,subtype=steadyfs%s%s%s",
-		 o->user ? o->user : "", o->user ? "@" : "", o->host,
-		 o->remote_dir, o->allow_other ? ",allow_other" : "",
-		 o->default_permissions ? ",default_permissions" : "",
-		 o->ro ? ",ro" : "");
-	/* fsname must not contain a comma: libfuse splits options on it. */
-	for (char *p = fuseopts + strlen("fsname="); *p && *p != ','; p++)
-		if (*p == '\\')
-			*p = '/';
 	se = fuse_session_new(&args, vfs_ops(), sizeof(struct fuse_lowlevel_ops), v);
-	/* libfuse may have grown args onto the heap. */
 	fuse_opt_free_args(&args);
 	return se;
 }
@@ -146,14 +143,126 @@ static int serve(struct fuse_session *se)
 	return rc;
 }
 
-static int run(struct steadyfs_opts *o)
+struct daemon {
+	struct pool *pool;
+	struct vfs *v;
+};
+
+/* An upgrade: everything read is answered; write back and stop. */
+static void drain_for_handover(void *arg)
+{
+	struct daemon *d = arg;
+
+	vfs_stop(d->v);
+	pool_stop(d->pool);
+}
+
+static void quiet_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+/* Connects (unless continuing after a crash, when the link may be down),
+ * takes the mount from the keeper and continues its state. */
+static int daemon_setup(struct steadyfs_opts *o, struct takeover *tk,
+			struct daemon *d, struct fuse_session **sep)
+{
+	char err[PATH_MAX + 512];
+	int fd;
+
+	if (!(d->pool = pool_new(o))) {
+		log_err("cannot allocate the session pool");
+		return EXIT_INTERNAL;
+	}
+	if (takeover_mode(tk) != TK_RESTART &&
+	    pool_connect_first(d->pool, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return EXIT_CONNECT;
+	}
+	if ((fd = takeover_receive_fd(tk, err, sizeof(err))) < 0) {
+		log_err("%s", err);
+		return EXIT_INTERNAL;
+	}
+	if (!o->foreground) {
+		quiet_stdio();
+		log_use_syslog();
+	}
+	if (!(d->v = vfs_new(o, d->pool, takeover_mountpoint(tk))) ||
+	    vfs_adopt(d->v, tk) < 0 || !(*sep = make_session(d->v)) ||
+	    takeover_attach(tk, *sep, fd) < 0) {
+		log_err("cannot set up the FUSE session");
+		return EXIT_INTERNAL;
+	}
+	return 0;
+}
+
+/* The filesystem daemon, a child of the keeper. Exit status: 0 when the
+ * mount ended, KEEPER_EXIT_HANDOVER when stopped by a signal or an
+ * upgrade, anything else is a failure the keeper restarts after. */
+static int daemon_run(struct steadyfs_opts *o)
+{
+	char err[256];
+	struct takeover *tk;
+	struct daemon d = { 0 };
+	struct fuse_session *se = NULL;
+	bool handlers = false;
+	int rc, status;
+
+	if (!(tk = takeover_from_env(err, sizeof(err)))) {
+		log_err("%s", err);
+		return EXIT_INTERNAL;
+	}
+	status = daemon_setup(o, tk, &d, &se);
+	if (status)
+		goto out;
+	status = EXIT_INTERNAL;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = true;
+	if (takeover_resume(tk, se) < 0) {
+		log_err("cannot continue the previous daemon's mount: libfuse refused its INIT");
+		goto out;
+	}
+	if (takeover_start_handover(tk, drain_for_handover, &d) < 0 ||
+	    pool_start(d.pool) < 0 || vfs_start(d.v, se) < 0) {
+		log_err("cannot start threads");
+		goto out;
+	}
+	takeover_serving(tk);
+	rc = serve(se);
+	/* 0: the mount ended. A stop signal: the keeper decides. */
+	status = rc == 0 ? 0 : (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ?
+		KEEPER_EXIT_HANDOVER : EXIT_INTERNAL;
+	if (rc == 0)
+		log_info("the mount ended: writing back what is left");
+out:
+	/* Keep the handlers through the final flush: a second SIGTERM must
+	 * not kill a daemon still sending writes. Then stop the sessions
+	 * before freeing what their callbacks use. */
+	vfs_stop(d.v);
+	pool_stop(d.pool);
+	vfs_free(d.v);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	pool_free(d.pool);
+	takeover_free(tk);
+	return status;
+}
+
+/* The started process: checks the mountpoint, then keeps the mount. */
+static int keeper_main(struct steadyfs_opts *o, char **argv)
 {
 	char mp[PATH_MAX], err[PATH_MAX + 512];
-	struct pool *pool = NULL;
-	struct vfs *v = NULL;
-	struct fuse_session *se = NULL;
-	int rc, status = EXIT_INTERNAL;
-	bool mounted = false, handlers = false;
 
 	if (check_mountpoint(o->mountpoint, mp, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -162,66 +271,7 @@ static int run(struct steadyfs_opts *o)
 	if (o->connections > 5)
 		log_warn("connections=%d: the provider allows 10 sessions per account and an upgrade needs room for a second pool",
 			 o->connections);
-	if (!(pool = pool_new(o))) {
-		log_err("cannot allocate the session pool");
-		return EXIT_INTERNAL;
-	}
-	if ((rc = pool_connect_first(pool, err, sizeof(err))) < 0) {
-		log_err("%s", err);
-		pool_free(pool);
-		return EXIT_CONNECT;
-	}
-	if (!(v = vfs_new(o, pool, mp)) || !(se = make_session(o, v))) {
-		log_err("cannot set up the FUSE session");
-		goto out;
-	}
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out;
-	handlers = true;
-	if (fuse_session_mount(se, mp) != 0) {
-		log_err("cannot mount on '%s'", mp);
-		status = EXIT_MOUNTPOINT;
-		goto out;
-	}
-	mounted = true;
-	log_info("mounted %s%s%s:%s on %s with %d sessions", o->user ? o->user : "",
-		 o->user ? "@" : "", o->host, o->remote_dir, mp, o->connections);
-	/* Fork before any thread exists: threads do not survive fork(). */
-	if (fuse_daemonize(o->foreground) != 0)
-		goto out;
-	/* In the background stderr is /dev/null: log to syslog (journald). */
-	if (!o->foreground)
-		log_use_syslog();
-	if (pool_start(pool) < 0 || vfs_start(v, se) < 0) {
-		log_err("cannot start threads");
-		goto out;
-	}
-	/* Under systemd (Type=notify) the unit is up once the mount is. A
-	 * negative return only means there is no systemd to tell. */
-	if (sd_notifyf(0, "READY=1\nSTATUS=mounted %s", mp) < 0)
-		log_debug("sd_notify failed");
-	rc = serve(se);
-	/* The loop returns the number of a stop signal (SIGTERM from
-	 * systemd, SIGINT): a requested stop, not a failure. */
-	status = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ?
-		0 : EXIT_INTERNAL;
-	sd_notify(0, "STOPPING=1\nSTATUS=unmounting, waiting for unacknowledged writes");
-	log_info("unmounting %s", mp);
-out:
-	if (mounted)
-		fuse_session_unmount(se);
-	/* Keep the handlers through the final flush: a second SIGTERM must
-	 * not kill a daemon still sending writes. Then stop the sessions
-	 * before freeing what their callbacks use. */
-	vfs_stop(v);
-	pool_stop(pool);
-	vfs_free(v);
-	if (handlers)
-		fuse_remove_signal_handlers(se);
-	if (se)
-		fuse_session_destroy(se);
-	pool_free(pool);
-	return status;
+	return keeper_run(o, mp, argv);
 }
 
 int main(int argc, char **argv)
@@ -231,6 +281,13 @@ int main(int argc, char **argv)
 	int status;
 
 	log_init("steadyfs", SLOG_INFO);
+	if (argc > 1 && !strcmp(argv[1], "--upgrade")) {
+		if (argc != 3) {
+			fprintf(stderr, "steadyfs: --upgrade takes one argument: the mountpoint\n");
+			return EXIT_USAGE;
+		}
+		return upgrade_request(argv[2]);
+	}
 	if (opts_parse(&o, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "steadyfs: %s\n", err);
 		opts_release(&o);
@@ -248,7 +305,7 @@ int main(int argc, char **argv)
 	}
 	if (o.debug)
 		log_init("steadyfs", SLOG_DEBUG);
-	status = run(&o);
+	status = getenv(KEEPER_ENV) ? daemon_run(&o) : keeper_main(&o, argv);
 	opts_release(&o);
 	return status;
 }

@@ -5,6 +5,7 @@
 #include "nodes.h"
 
 #include "clock.h"
+#include "keepstate.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ struct node {
 	uint64_t attr_time;    /* CLOCK_MONOTONIC ns of attr */
 	bool end_known;
 	uint64_t end;          /* end-of-file offset for appends */
+	int32_t slot;          /* take-over record, -1 when none */
 	struct node *next_id;
 	struct node *next_name;
 };
@@ -30,6 +32,7 @@ struct nodes {
 	pthread_mutex_t lock;  /* protects everything below */
 	char *base;
 	uint64_t next;
+	struct keepstate *ks;  /* take-over state, NULL until adopted */
 	struct node *by_id[NBUCKETS];
 	struct node *by_name[NBUCKETS];
 };
@@ -88,6 +91,38 @@ static void unlink_name(struct nodes *t, struct node *n)
 static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name);
 static void free_node_locked(struct nodes *t, struct node *n);
 
+/*
+ * Take-over records: a node is recorded while the kernel holds lookups on
+ * it (the ids the kernel knows must survive a daemon restart); primed
+ * nodes without lookups are not. Lock held in each.
+ */
+static void record_lookups(struct nodes *t, struct node *n)
+{
+	if (!t->ks)
+		return;
+	if (n->slot >= 0) {
+		ks_node_nlookup(t->ks, n->slot, n->nlookup);
+		return;
+	}
+	if (!n->name || !n->nlookup)
+		return;
+	n->slot = ks_node_put(t->ks, n->id, n->parent, n->name, n->nlookup);
+	if (n->slot >= 0 && n->end_known)
+		ks_node_end(t->ks, n->slot, true, n->end);
+}
+
+static void record_end(struct nodes *t, struct node *n)
+{
+	if (t->ks && n->slot >= 0)
+		ks_node_end(t->ks, n->slot, n->end_known, n->end);
+}
+
+static void record_unlinked(struct nodes *t, struct node *n)
+{
+	if (t->ks && n->slot >= 0)
+		ks_node_unlinked(t->ks, n->slot);
+}
+
 struct nodes *nodes_new(const char *base)
 {
 	struct nodes *t = calloc(1, sizeof(*t));
@@ -104,6 +139,7 @@ struct nodes *nodes_new(const char *base)
 	pthread_mutex_init(&t->lock, NULL);
 	root->id = NODE_ROOT;
 	root->nlookup = 1;
+	root->slot = -1;
 	t->by_id[NODE_ROOT] = root;
 	t->next = NODE_ROOT + 1;
 	return t;
@@ -141,6 +177,7 @@ uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
 	if (n) {
 		n->nlookup++;
 		id = n->id;
+		record_lookups(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return id;
@@ -158,6 +195,8 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
 	if (n && n->nlookup == 0)
 		free_node_locked(t, n);
+	else if (n)
+		record_lookups(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -246,14 +285,18 @@ void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 	pthread_mutex_lock(&t->lock);
 	victim = find(t, newparent, newname);
 	n = find(t, oldparent, oldname);
-	if (victim && victim != n)
+	if (victim && victim != n) {
 		unlink_name(t, victim);
+		record_unlinked(t, victim);
+	}
 	if (n && copy) {
 		unlink_name(t, n);
 		n->parent = newparent;
 		n->name = copy;
 		copy = NULL;
 		link_name(t, n);
+		if (t->ks && n->slot >= 0)
+			n->slot = ks_node_move(t->ks, n->slot, newparent, newname);
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(copy);
@@ -265,8 +308,10 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)
 
 	pthread_mutex_lock(&t->lock);
 	n = find(t, parent, name);
-	if (n)
+	if (n) {
 		unlink_name(t, n);
+		record_unlinked(t, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -310,6 +355,9 @@ static struct node *add_locked(struct nodes *t, uint64_t parent, const char *nam
 		return NULL;
 	}
 	n->id = t->next++;
+	n->slot = -1;
+	if (t->ks)
+		ks_set_next_id(t->ks, t->next);
 	n->parent = parent;
 	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
 	t->by_id[n->id & (NBUCKETS - 1)] = n;
@@ -342,6 +390,8 @@ static void free_node_locked(struct nodes *t, struct node *n)
 	struct node **pp;
 
 	unlink_name(t, n);
+	if (t->ks && n->slot >= 0)
+		ks_node_drop(t->ks, n->slot);
 	pp = &t->by_id[n->id & (NBUCKETS - 1)];
 	while (*pp != n)
 		pp = &(*pp)->next_id;
@@ -405,6 +455,7 @@ void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size)
 	if (n && !n->end_known) {
 		n->end = size;
 		n->end_known = true;
+		record_end(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -420,6 +471,7 @@ uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len)
 		off = n->end;
 		n->end += len;
 		n->end_known = true;
+		record_end(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return off;
@@ -431,8 +483,10 @@ void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end)
 
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
-	if (n && n->end_known && end > n->end)
+	if (n && n->end_known && end > n->end) {
 		n->end = end;
+		record_end(t, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -445,6 +499,7 @@ void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end)
 	if (n) {
 		n->end = end;
 		n->end_known = true;
+		record_end(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -455,8 +510,10 @@ void nodes_end_forget(struct nodes *t, uint64_t id)
 
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
-	if (n)
+	if (n) {
 		n->end_known = false;
+		record_end(t, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -484,6 +541,47 @@ void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end)
 	if (n && (!n->end_known || end > n->end)) {
 		n->end = end;
 		n->end_known = true;
+		record_end(t, n);
 	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* One record of the previous daemon back into the table. */
+static void restore_one(void *arg, const struct ks_node *r, int32_t slot)
+{
+	struct nodes *t = arg;
+	struct node *n;
+
+	if (r->id == NODE_ROOT || get(t, r->id) || !(n = calloc(1, sizeof(*n)))) {
+		ks_node_drop(t->ks, slot);
+		return;
+	}
+	if (!r->unlinked && !(n->name = strdup(r->name))) {
+		free(n);
+		ks_node_drop(t->ks, slot);
+		return;
+	}
+	n->id = r->id;
+	n->parent = r->parent;
+	n->nlookup = r->nlookup;
+	n->end = r->end;
+	n->end_known = r->end_known;
+	n->slot = slot;
+	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
+	t->by_id[n->id & (NBUCKETS - 1)] = n;
+	if (n->name)
+		link_name(t, n);
+	if (n->id >= t->next)
+		t->next = n->id + 1;
+}
+
+void nodes_adopt(struct nodes *t, struct keepstate *ks)
+{
+	pthread_mutex_lock(&t->lock);
+	t->ks = ks;
+	ks_nodes_each(ks, restore_one, t);
+	if (ks_next_id(ks) > t->next)
+		t->next = ks_next_id(ks);
+	ks_set_next_id(ks, t->next);
 	pthread_mutex_unlock(&t->lock);
 }

@@ -4,7 +4,8 @@
  * each node's last known attributes (served while the link is down) and
  * its end-of-file offset for O_APPEND writes.
  *
- * Ids are never reused within a process (a 64-bit counter), so the FUSE
+ * Ids are never reused within a mount (a 64-bit counter, carried over
+ * daemon restarts by the take-over state), so the FUSE
  * generation is always 0. NODE_ROOT (1) always exists and is never
  * forgotten. A node whose name was unlinked stays until forgotten, but is
  * no longer found by name.
@@ -22,9 +23,18 @@
 
 struct nodes;
 
+struct keepstate;
+
 /* `base` is the remote directory the mount shows ("" = server's cwd). */
 struct nodes *nodes_new(const char *base);
 void nodes_free(struct nodes *t);
+/*
+ * Takes over the nodes a previous daemon recorded in `ks` (the kernel's
+ * ids stay valid) and records every change from now on: each node the
+ * kernel holds lookups on, its name, lookup count and end offset. Call
+ * before the table is used. Ids continue above any id handed out before.
+ */
+void nodes_adopt(struct nodes *t, struct keepstate *ks);
 
 /* Finds or creates the node (parent, name) and adds one lookup reference.
  * Returns its id, or 0 when parent is unknown or memory ran out. */

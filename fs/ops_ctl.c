@@ -10,14 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "handles.h"
 #include "vfs_int.h"
 
-#define CTL_MAGIC 0x5354434cu  /* "STCL": tells a snapshot from an fh */
 
 /* A rendered file. Referenced by the open file and by each read in
  * progress: the caller may close before fuse_reply_buf() returns. */
 struct ctl_snap {
-	uint32_t magic;
 	int refs;
 	char *data;
 	size_t len;
@@ -100,10 +99,29 @@ bool ctl_getattr(struct vfs *v, fuse_req_t req, fuse_ino_t ino)
 	return true;
 }
 
+/* Renders file `ino` into a new snapshot; -errno on failure. */
+static int snap_new(struct vfs *v, fuse_ino_t ino, struct ctl_snap **out)
+{
+	uint64_t i = ino - CTL_DIR_INO - 1;
+	struct ctl_snap *s;
+	int rc;
+
+	if (ino == CTL_DIR_INO)
+		return -EISDIR;
+	if (i >= 5 || !(s = calloc(1, sizeof(*s))))
+		return -ENOMEM;
+	s->refs = 1;
+	if ((rc = control_render(v->ctl, control_files[i], &s->data, &s->len)) < 0) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
 bool ctl_open(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ctl_snap *s;
-	uint64_t i = ino - CTL_DIR_INO - 1;
 	int rc;
 
 	if (!is_ctl_ino(ino))
@@ -112,35 +130,49 @@ bool ctl_open(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		fuse_reply_err(req, EACCES);
 		return true;
 	}
-	if (ino == CTL_DIR_INO || i >= 5 || !(s = calloc(1, sizeof(*s)))) {
-		fuse_reply_err(req, ino == CTL_DIR_INO ? EISDIR : ENOMEM);
-		return true;
-	}
-	s->magic = CTL_MAGIC;
-	s->refs = 1;
-	rc = control_render(v->ctl, control_files[i], &s->data, &s->len);
-	if (rc < 0) {
-		free(s);
+	if ((rc = snap_new(v, ino, &s)) < 0) {
 		fuse_reply_err(req, -rc);
 		return true;
 	}
-	fi->fh = (uint64_t)(uintptr_t)s;
-	fi->direct_io = 1;
-	if (fuse_reply_open(req, fi) != 0) {
-		free(s->data);
-		free(s);
+	if (!(fi->fh = handles_add(v->snaps, s))) {
+		snap_put(s);
+		fuse_reply_err(req, ENOMEM);
+		return true;
 	}
+	fi->direct_io = 1;
+	if (fuse_reply_open(req, fi) != 0)
+		snap_put(handles_take(v->snaps, fi->fh));
 	return true;
+}
+
+/* The snapshot behind fi->fh with a reference; one opened under a daemon
+ * that died is rendered again (the file shows this daemon's state). */
+static struct ctl_snap *snap_get(struct vfs *v, fuse_ino_t ino,
+				 struct fuse_file_info *fi)
+{
+	struct ctl_snap *s = handles_get(v->snaps, fi->fh);
+
+	if (!s && snap_new(v, ino, &s) == 0 &&
+	    handles_put_at(v->snaps, fi->fh, s) < 0) {
+		snap_put(s);
+		s = handles_get(v->snaps, fi->fh);
+	}
+	if (s)
+		__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	return s;
 }
 
 bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
-	struct ctl_snap *s = (struct ctl_snap *)(uintptr_t)fi->fh;
+	struct ctl_snap *s;
 
 	if (!is_ctl_ino(ino))
 		return false;
-	__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	if (!(s = snap_get(fuse_req_userdata(req), ino, fi))) {
+		fuse_reply_err(req, ENOMEM);
+		return true;
+	}
 	if ((size_t)off >= s->len)
 		fuse_reply_buf(req, NULL, 0);
 	else
@@ -152,12 +184,18 @@ bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 bool ctl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct ctl_snap *s = (struct ctl_snap *)(uintptr_t)fi->fh;
+	struct vfs *v = fuse_req_userdata(req);
+	struct ctl_snap *s;
 
 	if (!is_ctl_ino(ino))
 		return false;
-	if (s && s->magic == CTL_MAGIC)
+	if ((s = handles_take(v->snaps, fi->fh)))
 		snap_put(s);
 	fuse_reply_err(req, 0);
 	return true;
+}
+
+void ctl_free_snap(void *s)
+{
+	snap_put(s);
 }

@@ -4,13 +4,21 @@
  * is served from memory at any offset and a listing is one consistent
  * snapshot. A dirbuf holds names and modes only: about 40 bytes per entry
  * plus the name, so a 100k-entry folder costs a few MiB while open.
+ *
+ * A listing opened under a daemon that has since died is read again from
+ * the server at the first readdir of the new daemon (same offsets as long
+ * as the folder did not change meanwhile).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "handles.h"
 #include "log.h"
 #include "vfs_int.h"
+
+/* op->flags of a listing made for a readdir on another daemon's handle. */
+#define LIST_FOR_READDIR 1u
 
 struct dirent_s {
 	char *name;
@@ -59,6 +67,8 @@ static struct dirbuf *dir_of(struct op *op)
 }
 
 static void readdir_step(struct op *op, const struct sftp_reply *r, int err);
+static void reply_entries(fuse_req_t req, const struct dirbuf *d, size_t size,
+			  off_t off);
 static void opendir_done(struct op *op, const struct sftp_reply *r, int err);
 
 #ifndef FUSE_UNKNOWN_INO
@@ -94,10 +104,23 @@ static void finish_opendir(struct op *op)
 		op_fail(op, ENOMEM);
 		return;
 	}
-	op->fi.fh = (uint64_t)(uintptr_t)d;
-	op->fi.cache_readdir = op->v->o->kernel_cache;
-	if (fuse_reply_open(op->req, &op->fi) != 0)
+	if (op->flags & LIST_FOR_READDIR) {
+		if (handles_put_at(op->v->dirs, op->fi.fh, d) < 0) {
+			dirbuf_free(d);
+			d = handles_get(op->v->dirs, op->fi.fh);
+		}
+		if (d)
+			reply_entries(op->req, d, op->size, (off_t)op->off);
+		else
+			fuse_reply_err(op->req, EIO);
+	} else if (!(op->fi.fh = handles_add(op->v->dirs, d))) {
 		dirbuf_free(d);
+		fuse_reply_err(op->req, ENOMEM);
+	} else {
+		op->fi.cache_readdir = op->v->o->kernel_cache;
+		if (fuse_reply_open(op->req, &op->fi) != 0)
+			dirbuf_free(handles_take(op->v->dirs, op->fi.fh));
+	}
 	op->data = NULL;
 	op->req = NULL;
 	op_free(op);
@@ -239,14 +262,12 @@ static void opendir_done(struct op *op, const struct sftp_reply *r, int err)
 	send_bound(op, SSH_FXP_READDIR, readdir_step);
 }
 
-void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void start_listing(struct op *op, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
 {
-	struct vfs *v = fuse_req_userdata(req);
-	struct op *op = op_new(v, req, "opendir");
+	struct vfs *v = op->v;
 	struct dirbuf *d;
 
-	if (!op)
-		return;
 	op->fi = *fi;
 	op->ino = ino;
 	d = calloc(1, sizeof(*d));
@@ -272,10 +293,17 @@ void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	op_send(op, opendir_done, true);
 }
 
-void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		 struct fuse_file_info *fi)
+void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
+	struct op *op = op_new(fuse_req_userdata(req), req, "opendir");
+
+	if (op)
+		start_listing(op, ino, fi);
+}
+
+static void reply_entries(fuse_req_t req, const struct dirbuf *d, size_t size,
+			  off_t off)
+{
 	char *buf = malloc(size);
 	size_t used = 0;
 
@@ -297,8 +325,35 @@ void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	struct vfs *v = fuse_req_userdata(req);
+	struct dirbuf *d = handles_get(v->dirs, fi->fh);
+	struct op *op;
+
+	if (d) {
+		reply_entries(req, d, size, off);
+		return;
+	}
+	/* Opened under a daemon that died: list again. */
+	if (!(op = op_new(v, req, "readdir")))
+		return;
+	op->flags = LIST_FOR_READDIR;
+	op->off = (uint64_t)off;
+	op->size = size;
+	start_listing(op, ino, fi);
+}
+
 void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	dirbuf_free((struct dirbuf *)(uintptr_t)fi->fh);
+	struct vfs *v = fuse_req_userdata(req);
+
+	dirbuf_free(handles_take(v->dirs, fi->fh));
 	fuse_reply_err(req, 0);
+}
+
+void vfs_free_dirbuf(void *d)
+{
+	dirbuf_free(d);
 }

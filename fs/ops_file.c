@@ -18,6 +18,11 @@
  *
  * Lifetime: every op, chunk and reopen that points at an fh holds a
  * reference; the fh is freed at zero, after release.
+ *
+ * The kernel's handle (fi->fh) is a slot number + 1 in the take-over
+ * state, where the handle's path, flags and unacknowledged range are
+ * recorded: a daemon started after a crash finds the same handles there
+ * and reopens them on first use (fh_restore_all).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +73,7 @@ struct fh {
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
 	uint64_t drop_at;
+	int32_t slot;              /* take-over record; -1 when none */
 	struct ra ra;              /* sequential read-ahead */
 };
 
@@ -105,6 +111,8 @@ static void fh_put(struct fh *fh)
 	pthread_mutex_unlock(&v->lock);
 	if (!last)
 		return;
+	if (fh->slot >= 0 && v->ks)
+		ks_fh_drop(v->ks, fh->slot);
 	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
 	free(fh->path);
@@ -122,6 +130,7 @@ static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flag
 	fh->v = v;
 	fh->ino = ino;
 	fh->flags = flags;
+	fh->slot = -1;
 	fh->refs = 1;             /* the kernel's, dropped at release */
 	pthread_mutex_init(&fh->lock, NULL);
 	pthread_mutex_lock(&v->lock);
@@ -129,6 +138,54 @@ static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flag
 	v->fhs = fh;
 	pthread_mutex_unlock(&v->lock);
 	return fh;
+}
+
+/* Records the handle for a later daemon; returns the kernel's fi->fh,
+ * 0 when the table is full. */
+static uint64_t fh_register(struct fh *fh)
+{
+	struct vfs *v = fh->v;
+	int32_t slot = v->ks ? ks_fh_put(v->ks, fh->ino, fh->flags, fh->path) : -1;
+
+	if (slot < 0) {
+		log_warn("open '%s': %d files open already, the most a daemon restart can keep",
+			 fh->path, (int)v->fh_cap);
+		return 0;
+	}
+	pthread_mutex_lock(&v->lock);
+	v->fh_slots[slot] = fh;
+	pthread_mutex_unlock(&v->lock);
+	fh->slot = slot;
+	return (uint64_t)slot + 1;
+}
+
+/* The handle behind fi->fh, NULL when unknown. */
+static struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi)
+{
+	struct fh *fh = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	if (fi->fh >= 1 && fi->fh <= (uint64_t)v->fh_cap)
+		fh = v->fh_slots[fi->fh - 1];
+	pthread_mutex_unlock(&v->lock);
+	return fh;
+}
+
+/* The unacknowledged range, as a later daemon must report it if this one
+ * dies. fh->lock held. */
+static void record_unacked_locked(struct fh *fh)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+
+	if (fh->slot < 0 || !fh->v->ks)
+		return;
+	for (struct wchunk *c = fh->chunks; c; c = c->next) {
+		if (c->off < lo)
+			lo = c->off;
+		if (c->off + c->len > hi)
+			hi = c->off + c->len;
+	}
+	ks_fh_unacked(fh->v->ks, fh->slot, fh->unacked, lo, hi);
 }
 
 static uint32_t pflags_of(int flags, bool creating)
@@ -520,6 +577,7 @@ static void chunk_retire(struct wchunk *c, int err)
 	if (*pp)
 		*pp = c->next;
 	fh->unacked -= c->len;
+	record_unacked_locked(fh);
 	if (err && !fh->err)
 		fh->err = err;
 	d = collect_waiters(fh, &w);
@@ -641,6 +699,7 @@ static int queue_write(struct fh *fh, const char *buf, size_t len, uint64_t off)
 		for (pp = &fh->chunks; *pp; pp = &(*pp)->next)
 			;
 		*pp = c;
+		record_unacked_locked(fh);
 		chunk_prep_locked(c, &tosend);
 		pthread_mutex_unlock(&fh->lock);
 		submit_chunks(tosend);
@@ -661,13 +720,17 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	       off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_of(v, fi);
 	uint64_t at = (uint64_t)off;
 	struct op *op;
 	int err;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (!fh) {
+		fuse_reply_err(req, EBADF);
 		return;
 	}
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
@@ -761,11 +824,15 @@ static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 
 void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_of(vfs_of(req), fi);
 	struct op *op;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, 0);
+		return;
+	}
+	if (!fh) {
+		fuse_reply_err(req, EBADF);
 		return;
 	}
 	if (!(op = op_new(vfs_of(req), req, "flush")))
@@ -811,11 +878,15 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	       struct fuse_file_info *fi)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_of(vfs_of(req), fi);
 	struct op *op;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, 0);
+		return;
+	}
+	if (!fh) {
+		fuse_reply_err(req, EBADF);
 		return;
 	}
 	if (!(op = op_new(vfs_of(req), req, "fsync")))
@@ -852,12 +923,21 @@ static void close_drained(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh;
 	struct op *op;
 
 	if (ctl_release(req, ino, fi))
 		return;
 	fuse_reply_err(req, 0);
+	if (!(fh = fh_of(v, fi)))
+		return;
+	/* The kernel will not name this handle again; its record stays
+	 * until the data drained (a later daemon reports what did not). */
+	pthread_mutex_lock(&v->lock);
+	v->fh_slots[fi->fh - 1] = NULL;
+	pthread_mutex_unlock(&v->lock);
+	if (v->ks)
+		ks_fh_released(v->ks, fh->slot);
 	pthread_mutex_lock(&fh->lock);
 	fh->released = true;
 	fh->drop_at = clock_mono_ns() + v->op_timeout_ns;
@@ -875,8 +955,14 @@ static void open_reply(struct op *op)
 {
 	struct fh *fh = op->fh;
 
-	op->fi.fh = (uint64_t)(uintptr_t)fh;
+	op->fi.fh = fh_register(fh);
 	op->fi.keep_cache = op->v->o->kernel_cache;
+	if (!op->fi.fh) {
+		op->fh = NULL;
+		fh_put(fh);
+		op_fail(op, EMFILE);
+		return;
+	}
 	if (fuse_reply_open(op->req, &op->fi) != 0) {
 		op->fh = NULL;
 		op->req = NULL;
@@ -1005,7 +1091,12 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	else
 		nodes_end_raise(v->nodes, id, a.size);
 	vfs_fill_entry(v, &e, id, &st);
-	op->fi.fh = (uint64_t)(uintptr_t)fh;
+	if (!(op->fi.fh = fh_register(fh))) {
+		nodes_forget(v->nodes, id, 1);
+		fh_put(fh);
+		fh_op_fail(op, EMFILE);
+		return;
+	}
 	if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
 		nodes_forget(v->nodes, id, 1);
 		fh_put(fh);
@@ -1018,7 +1109,7 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh;
 
-	if (err == -ECONNRESET && (op->fi.flags & O_EXCL)) {
+	if (op_maybe_done(op, r, err) && (op->fi.flags & O_EXCL)) {
 		/* Lost reply to an exclusive create: never repeat it blindly.
 		 * Open without O_CREAT|O_EXCL; if the file is there, our
 		 * create is what made it (see docs/retries.md). */
@@ -1274,12 +1365,16 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh;
 	struct conn_server sv;
 	struct op *op;
 
 	if (ctl_read(req, ino, size, off, fi))
 		return;
+	if (!(fh = fh_of(v, fi))) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
 		fuse_reply_err(req, EAGAIN);
 		return;
@@ -1448,4 +1543,35 @@ double fh_oldest_unacked(struct vfs *v)
 	}
 	pthread_mutex_unlock(&v->lock);
 	return (double)(now - oldest) / 1e9;
+}
+
+/* One handle of the previous daemon back. */
+static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
+{
+	struct vfs *v = arg;
+	struct fh *fh;
+
+	if (r->unacked) {
+		log_err("data lost: '%s' bytes %llu-%llu were held only by the daemon that died",
+			r->path, (unsigned long long)r->lo, (unsigned long long)r->hi);
+		control_event_data(v->ctl, r->path, r->lo, r->hi - r->lo, false, true);
+	}
+	if (r->released || !(fh = fh_new(v, r->ino, r->path, r->flags))) {
+		ks_fh_drop(v->ks, slot);
+		return;
+	}
+	/* Not open on any session yet: the first use reopens it. The loss
+	 * is the next write's, fsync's or close's error. */
+	fh->slot = slot;
+	if (r->unacked) {
+		fh->err = EIO;
+		ks_fh_unacked(v->ks, slot, 0, 0, 0);
+	}
+	v->fh_slots[slot] = fh;
+}
+
+int fh_restore_all(struct vfs *v)
+{
+	ks_fhs_each(v->ks, restore_one, v);
+	return 0;
 }

@@ -7,7 +7,8 @@
  * (-ECONNRESET), the operation is settled by checking its postcondition on
  * the server with LSTAT (docs/retries.md). SFTP v3 reports EEXIST,
  * ENOTEMPTY and friends only as "failure", so a failure is refined the same
- * way.
+ * way. A call the kernel resent after a daemon died may have been done
+ * once already: a refusal of it is settled the same way too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -413,7 +414,7 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 		op_fail(op, EXDEV);
 		return;
 	}
-	if (err == -ECONNRESET) {
+	if (op_maybe_done(op, r, err)) {
 		stat_path(op, op->path, settle_created);
 		return;
 	}
@@ -514,7 +515,7 @@ static void refine_remove(struct op *op, const struct sftp_attrs *a, int err)
 
 static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 {
-	if (err == -ECONNRESET) {
+	if (op_maybe_done(op, r, err)) {
 		stat_path(op, op->path, settle_removed);
 		return;
 	}
@@ -604,7 +605,7 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	bool plain = op->stage == 1;
 
-	if (err == -ECONNRESET) {
+	if (op_maybe_done(op, r, err)) {
 		stat_path(op, op->path, settle_renamed_old);
 		return;
 	}

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "handles.h"
 #include "log.h"
+#include "takeover.h"
 
 /* ---- ops ---------------------------------------------------------------- */
 
@@ -33,6 +35,7 @@ struct op *op_new(struct vfs *v, fuse_req_t req, const char *name)
 	op->start_ns = clock_mono_ns();
 	op->rq.deadline = op->start_ns + v->op_timeout_ns;
 	if (req) {
+		op->resent = takeover_current_resent();
 		pthread_mutex_lock(&v->lock);
 		op->live_prev = v->live_tail;
 		if (v->live_tail)
@@ -392,7 +395,12 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	v->pool = p;
 	v->op_timeout_ns = clock_s_to_ns(o->op_timeout);
 	v->nodes = nodes_new(o->remote_dir);
-	if (!v->nodes) {
+	v->dirs = handles_new();
+	v->snaps = handles_new();
+	if (!v->nodes || !v->dirs || !v->snaps) {
+		nodes_free(v->nodes);
+		handles_free(v->dirs, NULL);
+		handles_free(v->snaps, NULL);
 		control_free(v->ctl);
 		free(v);
 		return NULL;
@@ -433,6 +441,44 @@ void vfs_stop(struct vfs *v)
 	}
 }
 
+bool op_maybe_done(const struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err == -ECONNRESET)
+		return true;
+	return !err && op->resent &&
+	       !(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK);
+}
+
+int vfs_adopt(struct vfs *v, struct takeover *t)
+{
+	char reason[KS_REASON_MAX + 1];
+	uint64_t gen = takeover_generation(t);
+
+	v->tk = t;
+	v->ks = takeover_state(t);
+	v->fh_cap = ks_fh_capacity(v->ks);
+	if (!(v->fh_slots = calloc((size_t)v->fh_cap, sizeof(*v->fh_slots))))
+		return -1;
+	nodes_adopt(v->nodes, v->ks);
+	handles_set_generation(v->dirs, gen);
+	handles_set_generation(v->snaps, gen);
+	if (fh_restore_all(v) < 0)
+		return -1;
+	control_set_daemon(v->ctl, v->ks, gen);
+	if (takeover_mode(t) != TK_START) {
+		ks_last_reason(v->ks, reason, sizeof(reason));
+		log_info("daemon generation %llu continues the mount (%s)",
+			 (unsigned long long)gen, reason);
+		control_event_restart(v->ctl, gen, reason);
+	}
+	return 0;
+}
+
+struct takeover *vfs_takeover(void *userdata)
+{
+	return ((struct vfs *)userdata)->tk;
+}
+
 void vfs_free(struct vfs *v)
 {
 	if (!v)
@@ -442,6 +488,9 @@ void vfs_free(struct vfs *v)
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);
 	nodes_free(v->nodes);
+	handles_free(v->dirs, vfs_free_dirbuf);
+	handles_free(v->snaps, ctl_free_snap);
+	free(v->fh_slots);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }

@@ -18,6 +18,17 @@ struct vfs;
  * `mountpoint` is the resolved path (for the state_dir mirror). */
 struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 		    const char *mountpoint);
+struct takeover;
+/*
+ * Continues the mount of a previous daemon (if any) from the keeper's
+ * take-over state: its node ids and open handles; from then on both are
+ * recorded there as they change. Call before the session runs. Returns 0
+ * or -1 (out of memory).
+ */
+int vfs_adopt(struct vfs *v, struct takeover *t);
+/* The keeper link given to vfs_adopt (for the session's custom io). */
+struct takeover *vfs_takeover(void *userdata);
+
 /* The low-level operations; userdata for fuse_session_new is the vfs. */
 const struct fuse_lowlevel_ops *vfs_ops(void);
 /* Called once the FUSE session exists (for notifications). Starts the

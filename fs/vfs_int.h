@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "control.h"
+#include "keepstate.h"
 #include "nodes.h"
 #include "opts.h"
 #include "pool.h"
@@ -39,6 +40,12 @@ struct vfs {
 	struct nodes *nodes;
 	struct control *ctl;
 	struct fuse_session *se;
+	struct takeover *tk;       /* the keeper link */
+	struct keepstate *ks;      /* take-over state (NULL: not recorded) */
+	struct fh **fh_slots;      /* fi->fh - 1 -> handle; see ops_file.c */
+	struct handles *dirs;      /* fi->fh -> listing (ops_dir.c) */
+	struct handles *snaps;     /* fi->fh -> .control snapshot (ops_ctl.c) */
+	int32_t fh_cap;
 	uint64_t op_timeout_ns;
 	uid_t remote_uid;          /* for idmap=user: owner of the base dir */
 	gid_t remote_gid;
@@ -85,6 +92,7 @@ struct op {
 	struct op *next;           /* waiting lists */
 	struct op *live_prev, *live_next;  /* vfs->live list, under vfs->lock */
 	uint64_t start_ns;
+	bool resent;               /* the kernel resent it after a daemon died */
 	bool live;                 /* on vfs->live */
 	bool logged;               /* its failure was logged already */
 	int result;                /* errno the call ended with */
@@ -102,6 +110,10 @@ void op_free(struct op *op);
 /* Submits the encoded op->rq.pkt to any session, with op->step as
  * continuation. `idempotent`: resend after a session loss. */
 void op_send(struct op *op, op_step_fn step, bool idempotent);
+/* True when a non-idempotent call may have been done although the reply
+ * says otherwise: its reply was lost (-ECONNRESET), or the kernel resent
+ * it after a daemon died and the server refused it. */
+bool op_maybe_done(const struct op *op, const struct sftp_reply *r, int err);
 /* Error for a transport failure seen by an op. */
 int op_transport_errno(int err);
 /* The errno of a reply that is not what we asked for. */
@@ -141,6 +153,9 @@ uint32_t vfs_exts(struct vfs *v);
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
 /* ---- file handles (ops_file.c) ---- */
+/* Recreates the handles a previous daemon left open (not yet reopened on
+ * the server); data it had not written back is reported lost. */
+int fh_restore_all(struct vfs *v);
 void fh_sweep(struct vfs *v, uint64_t now);
 /* Age in seconds of the oldest unacknowledged write, 0 when none. */
 double fh_oldest_unacked(struct vfs *v);
@@ -152,6 +167,10 @@ bool ctl_getattr(struct vfs *v, fuse_req_t req, fuse_ino_t ino);
 bool ctl_open(struct vfs *v, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 bool ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 bool ctl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Frees a snapshot left in v->snaps at exit. */
+void ctl_free_snap(void *s);
+/* Frees a listing left in v->dirs at exit. */
+void vfs_free_dirbuf(void *d);
 /* True when a change to (parent, name) must be refused with EPERM. */
 bool ctl_protected(fuse_ino_t parent, const char *name);
 /* Waits up to op_timeout for every unacknowledged write. */

@@ -33,17 +33,23 @@ pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
                                 reason="/dev/fuse is missing")
 
 FILES = ["status", "status.json", "metrics", "events", "connections"]
+def children_of(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
 STATUS_KEYS = ["state", "since", "sessions", "reconnect_attempts", "reconnects",
                "calls_inflight", "oldest_call_age", "unacked_bytes",
                "oldest_unacked_age", "missing_extensions", "last_error",
                "last_session_error", "data_replayed_bytes", "data_lost_bytes",
-               "remote", "mountpoint", "state_dir", "mirror_error", "version", "uptime", "pid", "running", "updated"]
+               "remote", "mountpoint", "state_dir", "mirror_error", "version", "uptime", "pid", "daemon", "running", "updated"]
 JSON_KEYS = ["state", "since", "updated", "pid", "mountpoint", "sessions_up",
              "sessions_total", "reconnect_attempts", "reconnects",
              "calls_inflight", "oldest_call_age", "unacked_bytes",
              "oldest_unacked_age", "missing_extensions", "last_error",
-             "remote", "version", "uptime"]
-EVENT_TYPES = {"state", "session", "error", "data", "shadowed"}
+             "remote", "version", "uptime", "daemon_pid", "keeper_pid",
+             "generation", "restarts", "last_restart_reason"]
+EVENT_TYPES = {"state", "session", "error", "data", "shadowed", "restart"}
 CONN_LINE = re.compile(r"^id=\d+ state=(up|down|connecting) since=\S+Z "
                        r"inflight=\d+ last_rtt=\d+\.\d{6} reconnects=\d+ attempts=\d+$")
 PROMTOOL = "/usr/bin/promtool"
@@ -171,14 +177,20 @@ def test_files_formats_permissions_and_last_mirror(mirrors, sshd, remote_subdir,
         os.path.join(sshd.remote_dir, remote_subdir)
     assert st["mountpoint"] == m.mountpoint
     assert st["state_dir"] == mirror
-    assert int(st["pid"]) == m.pid
+    # The test started the keeper; the daemon serving is its child.
+    assert int(st["pid"]) in children_of(m.pid)
+    assert re.fullmatch(r"generation 1, restarts 0, last restart: none, keeper pid %d" % m.pid,
+                        st["daemon"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \(\d+\.\d{3}\)", st["since"])
     assert st["last_error"] == "none" and st["running"] == "yes"
 
     js = json.loads(read(m, "status.json"))
     for k in JSON_KEYS:
         assert k in js, k
-    assert js["state"] == "connected" and js["pid"] == m.pid
+    assert js["state"] == "connected" and js["keeper_pid"] == m.pid
+    assert js["pid"] == js["daemon_pid"] and js["pid"] in children_of(m.pid)
+    assert js["generation"] == 1 and js["restarts"] == 0
+    assert js["last_restart_reason"] == ""
     assert js["mountpoint"] == m.mountpoint
     assert abs(js["updated"] - time.time()) < 5
     assert js["sessions_up"] == js["sessions_total"] == 2
@@ -224,10 +236,11 @@ def test_files_formats_permissions_and_last_mirror(mirrors, sshd, remote_subdir,
         assert os.stat(os.path.join(mirror, name)).st_mode & 0o7777 == 0o644
     poll(lambda: (mirror_json(mirror) or {}).get("state") == "connected", 2,
          "mirror says connected")
+    keeper = m.pid
     m.cleanup()
     last = mirror_json(mirror)
     assert last["state"] == "down" and last["running"] is False
-    assert last["pid"] == m.pid
+    assert last["keeper_pid"] == keeper and last["pid"] != keeper
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,116 @@
+/*
+ * keepstate: the take-over state, in shared memory the keeper holds (a
+ * memfd) so that it outlives any one daemon process.
+ *
+ * The daemon writes it as it works; a new daemon (after a crash, a kill or
+ * an upgrade) reads it to continue where the old one stopped: the saved
+ * FUSE INIT request, the kernel's node ids with their (parent, name) and
+ * lookup counts, open file handles (path, flags, unacknowledged range),
+ * the unique ids of requests read but not yet answered, and the keeper's
+ * counters (generation, restarts, last reason).
+ *
+ * Consistency under SIGKILL at any instant: records are fixed-size slots.
+ * A slot's fields are written first and its state word last (a release
+ * store), so a reader sees either the old record or the whole new one. A
+ * change of a node's name goes to a fresh slot with a higher sequence
+ * number before the old slot is freed; a reader that finds two records for
+ * one id keeps the newer. Single counters are single aligned stores.
+ *
+ * One daemon writes at a time (the keeper hands the descriptor over only
+ * after the previous daemon is gone). Slot functions are thread-safe; a
+ * slot's fields are written by the thread that owns the record.
+ */
+#ifndef STEADYFS_KEEPSTATE_H
+#define STEADYFS_KEEPSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct keepstate;
+
+#define KS_NAME_MAX 255
+#define KS_PATH_MAX 4095
+#define KS_REASON_MAX 95
+
+/* ---- both sides ---- */
+
+/* Creates the memfd with an empty state. Returns the fd or -errno. */
+int ks_create(void);
+/* Maps the state behind `fd` (not closed). NULL + err on failure. */
+struct keepstate *ks_map(int fd, char *err, size_t errsz);
+void ks_unmap(struct keepstate *ks);
+
+/* ---- keeper counters (written by the keeper, shown by the daemon) ---- */
+void ks_set_keeper(struct keepstate *ks, int pid);
+void ks_note_restart(struct keepstate *ks, const char *reason);
+int ks_keeper_pid(struct keepstate *ks);
+uint64_t ks_restarts(struct keepstate *ks);
+/* Copies the last restart reason ("" when none) into out. */
+void ks_last_reason(struct keepstate *ks, char *out, size_t outsz);
+/* The generation of the daemon serving now (set by that daemon). */
+void ks_set_generation(struct keepstate *ks, uint64_t gen);
+uint64_t ks_generation(struct keepstate *ks);
+
+/* ---- the FUSE INIT request ---- */
+/* Saves the raw request once; later calls do nothing. */
+void ks_save_init(struct keepstate *ks, const void *req, size_t len);
+/* Copies the saved request; returns its length, 0 when none. */
+size_t ks_init(struct keepstate *ks, void *out, size_t outsz);
+
+/* ---- nodes the kernel knows ---- */
+struct ks_node {
+	uint64_t id, parent, nlookup, end;
+	bool end_known;
+	bool unlinked;            /* the name no longer leads to it */
+	char name[KS_NAME_MAX + 1];
+};
+/* Records a node; returns its slot, or -1 when the table is full. */
+int32_t ks_node_put(struct keepstate *ks, uint64_t id, uint64_t parent,
+		    const char *name, uint64_t nlookup);
+void ks_node_nlookup(struct keepstate *ks, int32_t slot, uint64_t nlookup);
+void ks_node_end(struct keepstate *ks, int32_t slot, bool known, uint64_t end);
+void ks_node_unlinked(struct keepstate *ks, int32_t slot);
+/* A new name: returns the new slot (the old one is freed), or `slot`
+ * unchanged and its record marked unlinked when the table is full. */
+int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
+		     const char *name);
+void ks_node_drop(struct keepstate *ks, int32_t slot);
+/* The id counter: no id below it is handed out again. */
+void ks_set_next_id(struct keepstate *ks, uint64_t next);
+uint64_t ks_next_id(struct keepstate *ks);
+/* Calls fn for each live record (duplicates resolved), once, at restore;
+ * also rebuilds the free lists. */
+void ks_nodes_each(struct keepstate *ks,
+		   void (*fn)(void *arg, const struct ks_node *n, int32_t slot),
+		   void *arg);
+
+/* ---- open file handles ---- */
+struct ks_fh {
+	uint64_t ino;
+	int flags;
+	bool released;            /* the kernel closed it; data was draining */
+	uint64_t unacked;         /* bytes not acknowledged by the server */
+	uint64_t lo, hi;          /* their range */
+	char path[KS_PATH_MAX + 1];
+};
+int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
+		  const char *path);
+void ks_fh_unacked(struct keepstate *ks, int32_t slot, uint64_t bytes,
+		   uint64_t lo, uint64_t hi);
+void ks_fh_released(struct keepstate *ks, int32_t slot);
+void ks_fh_drop(struct keepstate *ks, int32_t slot);
+int32_t ks_fh_capacity(struct keepstate *ks);
+void ks_fhs_each(struct keepstate *ks,
+		 void (*fn)(void *arg, const struct ks_fh *f, int32_t slot),
+		 void *arg);
+
+/* ---- requests read and not yet answered ---- */
+void ks_inflight_add(struct keepstate *ks, uint64_t unique);
+/* True when the id was recorded. */
+bool ks_inflight_del(struct keepstate *ks, uint64_t unique);
+/* Moves up to max recorded ids into out and clears them; returns the
+ * count. */
+size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * takeover: the daemon's side of the keeper. Reads the link the keeper
+ * left in the environment, receives the /dev/fuse descriptor, and wraps
+ * libfuse's reads and writes on it (fuse_session_custom_io) to
+ *  - save the INIT request in the take-over state, and replay it when a
+ *    later daemon starts, so libfuse negotiates what the kernel already has;
+ *  - record the ids of requests read and not yet answered, so that after
+ *    a death the next daemon can have the kernel resend them
+ *    (FUSE_NOTIFY_RESEND, Linux 6.9+) or, on older kernels, fail them at
+ *    once with EIO instead of leaving their callers hanging;
+ *  - stop reading on SIGUSR1 for an upgrade: the old daemon answers what it
+ *    read, writes back its unacknowledged data, and exits.
+ */
+#ifndef STEADYFS_TAKEOVER_H
+#define STEADYFS_TAKEOVER_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keepstate.h"
+
+struct takeover;
+
+enum takeover_mode { TK_START, TK_RESTART, TK_UPGRADE };
+
+/* NULL when the process was not started by a keeper (err says why). */
+struct takeover *takeover_from_env(char *err, size_t errsz);
+void takeover_free(struct takeover *t);
+
+enum takeover_mode takeover_mode(const struct takeover *t);
+uint64_t takeover_generation(const struct takeover *t);
+const char *takeover_mountpoint(const struct takeover *t);
+struct keepstate *takeover_state(struct takeover *t);
+
+/* Tells the keeper this daemon may take the mount and waits for the
+ * descriptor. Returns it, or -1 (err) when the keeper is gone. */
+int takeover_receive_fd(struct takeover *t, char *err, size_t errsz);
+
+/* Makes `se` read and answer through `fd` with the wrappers above.
+ * The session's userdata must answer vfs_takeover(). */
+int takeover_attach(struct takeover *t, struct fuse_session *se, int fd);
+
+/*
+ * Continues a previous daemon's mount: replays its INIT into `se`, then
+ * has the kernel resend what it had read and not answered (or fails those
+ * calls with EIO where the kernel cannot resend). Nothing to do for the
+ * first daemon. Returns 0, or -1 when libfuse refused the INIT.
+ */
+int takeover_resume(struct takeover *t, struct fuse_session *se);
+
+/*
+ * Starts the thread that waits for SIGUSR1 (blocked in every thread from
+ * here on: call before any other thread starts). On it, reading stops;
+ * once every request read is answered, `drain(arg)` runs (it writes back
+ * unacknowledged data) and the process exits with KEEPER_EXIT_HANDOVER.
+ */
+int takeover_start_handover(struct takeover *t, void (*drain)(void *arg),
+			    void *arg);
+
+/* Tells the keeper the daemon serves. */
+void takeover_serving(struct takeover *t);
+
+/* True while the calling thread dispatches a request the kernel resent
+ * (it may have been executed once already). */
+bool takeover_current_resent(void);
+
+#endif

@@ -26,6 +26,7 @@
 
 #include "atomicfile.h"
 #include "clock.h"
+#include "keepstate.h"
 #include "log.h"
 #include "paths.h"
 #include "sftp.h"
@@ -211,6 +212,8 @@ static void push_locked(struct control *c, enum ctl_event_type t, struct json_ob
 	}
 	c->ring[slot].line = line;
 	c->ring[slot].seq = c->seq;
+	if (c->ks)
+		ks_event_put(c->ks, c->seq, line);
 	c->dirty = true;
 	pthread_cond_signal(&c->cond);
 }
@@ -226,6 +229,8 @@ static void ring_drop_locked(struct control *c, uint64_t seq)
 			break;
 	if (i == n)
 		return;
+	if (c->ks)
+		ks_event_drop(c->ks, seq);
 	free(c->ring[(c->ring_first + i) % CTL_EVENTS_MAX].line);
 	for (; i + 1 < n; i++)
 		c->ring[(c->ring_first + i) % CTL_EVENTS_MAX] =
@@ -394,10 +399,36 @@ void control_event_shadowed(struct control *c, const char *path)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* An event of an earlier daemon of this mount back into the ring. */
+static void load_event(void *arg, uint64_t seq, const char *text)
+{
+	struct control *c = arg;
+	char *line = strdup(text);
+	unsigned slot;
+
+	if (!line)
+		return;
+	if (c->ring_count == CTL_EVENTS_MAX) {
+		slot = c->ring_first;
+		free(c->ring[slot].line);
+		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
+	} else {
+		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
+	}
+	c->ring[slot].line = line;
+	c->ring[slot].seq = seq;
+	if (seq > c->seq)
+		c->seq = seq;
+}
+
 void control_set_daemon(struct control *c, struct keepstate *ks,
 			uint64_t generation)
 {
 	pthread_mutex_lock(&c->lock);
+	/* Called before this daemon's sessions start: its ring is empty,
+	 * and the earlier daemons' events come first. */
+	if (c->ring_count == 0)
+		ks_events_each(ks, load_event, c);
 	c->ks = ks;
 	c->generation = generation;
 	c->dirty = true;

@@ -27,6 +27,7 @@
 #define INFL_EMPTY 0ull
 #define INFL_GONE 1ull     /* tombstone: request ids are even */
 #define INIT_MAX 256
+#define EV_LINE_MAX 4600
 
 #define ST_FREE 0u
 #define ST_LIVE 1u
@@ -64,6 +65,12 @@ struct fslot {
 	char path[KS_PATH_MAX + 1];
 };
 
+struct evslot {
+	uint64_t seq;              /* 0: empty; written last */
+	uint32_t len;
+	char line[EV_LINE_MAX];
+};
+
 struct freelist {
 	int32_t *v;
 	uint32_t n;
@@ -77,13 +84,15 @@ struct keepstate {
 	struct nslot *nodes;
 	struct fslot *fhs;
 	uint64_t *infl;
+	struct evslot *events;
 	struct freelist nfree, ffree;
 };
 
 #define OFF_NODES 4096ul
 #define OFF_FHS (OFF_NODES + (size_t)NODE_CAP * sizeof(struct nslot))
 #define OFF_INFL (OFF_FHS + (size_t)FH_CAP * sizeof(struct fslot))
-#define TOTAL_SIZE (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
+#define OFF_EVENTS (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
+#define TOTAL_SIZE (OFF_EVENTS + (size_t)KS_EVENTS * sizeof(struct evslot))
 
 _Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
 
@@ -152,6 +161,7 @@ struct keepstate *ks_map(int fd, char *err, size_t errsz)
 	ks->nodes = (struct nslot *)((char *)ks->base + OFF_NODES);
 	ks->fhs = (struct fslot *)((char *)ks->base + OFF_FHS);
 	ks->infl = (uint64_t *)((char *)ks->base + OFF_INFL);
+	ks->events = (struct evslot *)((char *)ks->base + OFF_EVENTS);
 	pthread_mutex_init(&ks->lock, NULL);
 	return ks;
 }
@@ -575,4 +585,57 @@ size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max)
 	}
 	pthread_mutex_unlock(&ks->lock);
 	return n;
+}
+
+/* ---- events ---- */
+
+void ks_event_put(struct keepstate *ks, uint64_t seq, const char *line)
+{
+	struct evslot *e = &ks->events[seq % KS_EVENTS];
+	size_t len = strlen(line);
+
+	if (len >= EV_LINE_MAX)
+		return;
+	/* Emptied first: a death while rewriting leaves no half line. */
+	__atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
+	memcpy(e->line, line, len + 1);
+	e->len = (uint32_t)len;
+	__atomic_store_n(&e->seq, seq, __ATOMIC_RELEASE);
+}
+
+void ks_event_drop(struct keepstate *ks, uint64_t seq)
+{
+	struct evslot *e = &ks->events[seq % KS_EVENTS];
+
+	if (__atomic_load_n(&e->seq, __ATOMIC_ACQUIRE) == seq)
+		__atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void ks_events_each(struct keepstate *ks,
+		    void (*fn)(void *arg, uint64_t seq, const char *line),
+		    void *arg)
+{
+	uint64_t seqs[KS_EVENTS];
+	size_t n = 0;
+
+	for (unsigned i = 0; i < KS_EVENTS; i++) {
+		uint64_t s = __atomic_load_n(&ks->events[i].seq, __ATOMIC_ACQUIRE);
+
+		if (s && ks->events[i].len < EV_LINE_MAX)
+			seqs[n++] = s;
+	}
+	qsort(seqs, n, sizeof(*seqs), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		struct evslot *e = &ks->events[seqs[i] % KS_EVENTS];
+
+		e->line[e->len] = 0;
+		fn(arg, seqs[i], e->line);
+	}
 }

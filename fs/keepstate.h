@@ -7,7 +7,8 @@
  * FUSE INIT request, the kernel's node ids with their (parent, name) and
  * lookup counts, open file handles (path, flags, unacknowledged range),
  * the unique ids of requests read but not yet answered, and the keeper's
- * counters (generation, restarts, last reason).
+ * counters (generation, restarts, last reason) and the last events of
+ * .control/events.
  *
  * Consistency under SIGKILL at any instant: records are fixed-size slots.
  * A slot's fields are written first and its state word last (a release
@@ -112,5 +113,16 @@ bool ks_inflight_del(struct keepstate *ks, uint64_t unique);
 /* Moves up to max recorded ids into out and clears them; returns the
  * count. */
 size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max);
+
+/* ---- the events ring of .control/events ---- */
+#define KS_EVENTS 1000
+/* Records event `seq` (its JSON line; longer than 4 KiB: not kept). */
+void ks_event_put(struct keepstate *ks, uint64_t seq, const char *line);
+/* Forgets event `seq` if it is still recorded. */
+void ks_event_drop(struct keepstate *ks, uint64_t seq);
+/* Calls fn for each recorded event, oldest first. */
+void ks_events_each(struct keepstate *ks,
+		    void (*fn)(void *arg, uint64_t seq, const char *line),
+		    void *arg);
 
 #endif

@@ -381,6 +381,7 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 {
 	struct vfs *v = calloc(1, sizeof(*v));
 	struct pool_hooks hooks = { on_state, on_conn_event, NULL };
+	struct conn_server sv;
 
 	if (!v)
 		return NULL;
@@ -408,8 +409,12 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	v->remote_uid = (uid_t)-1;
 	v->remote_gid = (gid_t)-1;
 	pthread_mutex_init(&v->lock, NULL);
-	/* Say once, at mount, which extensions the server lacks. */
-	for (uint32_t bit = SFTP_EXT_POSIX_RENAME; bit <= SFTP_EXT_LSETSTAT; bit <<= 1)
+	/* Say once, at mount, which extensions the server lacks (a daemon
+	 * restarted after a crash has not connected yet: it learns them at
+	 * use, as the first daemon already said). */
+	pool_server(p, &sv);
+	for (uint32_t bit = SFTP_EXT_POSIX_RENAME; sv.max_packet && bit <= SFTP_EXT_LSETSTAT;
+	     bit <<= 1)
 		vfs_missing_ext(v, bit);
 	return v;
 }
@@ -459,12 +464,13 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	v->fh_cap = ks_fh_capacity(v->ks);
 	if (!(v->fh_slots = calloc((size_t)v->fh_cap, sizeof(*v->fh_slots))))
 		return -1;
+	/* First: the earlier daemons' events come before any of ours. */
+	control_set_daemon(v->ctl, v->ks, gen);
 	nodes_adopt(v->nodes, v->ks);
 	handles_set_generation(v->dirs, gen);
 	handles_set_generation(v->snaps, gen);
 	if (fh_restore_all(v) < 0)
 		return -1;
-	control_set_daemon(v->ctl, v->ks, gen);
 	if (takeover_mode(t) != TK_START) {
 		ks_last_reason(v->ks, reason, sizeof(reason));
 		log_info("daemon generation %llu continues the mount (%s)",

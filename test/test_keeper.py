@@ -357,14 +357,23 @@ class Views:
     def close(self):
         """Agents ended first (the namespace's copy of the mount goes with
         its last process), then the bind mount, so the fixture's unmount
-        leaves no reference to the FUSE connection behind."""
+        leaves no reference to the FUSE connection behind. A list of
+        problems (a view that would not go)."""
+        out = []
         self.holder.stop()
         if self.ns is not None:
             self.ns.stop()
+            if self.ns.proc.poll() is None:
+                out.append(f"the namespace agent pid {self.ns.proc.pid} did not end")
         if self.bound:
-            r = subprocess.run(["umount", self.bind], capture_output=True, timeout=10)
+            r = subprocess.run(["umount", self.bind], capture_output=True, text=True,
+                               timeout=10)
             if r.returncode:
+                out.append(f"umount of the bind mount: {r.stderr.strip()}")
                 subprocess.run(["umount", "-l", self.bind], capture_output=True, timeout=10)
+            if mounts.mounts_at(self.bind):
+                out.append("the bind mount is still there after umount")
+        return out
 
 
 # ---- the crawler, in a child process -------------------------------------------
@@ -493,6 +502,25 @@ def describe(result, nbytes):
             f"{nbytes} bytes verified on the server")
 
 
+def unmount_problems(m, timeout=5.0):
+    """Unmount: the daemon then exits, and the keeper after it, both with
+    status 0, within `timeout` s (the fixture's cleanup would otherwise
+    SIGTERM them without a word)."""
+    kids = m.daemon_pids()
+    m.unmount()
+    try:
+        m.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [f"the keeper still runs {timeout:g} s after the unmount "
+                f"(daemon pids {m.daemon_pids()})"]
+    out = []
+    if m.proc.returncode != 0:
+        out.append(f"the keeper exited with status {m.proc.returncode} after the unmount")
+    if not mounts.wait_gone(kids, 1.0):
+        out.append(f"daemon pids {kids} outlived the keeper")
+    return out
+
+
 # ---- a) kill the daemon five times under the crawler ---------------------------
 
 def kill_daemon_repeatedly(m, rng, kills):
@@ -584,11 +612,12 @@ def test_kill_daemon_five_times_under_crawler(sshd, remote_subdir, mount_steadyf
     finally:
         if crawler is not None:
             crawler.kill()
-        views.close()
+        closed = views.close()
     found, nbytes = crawler_problems(result, recovered, remote, allow_eio=True)
     problems += found + views.server_problems(remote)
     problems += restart_problems(m, KILLS, "signal 9")
     problems += silent_losses(result, events(m))
+    problems += closed + unmount_problems(m)
     line = (f"keeper: {KILLS} SIGKILLs of the daemon under the crawler (seed {seed}): "
             f"{describe(result, nbytes)}; kill to serving max {max(took):.2f} s")
     summary(request, "kill", line)
@@ -637,6 +666,7 @@ def test_inflight_request_resent_after_kill(sshd, remote_subdir, fault_proxy,
     m, r, secs = inflight_across_kill(sshd, remote_subdir, fault_proxy, mount_steadyfs)
     assert r["status"] == "ok", f"the resent stat gave {r}"
     assert secs <= RESEND_BOUND, f"answered {secs:.2f} s after the kill (bound {RESEND_BOUND} s)"
+    assert not unmount_problems(m)
 
 
 @pytest.mark.timeout(60)
@@ -651,6 +681,7 @@ def test_inflight_fails_with_eio_without_resend(sshd, remote_subdir, fault_proxy
     for op, path in (("stat", m.path("fresh.txt")), ("listdir", m.mountpoint)):
         r = mounts.call_in_child(op, path, timeout=RESEND_BOUND + OP_TIMEOUT)
         assert r["status"] == "ok", f"{op} after the kill: {r}"
+    assert not unmount_problems(m)
 
 
 # ---- d) upgrade under the crawler ----------------------------------------------
@@ -746,6 +777,7 @@ def test_upgrade_under_crawler_zero_failures(make_sshd, mount_steadyfs, tmp_path
         problems.append(f"sshd served {sessions.max} connections during the upgrade "
                         f"(connections={CONNECTIONS}, bound {CONNECTIONS + 1}); "
                         f"(s, count): {sessions.seen}")
+    problems += unmount_problems(m)
     line = (f"keeper: upgrade under the crawler: --upgrade took {upgrade_secs:.2f} s, "
             f"{describe(result, nbytes)}; at most {sessions.max} sshd connections "
             f"(connections={CONNECTIONS})")

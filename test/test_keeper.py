@@ -6,8 +6,9 @@ daemon as its child, restarting it when it dies and replacing it on
 - The crawler workload (workloads.py, with the accounting a daemon death
   calls for: `KeeperCrawler`) runs while the daemon child is SIGKILLed
   five times at random moments (the seed is printed; STEADYFS_KEEPER_SEED
-  repeats a run). No ENOTCONN or ECONNABORTED, no call longer than
-  op_timeout + 1 s, EIO the only errno of a failed call, every byte whose
+  repeats a run, STEADYFS_KEEPER_KILLS=N makes it N kills). No ENOTCONN
+  or ECONNABORTED, no call longer than op_timeout + 1 s, EIO the only
+  errno of a failed call, every byte whose
   fsync/close returned 0 on the server (sha256, read on the server side);
   a descriptor and a cwd taken before the kills, a bind mount of a
   subfolder and the mount seen from a private mount namespace (as Docker
@@ -53,7 +54,8 @@ from workloads import (CONNECT_TIMEOUT, MOUNT_OPTS, OP_TIMEOUT, POST_SECONDS,
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
                                 reason="/dev/fuse is missing")
 
-KILLS = 5
+# STEADYFS_KEEPER_KILLS=N makes the kill test a longer stress run.
+KILLS = int(os.environ.get("STEADYFS_KEEPER_KILLS") or 5)
 KILL_GAP = (0.3, 1.5)        # s between kills, drawn from the seed
 RESTART_BOUND = 5.0          # a new daemon pid, then serving, after a kill
 LONGEST_BOUND = OP_TIMEOUT + 1
@@ -586,7 +588,7 @@ def restart_problems(m, kills, reason):
     return out
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(120 + 6 * KILLS)
 def test_kill_daemon_five_times_under_crawler(sshd, remote_subdir, mount_steadyfs,
                                               tmp_path, request):
     seed = int(os.environ.get("STEADYFS_KEEPER_SEED") or random.randrange(1 << 30))

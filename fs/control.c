@@ -189,11 +189,26 @@ static struct json_object *event_new_locked(struct control *c, enum ctl_event_ty
 /* Serialises `o` into the ring (dropping the oldest line when full), frees
  * it and wakes the mirror. A line that cannot be allocated is counted but
  * lost. Call with the lock held. */
+/* Appends a line (taken over), dropping the oldest when full. Lock held. */
+static void ring_append_locked(struct control *c, uint64_t seq, char *line)
+{
+	unsigned slot;
+
+	if (c->ring_count == CTL_EVENTS_MAX) {
+		slot = c->ring_first;
+		free(c->ring[slot].line);
+		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
+	} else {
+		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
+	}
+	c->ring[slot].line = line;
+	c->ring[slot].seq = seq;
+}
+
 static void push_locked(struct control *c, enum ctl_event_type t, struct json_object *o)
 {
 	const char *s;
 	char *line = NULL;
-	unsigned slot;
 
 	c->seq++;
 	c->events_by_type[t]++;
@@ -203,15 +218,7 @@ static void push_locked(struct control *c, enum ctl_event_type t, struct json_ob
 	json_object_put(o);
 	if (!line)
 		return;
-	if (c->ring_count == CTL_EVENTS_MAX) {
-		slot = c->ring_first;
-		free(c->ring[slot].line);
-		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
-	} else {
-		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
-	}
-	c->ring[slot].line = line;
-	c->ring[slot].seq = c->seq;
+	ring_append_locked(c, c->seq, line);
 	if (c->ks)
 		ks_event_put(c->ks, c->seq, line);
 	c->dirty = true;
@@ -404,19 +411,10 @@ static void load_event(void *arg, uint64_t seq, const char *text)
 {
 	struct control *c = arg;
 	char *line = strdup(text);
-	unsigned slot;
 
 	if (!line)
 		return;
-	if (c->ring_count == CTL_EVENTS_MAX) {
-		slot = c->ring_first;
-		free(c->ring[slot].line);
-		c->ring_first = (c->ring_first + 1) % CTL_EVENTS_MAX;
-	} else {
-		slot = (c->ring_first + c->ring_count++) % CTL_EVENTS_MAX;
-	}
-	c->ring[slot].line = line;
-	c->ring[slot].seq = seq;
+	ring_append_locked(c, seq, line);
 	if (seq > c->seq)
 		c->seq = seq;
 }

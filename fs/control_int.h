@@ -138,6 +138,7 @@ struct ctl_snap {
 	bool running;             /* false for the last mirror */
 	int keeper_pid;
 	uint64_t restarts;
+	uint64_t upgrades_failed;
 	char restart_reason[96];  /* "" when none */
 };
 

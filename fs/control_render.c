@@ -125,6 +125,7 @@ void ctl_snap_take(struct control *c, struct ctl_snap *s)
 	if (c->ks) {
 		s->keeper_pid = ks_keeper_pid(c->ks);
 		s->restarts = ks_restarts(c->ks);
+		s->upgrades_failed = ks_upgrades_failed(c->ks);
 		ks_last_reason(c->ks, s->restart_reason, sizeof(s->restart_reason));
 	}
 	s->now = clock_wall();
@@ -366,6 +367,7 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)c->generation));
 	json_object_object_add(o, "restarts", json_object_new_int64((int64_t)s->restarts));
 	json_object_object_add(o, "last_restart_reason", ctl_jstr(s->restart_reason));
+	json_object_object_add(o, "upgrades_failed", json_object_new_int64((int64_t)s->upgrades_failed));
 	json_object_object_add(o, "running", json_object_new_boolean(s->running));
 	json_object_object_add(o, "updated", jnum(s->now, 3));
 	txt = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |

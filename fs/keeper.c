@@ -309,6 +309,7 @@ static void next_exited(struct keeper *k, int status)
 	describe_exit(status, why, sizeof(why));
 	log_warn("upgrade failed: the new daemon %s before taking over; the old one keeps serving",
 		 why);
+	ks_note_upgrade_failed(k->ks);
 	close_child(&k->next);
 	/* The old one may have died meanwhile: then restart as usual. */
 	if (!k->cur.pid && !k->stopping && !k->restart_at)

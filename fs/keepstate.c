@@ -42,7 +42,7 @@ struct hdr {
 	uint64_t size;
 	int32_t keeper_pid;
 	uint32_t pad;
-	uint64_t generation, restarts, next_id, seq;
+	uint64_t generation, restarts, next_id, seq, upgrades_failed;
 	uint32_t node_hwm, fh_hwm;
 	char reason[KS_REASON_MAX + 1];
 	uint8_t init[INIT_MAX];
@@ -187,6 +187,16 @@ void ks_set_keeper(struct keepstate *ks, int pid)
 int ks_keeper_pid(struct keepstate *ks)
 {
 	return __atomic_load_n(&ks->h->keeper_pid, __ATOMIC_RELAXED);
+}
+
+void ks_note_upgrade_failed(struct keepstate *ks)
+{
+	__atomic_add_fetch(&ks->h->upgrades_failed, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t ks_upgrades_failed(struct keepstate *ks)
+{
+	return __atomic_load_n(&ks->h->upgrades_failed, __ATOMIC_ACQUIRE);
 }
 
 void ks_note_restart(struct keepstate *ks, const char *reason)
@@ -576,13 +586,18 @@ size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max)
 	size_t n = 0;
 
 	pthread_mutex_lock(&ks->lock);
-	for (uint32_t i = 0; i < INFL_CAP; i++) {
+	for (uint32_t i = 0; i < INFL_CAP && n < max; i++) {
 		uint64_t u = ks->infl[i];
 
-		if (u != INFL_EMPTY && u != INFL_GONE && n < max)
+		if (u != INFL_EMPTY && u != INFL_GONE) {
 			out[n++] = u;
-		ks->infl[i] = INFL_EMPTY;
+			ks->infl[i] = INFL_GONE;
+		}
 	}
+	/* All taken: the table starts empty again (no probe chain left). */
+	if (n < max)
+		for (uint32_t i = 0; i < INFL_CAP; i++)
+			ks->infl[i] = INFL_EMPTY;
 	pthread_mutex_unlock(&ks->lock);
 	return n;
 }

@@ -46,6 +46,9 @@ void ks_unmap(struct keepstate *ks);
 void ks_set_keeper(struct keepstate *ks, int pid);
 void ks_note_restart(struct keepstate *ks, const char *reason);
 int ks_keeper_pid(struct keepstate *ks);
+/* An upgrade's new daemon failed before taking over. */
+void ks_note_upgrade_failed(struct keepstate *ks);
+uint64_t ks_upgrades_failed(struct keepstate *ks);
 uint64_t ks_restarts(struct keepstate *ks);
 /* Copies the last restart reason ("" when none) into out. */
 void ks_last_reason(struct keepstate *ks, char *out, size_t outsz);

@@ -213,7 +213,6 @@ static int daemon_run(struct steadyfs_opts *o)
 	struct takeover *tk;
 	struct daemon d = { 0 };
 	struct fuse_session *se = NULL;
-	bool handlers = false;
 	int rc, status;
 
 	if (!(tk = takeover_from_env(err, sizeof(err)))) {
@@ -224,9 +223,6 @@ static int daemon_run(struct steadyfs_opts *o)
 	if (status)
 		goto out;
 	status = EXIT_INTERNAL;
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out;
-	handlers = true;
 	if (takeover_resume(tk, se) < 0) {
 		log_err("cannot continue the previous daemon's mount: libfuse refused its INIT");
 		goto out;
@@ -238,20 +234,18 @@ static int daemon_run(struct steadyfs_opts *o)
 	}
 	takeover_serving(tk);
 	rc = serve(se);
-	/* 0: the mount ended. A stop signal: the keeper decides. */
-	status = rc == 0 ? 0 : (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ?
-		KEEPER_EXIT_HANDOVER : EXIT_INTERNAL;
+	/* A stop signal: the keeper decides. Else 0: the mount ended. */
+	status = takeover_stop_signal(tk) ? KEEPER_EXIT_HANDOVER :
+		rc == 0 ? 0 : EXIT_INTERNAL;
 	if (rc == 0)
 		log_info("the mount ended: writing back what is left");
 out:
-	/* Keep the handlers through the final flush: a second SIGTERM must
-	 * not kill a daemon still sending writes. Then stop the sessions
-	 * before freeing what their callbacks use. */
+	/* Stop signals stay blocked through the final flush: a second
+	 * SIGTERM must not kill a daemon still sending writes. Stop the
+	 * sessions before freeing what their callbacks use. */
 	vfs_stop(d.v);
 	pool_stop(d.pool);
 	vfs_free(d.v);
-	if (handlers)
-		fuse_remove_signal_handlers(se);
 	if (se)
 		fuse_session_destroy(se);
 	pool_free(d.pool);

@@ -755,6 +755,14 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		pthread_mutex_unlock(&fh->lock);
 		finish_ra_waiters(w);
 	}
+	/* The end is learnt at open and kept across daemon restarts; never
+	 * guess it (an append at 0 would overwrite the file). */
+	if ((fh->flags & O_APPEND) && !nodes_end_known(v->nodes, ino)) {
+		log_err("write '%s': append offset unknown (not kept across the daemon restart)",
+			fh->path);
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (fh->flags & O_APPEND)
 		at = nodes_append_reserve(v->nodes, ino, size);
 	else
@@ -1505,7 +1513,7 @@ void fh_drain_all(struct vfs *v)
 			usleep(20 * 1000);
 	} while (left && clock_mono_ns() < end);
 	if (left) {
-		log_err("data lost: %zu bytes unacknowledged at unmount", left);
+		log_err("data lost: %zu bytes unacknowledged at unmount or handover", left);
 		control_event_data(v->ctl, "", 0, left, false, true);
 	}
 }

@@ -938,6 +938,7 @@ void opts_usage(FILE *fp)
 "  -o opt[,opt...]          options below; may be repeated, -oOPT works too\n"
 "  -h, --help               this text\n"
 "  -V, --version            version\n"
+"  --upgrade MOUNTPOINT     switch MOUNTPOINT's daemon to the binary now on disk\n"
 "\n"
 "ssh:\n"
 "  -o port=N                ssh port (default 22)\n"

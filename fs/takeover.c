@@ -47,7 +47,9 @@ struct takeover {
 	struct keepstate *ks;
 	int fuse_fd;
 	int wake_fd;               /* eventfd: readers stop polling */
-	int sig_fd;                /* signalfd for SIGUSR1 */
+	int sig_fd;                /* signalfd: SIGUSR1 and the stop signals */
+	struct fuse_session *se;
+	int stop_sig;              /* atomic: the stop signal received, or 0 */
 	int draining;              /* atomic: readers park */
 	int reading;               /* atomic: readers between poll and record */
 	int inflight;              /* atomic: read, not answered */
@@ -58,6 +60,15 @@ struct takeover {
 };
 
 static __thread bool tl_resent;
+
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
 
 bool takeover_current_resent(void)
 {
@@ -96,10 +107,11 @@ struct takeover *takeover_from_env(char *err, size_t errsz)
 		free(t);
 		return NULL;
 	}
-	/* SIGUSR1 only ever reaches the handover thread's signalfd. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
+	/* These only ever reach the signal thread's signalfd: a stop signal
+	 * must wake every reader, not interrupt one thread at random. */
+	signal_set(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&t->park_lock, NULL);
 	pthread_cond_init(&t->park_cond, NULL);
 	return t;
@@ -199,12 +211,22 @@ static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
 			park(t);
 		}
-		if (poll(p, 2, -1) < 0 || (p[1].revents & POLLIN)) {
+		/* EINTR goes back to libfuse: a stop signal ends its loop. */
+		if (poll(p, 2, -1) < 0) {
 			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
+			return -1;
+		}
+		if (p[1].revents & POLLIN) {
+			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
+			/* A stop: libfuse ends its loop on this. */
+			if (fuse_session_exited(t->se)) {
+				errno = ENODEV;
+				return -1;
+			}
 			continue;
 		}
 		n = read(fd, buf, len);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR || errno == ENOENT)) {
+		if (n < 0 && (errno == EAGAIN || errno == ENOENT)) {
 			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
 			continue;
 		}
@@ -243,6 +265,7 @@ int takeover_attach(struct takeover *t, struct fuse_session *se, int fd)
 		return -1;
 	if ((t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		return -1;
+	t->se = se;
 	return fuse_session_custom_io(se, &io, fd) == 0 ? 0 : -1;
 }
 
@@ -304,18 +327,42 @@ int takeover_resume(struct takeover *t, struct fuse_session *se)
 
 /* ---- upgrade ---- */
 
+static void wake_readers(struct takeover *t)
+{
+	uint64_t one = 1;
+
+	if (write(t->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("eventfd: %s", strerror(errno));
+}
+
+/* Waits for SIGUSR1 (returns) or a stop signal (ends the session loop
+ * and keeps waiting: a second stop signal changes nothing). */
+static void wait_handover(struct takeover *t)
+{
+	struct signalfd_siginfo si;
+
+	for (;;) {
+		if (read(t->sig_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGUSR1)
+			return;
+		if (!__atomic_load_n(&t->stop_sig, __ATOMIC_SEQ_CST)) {
+			__atomic_store_n(&t->stop_sig, (int)si.ssi_signo, __ATOMIC_SEQ_CST);
+			fuse_session_exit(t->se);
+			wake_readers(t);
+		}
+	}
+}
+
 static void *handover_main(void *arg)
 {
 	struct takeover *t = arg;
-	struct signalfd_siginfo si;
-	uint64_t one = 1, deadline;
+	uint64_t deadline;
 
-	while (read(t->sig_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-		;
+	wait_handover(t);
 	log_info("handing over to a new daemon: answering what was read, then writing back");
 	__atomic_store_n(&t->draining, 1, __ATOMIC_SEQ_CST);
-	if (write(t->wake_fd, &one, sizeof(one)) < 0)
-		log_debug("eventfd: %s", strerror(errno));
+	wake_readers(t);
 	deadline = clock_mono_ns() + DRAIN_BOUND_NS;
 	while ((__atomic_load_n(&t->reading, __ATOMIC_SEQ_CST) ||
 		__atomic_load_n(&t->inflight, __ATOMIC_SEQ_CST)) &&
@@ -339,14 +386,18 @@ int takeover_start_handover(struct takeover *t, void (*drain)(void *arg),
 
 	t->drain = drain;
 	t->drain_arg = arg;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
+	signal_set(&set);
 	if ((t->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0)
 		return -1;
 	if (pthread_create(&th, NULL, handover_main, t) != 0)
 		return -1;
 	pthread_detach(th);
 	return 0;
+}
+
+int takeover_stop_signal(const struct takeover *t)
+{
+	return __atomic_load_n(&t->stop_sig, __ATOMIC_SEQ_CST);
 }
 
 void takeover_serving(struct takeover *t)

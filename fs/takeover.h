@@ -52,13 +52,18 @@ int takeover_attach(struct takeover *t, struct fuse_session *se, int fd);
 int takeover_resume(struct takeover *t, struct fuse_session *se);
 
 /*
- * Starts the thread that waits for SIGUSR1 (blocked in every thread from
- * here on: call before any other thread starts). On it, reading stops;
- * once every request read is answered, `drain(arg)` runs (it writes back
- * unacknowledged data) and the process exits with KEEPER_EXIT_HANDOVER.
+ * Starts the signal thread. SIGUSR1, SIGTERM, SIGINT and SIGHUP are
+ * blocked in every thread (from takeover_from_env on) and read here.
+ * SIGUSR1, an upgrade: reading stops; once every request read is
+ * answered, `drain(arg)` runs (it writes back unacknowledged data) and
+ * the process exits with KEEPER_EXIT_HANDOVER. A stop signal ends the
+ * session loop (takeover_stop_signal then names it).
  */
 int takeover_start_handover(struct takeover *t, void (*drain)(void *arg),
 			    void *arg);
+
+/* The stop signal that ended the session loop, 0 when none did. */
+int takeover_stop_signal(const struct takeover *t);
 
 /* Tells the keeper the daemon serves. */
 void takeover_serving(struct takeover *t);

@@ -24,11 +24,12 @@
  * one's drain (op_timeout, 20 s), and slack. */
 #define UPGRADE_WAIT_S 90
 
-/* Reads keeper_pid and generation; -1 when the file says nothing. */
-static int read_status(const char *mp, long *keeper, long *gen)
+/* Reads keeper_pid, generation and upgrades_failed; -1 when the file
+ * says nothing. */
+static int read_status(const char *mp, long *keeper, long *gen, long *failed)
 {
 	char path[PATH_MAX];
-	struct json_object *o, *k, *g;
+	struct json_object *o, *k, *g, *f;
 
 	snprintf(path, sizeof(path), "%s/.control/status.json", mp);
 	if (!(o = json_object_from_file(path)))
@@ -40,6 +41,8 @@ static int read_status(const char *mp, long *keeper, long *gen)
 	}
 	*keeper = (long)json_object_get_int64(k);
 	*gen = (long)json_object_get_int64(g);
+	*failed = json_object_object_get_ex(o, "upgrades_failed", &f) ?
+		(long)json_object_get_int64(f) : 0;
 	json_object_put(o);
 	return 0;
 }
@@ -62,14 +65,14 @@ static bool is_steadyfs_mount(const char *mp)
 int upgrade_request(const char *mountpoint)
 {
 	char mp[PATH_MAX];
-	long keeper = 0, gen = 0, now_gen = 0, now_keeper = 0;
+	long keeper = 0, gen = 0, failed = 0, now_gen = 0, now_keeper = 0, now_failed = 0;
 	uint64_t deadline;
 
 	if (!realpath(mountpoint, mp) || !is_steadyfs_mount(mp)) {
 		fprintf(stderr, "steadyfs: '%s' is not a steadyfs mount\n", mountpoint);
 		return EXIT_MOUNTPOINT;
 	}
-	if (read_status(mp, &keeper, &gen) < 0 || keeper <= 1) {
+	if (read_status(mp, &keeper, &gen, &failed) < 0 || keeper <= 1) {
 		fprintf(stderr, "steadyfs: '%s': cannot read its keeper from .control/status.json\n", mp);
 		return EXIT_MOUNTPOINT;
 	}
@@ -82,10 +85,19 @@ int upgrade_request(const char *mountpoint)
 	while (clock_mono_ns() < deadline) {
 		struct timespec ts = { 0, 100 * 1000000 };
 
-		if (read_status(mp, &now_keeper, &now_gen) == 0 && now_gen > gen) {
+		if (read_status(mp, &now_keeper, &now_gen, &now_failed) < 0) {
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (now_gen > gen) {
 			printf("steadyfs: '%s' upgraded: daemon generation %ld serves\n",
 			       mp, now_gen);
 			return 0;
+		}
+		if (now_failed > failed) {
+			fprintf(stderr, "steadyfs: '%s': the upgrade failed: the new daemon stopped before taking over; the old one serves (see the log)\n",
+				mp);
+			return EXIT_CONNECT;
 		}
 		nanosleep(&ts, NULL);
 	}

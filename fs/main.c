@@ -246,10 +246,11 @@ out:
 	vfs_stop(d.v);
 	pool_stop(d.pool);
 	vfs_free(d.v);
+	/* The signal thread may touch the session: it ends first. */
+	takeover_free(tk);
 	if (se)
 		fuse_session_destroy(se);
 	pool_free(d.pool);
-	takeover_free(tk);
 	return status;
 }
 

@@ -48,6 +48,9 @@ struct takeover {
 	int fuse_fd;
 	int wake_fd;               /* eventfd: readers stop polling */
 	int sig_fd;                /* signalfd: SIGUSR1 and the stop signals */
+	int quit_fd;               /* eventfd: the signal thread ends */
+	pthread_t sig_thread;
+	bool sig_thread_started;
 	struct fuse_session *se;
 	int stop_sig;              /* atomic: the stop signal received, or 0 */
 	int draining;              /* atomic: readers park */
@@ -92,7 +95,7 @@ struct takeover *takeover_from_env(char *err, size_t errsz)
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
-	t->fuse_fd = t->wake_fd = t->sig_fd = -1;
+	t->fuse_fd = t->wake_fd = t->sig_fd = t->quit_fd = -1;
 	if (sscanf(link, "%d:%d:%llu:%c", &t->sock, &t->state_fd, &gen, &mode) != 4) {
 		snprintf(err, errsz, "bad %s '%s'", KEEPER_ENV, link);
 		free(t);
@@ -121,6 +124,15 @@ void takeover_free(struct takeover *t)
 {
 	if (!t)
 		return;
+	if (t->sig_thread_started) {
+		uint64_t one = 1;
+
+		if (write(t->quit_fd, &one, sizeof(one)) < 0)
+			log_debug("eventfd: %s", strerror(errno));
+		pthread_join(t->sig_thread, NULL);
+	}
+	if (t->quit_fd >= 0)
+		close(t->quit_fd);
 	ks_unmap(t->ks);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
@@ -335,17 +347,23 @@ static void wake_readers(struct takeover *t)
 		log_debug("eventfd: %s", strerror(errno));
 }
 
-/* Waits for SIGUSR1 (returns) or a stop signal (ends the session loop
- * and keeps waiting: a second stop signal changes nothing). */
-static void wait_handover(struct takeover *t)
+/* Waits for SIGUSR1 (returns true) or the end (false); a stop signal
+ * ends the session loop and keeps waiting: a second one changes nothing. */
+static bool wait_handover(struct takeover *t)
 {
 	struct signalfd_siginfo si;
 
 	for (;;) {
+		struct pollfd p[2] = { { t->sig_fd, POLLIN, 0 }, { t->quit_fd, POLLIN, 0 } };
+
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[1].revents)
+			return false;
 		if (read(t->sig_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGUSR1)
-			return;
+			return true;
 		if (!__atomic_load_n(&t->stop_sig, __ATOMIC_SEQ_CST)) {
 			__atomic_store_n(&t->stop_sig, (int)si.ssi_signo, __ATOMIC_SEQ_CST);
 			fuse_session_exit(t->se);
@@ -359,7 +377,8 @@ static void *handover_main(void *arg)
 	struct takeover *t = arg;
 	uint64_t deadline;
 
-	wait_handover(t);
+	if (!wait_handover(t))
+		return NULL;
 	log_info("handing over to a new daemon: answering what was read, then writing back");
 	__atomic_store_n(&t->draining, 1, __ATOMIC_SEQ_CST);
 	wake_readers(t);
@@ -382,16 +401,16 @@ int takeover_start_handover(struct takeover *t, void (*drain)(void *arg),
 			    void *arg)
 {
 	sigset_t set;
-	pthread_t th;
 
 	t->drain = drain;
 	t->drain_arg = arg;
 	signal_set(&set);
-	if ((t->sig_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0)
+	if ((t->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 ||
+	    (t->quit_fd = eventfd(0, EFD_CLOEXEC)) < 0)
 		return -1;
-	if (pthread_create(&th, NULL, handover_main, t) != 0)
+	if (pthread_create(&t->sig_thread, NULL, handover_main, t) != 0)
 		return -1;
-	pthread_detach(th);
+	t->sig_thread_started = true;
 	return 0;
 }
 

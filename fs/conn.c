@@ -33,7 +33,10 @@
 #include "pool.h"
 
 #define TABLE_SIZE 1024
-#define READ_CHUNK (8 * 1024 * 1024)
+/* libssh grows the channel's receive window to the size of a read: 4 MiB
+ * keeps one channel at 200 MB/s at 20 ms round trip; the server may then
+ * queue that much in libssh's buffer too, per session. */
+#define READ_CHUNK (4 * 1024 * 1024)
 #define AUTH_REFUSED_BACKOFF 60.0
 
 /* One request in flight. rq is NULL once its deadline passed: the late

@@ -35,9 +35,11 @@
 #include "readahead.h"
 #include "vfs_int.h"
 
-#define FH_WINDOW (16u * 1024 * 1024)
+/* Four times the bandwidth-delay product of a 100 MB/s link at 20 ms:
+ * more only costs memory (peak RSS is a target, docs/performance.md). */
+#define FH_WINDOW (8u * 1024 * 1024)
 /* All handles together: past it a writer with data in flight waits. */
-#define TOTAL_WINDOW (256u * 1024 * 1024)
+#define TOTAL_WINDOW (64u * 1024 * 1024)
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */

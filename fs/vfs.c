@@ -107,6 +107,17 @@ void op_send(struct op *op, op_step_fn step, bool idempotent)
 	pool_submit(op->v->pool, &op->rq);
 }
 
+void op_send_on(struct op *op, op_step_fn step, int conn_idx, uint64_t conn_gen)
+{
+	op->step = step;
+	op->rq.done = op_done;
+	op->rq.idempotent = false;
+	op->rq.conn_idx = conn_idx;
+	op->rq.conn_gen = conn_gen;
+	op->rq.type = op->rq.pkt.len > 4 ? op->rq.pkt.d[4] : 0;
+	pool_submit(op->v->pool, &op->rq);
+}
+
 int op_transport_errno(int err)
 {
 	/* Never ENOTCONN: a mount that says "not connected" is the stale

@@ -114,6 +114,9 @@ void op_send(struct op *op, op_step_fn step, bool idempotent);
  * says otherwise: its reply was lost (-ECONNRESET), or the kernel resent
  * it after a daemon died and the server refused it. */
 bool op_maybe_done(const struct op *op, const struct sftp_reply *r, int err);
+/* The same bound to one session (a remote handle lives on one): fails
+ * with -ESTALE when that session is gone. */
+void op_send_on(struct op *op, op_step_fn step, int conn_idx, uint64_t conn_gen);
 /* Error for a transport failure seen by an op. */
 int op_transport_errno(int err);
 /* The errno of a reply that is not what we asked for. */

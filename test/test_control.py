@@ -402,9 +402,15 @@ def test_promtool_and_node_exporter(mirrors, sshd, remote_subdir, mount_steadyfs
                        capture_output=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
 
-    poll(lambda: textfile.exists() and
-         parse_metrics(textfile.read_text())['steadyfs_state{state="connected"}'] == 1,
-         5, "textfile written")
+    # The textfile is rewritten every 2 s: wait for one written after the
+    # lookup above was counted, not just one that says connected.
+    def textfile_current():
+        if not textfile.exists():
+            return False
+        tf = parse_metrics(textfile.read_text())
+        return (tf['steadyfs_state{state="connected"}'] == 1 and
+                tf.get('steadyfs_errors_total{errno="ENOENT",op="lookup"}', 0) >= 1)
+    poll(textfile_current, 10, "textfile written")
     port = sshdfix.free_port()
     ne = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
                            "--collector.disable-defaults", "--collector.textfile",

@@ -60,7 +60,7 @@ struct fslot {
 	uint32_t state;
 	int32_t flags;
 	uint32_t released;
-	uint32_t pad;
+	int32_t err;
 	uint64_t ino, unacked, lo, hi;
 	char path[KS_PATH_MAX + 1];
 };
@@ -84,6 +84,7 @@ struct keepstate {
 	struct nslot *nodes;
 	struct fslot *fhs;
 	uint64_t *infl;
+	uint64_t *infl_off;        /* append offset + 1 per in-flight slot */
 	struct evslot *events;
 	struct freelist nfree, ffree;
 };
@@ -91,7 +92,8 @@ struct keepstate {
 #define OFF_NODES 4096ul
 #define OFF_FHS (OFF_NODES + (size_t)NODE_CAP * sizeof(struct nslot))
 #define OFF_INFL (OFF_FHS + (size_t)FH_CAP * sizeof(struct fslot))
-#define OFF_EVENTS (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
+#define OFF_INFL_OFF (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
+#define OFF_EVENTS (OFF_INFL_OFF + (size_t)INFL_CAP * sizeof(uint64_t))
 #define TOTAL_SIZE (OFF_EVENTS + (size_t)KS_EVENTS * sizeof(struct evslot))
 
 _Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
@@ -161,6 +163,7 @@ struct keepstate *ks_map(int fd, char *err, size_t errsz)
 	ks->nodes = (struct nslot *)((char *)ks->base + OFF_NODES);
 	ks->fhs = (struct fslot *)((char *)ks->base + OFF_FHS);
 	ks->infl = (uint64_t *)((char *)ks->base + OFF_INFL);
+	ks->infl_off = (uint64_t *)((char *)ks->base + OFF_INFL_OFF);
 	ks->events = (struct evslot *)((char *)ks->base + OFF_EVENTS);
 	pthread_mutex_init(&ks->lock, NULL);
 	return ks;
@@ -476,6 +479,7 @@ int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
 	s->ino = ino;
 	s->flags = flags;
 	s->released = 0;
+	s->err = 0;
 	s->unacked = 0;
 	s->lo = s->hi = 0;
 	memcpy(s->path, path, len);
@@ -502,6 +506,11 @@ void ks_fh_unacked(struct keepstate *ks, int32_t slot, uint64_t bytes,
 void ks_fh_released(struct keepstate *ks, int32_t slot)
 {
 	__atomic_store_n(&ks->fhs[slot].released, 1, __ATOMIC_RELEASE);
+}
+
+void ks_fh_error(struct keepstate *ks, int32_t slot, int err)
+{
+	__atomic_store_n(&ks->fhs[slot].err, err, __ATOMIC_RELEASE);
 }
 
 void ks_fh_drop(struct keepstate *ks, int32_t slot)
@@ -531,6 +540,7 @@ void ks_fhs_each(struct keepstate *ks,
 		rec->ino = s->ino;
 		rec->flags = s->flags;
 		rec->released = s->released;
+		rec->err = __atomic_load_n(&s->err, __ATOMIC_ACQUIRE);
 		rec->unacked = __atomic_load_n(&s->unacked, __ATOMIC_ACQUIRE);
 		rec->lo = s->lo;
 		rec->hi = s->hi;
@@ -555,6 +565,7 @@ void ks_inflight_add(struct keepstate *ks, uint64_t unique)
 	pthread_mutex_lock(&ks->lock);
 	for (uint32_t n = 0; n < INFL_CAP; n++, i = (i + 1) & (INFL_CAP - 1)) {
 		if (ks->infl[i] == INFL_EMPTY || ks->infl[i] == INFL_GONE) {
+			__atomic_store_n(&ks->infl_off[i], 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&ks->infl[i], unique, __ATOMIC_RELEASE);
 			break;
 		}
@@ -581,7 +592,24 @@ bool ks_inflight_del(struct keepstate *ks, uint64_t unique)
 	return found;
 }
 
-size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max)
+void ks_inflight_offset(struct keepstate *ks, uint64_t unique, uint64_t off)
+{
+	uint32_t i = infl_hash(unique);
+
+	pthread_mutex_lock(&ks->lock);
+	for (uint32_t n = 0; n < INFL_CAP; n++, i = (i + 1) & (INFL_CAP - 1)) {
+		if (ks->infl[i] == INFL_EMPTY)
+			break;
+		if (ks->infl[i] == unique) {
+			__atomic_store_n(&ks->infl_off[i], off + 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ks->lock);
+}
+
+size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, uint64_t *offs,
+			size_t max)
 {
 	size_t n = 0;
 
@@ -590,6 +618,8 @@ size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max)
 		uint64_t u = ks->infl[i];
 
 		if (u != INFL_EMPTY && u != INFL_GONE) {
+			if (offs)
+				offs[n] = ks->infl_off[i];
 			out[n++] = u;
 			ks->infl[i] = INFL_GONE;
 		}
@@ -597,7 +627,7 @@ size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max)
 	/* All taken: the table starts empty again (no probe chain left). */
 	if (n < max)
 		for (uint32_t i = 0; i < INFL_CAP; i++)
-			ks->infl[i] = INFL_EMPTY;
+			ks->infl[i] = ks->infl_off[i] = INFL_EMPTY;
 	pthread_mutex_unlock(&ks->lock);
 	return n;
 }

@@ -96,6 +96,7 @@ struct ks_fh {
 	bool released;            /* the kernel closed it; data was draining */
 	uint64_t unacked;         /* bytes not acknowledged by the server */
 	uint64_t lo, hi;          /* their range */
+	int err;                  /* an error not yet returned to the caller */
 	char path[KS_PATH_MAX + 1];
 };
 int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
@@ -103,6 +104,8 @@ int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
 void ks_fh_unacked(struct keepstate *ks, int32_t slot, uint64_t bytes,
 		   uint64_t lo, uint64_t hi);
 void ks_fh_released(struct keepstate *ks, int32_t slot);
+/* The handle's pending error (0: none), kept until the caller got it. */
+void ks_fh_error(struct keepstate *ks, int32_t slot, int err);
 void ks_fh_drop(struct keepstate *ks, int32_t slot);
 int32_t ks_fh_capacity(struct keepstate *ks);
 void ks_fhs_each(struct keepstate *ks,
@@ -113,9 +116,14 @@ void ks_fhs_each(struct keepstate *ks,
 void ks_inflight_add(struct keepstate *ks, uint64_t unique);
 /* True when the id was recorded. */
 bool ks_inflight_del(struct keepstate *ks, uint64_t unique);
-/* Moves up to max recorded ids into out and clears them; returns the
+/* The offset an append request was given, recorded before its data is
+ * sent: a resend of that request must land at the same place. */
+void ks_inflight_offset(struct keepstate *ks, uint64_t unique, uint64_t off);
+/* Moves up to max recorded ids into out (and, when offs is not NULL,
+ * their append offsets + 1, 0 for none) and clears them; returns the
  * count. */
-size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, size_t max);
+size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, uint64_t *offs,
+			size_t max);
 
 /* ---- the events ring of .control/events ---- */
 #define KS_EVENTS 1000

@@ -33,6 +33,7 @@
 #include "clock.h"
 #include "log.h"
 #include "readahead.h"
+#include "takeover.h"
 #include "vfs_int.h"
 
 /* Four times the bandwidth-delay product of a 100 MB/s link at 20 ms:
@@ -173,6 +174,27 @@ static struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi)
 	return fh;
 }
 
+/* The sticky error, kept in the take-over record too: a daemon that dies
+ * before the caller got it must not take it along. fh->lock held. */
+static void set_err_locked(struct fh *fh, int err)
+{
+	if (fh->err)
+		return;
+	fh->err = err;
+	if (fh->slot >= 0 && fh->v->ks)
+		ks_fh_error(fh->v->ks, fh->slot, err);
+}
+
+static int take_err_locked(struct fh *fh)
+{
+	int e = fh->err;
+
+	fh->err = 0;
+	if (e && fh->slot >= 0 && fh->v->ks)
+		ks_fh_error(fh->v->ks, fh->slot, 0);
+	return e;
+}
+
 /* The unacknowledged range, as a later daemon must report it if this one
  * dies. fh->lock held. */
 static void record_unacked_locked(struct fh *fh)
@@ -272,8 +294,8 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 
 		log_warn("reopen '%s' failed: %s", fh->path, strerror(fail));
 		pthread_mutex_lock(&fh->lock);
-		if (fh->chunks && !fh->err)
-			fh->err = fail;
+		if (fh->chunks)
+			set_err_locked(fh, fail);
 		for (struct wchunk *c = fh->chunks; c; c = c->next) {
 			if (!len)
 				off = c->off;
@@ -580,8 +602,8 @@ static void chunk_retire(struct wchunk *c, int err)
 		*pp = c->next;
 	fh->unacked -= c->len;
 	record_unacked_locked(fh);
-	if (err && !fh->err)
-		fh->err = err;
+	if (err)
+		set_err_locked(fh, err);
 	d = collect_waiters(fh, &w);
 	pthread_mutex_unlock(&fh->lock);
 	pthread_mutex_lock(&v->lock);
@@ -740,8 +762,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);
-	err = fh->err;
-	fh->err = 0;
+	err = take_err_locked(fh);
 	pthread_mutex_unlock(&fh->lock);
 	if (err) {
 		fuse_reply_err(req, err);
@@ -765,9 +786,14 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if (fh->flags & O_APPEND)
+	if ((fh->flags & O_APPEND) && takeover_append_offset(v->tk, &at)) {
+		/* Resent after a daemon died: where the first one put it. */
+		nodes_end_raise(v->nodes, ino, at + size);
+		takeover_note_append(v->tk, at);
+	} else if (fh->flags & O_APPEND) {
 		at = nodes_append_reserve(v->nodes, ino, size);
-	else
+		takeover_note_append(v->tk, at);
+	} else
 		nodes_end_update(v->nodes, ino, at + size);
 	if (queue_write(fh, buf, size, at) < 0) {
 		fuse_reply_err(req, ENOMEM);
@@ -821,8 +847,7 @@ static int take_err(struct fh *fh)
 	int e;
 
 	pthread_mutex_lock(&fh->lock);
-	e = fh->err;
-	fh->err = 0;
+	e = take_err_locked(fh);
 	pthread_mutex_unlock(&fh->lock);
 	return e;
 }
@@ -1573,8 +1598,11 @@ static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
 	/* Not open on any session yet: the first use reopens it. The loss
 	 * is the next write's, fsync's or close's error. */
 	fh->slot = slot;
-	if (r->unacked) {
-		fh->err = EIO;
+	if (r->unacked || r->err) {
+		/* Recorded before the range is cleared: a death in between
+		 * reports the loss again rather than not at all. */
+		fh->err = r->err ? r->err : EIO;
+		ks_fh_error(v->ks, slot, fh->err);
 		ks_fh_unacked(v->ks, slot, 0, 0, 0);
 	}
 	v->fh_slots[slot] = fh;

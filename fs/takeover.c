@@ -60,9 +60,14 @@ struct takeover {
 	pthread_cond_t park_cond;  /* never signalled: parked for good */
 	void (*drain)(void *arg);
 	void *drain_arg;
+	/* Append offsets the previous daemon gave requests now resent:
+	 * written once before serving, read-only after. */
+	struct resent_off { uint64_t unique, off; } *offs;
+	size_t noffs;
 };
 
 static __thread bool tl_resent;
+static __thread uint64_t tl_unique;   /* of the request being dispatched */
 
 static void signal_set(sigset_t *set)
 {
@@ -133,6 +138,7 @@ void takeover_free(struct takeover *t)
 	}
 	if (t->quit_fd >= 0)
 		close(t->quit_fd);
+	free(t->offs);
 	ks_unmap(t->ks);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
@@ -203,6 +209,7 @@ static void note_request(struct takeover *t, const void *buf, size_t n)
 	if (in->opcode == FUSE_INIT)
 		ks_save_init(t->ks, buf, n);
 	tl_resent = in->unique & UNIQUE_RESEND_BIT;
+	tl_unique = in->unique;
 	if (has_reply(in->opcode)) {
 		ks_inflight_add(t->ks, in->unique);
 		__atomic_add_fetch(&t->inflight, 1, __ATOMIC_SEQ_CST);
@@ -283,41 +290,78 @@ int takeover_attach(struct takeover *t, struct fuse_session *se, int fd)
 
 /* ---- continuing a previous daemon ---- */
 
-static void fail_inflight(struct takeover *t)
+static void fail_inflight(struct takeover *t, const uint64_t *ids, size_t n)
 {
-	uint64_t ids[512];
-	size_t n, total = 0;
+	size_t total = 0;
 
-	while ((n = ks_inflight_take(t->ks, ids, 512)) > 0) {
-		for (size_t i = 0; i < n; i++) {
-			struct fuse_out_header out = { sizeof(out), -EIO, ids[i] };
+	for (size_t i = 0; i < n; i++) {
+		struct fuse_out_header out = { sizeof(out), -EIO, ids[i] };
 
-			/* ENOENT: answered after all, or not waiting any more. */
-			if (write(t->fuse_fd, &out, sizeof(out)) == (ssize_t)sizeof(out))
-				total++;
-		}
-		if (n < 512)
-			break;
+		/* ENOENT: answered after all, or not waiting any more. */
+		if (write(t->fuse_fd, &out, sizeof(out)) == (ssize_t)sizeof(out))
+			total++;
 	}
 	if (total)
 		log_warn("%zu calls the previous daemon had read failed with EIO (this kernel cannot resend them)",
 			 total);
 }
 
+/* Keeps the append offsets of the requests about to be resent. */
+static void keep_offsets(struct takeover *t, const uint64_t *ids,
+			 const uint64_t *offs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (offs[i])
+			t->noffs++;
+	if (!t->noffs || !(t->offs = calloc(t->noffs, sizeof(*t->offs)))) {
+		t->noffs = 0;
+		return;
+	}
+	t->noffs = 0;
+	for (size_t i = 0; i < n; i++)
+		if (offs[i])
+			t->offs[t->noffs++] = (struct resent_off){
+				ids[i] & ~UNIQUE_RESEND_BIT, offs[i] - 1 };
+}
+
 static void resend_inflight(struct takeover *t)
 {
 	struct fuse_out_header out = { sizeof(out), FUSE_NOTIFY_RESEND, 0 };
-	uint64_t ids[64];
+	size_t cap = 4096, n;
+	uint64_t *ids = calloc(cap, sizeof(*ids)), *offs = calloc(cap, sizeof(*offs));
 
+	/* Every id at once (the table holds at most `cap`), before the
+	 * kernel resends them and reading records them anew. */
+	n = ids && offs ? ks_inflight_take(t->ks, ids, offs, cap) : 0;
 	if (!getenv("STEADYFS_NO_RESEND") &&
 	    write(t->fuse_fd, &out, sizeof(out)) == (ssize_t)sizeof(out)) {
-		/* The kernel queues them again; reading records them anew. */
-		while (ks_inflight_take(t->ks, ids, 64) == 64)
-			;
-		log_debug("asked the kernel to resend the calls in flight");
-		return;
+		keep_offsets(t, ids, offs, n);
+		log_debug("asked the kernel to resend the %zu calls in flight", n);
+	} else {
+		fail_inflight(t, ids, n);
 	}
-	fail_inflight(t);
+	free(ids);
+	free(offs);
+}
+
+bool takeover_append_offset(struct takeover *t, uint64_t *off)
+{
+	uint64_t u = tl_unique & ~UNIQUE_RESEND_BIT;
+
+	if (!t || !tl_resent)
+		return false;
+	for (size_t i = 0; i < t->noffs; i++)
+		if (t->offs[i].unique == u) {
+			*off = t->offs[i].off;
+			return true;
+		}
+	return false;
+}
+
+void takeover_note_append(struct takeover *t, uint64_t off)
+{
+	if (t)
+		ks_inflight_offset(t->ks, tl_unique, off);
 }
 
 int takeover_resume(struct takeover *t, struct fuse_session *se)

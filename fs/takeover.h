@@ -72,4 +72,13 @@ void takeover_serving(struct takeover *t);
  * (it may have been executed once already). */
 bool takeover_current_resent(void);
 
+/*
+ * Appends: the offset given to the request being dispatched is recorded
+ * (takeover_note_append, before its data is sent); when the kernel
+ * resends it to a later daemon, takeover_append_offset returns that same
+ * offset, so the data lands where it may already be instead of twice.
+ */
+void takeover_note_append(struct takeover *t, uint64_t off);
+bool takeover_append_offset(struct takeover *t, uint64_t *off);
+
 #endif

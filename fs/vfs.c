@@ -300,9 +300,14 @@ bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
 
 bool vfs_missing_ext(struct vfs *v, uint32_t ext)
 {
+	struct conn_server sv;
 	bool log_it;
 
-	if (vfs_exts(v) & ext)
+	/* Nothing is known before a session connected (a daemon restarted
+	 * during an outage): use the extension; a refusal is handled where
+	 * it is used. */
+	pool_server(v->pool, &sv);
+	if (!sv.max_packet || (vfs_exts(v) & ext))
 		return false;
 	pthread_mutex_lock(&v->lock);
 	log_it = !(v->missing_exts_logged & ext);

@@ -462,6 +462,13 @@ void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size)
 
 uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len)
 {
+	return nodes_append_reserve_noted(t, id, len, NULL, NULL);
+}
+
+uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
+				    void (*note)(void *arg, uint64_t off),
+				    void *arg)
+{
 	struct node *n;
 	uint64_t off = 0;
 
@@ -469,6 +476,8 @@ uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len)
 	n = get(t, id);
 	if (n) {
 		off = n->end;
+		if (note)
+			note(arg, off);
 		n->end += len;
 		n->end_known = true;
 		record_end(t, n);

@@ -82,6 +82,11 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns);
 bool nodes_end_known(struct nodes *t, uint64_t id);
 void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size);
 uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len);
+/* The same, calling note(arg, offset) before the end moves (under the
+ * table's lock), so a record of the offset never lags the end. */
+uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
+				    void (*note)(void *arg, uint64_t off),
+				    void *arg);
 void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
 /* Makes the end at least `end` (known from then on). */

@@ -143,6 +143,11 @@ static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flag
 	return fh;
 }
 
+static void note_append(void *tk, uint64_t off)
+{
+	takeover_note_append(tk, off);
+}
+
 /* Records the handle for a later daemon; returns the kernel's fi->fh,
  * 0 when the table is full. */
 static uint64_t fh_register(struct fh *fh)
@@ -791,8 +796,10 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		nodes_end_raise(v->nodes, ino, at + size);
 		takeover_note_append(v->tk, at);
 	} else if (fh->flags & O_APPEND) {
-		at = nodes_append_reserve(v->nodes, ino, size);
-		takeover_note_append(v->tk, at);
+		/* Noted before the end moves: a death in between must not
+		 * leave the resend a new offset past a hole. */
+		at = nodes_append_reserve_noted(v->nodes, ino, size,
+						note_append, v->tk);
 	} else
 		nodes_end_update(v->nodes, ino, at + size);
 	if (queue_write(fh, buf, size, at) < 0) {

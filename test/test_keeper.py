@@ -504,7 +504,7 @@ def describe(result, nbytes):
             f"{nbytes} bytes verified on the server")
 
 
-def unmount_problems(m, timeout=5.0):
+def unmount_problems(m, timeout=2 * OP_TIMEOUT + 1):
     """Unmount: the daemon then exits, and the keeper after it, both with
     status 0, within `timeout` s (the fixture's cleanup would otherwise
     SIGTERM them without a word)."""

@@ -75,6 +75,7 @@ struct fh {
 	struct op *drainers;       /* ops waiting for chunks == NULL */
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
+	bool broken;               /* data lost in a daemon death: EIO for good */
 	uint64_t drop_at;
 	int32_t slot;              /* take-over record; -1 when none */
 	struct ra ra;              /* sequential read-ahead */
@@ -193,6 +194,12 @@ static void set_err_locked(struct fh *fh, int err)
 static int take_err_locked(struct fh *fh)
 {
 	int e = fh->err;
+
+	/* Not cleared once returned: a failed WRITE in the middle of a
+	 * write(2) that the kernel splits becomes a short count, and the
+	 * caller's retry must see the error, not write past a hole. */
+	if (fh->broken)
+		return EIO;
 
 	fh->err = 0;
 	if (e && fh->slot >= 0 && fh->v->ks)
@@ -1608,6 +1615,7 @@ static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
 	if (r->unacked || r->err) {
 		/* Recorded before the range is cleared: a death in between
 		 * reports the loss again rather than not at all. */
+		fh->broken = r->unacked || r->err == EIO;
 		fh->err = r->err ? r->err : EIO;
 		ks_fh_error(v->ks, slot, fh->err);
 		ks_fh_unacked(v->ks, slot, 0, 0, 0);

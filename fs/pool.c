@@ -20,6 +20,7 @@ struct pool {
 	const struct steadyfs_opts *o;
 	int n;
 	struct conn **conns;
+	unsigned rr;                 /* atomic: where pick() starts looking */
 
 	pthread_mutex_t lock;        /* protects everything below */
 	pthread_cond_t cond;         /* timer thread wake-up */
@@ -116,20 +117,24 @@ static void notify_state(struct pool *p, bool changed, enum pool_state from,
 		h->state_changed(h->arg, from, to);
 }
 
-/* The least busy live session, or NULL. */
+/* The least busy live session, or NULL. Ties go round the pool: on an
+ * idle mount every open would otherwise land on session 0, and with it
+ * all the handle-bound traffic of files opened one after the other. */
 static struct conn *pick(struct pool *p)
 {
 	struct conn *best = NULL;
 	unsigned best_n = ~0u;
+	int start = (int)(__atomic_fetch_add(&p->rr, 1, __ATOMIC_RELAXED) % (unsigned)p->n);
 
-	for (int i = 0; i < p->n; i++) {
+	for (int k = 0; k < p->n; k++) {
+		struct conn *c = p->conns[(start + k) % p->n];
 		unsigned n;
 
-		if (!conn_up_gen(p->conns[i]))
+		if (!conn_up_gen(c))
 			continue;
-		n = conn_inflight(p->conns[i]);
+		n = conn_inflight(c);
 		if (n < best_n) {
-			best = p->conns[i];
+			best = c;
 			best_n = n;
 		}
 	}

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -49,6 +50,8 @@ struct takeover {
 	int wake_fd;               /* eventfd: readers stop polling */
 	int sig_fd;                /* signalfd: SIGUSR1 and the stop signals */
 	int quit_fd;               /* eventfd: the signal thread ends */
+	pthread_key_t ep_key;      /* each reader's epoll set (fd + 1) */
+	bool ep_key_made;
 	pthread_t sig_thread;
 	bool sig_thread_started;
 	struct fuse_session *se;
@@ -139,6 +142,8 @@ void takeover_free(struct takeover *t)
 	if (t->quit_fd >= 0)
 		close(t->quit_fd);
 	free(t->offs);
+	if (t->ep_key_made)
+		pthread_key_delete(t->ep_key);
 	ks_unmap(t->ks);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
@@ -216,13 +221,58 @@ static void note_request(struct takeover *t, const void *buf, size_t n)
 	}
 }
 
+static void close_epoll(void *v)
+{
+	close((int)(intptr_t)v - 1);
+}
+
+/*
+ * The calling reader's epoll set: the device with EPOLLEXCLUSIVE (a
+ * request wakes one of the up to sixteen readers, not all of them) and
+ * the wake eventfd (which wakes all). One per thread, closed at its end.
+ */
+static int reader_epoll(struct takeover *t, int fd)
+{
+	int ep = (int)(intptr_t)pthread_getspecific(t->ep_key) - 1;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+
+	if (ep >= 0)
+		return ep;
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		return -1;
+	ev.data.fd = fd;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		goto fail;
+	ev.events = EPOLLIN;
+	ev.data.fd = t->wake_fd;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, t->wake_fd, &ev) < 0 ||
+	    pthread_setspecific(t->ep_key, (void *)(intptr_t)(ep + 1)) != 0)
+		goto fail;
+	return ep;
+fail:
+	close(ep);
+	return -1;
+}
+
+/* Waits until the device or the wake eventfd is readable. -1 + EINTR:
+ * a signal, which libfuse takes as "look at the exit flag". */
+static int wait_readable(struct takeover *t, int fd)
+{
+	struct epoll_event ev[2];
+	struct pollfd p[2] = { { fd, POLLIN, 0 }, { t->wake_fd, POLLIN, 0 } };
+	int ep = reader_epoll(t, fd);
+
+	if (ep >= 0)
+		return epoll_wait(ep, ev, 2, -1) < 0 ? -1 : 0;
+	return poll(p, 2, -1) < 0 ? -1 : 0;
+}
+
 static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct takeover *t = vfs_takeover(userdata);
 
 	tl_resent = false;
 	for (;;) {
-		struct pollfd p[2] = { { fd, POLLIN, 0 }, { t->wake_fd, POLLIN, 0 } };
 		ssize_t n;
 
 		__atomic_add_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
@@ -230,29 +280,22 @@ static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
 			park(t);
 		}
-		/* EINTR goes back to libfuse: a stop signal ends its loop. */
-		if (poll(p, 2, -1) < 0) {
+		if (fuse_session_exited(t->se)) {
+			/* A stop: libfuse ends its loop on this. */
 			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
+			errno = ENODEV;
 			return -1;
 		}
-		if (p[1].revents & POLLIN) {
-			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
-			/* A stop: libfuse ends its loop on this. */
-			if (fuse_session_exited(t->se)) {
-				errno = ENODEV;
-				return -1;
-			}
-			continue;
-		}
+		/* Non-blocking: a request already queued costs one call. */
 		n = read(fd, buf, len);
-		if (n < 0 && (errno == EAGAIN || errno == ENOENT)) {
-			__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
-			continue;
-		}
 		if (n > 0)
 			note_request(t, buf, (size_t)n);
 		__atomic_sub_fetch(&t->reading, 1, __ATOMIC_SEQ_CST);
-		return n;
+		if (n >= 0 || (errno != EAGAIN && errno != ENOENT && errno != EINTR))
+			return n;
+		/* EINTR goes back to libfuse: a stop signal ends its loop. */
+		if (errno != ENOENT && wait_readable(t, fd) < 0)
+			return -1;
 	}
 }
 
@@ -282,8 +325,10 @@ int takeover_attach(struct takeover *t, struct fuse_session *se, int fd)
 
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -1;
-	if ((t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+	if ((t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    pthread_key_create(&t->ep_key, close_epoll) != 0)
 		return -1;
+	t->ep_key_made = true;
 	t->se = se;
 	return fuse_session_custom_io(se, &io, fd) == 0 ? 0 : -1;
 }

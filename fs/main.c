@@ -223,7 +223,8 @@ static int daemon_run(struct steadyfs_opts *o)
 	 * the CPU of a sequential read, by perf). Keep freed memory for
 	 * reuse; peak RSS does not change. */
 	if (!mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) ||
-	    !mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024))
+	    !mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024) ||
+	    !mallopt(M_ARENA_MAX, 2))
 		log_debug("mallopt refused");
 	if (!(tk = takeover_from_env(err, sizeof(err)))) {
 		log_err("%s", err);

@@ -100,10 +100,12 @@ uint64_t handles_add(struct handles *h, void *p)
 
 void *handles_get(struct handles *h, uint64_t key)
 {
+	struct entry *e;
 	void *p;
 
 	pthread_mutex_lock(&h->lock);
-	p = *slot(h, key) ? (*slot(h, key))->p : NULL;
+	e = *slot(h, key);
+	p = e ? e->p : NULL;
 	pthread_mutex_unlock(&h->lock);
 	return p;
 }

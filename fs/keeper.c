@@ -93,7 +93,6 @@ static int background(int *status_fd)
 static void report_status(struct keeper *k, int status)
 {
 	unsigned char st = (unsigned char)status;
-	int fd;
 
 	if (k->status_fd < 0)
 		return;
@@ -104,13 +103,6 @@ static void report_status(struct keeper *k, int status)
 	if (status != 0)
 		return;
 	/* From now on nobody reads the terminal: the journal does. */
-	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
 	log_use_syslog();
 }
 

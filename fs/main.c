@@ -12,7 +12,6 @@
  * 2 bad command line, 3 internal error, 4 mountpoint problem.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -158,19 +157,6 @@ static void drain_for_handover(void *arg)
 	pool_stop(d->pool);
 }
 
-static void quiet_stdio(void)
-{
-	int fd = open("/dev/null", O_RDWR);
-
-	if (fd < 0)
-		return;
-	dup2(fd, 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	if (fd > 2)
-		close(fd);
-}
-
 /* Connects (unless continuing after a crash, when the link may be down),
  * takes the mount from the keeper and continues its state. */
 static int daemon_setup(struct steadyfs_opts *o, struct takeover *tk,
@@ -192,10 +178,8 @@ static int daemon_setup(struct steadyfs_opts *o, struct takeover *tk,
 		log_err("%s", err);
 		return EXIT_INTERNAL;
 	}
-	if (!o->foreground) {
-		quiet_stdio();
+	if (!o->foreground)
 		log_use_syslog();
-	}
 	if (!(d->v = vfs_new(o, d->pool, takeover_mountpoint(tk))) ||
 	    vfs_adopt(d->v, tk) < 0 || !(*sep = make_session(d->v)) ||
 	    takeover_attach(tk, *sep, fd) < 0) {
@@ -221,7 +205,8 @@ static int daemon_run(struct steadyfs_opts *o)
 	 * map the large ones afresh and hand freed arena tops back to the
 	 * kernel, so every chunk paid page faults and zeroing (a third of
 	 * the CPU of a sequential read, by perf). Keep freed memory for
-	 * reuse; peak RSS does not change. */
+	 * reuse, in two arenas so that what one thread frees another reuses
+	 * (docs/performance.md: peak RSS went down, not up). */
 	if (!mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) ||
 	    !mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024) ||
 	    !mallopt(M_ARENA_MAX, 2))

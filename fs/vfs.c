@@ -269,7 +269,9 @@ void vfs_reply_entry(struct op *op, const struct sftp_attrs *a)
 	op_free(op);
 }
 
-uint32_t vfs_exts(struct vfs *v)
+/* The server's extensions minus those refused at use; false when no
+ * session has connected yet (nothing is known). */
+static bool known_exts(struct vfs *v, uint32_t *exts)
 {
 	struct conn_server s;
 	uint32_t refused;
@@ -278,7 +280,16 @@ uint32_t vfs_exts(struct vfs *v)
 	pthread_mutex_lock(&v->lock);
 	refused = v->refused_exts;
 	pthread_mutex_unlock(&v->lock);
-	return s.exts & ~refused;
+	*exts = s.exts & ~refused;
+	return s.max_packet != 0;
+}
+
+uint32_t vfs_exts(struct vfs *v)
+{
+	uint32_t exts;
+
+	known_exts(v, &exts);
+	return exts;
 }
 
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
@@ -300,14 +311,13 @@ bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
 
 bool vfs_missing_ext(struct vfs *v, uint32_t ext)
 {
-	struct conn_server sv;
+	uint32_t exts;
 	bool log_it;
 
 	/* Nothing is known before a session connected (a daemon restarted
 	 * during an outage): use the extension; a refusal is handled where
 	 * it is used. */
-	pool_server(v->pool, &sv);
-	if (!sv.max_packet || (vfs_exts(v) & ext))
+	if (!known_exts(v, &exts) || (exts & ext))
 		return false;
 	pthread_mutex_lock(&v->lock);
 	log_it = !(v->missing_exts_logged & ext);

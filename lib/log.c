@@ -3,6 +3,7 @@
  */
 #include "log.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,6 +27,15 @@ void log_init(const char *prog, enum log_level level)
 
 void log_use_syslog(void)
 {
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
 	openlog(log_ctx.prog, LOG_PID, LOG_DAEMON);
 	log_ctx.syslog = true;
 }

@@ -14,8 +14,9 @@ enum log_level { SLOG_ERR = 0, SLOG_WARN = 1, SLOG_INFO = 2, SLOG_DEBUG = 3 };
 /* `prog` must outlive every later call (a string literal or argv[0]). */
 void log_init(const char *prog, enum log_level level);
 enum log_level log_level(void);
-/* From now on, lines go to syslog(3) (journald) instead of stderr: for a
- * daemon whose stderr was closed by daemonizing. */
+/* For a daemon going to the background: standard input, output and
+ * error become /dev/null (nobody reads the terminal any more) and from
+ * now on lines go to syslog(3) (journald). */
 void log_use_syslog(void);
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

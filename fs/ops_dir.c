@@ -13,12 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "handles.h"
 #include "log.h"
 #include "vfs_int.h"
 
 /* op->flags of a listing made for a readdir on another daemon's handle. */
 #define LIST_FOR_READDIR 1u
+
+/* READDIRs in flight per listing: LANES_START at first, one more per
+ * full batch up to LANES_MAX (sshfs grows 2 -> 32 the same way). A lane
+ * past the end costs one EOF reply. */
+#define LANES_START 4u
+#define LANES_MAX 32u
 
 struct dirent_s {
 	char *name;
@@ -32,6 +39,13 @@ struct dirbuf {
 	size_t hlen;
 	int conn_idx;
 	uint64_t gen;
+	/* While listing: the lanes, under lock (their replies come on the
+	 * session's thread, a timeout on the pool's timer thread). */
+	pthread_mutex_t lock;
+	struct op *owner;          /* the opendir (or readdir) call */
+	unsigned lanes, lanes_started;
+	bool eof, stale;
+	int err;                   /* first failure of a lane */
 };
 
 static void dirbuf_free(struct dirbuf *d)
@@ -41,7 +55,19 @@ static void dirbuf_free(struct dirbuf *d)
 	for (size_t i = 0; i < d->n; i++)
 		free(d->e[i].name);
 	free(d->e);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
+}
+
+static struct dirbuf *dirbuf_new(void)
+{
+	struct dirbuf *d = calloc(1, sizeof(*d));
+
+	if (d && pthread_mutex_init(&d->lock, NULL) != 0) {
+		free(d);
+		return NULL;
+	}
+	return d;
 }
 
 static int dirbuf_add(struct dirbuf *d, const uint8_t *name, size_t len, mode_t mode)
@@ -66,7 +92,6 @@ static struct dirbuf *dir_of(struct op *op)
 	return (struct dirbuf *)op->data;
 }
 
-static void readdir_step(struct op *op, const struct sftp_reply *r, int err);
 static void reply_entries(fuse_req_t req, const struct dirbuf *d, size_t size,
 			  off_t off);
 static void opendir_done(struct op *op, const struct sftp_reply *r, int err);
@@ -195,68 +220,155 @@ static void shadowed(struct op *op)
 	}
 }
 
-static void readdir_step(struct op *op, const struct sftp_reply *r, int err)
+static void lane_step(struct op *lane, const struct sftp_reply *r, int err);
+static void lane_end(struct dirbuf *d, int err);
+
+/* Sends one READDIR on `lane` (NULL: a new lane). False when it could
+ * not be sent (no memory); the lane is then gone. */
+static bool lane_send(struct dirbuf *d, struct op *lane)
 {
-	struct dirbuf *d = dir_of(op);
-	struct sftp_reply rr;
-	struct sftp_name n;
+	struct vfs *v = d->owner->v;
 
-	if (err) {
-		/* The handle died with its session: start the listing over. */
-		op->err = op_transport_errno(err);
-		if (err == -ESTALE && op->stage++ < 3) {
-			for (size_t i = 0; i < d->n; i++)
-				free(d->e[i].name);
-			d->n = 0;
-			op->err = 0;
-			buf_reset(&op->rq.pkt);
-			if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) == 0) {
-				op_send(op, opendir_done, true);
-				return;
-			}
-		}
-		op_log_error(op, op->err ? op->err : EIO, "transport");
-		dirbuf_free(d);
-		op->data = NULL;
-		op_fail(op, op->err ? op->err : EIO);
-		return;
+	if (!lane && !(lane = op_new(v, NULL, "readdir")))
+		return false;
+	lane->data = (char *)d;
+	lane->ino = d->owner->ino;
+	/* Each READDIR gets op_timeout of its own: a listing of 100k
+	 * names is many round trips, each of which must make progress. */
+	lane->rq.deadline = clock_mono_ns() + v->op_timeout_ns;
+	buf_reset(&lane->rq.pkt);
+	if (sftp_enc_handle(&lane->rq.pkt, SSH_FXP_READDIR, 0, d->h, d->hlen) < 0) {
+		lane->data = NULL;
+		op_free(lane);
+		return false;
 	}
-	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF) {
-		close_in_background(op);
-		finish_opendir(op);
-		return;
-	}
-	if (r->type == SSH_FXP_STATUS) {
-		op->err = reply_errno(r);
-		send_bound(op, SSH_FXP_CLOSE, close_step);
-		return;
-	}
-	if (r->type != SSH_FXP_NAME) {
-		op->err = EIO;
-		send_bound(op, SSH_FXP_CLOSE, close_step);
-		return;
-	}
-	rr = *r;
-	while (sftp_name_next(&rr, &n) == 0) {
-		mode_t mode;
+	op_send_on(lane, lane_step, d->conn_idx, d->gen);
+	return true;
+}
 
-		/* Our .control hides a remote one at the root: say so once. */
-		if (op->ino == NODE_ROOT && n.namelen == strlen(CTL_NAME) &&
-		    !memcmp(n.name, CTL_NAME, n.namelen)) {
-			shadowed(op);
-			continue;
-		}
-		mode = (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
-			n.attrs.perm : 0;
-		prime(op, &n);
+static void start_lanes(struct dirbuf *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->lanes = d->lanes_started = LANES_START;
+	d->eof = d->stale = false;
+	d->err = 0;
+	pthread_mutex_unlock(&d->lock);
+	/* Every lane is counted before the first is sent, so the count
+	 * cannot reach zero while this loop still runs. */
+	for (unsigned i = 0; i < LANES_START; i++)
+		if (!lane_send(d, NULL))
+			lane_end(d, ENOMEM);
+}
+/* The last lane has ended: the listing is complete, failed, or starts
+ * over (the handle died with its session). */
+static void listing_done(struct dirbuf *d)
+{
+	struct op *op = d->owner;
 
-		if (dirbuf_add(d, n.name, n.namelen, mode) < 0) {
-			op->err = ENOMEM;
-			send_bound(op, SSH_FXP_CLOSE, close_step);
+	if (d->stale && op->stage++ < 3) {
+		for (size_t i = 0; i < d->n; i++)
+			free(d->e[i].name);
+		d->n = 0;
+		buf_reset(&op->rq.pkt);
+		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) == 0) {
+			op_send(op, opendir_done, true);
 			return;
 		}
+		d->err = ENOMEM;
 	}
-	send_bound(op, SSH_FXP_READDIR, readdir_step);
+	if (d->stale || d->err < 0) {
+		int e = d->err < 0 ? -d->err : EIO;
+
+		op_log_error(op, e, "transport");
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, e);
+		return;
+	}
+	if (d->err) {
+		op->err = d->err;
+		send_bound(op, SSH_FXP_CLOSE, close_step);
+		return;
+	}
+	close_in_background(op);
+	finish_opendir(op);
+}
+
+/* A lane stops (err: why, 0 at EOF); the last one finishes the listing. */
+static void lane_end(struct dirbuf *d, int err)
+{
+	bool last;
+
+	pthread_mutex_lock(&d->lock);
+	if (err && !d->err)
+		d->err = err;
+	last = --d->lanes == 0;
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		listing_done(d);
+}
+
+/* Adds a batch of names; false when out of memory. Under d->lock. */
+static bool add_batch(struct op *lane, struct dirbuf *d, const struct sftp_reply *r)
+{
+	struct sftp_reply rr = *r;
+	struct sftp_name n;
+
+	while (sftp_name_next(&rr, &n) == 0) {
+		/* Our .control hides a remote one at the root: say so once. */
+		if (lane->ino == NODE_ROOT && n.namelen == strlen(CTL_NAME) &&
+		    !memcmp(n.name, CTL_NAME, n.namelen)) {
+			shadowed(lane);
+			continue;
+		}
+		prime(lane, &n);
+		if (dirbuf_add(d, n.name, n.namelen,
+			       (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?
+			       n.attrs.perm : 0) < 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One READDIR reply. A batch sends the lane's next READDIR (and opens one
+ * more lane while below LANES_MAX); EOF or a failure ends the lane.
+ * Failures are kept as errno (a server's answer) or -errno (transport),
+ * -ESTALE meaning the session, and with it the handle, is gone.
+ */
+static void lane_step(struct op *lane, const struct sftp_reply *r, int err)
+{
+	struct dirbuf *d = (struct dirbuf *)lane->data;
+	bool again = false, extra = false;
+	int why = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (err == -ESTALE)
+		d->stale = true;
+	else if (err)
+		why = -op_transport_errno(err);
+	else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)
+		d->eof = true;
+	else if (r->type != SSH_FXP_NAME)
+		why = reply_errno(r);
+	else if (!add_batch(lane, d, r))
+		why = ENOMEM;
+	else if (!d->eof && !d->err && !d->stale) {
+		again = true;
+		if (d->lanes_started < LANES_MAX) {
+			extra = true;
+			d->lanes++;
+			d->lanes_started++;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (extra && !lane_send(d, NULL))
+		lane_end(d, ENOMEM);
+	if (again && lane_send(d, lane))
+		return;
+	lane->data = NULL;
+	op_free(lane);
+	lane_end(d, again ? ENOMEM : why);
 }
 
 static void opendir_done(struct op *op, const struct sftp_reply *r, int err)
@@ -282,7 +394,8 @@ static void opendir_done(struct op *op, const struct sftp_reply *r, int err)
 	d->hlen = r->u.handle.len;
 	d->conn_idx = op->rq.served_by;
 	d->gen = op->rq.served_gen;
-	send_bound(op, SSH_FXP_READDIR, readdir_step);
+	d->owner = op;
+	start_lanes(d);
 }
 
 static void start_listing(struct op *op, fuse_ino_t ino,
@@ -293,7 +406,7 @@ static void start_listing(struct op *op, fuse_ino_t ino,
 
 	op->fi = *fi;
 	op->ino = ino;
-	d = calloc(1, sizeof(*d));
+	d = dirbuf_new();
 	op->data = (char *)d;
 	if (d && ino == CTL_DIR_INO) {
 		for (int i = 0; control_files[i]; i++)

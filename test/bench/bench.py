@@ -1,6 +1,10 @@
 """`make bench`: steadyfs against sshfs, side by side, in one run.
 
     /usr/bin/python3 test/bench/bench.py --build build [--slow] [--reps 3]
+        [--profile direct,+10ms] [--rows seq_read,stat]
+
+--profile and --rows run a subset while investigating one figure; the
+numbers the issue asks for come from a whole run.
 
 Starts a throwaway OpenSSH sshd on 127.0.0.1 (test/sshdfix.py) and the
 fault proxy (test/faultproxy.py) in front of it, in a child process of its
@@ -15,7 +19,7 @@ repetition), `--reps` times, and keeps the median:
   seq read       N MiB in 1 MiB read() calls from a file written server-side
                  just before (a fresh file each time: nothing in the page cache)
   4 writers      4 threads, each N/4 MiB to its own file, fsync each
-  small files    create + write 4 KiB + close, ops/s
+  small files    create + write 16 KiB + close, ops/s
   rename+unlink  rename then unlink each small file, ops/s (2 per file)
   stat           listdir of a folder made server-side + lstat of each entry
   random 4K      4 KiB pwrite() at random offsets in a 64 MiB file + fsync
@@ -58,15 +62,18 @@ MIB = 1 << 20
 WATCHDOG = 20 * 60
 # Per profile: one-way delay and workload sizes (MiB or counts). Sizes shrink
 # with latency so that sshfs's slow rows stay within the time budget.
+# Sizes are the issue's (256 MiB sequential, 2,000 / 200 small files,
+# 10,000 stats); the others are chosen to keep a run near 10 minutes.
 PROFILES = [
-    {"name": "direct", "delay_ms": 0, "seq_mib": 200, "par_mib": 100,
-     "small": 500, "stat": 1000, "random": 2000, "ceiling_mib": 200},
-    {"name": "+10ms", "delay_ms": 10, "seq_mib": 100, "par_mib": 64,
-     "small": 100, "stat": 300, "random": 500, "ceiling_mib": 100},
+    {"name": "direct", "delay_ms": 0, "seq_mib": 256, "par_mib": 128,
+     "small": 2000, "stat": 10000, "random": 2000, "ceiling_mib": 256},
+    {"name": "+10ms", "delay_ms": 10, "seq_mib": 256, "par_mib": 128,
+     "small": 200, "stat": 10000, "random": 500, "ceiling_mib": 256},
 ]
 SLOW_PROFILE = {"name": "+50ms", "delay_ms": 50, "seq_mib": 32, "par_mib": 32,
                 "small": 30, "stat": 100, "random": 100, "ceiling_mib": 32}
 RANDOM_FILE_MIB = 64
+SMALL_FILE = 16 * 1024
 KINDS = ("steadyfs", "sshfs")
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -286,18 +293,18 @@ def par_write(mnt, _server, mib, writers=4):
 
 
 def small_files(mnt, _server, n):
-    """Create + write 4 KiB + close, n times; the files stay for the
+    """Create + write 16 KiB + close, n times; the files stay for the
     rename+unlink row, in a folder named in the returned state."""
     d = fresh_name(mnt, "small")
     os.mkdir(d)
-    data = os.urandom(4096)
+    data = os.urandom(SMALL_FILE)
     t0 = time.monotonic()
     for i in range(n):
         fd = os.open(os.path.join(d, f"f{i}"), os.O_WRONLY | os.O_CREAT, 0o644)
         os.write(fd, data)
         os.close(fd)
     dt = time.monotonic() - t0
-    return n / dt, n * 4096, d
+    return n / dt, n * SMALL_FILE, d
 
 
 def rename_unlink(d, n):
@@ -382,7 +389,7 @@ ROWS = [  # key, label, unit, workload, size key
     ("seq_write", "seq write {seq_mib} MiB + fsync", "MB/s", seq_write, "seq_mib"),
     ("seq_read", "seq read {seq_mib} MiB, cold", "MB/s", seq_read, "seq_mib"),
     ("par_write", "4 writers, {par_mib} MiB total", "MB/s", par_write, "par_mib"),
-    ("small", "small files x{small} (4 KiB)", "ops/s", None, "small"),
+    ("small", "small files x{small} (16 KiB)", "ops/s", None, "small"),
     ("rename_unlink", "rename+unlink x{small}", "ops/s", None, "small"),
     ("stat", "listdir + stat x{stat}", "ops/s", stat_files, "stat"),
     ("random", "random 4K writes x{random}", "ops/s", random_writes, "random"),
@@ -429,7 +436,7 @@ def run_row(key, fn, size, m, server, samples, moved):
         moved["cpu"] += daemon_cpu(m) - cpu0
 
 
-def run_profile(prof, sshd, proxy, workdir, reps, src_path):
+def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     proxy.delay(prof["delay_ms"])
     say(f"\n== {prof['name']}: {prof['delay_ms']} ms each way "
         f"(round trip +{2 * prof['delay_ms']} ms) ==")
@@ -444,8 +451,8 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path):
             up.append(u)
             down.append(d)
             for key, _, _, fn, size_key in ROWS:
-                if key == "rename_unlink":
-                    continue  # measured with "small"
+                if key == "rename_unlink" or key not in rows:
+                    continue  # rename+unlink is measured with "small"
                 for kind in order:
                     server = os.path.join(sshd.remote_dir, kind)
                     run_row(key, fn, prof[size_key], ms[kind], server,
@@ -567,11 +574,13 @@ def run(args, build, workdir):
             block = os.urandom(MIB)
             for _ in range(biggest):
                 f.write(block)
-        profiles = PROFILES + ([SLOW_PROFILE] if args.slow else [])
+        profiles = [p for p in PROFILES + [SLOW_PROFILE]
+                    if p["name"] in args.profile]
         for prof in profiles:
             # The up ceiling reads the source file whole: trim it per profile.
             os.truncate(src, prof["ceiling_mib"] * MIB)
-            res = run_profile(prof, sshd, proxy, workdir, args.reps, src)
+            res = run_profile(prof, sshd, proxy, workdir, args.reps, src,
+                              args.rows)
             results.append(res)
             say()
             say(table(res))
@@ -593,7 +602,18 @@ def main():
                     help="add a +50 ms each way profile")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp folder (daemon logs)")
+    ap.add_argument("--profile", default="",
+                    help="comma-separated profiles to run (default: direct "
+                    "and +10ms, and +50ms with --slow)")
+    ap.add_argument("--rows", default=",".join(r[0] for r in ROWS),
+                    help="comma-separated rows to run (default: all; "
+                    "rename_unlink comes with small)")
     args = ap.parse_args()
+    args.profile = set(args.profile.split(",")) if args.profile else \
+        {p["name"] for p in PROFILES + ([SLOW_PROFILE] if args.slow else [])}
+    args.rows = set(args.rows.split(","))
+    if "rename_unlink" in args.rows:
+        args.rows.add("small")
     build = os.path.abspath(args.build)
     why = preflight(build)
     if why:

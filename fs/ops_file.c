@@ -38,9 +38,9 @@
 
 /* Four times the bandwidth-delay product of a 100 MB/s link at 20 ms:
  * more only costs memory (peak RSS is a target, docs/performance.md). */
-#define FH_WINDOW (8u * 1024 * 1024)
+#define FH_WINDOW (4u * 1024 * 1024)
 /* All handles together: past it a writer with data in flight waits. */
-#define TOTAL_WINDOW (64u * 1024 * 1024)
+#define TOTAL_WINDOW (32u * 1024 * 1024)
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -1202,8 +1202,94 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	fh_set_handle(fh, r, &op->rq);
+	if (op->have_pre) {  /* the STAT behind the OPEN answered */
+		struct sftp_reply ar = { .type = SSH_FXP_ATTRS };
+
+		ar.u.attrs = op->pre;
+		op->fh = fh;
+		fh_get(fh);
+		create_stat_done(op, &ar, 0);
+		return;
+	}
 	op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
 	fh_start(op, fh, FH_FSTAT, create_stat_done);
+}
+
+/*
+ * A create sends a STAT of its path right behind the OPEN, on the same
+ * session: the server answers in order, so the new file's attributes come
+ * back in the OPEN's round trip instead of one FSTAT round trip later
+ * (sshfs does the same). The two replies join here: op->pending counts
+ * them and the last to arrive goes on. The OPEN's reply is kept in
+ * op->data until then (its handle copied: the packet is gone by then).
+ */
+struct create_join {
+	struct sftp_reply r;
+	int err;
+	uint8_t h[SFTP_MAX_HANDLE];
+};
+
+static void create_arrive(struct op *op)
+{
+	struct create_join j;
+
+	if (__atomic_sub_fetch(&op->pending, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	j = *(struct create_join *)op->data;
+	free(op->data);
+	op->data = NULL;
+	if (!j.err && j.r.type == SSH_FXP_HANDLE)
+		j.r.u.handle.h = j.h;
+	create_opened(op, j.err ? NULL : &j.r, j.err);
+}
+
+static void create_open_reply(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct create_join *j = (struct create_join *)op->data;
+
+	j->err = err;
+	if (!err) {
+		j->r.type = r->type;
+		j->r.id = r->id;
+		if (r->type == SSH_FXP_STATUS) {
+			j->r.u.status.code = r->u.status.code;
+		} else if (r->type == SSH_FXP_HANDLE) {
+			j->r.u.handle.len = r->u.handle.len;
+			memcpy(j->h, r->u.handle.h, r->u.handle.len < sizeof(j->h) ?
+			       r->u.handle.len : sizeof(j->h));
+		}
+	}
+	create_arrive(op);
+}
+
+static void create_stat_reply(struct op *sop, const struct sftp_reply *r, int err)
+{
+	struct op *op = sop->peer;
+
+	if (!err && r->type == SSH_FXP_ATTRS) {
+		op->pre = r->u.attrs;
+		op->have_pre = true;
+	}
+	op_free(sop);
+	create_arrive(op);
+}
+
+/* Sends the create's OPEN, with its STAT behind it when it can. */
+static void create_send(struct op *op, bool idempotent)
+{
+	struct op *sop = op_new(op->v, NULL, "create");
+	struct create_join *j = calloc(1, sizeof(*j));
+
+	if (!sop || !j || sftp_enc_path(&sop->rq.pkt, SSH_FXP_STAT, 0, op->path) < 0) {
+		free(j);
+		op_free(sop);
+		op_send(op, create_opened, idempotent);
+		return;
+	}
+	op->data = (char *)j;
+	op->pending = 2;
+	sop->peer = op;
+	op_send_pair(op, create_open_reply, idempotent, sop, create_stat_reply);
 }
 
 void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -1236,7 +1322,7 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	/* Exclusive create is not idempotent; settled in create_opened. */
-	op_send(op, create_opened, !(fi->flags & O_EXCL));
+	create_send(op, !(fi->flags & O_EXCL));
 }
 
 /* ---- read --------------------------------------------------------------- */

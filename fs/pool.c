@@ -120,7 +120,7 @@ static void notify_state(struct pool *p, bool changed, enum pool_state from,
 /* The least busy live session, or NULL. Ties go round the pool: on an
  * idle mount every open would otherwise land on session 0, and with it
  * all the handle-bound traffic of files opened one after the other. */
-static struct conn *pick(struct pool *p)
+static struct conn *pick_idx(struct pool *p, int *idx)
 {
 	struct conn *best = NULL;
 	unsigned best_n = ~0u;
@@ -136,9 +136,17 @@ static struct conn *pick(struct pool *p)
 		if (n < best_n) {
 			best = c;
 			best_n = n;
+			*idx = (start + k) % p->n;
 		}
 	}
 	return best;
+}
+
+static struct conn *pick(struct pool *p)
+{
+	int idx;
+
+	return pick_idx(p, &idx);
 }
 
 static void hold(struct pool *p, struct sreq *rq)
@@ -190,6 +198,27 @@ void pool_submit(struct pool *p, struct sreq *rq)
 		return;
 	}
 	hold(p, rq);
+}
+
+void pool_submit_pair(struct pool *p, struct sreq *first, struct sreq *second)
+{
+	struct conn *c = NULL;
+	int idx = -1;
+
+	if (!stopped(p) && first->conn_idx < 0 &&
+	    (!first->deadline || clock_mono_ns() < first->deadline))
+		c = pick_idx(p, &idx);
+	if (c) {
+		second->conn_idx = idx;
+		second->conn_gen = conn_up_gen(c);
+	}
+	if (!c || !second->conn_gen || conn_submit(c, first) < 0) {
+		pool_submit(p, first);
+		second->done(second, NULL, -ESTALE);
+		return;
+	}
+	if (conn_submit(c, second) < 0)
+		second->done(second, NULL, -ESTALE);
 }
 
 void pool_requeue(struct pool *p, struct sreq *rq)

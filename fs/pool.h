@@ -50,6 +50,15 @@ void pool_free(struct pool *p);
  * generation rq->conn_gen, else done(-ESTALE). Always ends in rq->done.
  */
 void pool_submit(struct pool *p, struct sreq *rq);
+/*
+ * pool_submit(first), then `second` right behind it on the same session,
+ * so a server that answers in order (every SFTP server does per channel)
+ * runs second after first in the same round trip. When first finds no
+ * session at once (or its session is gone before second is queued),
+ * second ends with -ESTALE and first goes on alone. second must not be
+ * bound (conn_idx -1): this binds it.
+ */
+void pool_submit_pair(struct pool *p, struct sreq *first, struct sreq *second);
 
 enum pool_state pool_state(struct pool *p);
 const char *pool_state_name(enum pool_state s);

@@ -107,6 +107,22 @@ void op_send(struct op *op, op_step_fn step, bool idempotent)
 	pool_submit(op->v->pool, &op->rq);
 }
 
+void op_send_pair(struct op *op, op_step_fn step, bool idempotent,
+		  struct op *second, op_step_fn second_step)
+{
+	op->step = step;
+	op->rq.done = op_done;
+	op->rq.idempotent = idempotent;
+	op->rq.conn_idx = -1;
+	op->rq.type = op->rq.pkt.len > 4 ? op->rq.pkt.d[4] : 0;
+	second->step = second_step;
+	second->rq.done = op_done;
+	second->rq.idempotent = false;
+	second->rq.conn_idx = -1;
+	second->rq.type = second->rq.pkt.len > 4 ? second->rq.pkt.d[4] : 0;
+	pool_submit_pair(op->v->pool, &op->rq, &second->rq);
+}
+
 void op_send_on(struct op *op, op_step_fn step, int conn_idx, uint64_t conn_gen)
 {
 	op->step = step;

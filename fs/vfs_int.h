@@ -96,6 +96,10 @@ struct op {
 	bool live;                 /* on vfs->live */
 	bool logged;               /* its failure was logged already */
 	int result;                /* errno the call ended with */
+	/* create: the STAT sent behind its OPEN (ops_file.c) */
+	struct op *peer;
+	struct sftp_attrs pre;
+	bool have_pre;
 	/* read assembly */
 	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
 	char *data;
@@ -114,6 +118,10 @@ void op_send(struct op *op, op_step_fn step, bool idempotent);
  * says otherwise: its reply was lost (-ECONNRESET), or the kernel resent
  * it after a daemon died and the server refused it. */
 bool op_maybe_done(const struct op *op, const struct sftp_reply *r, int err);
+/* op_send, with `second` right behind it on the same session (see
+ * pool_submit_pair): second's step gets -ESTALE when it could not go. */
+void op_send_pair(struct op *op, op_step_fn step, bool idempotent,
+		  struct op *second, op_step_fn second_step);
 /* The same bound to one session (a remote handle lives on one): fails
  * with -ESTALE when that session is gone. */
 void op_send_on(struct op *op, op_step_fn step, int conn_idx, uint64_t conn_gen);

@@ -156,6 +156,38 @@ def test_readdir_100k(fs):
 
 # ---- open, create, read, write ----------------------------------------------
 
+def test_create_answers_with_the_files_attributes(fs):
+    """A create's attributes come from a STAT sent behind its OPEN: a new
+    file has the mode asked for and size 0; a file that appeared on the
+    server after the mount looked for it keeps its size and mode; and
+    the create of a symlink's name reports its target."""
+    m, srv = fs
+    fd = os.open(m.path("new.dat"), os.O_WRONLY | os.O_CREAT, 0o640)
+    try:
+        st = os.fstat(fd)
+        assert st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0o640
+        assert stat.S_ISREG(st.st_mode)
+    finally:
+        os.close(fd)
+    assert errno_of(os.stat, m.path("late.dat")) == errno.ENOENT
+    write_file(os.path.join(srv, "late.dat"), b"x" * 1000)
+    os.chmod(os.path.join(srv, "late.dat"), 0o604)
+    fd = os.open(m.path("late.dat"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        assert st.st_size == 1000 and stat.S_IMODE(st.st_mode) == 0o604
+    finally:
+        os.close(fd)
+    write_file(os.path.join(srv, "target.dat"), b"y" * 123)
+    os.symlink("target.dat", os.path.join(srv, "link"))
+    fd = os.open(m.path("link"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert os.fstat(fd).st_size == 123
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "late.dat")) == b"x" * 1000
+
+
 def test_create_excl(fs):
     m, srv = fs
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL

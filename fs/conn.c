@@ -66,6 +66,11 @@ struct conn {
 	bool stop;
 	uint64_t reconnects, attempts;
 	double last_rtt;
+	/* Shortest round trip of this period and of the one before (a
+	 * period is RTT_PERIOD): the link's own delay, without the
+	 * server's queue, for sizing windows; forgets a changed route. */
+	uint64_t rtt_min[2];
+	uint64_t rtt_period_start;
 	unsigned nslots;
 	struct conn_server server;
 
@@ -562,6 +567,31 @@ static int flush_out(struct conn *c)
 
 /* ---- receiving ---------------------------------------------------------- */
 
+#define RTT_PERIOD (10ull * 1000 * 1000 * 1000)
+
+/* Lock held. */
+static void note_rtt(struct conn *c, uint64_t now, uint64_t sent)
+{
+	uint64_t rtt = now - sent;
+
+	c->last_rtt = (double)rtt / 1e9;
+	if (now - c->rtt_period_start > RTT_PERIOD) {
+		c->rtt_min[1] = c->rtt_min[0];
+		c->rtt_min[0] = 0;
+		c->rtt_period_start = now;
+	}
+	if (!c->rtt_min[0] || rtt < c->rtt_min[0])
+		c->rtt_min[0] = rtt;
+}
+
+/* Lock held. */
+static double min_rtt_locked(const struct conn *c)
+{
+	uint64_t a = c->rtt_min[0], b = c->rtt_min[1];
+
+	return (double)(a && (!b || a < b) ? a : b) / 1e9;
+}
+
 static void complete(struct conn *c, const uint8_t *pkt, size_t len)
 {
 	struct sftp_reply r;
@@ -583,7 +613,7 @@ static void complete(struct conn *c, const uint8_t *pkt, size_t len)
 	s = *pp;
 	rq = s->rq;
 	pthread_mutex_lock(&c->lock);
-	c->last_rtt = (double)(clock_mono_ns() - s->sent) / 1e9;
+	note_rtt(c, clock_mono_ns(), s->sent);
 	pthread_mutex_unlock(&c->lock);
 	slot_remove(c, pp);
 	if (rq)
@@ -891,6 +921,7 @@ void conn_get_info(struct conn *c, struct conn_info *out)
 	out->since = c->since;
 	out->inflight = c->nslots;
 	out->last_rtt = c->last_rtt;
+	out->min_rtt = min_rtt_locked(c);
 	out->reconnects = c->reconnects;
 	out->attempts = c->attempts;
 	out->gen = c->gen;

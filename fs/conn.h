@@ -38,6 +38,7 @@ struct conn_info {
 	double since;          /* wall time of the last state change */
 	unsigned inflight;
 	double last_rtt;       /* seconds, last ping or reply round trip */
+	double min_rtt;        /* seconds, shortest of the last 10-20 s; 0: none */
 	uint64_t reconnects;   /* successful reconnects after the first */
 	uint64_t attempts;     /* connect attempts */
 	uint64_t gen;          /* increments on each successful connect */

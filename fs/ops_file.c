@@ -41,6 +41,21 @@
 #define FH_WINDOW (4u * 1024 * 1024)
 /* All handles together: past it a writer with data in flight waits. */
 #define TOTAL_WINDOW (32u * 1024 * 1024)
+/*
+ * Writes in flight per handle, whatever their size, adapt to the server's
+ * queue: from FH_START_CHUNKS the cap grows by one with each write that
+ * comes back within a round trip plus QUEUE_SLACK_NS of the session's
+ * shortest (no queue), and halves, once per round trip, when one comes
+ * back later than that by more than a round trip (the server is behind).
+ * OpenSSH's sftp-server reads its input faster than it handles it; a
+ * backlog of a few hundred small writes made it handle them at a few
+ * hundred a second on the bench VM (docs/performance.md), where keeping
+ * its queue short keeps it at thousands.
+ */
+#define FH_START_CHUNKS 128u
+#define FH_MIN_CHUNKS 32u
+#define FH_MAX_CHUNKS 1024u
+#define QUEUE_SLACK_NS (2u * 1000 * 1000)
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -70,6 +85,11 @@ struct fh {
 	bool reopening;
 	struct op *waiters;        /* ops waiting for the handle */
 	struct wchunk *chunks;     /* unacknowledged writes, oldest first */
+	struct wchunk *chunks_tail;
+	unsigned nchunks;
+	uint64_t ulo, uhi;         /* range the chunks cover (ulo > uhi: none) */
+	unsigned max_chunks;       /* 0: FH_START_CHUNKS (see chunk_adapt) */
+	uint64_t cap_cut_at;       /* when max_chunks was last halved */
 	size_t unacked;
 	int err;                   /* sticky write error */
 	struct op *drainers;       /* ops waiting for chunks == NULL */
@@ -209,19 +229,25 @@ static int take_err_locked(struct fh *fh)
 
 /* The unacknowledged range, as a later daemon must report it if this one
  * dies. fh->lock held. */
+/* Recomputes fh->ulo/uhi (a chunk at an edge of the range left). */
+static void unacked_range_locked(struct fh *fh)
+{
+	fh->ulo = UINT64_MAX;
+	fh->uhi = 0;
+	for (struct wchunk *c = fh->chunks; c; c = c->next) {
+		if (c->off < fh->ulo)
+			fh->ulo = c->off;
+		if (c->off + c->len > fh->uhi)
+			fh->uhi = c->off + c->len;
+	}
+}
+
 static void record_unacked_locked(struct fh *fh)
 {
-	uint64_t lo = UINT64_MAX, hi = 0;
-
 	if (fh->slot < 0 || !fh->v->ks)
 		return;
-	for (struct wchunk *c = fh->chunks; c; c = c->next) {
-		if (c->off < lo)
-			lo = c->off;
-		if (c->off + c->len > hi)
-			hi = c->off + c->len;
-	}
-	ks_fh_unacked(fh->v->ks, fh->slot, fh->unacked, lo, hi);
+	ks_fh_unacked(fh->v->ks, fh->slot, fh->unacked,
+		      fh->chunks ? fh->ulo : UINT64_MAX, fh->chunks ? fh->uhi : 0);
 }
 
 static uint32_t pflags_of(int flags, bool creating)
@@ -544,7 +570,37 @@ static void submit_chunks(struct wchunk *list)
 static bool room_locked(struct fh *fh)
 {
 	return fh->unacked < FH_WINDOW &&
+	       fh->nchunks < (fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS) &&
 	       (!fh->chunks || fh->v->unacked_bytes < TOTAL_WINDOW);
+}
+
+/* Adapts fh->max_chunks to how long an acknowledged write took. */
+static void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
+{
+	struct pool *p = fh->v->pool;
+	struct conn_info ci = { 0 };
+	uint64_t rtt, base;
+	unsigned cap;
+
+	if (!c->rq.sent_at || now <= c->rq.sent_at || c->rq.served_by < 0 ||
+	    c->rq.served_by >= pool_size(p))
+		return;
+	conn_get_info(pool_conn(p, c->rq.served_by), &ci);
+	if (ci.min_rtt <= 0)
+		return;
+	rtt = now - c->rq.sent_at;
+	base = (uint64_t)(ci.min_rtt * 1e9);
+	pthread_mutex_lock(&fh->lock);
+	cap = fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS;
+	if (rtt <= base + QUEUE_SLACK_NS) {
+		if (cap < FH_MAX_CHUNKS)
+			cap++;
+	} else if (rtt > 2 * base + QUEUE_SLACK_NS && now - fh->cap_cut_at > rtt) {
+		cap = cap / 2 > FH_MIN_CHUNKS ? cap / 2 : FH_MIN_CHUNKS;
+		fh->cap_cut_at = now;
+	}
+	fh->max_chunks = cap;
+	pthread_mutex_unlock(&fh->lock);
 }
 
 static bool has_room(struct fh *fh)
@@ -604,15 +660,22 @@ static void chunk_retire(struct wchunk *c, int err)
 {
 	struct fh *fh = c->fh;
 	struct vfs *v = fh->v;
-	struct wchunk **pp;
+	struct wchunk **pp, *prev = NULL;
 	struct op *d, *w;
 
 	pthread_mutex_lock(&fh->lock);
+	/* Acknowledgements come mostly in order: c is usually the head. */
 	for (pp = &fh->chunks; *pp && *pp != c; pp = &(*pp)->next)
-		;
-	if (*pp)
+		prev = *pp;
+	if (*pp) {
 		*pp = c->next;
+		if (fh->chunks_tail == c)
+			fh->chunks_tail = prev;
+	}
+	fh->nchunks--;
 	fh->unacked -= c->len;
+	if (c->off == fh->ulo || c->off + c->len == fh->uhi)
+		unacked_range_locked(fh);
 	record_unacked_locked(fh);
 	if (err)
 		set_err_locked(fh, err);
@@ -692,6 +755,7 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		chunk_adapt(fh, c, clock_mono_ns());
 		control_add_bytes(fh->v->ctl, 0, c->len);
 		chunk_retire(c, 0);
 	}
@@ -731,10 +795,20 @@ static int queue_write(struct fh *fh, const char *buf, size_t len, uint64_t off)
 
 		pthread_mutex_lock(&fh->lock);
 		fh->refs++;
+		fh->nchunks++;
 		fh->unacked += n;
-		for (pp = &fh->chunks; *pp; pp = &(*pp)->next)
-			;
+		pp = fh->chunks ? &fh->chunks_tail->next : &fh->chunks;
 		*pp = c;
+		fh->chunks_tail = c;
+		if (fh->chunks == c) {
+			fh->ulo = c->off;
+			fh->uhi = c->off + c->len;
+		} else {
+			if (c->off < fh->ulo)
+				fh->ulo = c->off;
+			if (c->off + c->len > fh->uhi)
+				fh->uhi = c->off + c->len;
+		}
 		record_unacked_locked(fh);
 		chunk_prep_locked(c, &tosend);
 		pthread_mutex_unlock(&fh->lock);

@@ -345,6 +345,28 @@ def test_read_ahead_sequential_random_and_after_write(fs):
         os.close(fd)
 
 
+def test_many_small_random_writes_land_in_order(fs):
+    """3,000 4 KiB pwrites, many to the same blocks, more than the
+    write-behind keeps in flight at once: what the server has at fsync
+    is exactly the last write to each block."""
+    m, srv = fs
+    size = 2 * MiB
+    model = bytearray(size)
+    rnd = random.Random(11)
+    fd = os.open(m.path("rand.dat"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        for i in range(3000):
+            off = rnd.randrange(size // 4096) * 4096
+            block = bytes([i % 251]) * 4096
+            assert os.pwrite(fd, block, off) == 4096
+            model[off:off + 4096] = block
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "rand.dat")) == bytes(model)
+
+
 def test_pwrite_offsets(fs):
     m, srv = fs
     fd = os.open(m.path("p"), os.O_RDWR | os.O_CREAT, 0o644)

@@ -12,8 +12,9 @@ own so that its CPU does not share this process's interpreter lock with
 the workloads. For each link profile (direct: the proxy in pass mode; +10 ms
 each way; with --slow also +50 ms) it mounts steadyfs (default options) and
 sshfs (default options) against the same server through the same proxy,
-then runs each workload on both mounts, interleaved (the order flips every
-repetition), `--reps` times, and keeps the median:
+then, after a small warm-up round of the data rows on each mount (not
+counted), runs each workload on both mounts, interleaved (the order flips
+every repetition), `--reps` times, and keeps the median:
 
   seq write      N MiB in 1 MiB write() calls, then fsync; time to fsync return
   seq read       N MiB in 1 MiB read() calls from a file written server-side
@@ -436,6 +437,21 @@ def run_row(key, fn, size, m, server, samples, moved):
         moved["cpu"] += daemon_cpu(m) - cpu0
 
 
+def warm_up(ms, sshd, rows):
+    """One small round of the data rows on each fresh mount, not counted.
+    On this VM a page the process never touched costs ~15 us to fault in
+    (docs/performance.md), so whichever daemon first grows its buffers
+    in a measured repetition lost up to 3x there; a mount that has run
+    for a while (the crawler's case) is past that."""
+    for kind in KINDS:
+        server = os.path.join(sshd.remote_dir, kind)
+        for key, fn, size in (("seq_write", seq_write, 32), ("seq_read", seq_read, 32),
+                              ("par_write", par_write, 32),
+                              ("random", random_writes, 200)):
+            if key in rows:
+                fn(ms[kind].mountpoint, server, size)
+
+
 def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     proxy.delay(prof["delay_ms"])
     say(f"\n== {prof['name']}: {prof['delay_ms']} ms each way "
@@ -445,6 +461,7 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     samples = {k: {r[0]: [] for r in ROWS} for k in KINDS}
     moved = {k: {"bytes": 0, "cpu": 0.0} for k in KINDS}
     try:
+        warm_up(ms, sshd, rows)
         for rep in range(reps):
             order = KINDS if rep % 2 == 0 else KINDS[::-1]
             u, d = ceiling(sshd, proxy.port, prof["ceiling_mib"], src_path)

@@ -26,6 +26,11 @@
  * past the end costs one EOF reply. */
 #define LANES_START 4u
 #define LANES_MAX 32u
+/* readdirplus hands the kernel a reference per entry it gives attributes
+ * for (a node and a take-over slot each, until the kernel forgets it):
+ * only for folders up to this size; bigger ones get plain entries and
+ * their lstat()s are answered from the listing's attributes by LOOKUP. */
+#define PLUS_MAX_ENTRIES 16384u
 
 struct dirent_s {
 	char *name;
@@ -39,6 +44,7 @@ struct dirbuf {
 	size_t hlen;
 	int conn_idx;
 	uint64_t gen;
+	uint64_t ino;              /* the folder listed */
 	/* While listing: the lanes, under lock (their replies come on the
 	 * session's thread, a timeout on the pool's timer thread). */
 	pthread_mutex_t lock;
@@ -408,6 +414,8 @@ static void start_listing(struct op *op, fuse_ino_t ino,
 	op->ino = ino;
 	d = dirbuf_new();
 	op->data = (char *)d;
+	if (d)
+		d->ino = ino;
 	if (d && ino == CTL_DIR_INO) {
 		for (int i = 0; control_files[i]; i++)
 			if (dirbuf_add(d, (const uint8_t *)control_files[i],
@@ -461,24 +469,113 @@ static void reply_entries(fuse_req_t req, const struct dirbuf *d, size_t size,
 	free(buf);
 }
 
-void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		 struct fuse_file_info *fi)
+static bool is_dot(const char *name)
+{
+	return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+}
+
+/*
+ * One readdirplus entry: with the attributes the listing brought (still
+ * within entry_timeout), the entry carries them and a reference the
+ * kernel will forget later, so the lstat()s that follow a listing need
+ * no LOOKUP at all. Others (".", "..", .control, names without fresh
+ * attributes) go as plain entries (ino 0). Returns the bytes used, or
+ * more than `room` when it did not fit (nothing added, nothing held);
+ * *held is the node referenced, 0 for none.
+ */
+static size_t add_plus(struct vfs *v, fuse_req_t req, char *buf, size_t room,
+		       const struct dirbuf *d, size_t i, uint64_t *held)
+{
+	const char *name = d->e[i].name;
+	struct fuse_entry_param e = { .attr.st_ino = FUSE_UNKNOWN_INO,
+				      .attr.st_mode = d->e[i].mode };
+	size_t need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
+	struct stat st;
+	uint64_t id;
+
+	*held = 0;
+	if (need > room)
+		return need;
+	if (d->n <= PLUS_MAX_ENTRIES && !is_dot(name) && !is_ctl_ino(d->ino) &&
+	    (id = nodes_find(v->nodes, d->ino, name)) &&
+	    nodes_get_fresh_attr(v->nodes, id, clock_s_to_ns(v->o->entry_timeout), &st)) {
+		uint64_t got = nodes_ref(v->nodes, d->ino, name);
+
+		if (got == id) {
+			vfs_adjust_size(v, id, &st);
+			vfs_fill_entry(v, &e, id, &st);
+			*held = id;
+		} else if (got) {
+			nodes_forget(v->nodes, got, 1);
+		}
+	}
+	return fuse_add_direntry_plus(req, buf, room, name, &e, (off_t)(i + 1));
+}
+
+static void reply_entries_plus(struct vfs *v, fuse_req_t req, const struct dirbuf *d,
+			       size_t size, off_t off)
+{
+	char *buf = malloc(size);
+	uint64_t *held = calloc(size / 24 + 1, sizeof(*held));
+	size_t used = 0, nheld = 0;
+
+	if (!buf || !held) {
+		free(buf);
+		free(held);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		size_t need = add_plus(v, req, buf + used, size - used, d, i, &held[nheld]);
+
+		if (need > size - used)
+			break;
+		used += need;
+		if (held[nheld])
+			nheld++;
+	}
+	/* Not delivered: the kernel holds none of these references. */
+	if (fuse_reply_buf(req, buf, used) != 0)
+		for (size_t k = 0; k < nheld; k++)
+			nodes_forget(v->nodes, held[k], 1);
+	free(held);
+	free(buf);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi, bool plus)
 {
 	struct vfs *v = fuse_req_userdata(req);
 	struct dirbuf *d = handles_get(v->dirs, fi->fh);
 	struct op *op;
 
+	if (d && plus) {
+		reply_entries_plus(v, req, d, size, off);
+		return;
+	}
 	if (d) {
 		reply_entries(req, d, size, off);
 		return;
 	}
-	/* Opened under a daemon that died: list again. */
+	/* Opened under a daemon that died: list again (as plain entries). */
 	if (!(op = op_new(v, req, "readdir")))
 		return;
 	op->flags = LIST_FOR_READDIR;
 	op->off = (uint64_t)off;
 	op->size = size;
 	start_listing(op, ino, fi);
+}
+
+void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, false);
+}
+
+void vfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, true);
 }
 
 void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

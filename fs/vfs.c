@@ -394,6 +394,13 @@ static void vfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (!v->o->auto_cache)
 		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* Every listing carries its entries' attributes (ops_dir.c), not
+	 * only the first batch of one: the lstat()s after a listing then
+	 * need no LOOKUP. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
 }
 
 static void *sweeper(void *arg)
@@ -566,6 +573,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsync = vfs_fsync,
 	.opendir = vfs_opendir,
 	.readdir = vfs_readdir,
+	.readdirplus = vfs_readdirplus,
 	.releasedir = vfs_releasedir,
 	.statfs = vfs_statfs,
 };

@@ -223,6 +223,8 @@ void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void vfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 struct fuse_file_info *fi);
+void vfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi);
 void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 #endif

@@ -17,6 +17,7 @@ test's mounts left there.
 import errno
 import json
 import os
+import stat
 import re
 import shutil
 import subprocess
@@ -285,6 +286,34 @@ def test_write_calls_counted(mirrors, sshd, remote_subdir, mount_steadyfs):
     mt = parse_metrics(read(m, "metrics"))
     assert mt['steadyfs_calls_total{op="write"}'] >= 10
     assert mt['steadyfs_call_duration_seconds_count{op="write"}'] >= 10
+
+
+def test_listing_carries_attributes(mirrors, sshd, remote_subdir, mount_steadyfs):
+    """A listing hands the kernel its entries' attributes (readdirplus):
+    the lstat() of every entry right after it sends (almost) no LOOKUP,
+    and each lstat still sees the server's size and mode."""
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
+    mirrors.append(default_mirror(m.mountpoint))
+    srv = os.path.join(sshd.remote_dir, remote_subdir, "many")
+    os.mkdir(srv)
+    n = 300
+    for i in range(n):
+        with open(os.path.join(srv, f"e{i}"), "wb") as f:
+            f.write(b"x" * i)
+        os.chmod(os.path.join(srv, f"e{i}"), 0o600 if i % 2 else 0o644)
+
+    def lookups():
+        return parse_metrics(read(m, "metrics")).get('steadyfs_calls_total{op="lookup"}', 0)
+    os.stat(m.path("many"))
+    before = lookups()
+    names = os.listdir(m.path("many"))
+    for name in names:
+        st = os.lstat(m.path("many", name))
+        i = int(name[1:])
+        assert st.st_size == i and stat.S_IMODE(st.st_mode) == (0o600 if i % 2 else 0o644)
+    assert len(names) == n
+    sent = lookups() - before
+    assert sent <= n // 10, f"{sent} LOOKUPs for {n} entries just listed"
 
 
 # ---- an outage ------------------------------------------------------------------

@@ -488,6 +488,70 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     return summarise(prof, samples, daemons, up, down)
 
 
+# Issue 7 item 4: what each transport setting is worth, steadyfs alone,
+# each variant changing one default (STEADYFS_TRANSPORT, see fs/conn.c).
+TRANSPORT_VARIANTS = [
+    ("defaults (AES-GCM, TCP_NODELAY, 4 MiB channel reads)", ""),
+    ("ChaCha20-Poly1305 instead of AES-GCM", "cipher=chacha20-poly1305@openssh.com"),
+    ("AES-CTR + HMAC instead of AES-GCM", "cipher=aes128-ctr"),
+    ("without TCP_NODELAY", "nodelay=0"),
+    ("64 KiB channel reads (libssh's own ~1.2 MB window)", "window=65536"),
+]
+TRANSPORT_ROWS = [("seq_write", "seq write MB/s", seq_write),
+                  ("seq_read", "seq read MB/s", seq_read),
+                  ("small", "small files/s", None)]
+TRANSPORT_SIZES = {"direct": {"mib": 128, "small": 300},
+                   "+10ms": {"mib": 128, "small": 60}}
+
+
+def transport_profile(prof, sshd, proxy, workdir, reps):
+    """Mounts steadyfs once per variant and runs the rows `reps` times."""
+    proxy.delay(prof["delay_ms"])
+    sizes = TRANSPORT_SIZES[prof["name"]]
+    server = os.path.join(sshd.remote_dir, "steadyfs")
+    out = []
+    for label, spec in TRANSPORT_VARIANTS:
+        mp = tempfile.mkdtemp(prefix="mnt-transport-", dir=workdir)
+        m = mounts.mount_steadyfs(sshd, mp, remote_subdir="steadyfs",
+                                  port=proxy.port, opts={"op_timeout": None},
+                                  timeout=30,
+                                  env={"STEADYFS_TRANSPORT": spec} if spec else None)
+        got = {k: [] for k, _, _ in TRANSPORT_ROWS}
+        try:
+            seq_write(mp, server, 16)  # warm-up, not counted
+            for _ in range(reps):
+                got["seq_write"].append(seq_write(mp, server, sizes["mib"])[0])
+                got["seq_read"].append(seq_read(mp, server, sizes["mib"])[0])
+                rate, _, d = small_files(mp, server, sizes["small"])
+                shutil.rmtree(d)
+                got["small"].append(rate)
+            bad = m.problems()
+            if bad:
+                raise Failed(f"steadyfs stderr ({label}): {bad[:3]}")
+        finally:
+            m.cleanup()
+        out.append({"variant": label, "spec": spec, "samples": got,
+                    "medians": {k: median(v) for k, v in got.items()}})
+    base = out[0]["medians"]
+    for v in out:
+        v["vs_defaults"] = {k: (v["medians"][k] / base[k]) if base[k] else None
+                            for k in base}
+    return {"profile": prof["name"], "sizes": sizes, "variants": out}
+
+
+def transport_table(res):
+    head = " | ".join(label for _, label, _ in TRANSPORT_ROWS)
+    out = [f"### transport settings, {res['profile']} (steadyfs alone; "
+           f"{res['sizes']['mib']} MiB, {res['sizes']['small']} small files; "
+           "x = against the defaults)", "",
+           f"| variant | {head} |", "|---|" + "---:|" * len(TRANSPORT_ROWS)]
+    for v in res["variants"]:
+        cells = [f"{fmt(v['medians'][k])} (x{fmt(v['vs_defaults'][k], 2)})"
+                 for k, _, _ in TRANSPORT_ROWS]
+        out.append(f"| {v['variant']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def daemon_figures(m, moved):
     pids = daemon_pids(m)
     gib = moved["bytes"] / (1 << 30)
@@ -580,7 +644,7 @@ def run(args, build, workdir):
     os.environ["STEADYFS_BUILD"] = pinned
     become_subreaper()
     sshd = proxy = None
-    results = []
+    results, transports = [], []
     try:
         sshd = sshdfix.Sshd(workdir).start()
         proxy = ProxyProcess(sshd.port)
@@ -601,12 +665,20 @@ def run(args, build, workdir):
             results.append(res)
             say()
             say(table(res))
+        if args.transport:
+            for prof in profiles:
+                if prof["name"] not in TRANSPORT_SIZES:
+                    continue
+                say(f"\n== transport settings, {prof['name']} ==")
+                res = transport_profile(prof, sshd, proxy, workdir, args.reps)
+                transports.append(res)
+                say(transport_table(res))
     finally:
         if proxy is not None:
             proxy.stop()
         if sshd is not None:
             sshd.stop()
-    return results
+    return results, transports
 
 
 def main():
@@ -617,6 +689,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--slow", action="store_true",
                     help="add a +50 ms each way profile")
+    ap.add_argument("--transport", action="store_true",
+                    help="also measure each transport setting (steadyfs "
+                    "alone, about 4 minutes more)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp folder (daemon logs)")
     ap.add_argument("--profile", default="",
@@ -647,7 +722,7 @@ def main():
         f"{args.reps} repetitions, medians; {os.cpu_count()} cores, loopback)")
     status = 1
     try:
-        results = run(args, build, workdir)
+        results, transports = run(args, build, workdir)
         out = os.path.join(build, "bench.json")
         with open(out, "w") as f:
             json.dump({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -655,7 +730,8 @@ def main():
                        "commit": args.commit,
                        "load_after": os.getloadavg(),
                        "seconds": time.monotonic() - started,
-                       "profiles": results}, f, indent=1)
+                       "profiles": results,
+                       "transport": transports}, f, indent=1)
         say(f"\nwrote {out}")
         status = 0
     except (Failed, mounts.MountError, sshdfix.SshdError, OSError) as e:

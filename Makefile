@@ -158,7 +158,7 @@ demo: all
 	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)
 
 bench: all
-	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B)
+	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B) --transport
 
 # ---- install -------------------------------------------------------------
 # mount(8) finds no helper named mount.fuse.steadyfs in /sbin, so it runs

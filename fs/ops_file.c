@@ -1513,8 +1513,8 @@ static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
 		}
 	}
 	pthread_mutex_lock(&fh->lock);
-	w = ra_fill_take(&fh->ra, op->ra_gen, op->off, &op->data, op->got,
-			 op->got < op->size, failed);
+	w = ra_fill(&fh->ra, op->ra_gen, op->off, op->data, op->got,
+		    op->got < op->size, failed);
 	pthread_mutex_unlock(&fh->lock);
 	fh_op_end(op);
 	finish_ra_waiters(w);
@@ -1559,23 +1559,13 @@ static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
 	struct fh *fh = op->fh;
 	enum ra_result res;
 
-	const char *hit = NULL;
-	size_t n = 0;
-
 	pthread_mutex_lock(&fh->lock);
-	res = ra_lookup_ref(&fh->ra, op, op->off, op->size, &hit, &n);
-	if (res == RA_HIT) {
-		/* Straight from the chunk, which the lock keeps alive: one
-		 * copy of every byte less (a read is mostly memcpy). */
-		fuse_reply_buf(op->req, hit, n);
-		op->req = NULL;
-	}
+	res = ra_lookup(&fh->ra, op, op->off, op->size);
 	pthread_mutex_unlock(&fh->lock);
 	ra_fill_window(op->v, fh);
-	if (res == RA_HIT) {
-		control_add_bytes(op->v->ctl, n, 0);
-		fh_op_end(op);
-	} else if (res == RA_MISS)
+	if (res == RA_HIT)
+		finish_ra_waiters(op);
+	else if (res == RA_MISS)
 		read_direct(op);
 	/* RA_WAIT: ra_fetch_done completes it. */
 }

@@ -62,8 +62,7 @@ static bool is_sequential(const struct ra *ra, uint64_t off)
 	       off < ra->ahead;
 }
 
-enum ra_result ra_lookup_ref(struct ra *ra, struct op *op, uint64_t off, size_t size,
-			      const char **hit, size_t *hitlen)
+enum ra_result ra_lookup(struct ra *ra, struct op *op, uint64_t off, size_t size)
 {
 	bool sequential = is_sequential(ra, off);
 
@@ -93,12 +92,7 @@ enum ra_result ra_lookup_ref(struct ra *ra, struct op *op, uint64_t off, size_t 
 		if (off < c->off || off + size > c->off + c->len)
 			continue;
 		if (c->done && !c->failed) {
-			uint64_t from = off - c->off;
-
-			*hitlen = from < c->got ? c->got - from : 0;
-			*hit = *hitlen ? c->data + from : NULL;
-			if (*hitlen > size)
-				*hitlen = size;
+			copy_out(c, op);
 			return RA_HIT;
 		}
 		if (c->failed)
@@ -110,20 +104,6 @@ enum ra_result ra_lookup_ref(struct ra *ra, struct op *op, uint64_t off, size_t 
 	return RA_MISS;
 }
 
-enum ra_result ra_lookup(struct ra *ra, struct op *op, uint64_t off, size_t size)
-{
-	const char *hit;
-	size_t n;
-	enum ra_result r = ra_lookup_ref(ra, op, off, size, &hit, &n);
-
-	if (r == RA_HIT) {
-		if (n)
-			memcpy(op->data, hit, n);
-		op->got = n;
-	}
-	return r;
-}
-
 bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len)
 {
 	struct ra_chunk *c, **pp;
@@ -132,9 +112,10 @@ bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len)
 		return false;
 	if (ra->ahead < ra->next_off)
 		ra->ahead = (ra->next_off + RA_CHUNK - 1) / RA_CHUNK * RA_CHUNK;
-	/* c->data comes with the reply (ra_fill_take). */
-	if (!(c = calloc(1, sizeof(*c))))
+	if (!(c = calloc(1, sizeof(*c))) || !(c->data = malloc(RA_CHUNK))) {
+		free(c);
 		return false;
+	}
 	c->off = ra->ahead;
 	c->len = RA_CHUNK;
 	for (pp = &ra->chunks; *pp; pp = &(*pp)->next)
@@ -146,8 +127,8 @@ bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len)
 	return true;
 }
 
-struct op *ra_fill_take(struct ra *ra, uint32_t gen, uint64_t off, char **data,
-			size_t len, bool eof, bool failed)
+struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
+		   size_t len, bool eof, bool failed)
 {
 	struct ra_chunk *c;
 	struct op *w, *out = NULL;
@@ -159,19 +140,18 @@ struct op *ra_fill_take(struct ra *ra, uint32_t gen, uint64_t off, char **data,
 	if (!c)
 		return NULL;
 	c->done = true;
-	c->failed = failed || (len && !*data);
-	if (!c->failed) {
+	c->failed = failed;
+	if (!failed) {
 		c->got = (uint32_t)(len < c->len ? len : c->len);
-		free(c->data);
-		c->data = *data;
-		*data = NULL;
+		if (c->got)
+			memcpy(c->data, data, c->got);
 		if (eof || c->got < c->len)
 			ra->eof = true;
 	}
 	for (w = c->waiters; w; ) {
 		struct op *next = w->next;
 
-		if (c->failed)
+		if (failed)
 			w->err = EIO;
 		else
 			copy_out(c, w);
@@ -181,19 +161,6 @@ struct op *ra_fill_take(struct ra *ra, uint32_t gen, uint64_t off, char **data,
 	}
 	c->waiters = NULL;
 	return out;
-}
-
-struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
-		   size_t len, bool eof, bool failed)
-{
-	char *own = NULL;
-	struct op *w;
-
-	if (!failed && len && (own = malloc(len)))
-		memcpy(own, data, len);
-	w = ra_fill_take(ra, gen, off, &own, len, eof, failed);
-	free(own);
-	return w;
 }
 
 struct op *ra_reset(struct ra *ra)

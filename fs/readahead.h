@@ -52,10 +52,6 @@ enum ra_result { RA_MISS = 0, RA_HIT, RA_WAIT };
  * sequential detection.
  */
 enum ra_result ra_lookup(struct ra *ra, struct op *op, uint64_t off, size_t size);
-/* The same without the copy: on RA_HIT, *hit and *hitlen are the bytes
- * inside the chunk, valid only while the owner's lock stays held. */
-enum ra_result ra_lookup_ref(struct ra *ra, struct op *op, uint64_t off, size_t size,
-			     const char **hit, size_t *hitlen);
 /*
  * The next chunk to request, if the window wants one: sets *off and *len,
  * records it as pending and returns true. Call until it returns false.
@@ -69,10 +65,6 @@ bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len);
  */
 struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
 		   size_t len, bool eof, bool failed);
-/* The same taking the buffer over (*data is set to NULL when kept; it
- * must hold the chunk's length, RA_CHUNK): no copy of the data. */
-struct op *ra_fill_take(struct ra *ra, uint32_t gen, uint64_t off, char **data,
-			size_t len, bool eof, bool failed);
 /* Drops every chunk (after a write or a random read). Returns waiters,
  * marked op->err = EIO, for the caller to read directly. */
 struct op *ra_reset(struct ra *ra);

@@ -370,11 +370,15 @@ static void lane_step(struct op *lane, const struct sftp_reply *r, int err)
 	pthread_mutex_unlock(&d->lock);
 	if (extra && !lane_send(d, NULL))
 		lane_end(d, ENOMEM);
-	if (again && lane_send(d, lane))
+	if (again) {
+		/* A lane that could not be sent is freed by lane_send. */
+		if (!lane_send(d, lane))
+			lane_end(d, ENOMEM);
 		return;
+	}
 	lane->data = NULL;
 	op_free(lane);
-	lane_end(d, again ? ENOMEM : why);
+	lane_end(d, why);
 }
 
 static void opendir_done(struct op *op, const struct sftp_reply *r, int err)

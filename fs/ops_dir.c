@@ -20,6 +20,8 @@
 
 /* op->flags of a listing made for a readdir on another daemon's handle. */
 #define LIST_FOR_READDIR 1u
+/* ... and that readdir is a READDIRPLUS (its reply has the other format). */
+#define LIST_PLUS 2u
 
 /* READDIRs in flight per listing: LANES_START at first, one more per
  * full batch up to LANES_MAX (sshfs grows 2 -> 32 the same way). A lane
@@ -100,6 +102,8 @@ static struct dirbuf *dir_of(struct op *op)
 
 static void reply_entries(fuse_req_t req, const struct dirbuf *d, size_t size,
 			  off_t off);
+static void reply_entries_plus(struct vfs *v, fuse_req_t req, const struct dirbuf *d,
+			       size_t size, off_t off);
 static void opendir_done(struct op *op, const struct sftp_reply *r, int err);
 
 #ifndef FUSE_UNKNOWN_INO
@@ -158,7 +162,9 @@ static void finish_opendir(struct op *op)
 			dirbuf_free(d);
 			d = handles_get(op->v->dirs, op->fi.fh);
 		}
-		if (d)
+		if (d && (op->flags & LIST_PLUS))
+			reply_entries_plus(op->v, op->req, d, op->size, (off_t)op->off);
+		else if (d)
 			reply_entries(op->req, d, op->size, (off_t)op->off);
 		else
 			fuse_reply_err(op->req, EIO);
@@ -519,7 +525,7 @@ static size_t add_plus(struct vfs *v, fuse_req_t req, char *buf, size_t room,
 static void reply_entries_plus(struct vfs *v, fuse_req_t req, const struct dirbuf *d,
 			       size_t size, off_t off)
 {
-	char *buf = malloc(size);
+	char *buf = calloc(1, size ? size : 1);
 	uint64_t *held = calloc(size / 24 + 1, sizeof(*held));
 	size_t used = 0, nheld = 0;
 
@@ -561,10 +567,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		reply_entries(req, d, size, off);
 		return;
 	}
-	/* Opened under a daemon that died: list again (as plain entries). */
+	/* Opened under a daemon that died: list again. */
 	if (!(op = op_new(v, req, "readdir")))
 		return;
-	op->flags = LIST_FOR_READDIR;
+	op->flags = LIST_FOR_READDIR | (plus ? LIST_PLUS : 0);
 	op->off = (uint64_t)off;
 	op->size = size;
 	start_listing(op, ino, fi);

@@ -846,3 +846,26 @@ if __name__ == "__main__":
     # The workload child: `test_keeper.py crawler MOUNT OUT SEED`.
     workloads.WORKLOADS["keeper-crawler"] = KeeperCrawler
     workloads.child_main("keeper-crawler", sys.argv[2], sys.argv[3], int(sys.argv[4]))
+
+
+@pytest.mark.timeout(60)
+def test_listing_read_across_a_daemon_kill(sshd, remote_subdir, mount_steadyfs):
+    """A folder opened and partly read under one daemon is read to its
+    end under the next: the new daemon lists it again and answers the
+    kernel's READDIRPLUS in its own format, with every name once."""
+    remote = os.path.join(sshd.remote_dir, remote_subdir, "big")
+    os.mkdir(remote)
+    want = {f"entry-{i:05d}-" + "x" * 40 for i in range(3000)}
+    for name in want:
+        open(os.path.join(remote, name), "w").close()
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, opts=MOUNT_OPTS)
+    it = os.scandir(m.path("big"))
+    try:
+        got = [next(it).name for _ in range(10)]
+        old = m.daemon_pid()
+        os.kill(old, signal.SIGKILL)
+        assert wait_new_daemon(m, old), "no new daemon after the kill"
+        got += [e.name for e in it]
+    finally:
+        it.close()
+    assert len(got) == len(want) and set(got) == want

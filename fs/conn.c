@@ -646,13 +646,6 @@ static void note_rtt(struct conn *c, uint64_t now, uint64_t sent)
 		c->rtt_min[0] = rtt;
 }
 
-/* Lock held. */
-static double min_rtt_locked(const struct conn *c)
-{
-	uint64_t a = c->rtt_min[0], b = c->rtt_min[1];
-
-	return (double)(a && (!b || a < b) ? a : b) / 1e9;
-}
 
 static void complete(struct conn *c, const uint8_t *pkt, size_t len)
 {
@@ -999,7 +992,6 @@ void conn_get_info(struct conn *c, struct conn_info *out)
 	out->since = c->since;
 	out->inflight = c->nslots;
 	out->last_rtt = c->last_rtt;
-	out->min_rtt = min_rtt_locked(c);
 	out->reconnects = c->reconnects;
 	out->attempts = c->attempts;
 	out->gen = c->gen;
@@ -1021,6 +1013,17 @@ uint64_t conn_up_gen(struct conn *c)
 	g = c->state == CONN_UP ? c->gen : 0;
 	pthread_mutex_unlock(&c->lock);
 	return g;
+}
+
+uint64_t conn_min_rtt_ns(struct conn *c)
+{
+	uint64_t a, b;
+
+	pthread_mutex_lock(&c->lock);
+	a = c->rtt_min[0];
+	b = c->rtt_min[1];
+	pthread_mutex_unlock(&c->lock);
+	return a && (!b || a < b) ? a : b;
 }
 
 unsigned conn_inflight(struct conn *c)

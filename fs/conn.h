@@ -38,7 +38,6 @@ struct conn_info {
 	double since;          /* wall time of the last state change */
 	unsigned inflight;
 	double last_rtt;       /* seconds, last ping or reply round trip */
-	double min_rtt;        /* seconds, shortest of the last 10-20 s; 0: none */
 	uint64_t reconnects;   /* successful reconnects after the first */
 	uint64_t attempts;     /* connect attempts */
 	uint64_t gen;          /* increments on each successful connect */
@@ -83,5 +82,8 @@ void conn_get_server(struct conn *c, struct conn_server *out);
 /* Current generation if up, else 0. */
 uint64_t conn_up_gen(struct conn *c);
 unsigned conn_inflight(struct conn *c);
+/* Shortest round trip of the last 10-20 s (the link without the
+ * server's queue), in ns; 0 when none was measured yet. */
+uint64_t conn_min_rtt_ns(struct conn *c);
 
 #endif

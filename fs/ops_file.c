@@ -578,18 +578,14 @@ static bool room_locked(struct fh *fh)
 static void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
 {
 	struct pool *p = fh->v->pool;
-	struct conn_info ci = { 0 };
 	uint64_t rtt, base;
 	unsigned cap;
 
 	if (!c->rq.sent_at || now <= c->rq.sent_at || c->rq.served_by < 0 ||
-	    c->rq.served_by >= pool_size(p))
-		return;
-	conn_get_info(pool_conn(p, c->rq.served_by), &ci);
-	if (ci.min_rtt <= 0)
+	    c->rq.served_by >= pool_size(p) ||
+	    !(base = conn_min_rtt_ns(pool_conn(p, c->rq.served_by))))
 		return;
 	rtt = now - c->rq.sent_at;
-	base = (uint64_t)(ci.min_rtt * 1e9);
 	pthread_mutex_lock(&fh->lock);
 	cap = fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS;
 	if (rtt <= base + QUEUE_SLACK_NS) {

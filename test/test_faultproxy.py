@@ -1,15 +1,14 @@
-"""Tests of the fault proxy (faultproxy.py): bytes arrive intact, it is not
-the bottleneck (throughput through it against a direct connection, with a
-real ssh and with plain sockets, printed with -s), and each mode does what
-it says: cut resets live connections and refuses new ones, blackhole stalls
-without closing, delay adds the asked latency, throttle bounds the rate,
-pass restores."""
+"""Tests of the fault proxy (faultproxy.py): bytes arrive intact, and each
+mode does what it says: cut resets live connections and refuses new ones,
+blackhole stalls without closing, delay adds the asked latency, throttle
+bounds the rate, pass restores. Whether the proxy is fast enough not to be
+the bottleneck is a timing question: `make bench` answers it
+(test/bench/bench_proxy.py), never `make check`."""
 
 import errno
 import hashlib
 import os
 import re
-import resource
 import socket
 import subprocess
 import sys
@@ -109,7 +108,7 @@ def wait_for(cond, timeout, step=0.01):
     return cond()
 
 
-# ---- integrity and speed ------------------------------------------------------
+# ---- integrity ------------------------------------------------------
 
 def test_pass_preserves_bytes_both_ways(echo, proxy_to):
     p = proxy_to(echo.port)
@@ -122,100 +121,6 @@ def test_pass_preserves_bytes_both_ways(echo, proxy_to):
     assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
     s.close()
     assert wait_for(lambda: p.stats()["active"] == 0, 5)
-
-
-_SINK = r"""
-import socket, sys, time
-l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
-print(l.getsockname()[1], flush=True)
-c, _ = l.accept(); buf = bytearray(1 << 20); n = 0
-while True:
-    k = c.recv_into(buf)
-    if not k:
-        break
-    n += k
-print(n, flush=True)
-"""
-_SOURCE = r"""
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-blk = b"\0" * (1 << 20)
-for _ in range(int(sys.argv[2])):
-    s.sendall(blk)
-s.close()
-"""
-
-
-def own_cpu():
-    """CPU seconds of this process: the proxy thread, the test is idle."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def measure(transfer, nbytes):
-    """(MB/s, CPU seconds this process spent) for one transfer."""
-    cpu, t0 = own_cpu(), time.monotonic()
-    transfer()
-    return nbytes / (time.monotonic() - t0) / 1e6, own_cpu() - cpu
-
-
-def raw_transfer(port_of_sink, mib):
-    """A one-way bulk transfer between two child processes; port_of_sink
-    maps the sink's port to the port to connect to."""
-    sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        port = port_of_sink(int(sink.stdout.readline()))
-        subprocess.run([sys.executable, "-c", _SOURCE, str(port), str(mib)],
-                       check=True, timeout=60)
-        assert int(sink.stdout.readline()) == mib << 20
-    finally:
-        sink.kill()
-        sink.wait()
-
-
-def ssh_transfer(sshd, port, mib):
-    """`head -c N /dev/zero | ssh -p PORT 'cat > /dev/null'`."""
-    cmd = " ".join(sshd.ssh_cmd("cat > /dev/null", port=port))
-    subprocess.run(f"head -c {mib}M /dev/zero | {cmd}", shell=True, check=True,
-                   timeout=90)
-
-
-def report(what, nbytes, direct, proxied):
-    """Print both rates and the proxy's CPU cost; return the rate one
-    core could carry through the proxy (bytes / proxy CPU seconds)."""
-    ceiling = nbytes / max(proxied[1], 1e-3) / 1e6
-    print(f"\n{what}: direct {direct[0]:.0f} MB/s, through proxy "
-          f"{proxied[0]:.0f} MB/s (ratio {proxied[0] / direct[0]:.2f}); proxy "
-          f"CPU {proxied[1]:.2f} s, i.e. one core carries ~{ceiling:.0f} MB/s")
-    return ceiling
-
-
-def test_throughput_raw_sockets(proxy_to):
-    """The proxy's own ceiling, no crypto in the way."""
-    mib = 1024
-    direct = max(measure(lambda: raw_transfer(lambda port: port, mib), mib << 20)
-                 for _ in range(2))
-    proxied = max(measure(lambda: raw_transfer(lambda port: proxy_to(port).port,
-                                               mib), mib << 20)
-                  for _ in range(2))
-    ceiling = report("raw TCP 1 GiB", mib << 20, direct, proxied)
-    # An ssh/sftp stream on this kind of machine runs ~50-200 MB/s. Rates
-    # swing with other load on a shared machine (through the proxy: 130 to
-    # 1000 MB/s seen); its CPU cost per byte does not, so assert on that.
-    assert ceiling > 400
-
-
-def test_throughput_ssh(sshd, fault_proxy):
-    """Real ssh: the proxy costs little next to encryption."""
-    p = fault_proxy(sshd)
-    mib = 200
-    direct = max(measure(lambda: ssh_transfer(sshd, sshd.port, mib), mib << 20)
-                 for _ in range(2))
-    proxied = max(measure(lambda: ssh_transfer(sshd, p.port, mib), mib << 20)
-                  for _ in range(2))
-    ceiling = report("ssh cat 200 MiB", mib << 20, direct, proxied)
-    assert ceiling > 4 * direct[0]
 
 
 # ---- modes ----------------------------------------------------------------------
@@ -233,10 +138,9 @@ def test_cut_resets_live_ssh_and_refuses(sshd, fault_proxy):
     p = fault_proxy(sshd)
     ssh = start_ssh_session(sshd, p.port)
     try:
-        t0 = time.monotonic()
         p.cut()
-        ssh.wait(timeout=5)
-        assert time.monotonic() - t0 < 2
+        # Reset, not a timeout: ssh ends at once (bounded by the wait).
+        ssh.wait(timeout=10)
         assert ssh.returncode == 255
         assert re.search("reset|broken pipe", ssh.stderr.read(), re.I)
         with pytest.raises(ConnectionRefusedError):
@@ -332,8 +236,10 @@ def test_delay_adds_latency_each_way(echo, proxy_to):
     print(f"\nround trip: {base * 1e3:.1f} ms, with delay 100 ms each way "
           f"{min(delayed) * 1e3:.1f}-{max(delayed) * 1e3:.1f} ms, restored "
           f"{after * 1e3:.1f} ms")
-    assert all(0.195 <= d < 0.35 for d in delayed)
-    assert after < 0.05
+    # Lower bounds only: a loaded machine adds latency, never removes it.
+    # Restored, no round trip carries the 200 ms any more.
+    assert all(d >= 0.195 for d in delayed)
+    assert after < 0.195
 
 
 def test_delay_preserves_order_and_bytes(echo, proxy_to):
@@ -363,14 +269,16 @@ def test_throttle_bounds_rate(echo, proxy_to):
     sender.join()
     measured = size / elapsed
     print(f"\nthrottle {rate} B/s: measured {measured:.0f} B/s")
-    assert 0.6 * rate < measured < 1.15 * rate
+    # The bound is an upper one: a loaded machine can only be slower.
+    assert measured < 1.15 * rate
     p.restore()
     t0 = time.monotonic()
     sender = threading.Thread(target=s.sendall, args=(bytes(size),))
     sender.start()
     recv_exactly(s, size)
     sender.join()
-    assert time.monotonic() - t0 < 0.5 * size / rate
+    # Restored: faster than the throttle would ever allow.
+    assert time.monotonic() - t0 < size / rate
     s.close()
 
 
@@ -380,7 +288,7 @@ def test_fault_context_restores_on_error(echo, proxy_to):
     with pytest.raises(RuntimeError):
         with p.fault("delay", 500):
             raise RuntimeError("test body failed")
-    assert round_trip(s) < 0.1
+    assert round_trip(s) < 0.95  # the 500 ms each way is gone
     s.close()
 
 

@@ -10,6 +10,8 @@ mounts of steadyfs and sshfs (mounts.py) and a fault-injection TCP proxy
   remote_subdir     a fresh folder name under sshd.remote_dir for this test
   mount_steadyfs    factory: mount_steadyfs(sshd, remote_subdir=..., opts=...)
   mount_sshfs       factory: the same with sshfs
+  proxy_to          factory: proxy_to(port) -> a started FaultProxy to any
+                    loopback port (no known_hosts line)
   fault_proxy       factory: fault_proxy(sshd) -> a started FaultProxy whose
                     port is trusted in sshd.known_hosts
 
@@ -156,6 +158,20 @@ def mount_sshfs(request, tmp_path):
 
 
 # ---- fault proxy ------------------------------------------------------------
+
+@pytest.fixture
+def proxy_to():
+    """factory: proxy_to(port) -> a started FaultProxy to a loopback port."""
+    made = []
+
+    def make(port):
+        p = faultproxy.FaultProxy("127.0.0.1", port).start()
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
 
 @pytest.fixture
 def fault_proxy():

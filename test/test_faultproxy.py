@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-import faultproxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,19 +60,6 @@ def echo():
     e = EchoServer()
     yield e
     e.close()
-
-
-@pytest.fixture
-def proxy_to():
-    made = []
-
-    def make(port):
-        p = faultproxy.FaultProxy("127.0.0.1", port).start()
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
 
 
 def connect(port, timeout=5):

@@ -12,24 +12,7 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import faultproxy  # noqa: E402
-
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def proxy_to():
-    made = []
-
-    def make(port):
-        p = faultproxy.FaultProxy("127.0.0.1", port).start()
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
 
 
 _SINK = r"""

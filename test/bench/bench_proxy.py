@@ -4,7 +4,6 @@ ssh, and the proxy's CPU cost per byte. These are timings, so they run in
 `make bench` (a pytest run of this file), never in `make check`, which must
 pass on a loaded machine."""
 
-import os
 import resource
 import subprocess
 import sys

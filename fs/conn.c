@@ -106,6 +106,7 @@ struct conn {
 	double backoff;
 	bool auth_refused;
 	bool ever_up;
+	bool limits_logged;          /* clamped limits@ said once */
 };
 
 static void set_state(struct conn *c, enum conn_state s)
@@ -344,11 +345,37 @@ static int write_blocking(struct conn *c, struct buf *b)
 	return 0;
 }
 
+/*
+ * Request sizes from what limits@ announced (NULL: not offered), clamped
+ * to what the codec carries (sftp_limits_use): a server saying a tiny
+ * packet size must not make a write impossible to encode, nor a huge read
+ * size make every DATA reply too big for the framing.
+ */
+static void use_limits(struct conn *c, struct conn_server *sv,
+		       const struct sftp_limits *ann)
+{
+	struct sftp_limits u;
+	unsigned bad = sftp_limits_use(ann, &u);
+
+	sv->max_packet = (uint32_t)u.max_packet;
+	sv->max_read = (uint32_t)u.max_read;
+	sv->max_write = (uint32_t)u.max_write;
+	if (bad && !c->limits_logged) {
+		c->limits_logged = true;
+		log_warn("session %d: server's limits@openssh.com (packet %llu, read %llu, "
+			 "write %llu) not usable as they are: using packet %u, read %u, write %u",
+			 c->idx, (unsigned long long)ann->max_packet,
+			 (unsigned long long)ann->max_read,
+			 (unsigned long long)ann->max_write,
+			 sv->max_packet, sv->max_read, sv->max_write);
+	}
+}
+
 /* INIT/VERSION, then limits@ when offered. */
 static int sftp_handshake(struct conn *c, char *err, size_t errsz)
 {
 	int tmo = (int)(c->o->connect_timeout * 1000);
-	struct conn_server sv = { 0, 32768, 32768, 34000 };
+	struct conn_server sv = { 0 };
 	struct sftp_reply r;
 	uint32_t version = 0;
 	int plen;
@@ -365,6 +392,7 @@ static int sftp_handshake(struct conn *c, char *err, size_t errsz)
 		goto fail;
 	}
 	buf_consume(&c->in, (size_t)plen);
+	use_limits(c, &sv, NULL);
 	if (sv.exts & SFTP_EXT_LIMITS) {
 		struct sftp_limits l;
 
@@ -374,17 +402,8 @@ static int sftp_handshake(struct conn *c, char *err, size_t errsz)
 		if (plen < 0 || sftp_dec_reply(buf_ptr(&c->in) + 4, (size_t)plen - 4, &r) < 0)
 			goto fail;
 		if (r.type == SSH_FXP_EXTENDED_REPLY &&
-		    sftp_dec_limits(r.u.ext.p, r.u.ext.len, &l) == 0) {
-			/* Leave room for the WRITE header inside max_packet. */
-			if (l.max_write)
-				sv.max_write = (uint32_t)(l.max_write > 1048576 ? 1048576 : l.max_write);
-			if (l.max_read)
-				sv.max_read = (uint32_t)(l.max_read > 1048576 ? 1048576 : l.max_read);
-			if (l.max_packet)
-				sv.max_packet = (uint32_t)(l.max_packet > SFTP_MAX_PACKET ? SFTP_MAX_PACKET : l.max_packet);
-			if (sv.max_write + 1024 > sv.max_packet)
-				sv.max_write = sv.max_packet - 1024;
-		}
+		    sftp_dec_limits(r.u.ext.p, r.u.ext.len, &l) == 0)
+			use_limits(c, &sv, &l);
 		buf_consume(&c->in, (size_t)plen);
 	}
 	buf_compact(&c->in);
@@ -551,9 +570,16 @@ static void send_one(struct conn *c, struct sreq *rq)
 		if (rc == 0)
 			rc = buf_poke_u32(&c->out, start + 5, id);
 	}
-	if (rc < 0 || slot_add(c, id, rq->type, rq, false) < 0) {
+	/* A request that cannot be encoded (or recorded) fails on its own:
+	 * it never reached the server, and resending cannot help. */
+	if (rc < 0) {
 		c->out.len = start;
-		rq->done(rq, NULL, -EIO);
+		rq->done(rq, NULL, rc == BUF_E_NOMEM ? -ENOMEM : -EMSGSIZE);
+		return;
+	}
+	if (slot_add(c, id, rq->type, rq, false) < 0) {
+		c->out.len = start;
+		rq->done(rq, NULL, -ENOMEM);
 		return;
 	}
 	rq->id = id;

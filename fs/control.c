@@ -457,6 +457,14 @@ void control_note_missing_ext(struct control *c, uint32_t ext_bit)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void control_note_bad_name(struct control *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->bad_names++;
+	c->dirty = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- metrics ----------------------------------------------------------- */
 
 static int op_index(const char *op)

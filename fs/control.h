@@ -71,6 +71,8 @@ void control_event_restart(struct control *c, uint64_t generation,
 			   const char *reason);
 /* Extensions the server lacks (SFTP_EXT_* bits), for status. */
 void control_note_missing_ext(struct control *c, uint32_t ext_bit);
+/* A listing entry whose name cannot be shown was skipped (ops_dir.c). */
+void control_note_bad_name(struct control *c);
 
 /* Metrics. `op` is a static string ("lookup", "write", ...). */
 void control_record_call(struct control *c, const char *op, double seconds,

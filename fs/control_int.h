@@ -108,6 +108,7 @@ struct control {
 	uint64_t bytes_read, bytes_written;   /* (L) */
 	uint64_t replayed_bytes, lost_bytes;  /* (L) */
 	uint32_t missing_exts;                /* (L) noted by the vfs */
+	uint64_t bad_names;                   /* (L) listing entries skipped */
 	struct ctl_last_error last_err;       /* (L) */
 	struct ctl_last_session last_sess;    /* (L) */
 	double last_alive;                    /* (L) see ctl_snap_take */

@@ -237,6 +237,7 @@ static void render_status(struct control *c, const struct ctl_snap *s, struct st
 	status_last_error(c, sb);
 	strbuf_addf(sb, "data_replayed_bytes: %llu\n", (unsigned long long)c->replayed_bytes);
 	strbuf_addf(sb, "data_lost_bytes: %llu\n", (unsigned long long)c->lost_bytes);
+	strbuf_addf(sb, "remote_names_skipped: %llu\n", (unsigned long long)c->bad_names);
 	strbuf_adds(sb, "remote: ");
 	ctl_clean(sb, c->remote, true);
 	strbuf_adds(sb, "\nmountpoint: ");
@@ -353,6 +354,7 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "last_session_error", json_last_session(&c->last_sess));
 	json_object_object_add(o, "data_replayed_bytes", json_object_new_int64((int64_t)c->replayed_bytes));
 	json_object_object_add(o, "data_lost_bytes", json_object_new_int64((int64_t)c->lost_bytes));
+	json_object_object_add(o, "remote_names_skipped", json_object_new_int64((int64_t)c->bad_names));
 	json_object_object_add(o, "remote", ctl_jstr(c->remote));
 	json_object_object_add(o, "mountpoint", ctl_jstr(c->mountpoint));
 	json_object_object_add(o, "state_dir", ctl_jstr(c->state_dir));
@@ -528,6 +530,9 @@ static void metrics_misc(struct control *c, const struct ctl_snap *s, struct pm 
 	       "Unacknowledged bytes resent after a session loss", (double)c->replayed_bytes);
 	pm_one(pm, "steadyfs_data_lost_bytes_total", "counter",
 	       "Written bytes dropped for good (see events)", (double)c->lost_bytes);
+	pm_one(pm, "steadyfs_remote_names_skipped_total", "counter",
+	       "Listing entries skipped: the server sent a name no file can have",
+	       (double)c->bad_names);
 	prom_family(pm->sb, "steadyfs_events_total", "counter", "Events recorded, by type");
 	for (int t = 0; t < EV_NTYPES; t++)
 		pm_sample(pm, "steadyfs_events_total", "type", ctl_event_types[t], NULL, NULL,

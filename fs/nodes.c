@@ -6,6 +6,9 @@
 
 #include "clock.h"
 #include "keepstate.h"
+#include "sftp.h"
+
+#include <errno.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -212,20 +215,24 @@ uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name)
 	return id;
 }
 
-/* Builds base + "/a/b/c" walking parents; lock held. */
-static char *build_path(struct nodes *t, uint64_t id, const char *leaf)
+/* Builds base + "/a/b/c" walking parents into *res; lock held. Returns
+ * 0 or an errno as nodes_path_get(). */
+static int build_path(struct nodes *t, uint64_t id, const char *leaf, char **res)
 {
 	size_t len = strlen(t->base) + (leaf ? strlen(leaf) + 1 : 0) + 2;
 	char *out, *p;
 	struct node *n;
 
+	*res = NULL;
 	for (n = get(t, id); n && n->id != NODE_ROOT; n = get(t, n->parent)) {
 		if (!n->name)
-			return NULL;  /* unlinked: no path any more */
+			return ESTALE;  /* unlinked: no path any more */
 		len += strlen(n->name) + 1;
 	}
-	if (!n || !(out = malloc(len)))
-		return NULL;
+	if (!n)
+		return ESTALE;
+	if (!(out = malloc(len)))
+		return ENOMEM;
 	p = out + len - 1;
 	*p = 0;
 	if (leaf) {
@@ -253,16 +260,30 @@ static char *build_path(struct nodes *t, uint64_t id, const char *leaf)
 		memmove(out + bl, p, rest + 1);
 		memcpy(out, t->base, bl);
 	}
-	return out;
+	/* Only the finished path's length counts ("" base, slashes). */
+	if (strlen(out) > SFTP_MAX_PATH) {
+		free(out);
+		return ENAMETOOLONG;
+	}
+	*res = out;
+	return 0;
+}
+
+int nodes_path_get(struct nodes *t, uint64_t id, const char *leaf, char **out)
+{
+	int err;
+
+	pthread_mutex_lock(&t->lock);
+	err = build_path(t, id, leaf, out);
+	pthread_mutex_unlock(&t->lock);
+	return err;
 }
 
 char *nodes_path(struct nodes *t, uint64_t id)
 {
 	char *s;
 
-	pthread_mutex_lock(&t->lock);
-	s = build_path(t, id, NULL);
-	pthread_mutex_unlock(&t->lock);
+	nodes_path_get(t, id, NULL, &s);
 	return s;
 }
 
@@ -270,9 +291,7 @@ char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name)
 {
 	char *s;
 
-	pthread_mutex_lock(&t->lock);
-	s = build_path(t, parent, name);
-	pthread_mutex_unlock(&t->lock);
+	nodes_path_get(t, parent, name, &s);
 	return s;
 }
 

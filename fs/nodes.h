@@ -44,8 +44,15 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t n);
 /* The id of (parent, name) if known, else 0. No reference taken. */
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
 
-/* Remote path of a node, or of `name` inside a node; malloc'd, NULL when
- * the node is unknown or out of memory. */
+/*
+ * Remote path of node `id`, or of `leaf` inside it (leaf NULL: the node's
+ * own). Returns 0 and a malloc'd *out, or (with *out NULL) ESTALE when the
+ * node is unknown or unlinked, ENAMETOOLONG when the path is longer than
+ * SFTP_MAX_PATH bytes (the most a request may carry: deep folders can
+ * exceed it although each name is short), or ENOMEM.
+ */
+int nodes_path_get(struct nodes *t, uint64_t id, const char *leaf, char **out);
+/* The same, NULL for any of those errors. */
 char *nodes_path(struct nodes *t, uint64_t id);
 char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name);
 

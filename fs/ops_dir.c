@@ -10,12 +10,14 @@
  * as the folder did not change meanwhile).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "handles.h"
 #include "log.h"
+#include "names.h"
 #include "vfs_int.h"
 
 /* op->flags of a listing made for a readdir on another daemon's handle. */
@@ -53,6 +55,7 @@ struct dirbuf {
 	struct op *owner;          /* the opendir (or readdir) call */
 	unsigned lanes, lanes_started;
 	bool eof, stale;
+	bool seen_dot, seen_dotdot;  /* the server's own "." and ".." */
 	int err;                   /* first failure of a lane */
 };
 
@@ -263,6 +266,7 @@ static void start_lanes(struct dirbuf *d)
 	pthread_mutex_lock(&d->lock);
 	d->lanes = d->lanes_started = LANES_START;
 	d->eof = d->stale = false;
+	d->seen_dot = d->seen_dotdot = false;
 	d->err = 0;
 	pthread_mutex_unlock(&d->lock);
 	/* Every lane is counted before the first is sent, so the count
@@ -320,6 +324,95 @@ static void lane_end(struct dirbuf *d, int err)
 		listing_done(d);
 }
 
+/* Up to 64 bytes of a server's name for a log line: printable ASCII as
+ * it is, every other byte (control bytes, NUL, non-ASCII) as \xNN. */
+static void escape_name(const uint8_t *p, size_t n, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && i < 64 && o + 5 < outsz; i++) {
+		if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+			out[o++] = (char)p[i];
+		else
+			o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", p[i]);
+	}
+	if (n > 64 && o + 4 < outsz)
+		o += (size_t)snprintf(out + o, outsz - o, "...");
+	out[o] = 0;
+}
+
+enum report { REPORT_AGAIN, REPORT_FIRST, REPORT_FULL };
+
+/* Whether (folder, name) was reported before. Past VFS_BAD_SEEN_MAX
+ * distinct names, new ones are REPORT_FULL once, then REPORT_AGAIN. */
+static enum report first_report(struct vfs *v, uint64_t folder,
+				const uint8_t *p, size_t n)
+{
+	/* FNV-1a over the folder's id and the name. */
+	uint64_t h = 1469598103934665603ull ^ folder;
+	enum report r = REPORT_FIRST;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	pthread_mutex_lock(&v->lock);
+	for (unsigned i = 0; i < v->bad_seen_n && r == REPORT_FIRST; i++)
+		if (v->bad_seen[i] == h)
+			r = REPORT_AGAIN;
+	if (r == REPORT_FIRST && v->bad_seen_n < VFS_BAD_SEEN_MAX)
+		v->bad_seen[v->bad_seen_n++] = h;
+	else if (r == REPORT_FIRST)
+		r = v->bad_seen_full ? REPORT_AGAIN : REPORT_FULL;
+	if (r == REPORT_FULL)
+		v->bad_seen_full = true;
+	pthread_mutex_unlock(&v->lock);
+	return r;
+}
+
+/* A listing entry no file can have: counted, and logged once per folder. */
+static void bad_name(struct op *lane, const struct sftp_name *n)
+{
+	struct vfs *v = lane->v;
+	char shown[64 * 4 + 8];
+	char *folder;
+
+	control_note_bad_name(v->ctl);
+	switch (first_report(v, lane->ino, n->name, n->namelen)) {
+	case REPORT_AGAIN:
+		return;
+	case REPORT_FULL:
+		log_warn("more remote names that no file can have: counted in "
+			 ".control/status, no longer logged one by one");
+		return;
+	case REPORT_FIRST:
+		break;
+	}
+	escape_name(n->name, n->namelen, shown, sizeof(shown));
+	folder = nodes_path(v->nodes, lane->ino);
+	log_warn("listing '%s': skipped an entry named '%s' (%zu bytes): not a valid file name",
+		 folder ? folder : "?", shown, n->namelen);
+	free(folder);
+}
+
+/*
+ * Whether a listing entry can be shown: "." and ".." once each (the
+ * server's own), anything else only when it is one valid name (a '/'
+ * inside makes the kernel fail the whole listing; a NUL would cut it
+ * short into another name). Under d->lock.
+ */
+static bool entry_ok(struct op *lane, struct dirbuf *d, const struct sftp_name *n)
+{
+	const char *s = (const char *)n->name;
+
+	if (n->namelen == 1 && s[0] == '.' && !d->seen_dot)
+		return d->seen_dot = true;
+	if (n->namelen == 2 && s[0] == '.' && s[1] == '.' && !d->seen_dotdot)
+		return d->seen_dotdot = true;
+	if (name_ok(s, n->namelen))
+		return true;
+	bad_name(lane, n);
+	return false;
+}
+
 /* Adds a batch of names; false when out of memory. Under d->lock. */
 static bool add_batch(struct op *lane, struct dirbuf *d, const struct sftp_reply *r)
 {
@@ -327,6 +420,8 @@ static bool add_batch(struct op *lane, struct dirbuf *d, const struct sftp_reply
 	struct sftp_name n;
 
 	while (sftp_name_next(&rr, &n) == 0) {
+		if (!entry_ok(lane, d, &n))
+			continue;
 		/* Our .control hides a remote one at the root: say so once. */
 		if (lane->ino == NODE_ROOT && n.namelen == strlen(CTL_NAME) &&
 		    !memcmp(n.name, CTL_NAME, n.namelen)) {
@@ -419,6 +514,7 @@ static void start_listing(struct op *op, fuse_ino_t ino,
 {
 	struct vfs *v = op->v;
 	struct dirbuf *d;
+	int err = 0;
 
 	op->fi = *fi;
 	op->ino = ino;
@@ -439,9 +535,11 @@ static void start_listing(struct op *op, fuse_ino_t ino,
 		finish_opendir(op);
 		return;
 	}
-	if (!d || !(op->path = nodes_path(v->nodes, ino)) ||
+	if (!d || (err = nodes_path_get(v->nodes, ino, NULL, &op->path)) ||
 	    sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) < 0) {
-		op_fail(op, d && !op->path ? ESTALE : ENOMEM);
+		dirbuf_free(d);
+		op->data = NULL;
+		op_fail(op, d && err ? err : ENOMEM);
 		return;
 	}
 	op_send(op, opendir_done, true);

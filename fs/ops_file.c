@@ -729,6 +729,16 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 	struct wchunk *c = (struct wchunk *)rq;
 	struct fh *fh = c->fh;
 
+	/* Not sent and never sendable: the handle's error, once; resending
+	 * (reopening the session or the handle) cannot help. */
+	if (err == -EMSGSIZE || err == -ENOMEM) {
+		log_err("write '%s' bytes %llu-%llu cannot be sent: %s",
+			fh->path, (unsigned long long)c->off,
+			(unsigned long long)(c->off + c->len), strerror(-err));
+		control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
+		chunk_retire(c, EIO);
+		return;
+	}
 	if (err) {
 		struct wchunk *tosend = NULL;
 
@@ -1162,6 +1172,7 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
 	struct op *op;
+	int err;
 
 	if (ctl_open(v, req, ino, fi))
 		return;
@@ -1174,10 +1185,10 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	op->ino = ino;
 	op->fi = *fi;
 	op->rq.nonblock = fi->flags & O_NONBLOCK;
-	if (!(op->path = nodes_path(v->nodes, ino)) ||
+	if ((err = nodes_path_get(v->nodes, ino, NULL, &op->path)) ||
 	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(fi->flags, true),
 			  &(struct sftp_attrs){ 0 }) < 0) {
-		op_fail(op, op->path ? ENOMEM : ESTALE);
+		op_fail(op, err ? err : ENOMEM);
 		return;
 	}
 	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
@@ -1368,6 +1379,7 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct vfs *v = vfs_of(req);
 	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS };
 	struct op *op;
+	int err;
 
 	if (strlen(name) > 255) {
 		fuse_reply_err(req, ENAMETOOLONG);
@@ -1385,10 +1397,10 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	op->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
 	a.perm = op->mode;
 	op->leaf = strdup(name);
-	op->path = nodes_child_path(v->nodes, parent, name);
-	if (!op->leaf || !op->path ||
+	err = nodes_path_get(v->nodes, parent, name, &op->path);
+	if (err || !op->leaf ||
 	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(op->fi.flags, true), &a) < 0) {
-		op_fail(op, op->path ? ENOMEM : ENOENT);
+		op_fail(op, err == ESTALE ? ENOENT : err ? err : ENOMEM);
 		return;
 	}
 	/* Exclusive create is not idempotent; settled in create_opened. */

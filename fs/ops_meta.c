@@ -32,6 +32,7 @@ static struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct vfs *v = vfs_of(req);
 	struct op *op;
+	int err;
 
 	if (strlen(name) > NAME_MAX_BYTES) {
 		fuse_reply_err(req, ENAMETOOLONG);
@@ -45,10 +46,13 @@ static struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!(op = op_new(v, req, opname)))
 		return NULL;
 	op->parent = parent;
-	op->leaf = strdup(name);
-	op->path = nodes_child_path(v->nodes, parent, name);
-	if (!op->leaf || !op->path) {
-		op_fail(op, op->leaf ? ENOENT : ENOMEM);
+	if (!(op->leaf = strdup(name))) {
+		op_fail(op, ENOMEM);
+		return NULL;
+	}
+	/* An unknown parent: the name is not there (as before). */
+	if ((err = nodes_path_get(v->nodes, parent, name, &op->path))) {
+		op_fail(op, err == ESTALE ? ENOENT : err);
 		return NULL;
 	}
 	return op;
@@ -231,6 +235,7 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
 	struct op *op;
+	int err;
 
 	if (ctl_getattr(v, req, ino) || !(op = op_new(v, req, "getattr")))
 		return;
@@ -239,8 +244,11 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * prints ?????????); without a cache the call waits for a session. */
 	if (pool_state(v->pool) == POOL_DOWN && attr_from_cache(op))
 		return;
-	if (!(op->path = nodes_path(v->nodes, ino))) {
-		reply_cached_attr(op, -ESTALE);
+	if ((err = nodes_path_get(v->nodes, ino, NULL, &op->path))) {
+		if (err == ESTALE)
+			reply_cached_attr(op, -ESTALE);
+		else
+			op_fail(op, err);
 		return;
 	}
 	op->rq.cache_ok = true;
@@ -311,6 +319,7 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct vfs *v = vfs_of(req);
 	struct op *op;
 	struct sftp_attrs a;
+	int err;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, EPERM);
@@ -321,8 +330,8 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	op->ino = ino;
 	op->st = *attr;
 	op->to_set = to_set;
-	if (!(op->path = nodes_path(v->nodes, ino))) {
-		op_fail(op, ESTALE);
+	if ((err = nodes_path_get(v->nodes, ino, NULL, &op->path))) {
+		op_fail(op, err);
 		return;
 	}
 	build_setattr(op, &a);
@@ -365,12 +374,13 @@ void vfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct vfs *v = vfs_of(req);
 	struct op *op = op_new(v, req, "readlink");
+	int err;
 
 	if (!op)
 		return;
-	if (!(op->path = nodes_path(v->nodes, ino)) ||
+	if ((err = nodes_path_get(v->nodes, ino, NULL, &op->path)) ||
 	    sftp_enc_path(&op->rq.pkt, SSH_FXP_READLINK, 0, op->path) < 0) {
-		op_fail(op, op->path ? ENOMEM : ESTALE);
+		op_fail(op, err ? err : ENOMEM);
 		return;
 	}
 	op_send(op, readlink_done, true);
@@ -465,6 +475,7 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	      const char *newname)
 {
 	struct op *op;
+	int err;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, EPERM);
@@ -478,9 +489,9 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		op_fail(op, EXDEV);
 		return;
 	}
-	if (!(op->path2 = nodes_path(op->v->nodes, ino)) ||
+	if ((err = nodes_path_get(op->v->nodes, ino, NULL, &op->path2)) ||
 	    sftp_enc_hardlink(&op->rq.pkt, 0, op->path2, op->path) < 0) {
-		op_fail(op, op->path2 ? ENOMEM : ESTALE);
+		op_fail(op, err ? err : ENOMEM);
 		return;
 	}
 	op_send(op, create_name_done, false);
@@ -561,7 +572,7 @@ void vfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- rename ------------------------------------------------------------- */
 
-static void rename_ok(struct op *op)
+void vfs_rename_ok(struct op *op)
 {
 	nodes_rename(op->v->nodes, op->parent, op->leaf, op->newparent, op->leaf2);
 	op_fail(op, 0);
@@ -572,7 +583,7 @@ static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int er
 	if (a) {
 		log_info("rename '%s': reply lost, settled by checking the server: done",
 			 op->path);
-		rename_ok(op);
+		vfs_rename_ok(op);
 	} else {
 		op_log_error(op, EIO, "transport");
 		op_fail(op, EIO);
@@ -592,15 +603,6 @@ static void settle_renamed_old(struct op *op, const struct sftp_attrs *a, int er
 
 static void rename_send(struct op *op, bool posix);
 
-static void rename_fallback_removed(struct op *op, const struct sftp_reply *r, int err)
-{
-	if (err) {
-		fail_transport(op, err);
-		return;
-	}
-	rename_send(op, false);
-}
-
 static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	bool plain = op->stage == 1;
@@ -614,24 +616,18 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
-		rename_ok(op);
+		vfs_rename_ok(op);
 		return;
 	}
 	if (op->stage == 0 && vfs_ext_refused(op->v, SFTP_EXT_POSIX_RENAME, r)) {
 		rename_send(op, false);
 		return;
 	}
-	/* Plain v3 RENAME refuses an existing target. Without posix-rename
-	 * the documented fallback removes the target first (not atomic). */
-	if (plain && !(op->flags & RENAME_NOREPLACE) && op->stage != 2 &&
+	/* Plain v3 RENAME refuses an existing target (and says only
+	 * "failure"): the documented, non-atomic fallback replaces it. */
+	if (plain && !(op->flags & RENAME_NOREPLACE) &&
 	    r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
-		op->stage = 2;
-		buf_reset(&op->rq.pkt);
-		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path2) < 0) {
-			op_fail(op, ENOMEM);
-			return;
-		}
-		op_send(op, rename_fallback_removed, false);
+		rename_fallback(op);
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE &&
@@ -660,6 +656,7 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct op *op;
+	int err;
 
 	if (flags & ~RENAME_NOREPLACE) {
 		fuse_reply_err(req, EINVAL);
@@ -677,10 +674,12 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	op->newparent = newparent;
 	op->flags = flags;
-	op->leaf2 = strdup(newname);
-	op->path2 = nodes_child_path(op->v->nodes, newparent, newname);
-	if (!op->leaf2 || !op->path2) {
-		op_fail(op, op->leaf2 ? ENOENT : ENOMEM);
+	if (!(op->leaf2 = strdup(newname))) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	if ((err = nodes_path_get(op->v->nodes, newparent, newname, &op->path2))) {
+		op_fail(op, err == ESTALE ? ENOENT : err);
 		return;
 	}
 	/* NOREPLACE wants plain RENAME, which refuses an existing target. */

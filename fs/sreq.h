@@ -29,7 +29,11 @@ struct conn;
  *   -ECONNRESET the session died after the request may have been sent
  *               (only for requests not marked idempotent; idempotent ones
  *               are resent by the pool until their deadline);
- *   -ESTALE     a request bound to a session generation that is gone.
+ *   -ESTALE     a request bound to a session generation that is gone;
+ *   -EMSGSIZE   the request could not be encoded (too big for the codec)
+ *               and was not sent: resending it cannot help;
+ *   -ENOMEM     the session could not record it (out of memory); not sent.
+ * The last two are not a session loss: the session stays up.
  */
 typedef void (*sreq_done_fn)(struct sreq *rq, const struct sftp_reply *r,
 			     int err);

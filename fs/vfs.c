@@ -191,10 +191,12 @@ static void stat_path_done(struct op *op, const struct sftp_reply *r, int err)
 void stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int))
 {
+	int rc;
+
 	op->then = then;
 	buf_reset(&op->rq.pkt);
-	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_LSTAT, 0, path) < 0) {
-		then(op, NULL, ENOMEM);
+	if ((rc = sftp_enc_path(&op->rq.pkt, SSH_FXP_LSTAT, 0, path)) < 0) {
+		then(op, NULL, rc == BUF_E_TOOBIG ? ENAMETOOLONG : ENOMEM);
 		return;
 	}
 	op_send(op, stat_path_done, true);

@@ -33,6 +33,8 @@ struct op;
 #define CTL_DIR_INO (1ull << 62)
 #define CTL_NAME ".control"
 static inline bool is_ctl_ino(uint64_t ino) { return ino >= CTL_DIR_INO; }
+/* Invalid remote names logged one by one; past this many, only counted. */
+#define VFS_BAD_SEEN_MAX 256
 
 struct vfs {
 	const struct steadyfs_opts *o;
@@ -62,6 +64,10 @@ struct vfs {
 	uint32_t missing_exts_logged;
 	uint32_t refused_exts;     /* advertised but refused at use */
 	bool shadow_reported;      /* a remote .control was seen and hidden */
+	/* invalid remote names already logged: hashes of (folder, name) */
+	uint64_t bad_seen[VFS_BAD_SEEN_MAX];
+	unsigned bad_seen_n;
+	bool bad_seen_full;        /* "no longer logged one by one" said */
 };
 
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
@@ -162,6 +168,18 @@ uint32_t vfs_exts(struct vfs *v);
  * then the extension is treated as missing from now on, logged once.
  */
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
+
+/* ---- rename (ops_meta.c, rename_fallback.c) ---- */
+/* The rename of op->path to op->path2 is done on the server: moves the
+ * node, answers success and frees op. */
+void vfs_rename_ok(struct op *op);
+/*
+ * A plain RENAME (no posix-rename@) was refused with "failure": settles
+ * why by looking at the server and, when the target exists, replaces it
+ * without losing it if the rename cannot be done (rename_fallback.c).
+ * Answers the call and frees op.
+ */
+void rename_fallback(struct op *op);
 
 /* ---- file handles (ops_file.c) ---- */
 /* Recreates the handles a previous daemon left open (not yet reopened on

@@ -621,6 +621,50 @@ int sftp_dec_limits(const uint8_t *p, size_t len, struct sftp_limits *l)
 	return rc;
 }
 
+/* A WRITE header (type, id, handle, offset, data length) and a DATA reply
+ * header fit the headroom; the largest DATA fits the receive framing. */
+_Static_assert(1 + 4 + 4 + SFTP_MAX_HANDLE + 8 + 4 <= SFTP_RW_HEADROOM,
+	       "WRITE header larger than the headroom");
+_Static_assert(SFTP_SEND_MAX_PACKET <= SFTP_MAX_PACKET,
+	       "a request the codec would refuse");
+
+/* v clamped to [lo, hi]; 0 (not stated) gives def. Sets `bit` in *changed
+ * when a stated value was moved. */
+static uint64_t clamp_limit(uint64_t v, uint64_t def, uint64_t lo, uint64_t hi,
+			    unsigned bit, unsigned *changed)
+{
+	uint64_t r = v ? v : def;
+
+	if (r < lo)
+		r = lo;
+	if (r > hi)
+		r = hi;
+	if (v && r != v)
+		*changed |= bit;
+	return r;
+}
+
+unsigned sftp_limits_use(const struct sftp_limits *ann, struct sftp_limits *use)
+{
+	static const struct sftp_limits none;
+	unsigned changed = 0;
+	uint64_t rw_max;
+
+	if (!ann)
+		ann = &none;
+	/* No packet size stated: the read and write sizes alone decide. */
+	use->max_packet = clamp_limit(ann->max_packet, SFTP_SEND_MAX_PACKET,
+				      SFTP_MIN_PACKET, SFTP_SEND_MAX_PACKET,
+				      SFTP_LIMIT_PACKET, &changed);
+	rw_max = use->max_packet - SFTP_RW_HEADROOM;
+	use->max_read = clamp_limit(ann->max_read, SFTP_DEFAULT_RW, SFTP_DEFAULT_RW,
+				    rw_max, SFTP_LIMIT_READ, &changed);
+	use->max_write = clamp_limit(ann->max_write, SFTP_DEFAULT_RW, SFTP_DEFAULT_RW,
+				     rw_max, SFTP_LIMIT_WRITE, &changed);
+	use->max_open_handles = ann->max_open_handles;
+	return changed;
+}
+
 int sftp_dec_statvfs(const uint8_t *p, size_t len, struct sftp_statvfs *s)
 {
 	uint64_t v[11];

@@ -197,6 +197,32 @@ int sftp_dec_reply(const uint8_t *pkt, size_t len, struct sftp_reply *r);
 int sftp_name_next(struct sftp_reply *r, struct sftp_name *n);
 /* EXTENDED_REPLY payloads: BUF_E_FORMAT (and zeroed output) if short. */
 int sftp_dec_limits(const uint8_t *p, size_t len, struct sftp_limits *l);
+
+/* Request sizes (see sftp_limits_use). */
+#define SFTP_DEFAULT_RW 32768     /* data bytes per READ/WRITE without limits@ */
+#define SFTP_MIN_PACKET 34000     /* every v3 server takes this (draft-02, 3) */
+#define SFTP_SEND_MAX_PACKET (256 * 1024)  /* OpenSSH's own message cap */
+#define SFTP_RW_HEADROOM 1024     /* room for a READ/WRITE/DATA header */
+/* The limits_use mask: which announced values were not believed. */
+#define SFTP_LIMIT_PACKET 1u
+#define SFTP_LIMIT_READ   2u
+#define SFTP_LIMIT_WRITE  4u
+
+/*
+ * The sizes to use with a server whose limits@ reply said `ann` (NULL: no
+ * limits@): use->max_packet (largest request sent), use->max_read and
+ * use->max_write (data bytes per READ / WRITE); max_open_handles is
+ * copied. A server's numbers are not trusted: a zero read or write size
+ * keeps the default (32 KiB, what every v3 server takes; an unstated
+ * packet size leaves them alone), and
+ * every value is clamped so that the codec can always carry it: packets
+ * within [SFTP_MIN_PACKET, SFTP_SEND_MAX_PACKET], reads and writes within
+ * [SFTP_DEFAULT_RW, max_packet - SFTP_RW_HEADROOM]. So a WRITE of max_write
+ * bytes always encodes and a DATA reply of max_read bytes always passes
+ * sftp_frame(..., SFTP_MAX_PACKET, ...). Returns the SFTP_LIMIT_* bits of
+ * the non-zero announced values that were changed.
+ */
+unsigned sftp_limits_use(const struct sftp_limits *ann, struct sftp_limits *use);
 int sftp_dec_statvfs(const uint8_t *p, size_t len, struct sftp_statvfs *s);
 
 /* The errno closest to an SFTP status code. SSH_FX_OK and SSH_FX_EOF both

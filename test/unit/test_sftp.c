@@ -985,6 +985,78 @@ static void test_ext_names(void)
 	CHECK_STR(sftp_ext_name(SFTP_EXT_FSYNC | SFTP_EXT_LIMITS), "unknown");
 }
 
+/* What a server announces in limits@ is clamped to what the codec carries
+ * and to sane minimums: a WRITE of max_write with the longest handle
+ * always encodes, a DATA of max_read always passes the framing. */
+static void check_limits_fit(const struct sftp_limits *u)
+{
+	static uint8_t data[SFTP_SEND_MAX_PACKET];
+	uint8_t h[SFTP_MAX_HANDLE] = { 0 };
+	uint8_t hdr[4];
+	struct buf out = BUF_INIT;
+	size_t plen;
+	uint64_t total = u->max_read + 9 + 4;  /* type, id, length, data */
+
+	CHECK(u->max_packet >= SFTP_MIN_PACKET && u->max_packet <= SFTP_SEND_MAX_PACKET);
+	CHECK(u->max_read >= SFTP_DEFAULT_RW && u->max_read + SFTP_RW_HEADROOM <= u->max_packet);
+	CHECK(u->max_write >= SFTP_DEFAULT_RW && u->max_write + SFTP_RW_HEADROOM <= u->max_packet);
+	CHECK_EQ(sftp_enc_write(&out, 1, h, sizeof(h), UINT64_MAX, data, u->max_write), 0);
+	CHECK(out.len <= u->max_packet);
+	hdr[0] = (uint8_t)(total >> 24);
+	hdr[1] = (uint8_t)(total >> 16);
+	hdr[2] = (uint8_t)(total >> 8);
+	hdr[3] = (uint8_t)total;
+	CHECK_EQ(sftp_frame(hdr, 4, SFTP_MAX_PACKET, &plen), BUF_E_SHORT);
+	CHECK_EQU(plen, total + 4);
+	buf_release(&out);
+}
+
+static void test_limits_use(void)
+{
+	static const uint64_t odd[] = { 0, 1, 512, 1023, 1024, 1025, 33999, 34000,
+		32768, 65536, 261120, 262144, 262145, 1048576, 16u << 20,
+		UINT32_MAX, (uint64_t)UINT32_MAX + 1, UINT64_MAX - 1023, UINT64_MAX };
+	const size_t n = sizeof(odd) / sizeof(odd[0]);
+	struct sftp_limits a, u;
+
+	/* OpenSSH's own numbers are taken as they are. */
+	a = (struct sftp_limits){ 262144, 261120, 261120, 1019 };
+	CHECK_EQU(sftp_limits_use(&a, &u), 0);
+	CHECK_EQU(u.max_packet, 262144);
+	CHECK_EQU(u.max_read, 261120);
+	CHECK_EQU(u.max_write, 261120);
+	CHECK_EQU(u.max_open_handles, 1019);
+	/* No limits@, or zeros: 32 KiB requests. */
+	CHECK_EQU(sftp_limits_use(NULL, &u), 0);
+	CHECK_EQU(u.max_read, SFTP_DEFAULT_RW);
+	CHECK_EQU(u.max_write, SFTP_DEFAULT_RW);
+	check_limits_fit(&u);
+	a = (struct sftp_limits){ 0 };
+	CHECK_EQU(sftp_limits_use(&a, &u), 0);
+	CHECK_EQU(u.max_write, SFTP_DEFAULT_RW);
+	/* A packet under 1024 once made max_write underflow. */
+	a = (struct sftp_limits){ 512, 100, 100, 0 };
+	CHECK_EQU(sftp_limits_use(&a, &u),
+		  SFTP_LIMIT_PACKET | SFTP_LIMIT_READ | SFTP_LIMIT_WRITE);
+	CHECK_EQU(u.max_packet, SFTP_MIN_PACKET);
+	CHECK_EQU(u.max_write, SFTP_DEFAULT_RW);
+	CHECK_EQU(u.max_read, SFTP_DEFAULT_RW);
+	/* Huge values: what the framing accepts. */
+	a = (struct sftp_limits){ UINT64_MAX, 16u << 20, UINT64_MAX, 0 };
+	CHECK_EQU(sftp_limits_use(&a, &u),
+		  SFTP_LIMIT_PACKET | SFTP_LIMIT_READ | SFTP_LIMIT_WRITE);
+	CHECK_EQU(u.max_packet, SFTP_SEND_MAX_PACKET);
+	CHECK_EQU(u.max_read, SFTP_SEND_MAX_PACKET - SFTP_RW_HEADROOM);
+	/* Every combination fits. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n; j++)
+			for (size_t k = 0; k < n; k += 3) {
+				a = (struct sftp_limits){ odd[i], odd[j], odd[k], 0 };
+				sftp_limits_use(&a, &u);
+				check_limits_fit(&u);
+			}
+}
+
 int main(void)
 {
 	UNIT_RUN(test_enc_init);
@@ -1012,5 +1084,6 @@ int main(void)
 	UNIT_RUN(test_frame);
 	UNIT_RUN(test_status_errno);
 	UNIT_RUN(test_ext_names);
+	UNIT_RUN(test_limits_use);
 	return unit_summary("test_sftp");
 }

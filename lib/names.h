@@ -1,0 +1,21 @@
+/*
+ * names: what a single file name may be, wherever one comes from that is
+ * not trusted (the take-over state a dead daemon left, a server's reply).
+ */
+#ifndef STEADYFS_NAMES_H
+#define STEADYFS_NAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The longest name, in bytes, as Linux's NAME_MAX. */
+#define NAME_BYTES_MAX 255
+
+/*
+ * True when the `len` bytes at `name` are one path component a mount can
+ * show: 1 to NAME_BYTES_MAX bytes, none of them '/' or NUL, and neither
+ * "." nor "..". `name` need not be terminated; nothing past `len` is read.
+ */
+bool name_ok(const char *name, size_t len);
+
+#endif

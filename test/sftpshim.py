@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""A lying SFTP server for the tests: OpenSSH's sftp-server behind a relay
+that rewrites some of its replies.
+
+sshd runs it as the `sftp` subsystem (`Sshd(sftp_server=shim_command(...))`
+in sshdfix terms: see `lying_sshd` below). It starts the real
+/usr/lib/openssh/sftp-server on two pipes and copies packets both ways,
+parsing the SFTP framing (draft-ietf-secsh-filexfer-02). What it changes
+comes from a JSON file named on its command line:
+
+  "names": [hex, ...]    each listed name (hex-encoded bytes, so NUL and
+                         '/' can be said) is added to the first NAME reply
+                         of every directory listing (READDIR on a handle),
+                         as a regular file of 4 bytes
+  "limits": [packet, read, write, handles]
+                         the EXTENDED_REPLY to limits@openssh.com carries
+                         these numbers instead of the server's
+  "server_args": [...]   arguments for the real server (e.g. ["-P",
+                         "posix-rename"] to leave an extension out)
+  "vague_renames": true  a refused RENAME says only "failure", whatever
+                         the real reason (as some servers do)
+  "serve_reads": true    READ requests are answered by the shim itself,
+                         at the full length asked (a server that honours
+                         a huge max-read-length); needs the OPEN's path,
+                         which it reads from the file on this machine
+
+Everything else passes through unchanged. Used by test_server_input.py.
+"""
+
+import json
+import struct
+import subprocess
+import sys
+import threading
+
+REAL = "/usr/lib/openssh/sftp-server"
+
+FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_READDIR, FXP_RENAME, FXP_EXTENDED = 3, 4, 5, 12, 18, 200
+FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_NAME, FXP_EXT_REPLY = 101, 102, 103, 104, 201
+FX_EOF, FX_FAILURE = 1, 4
+ATTR_SIZE, ATTR_PERM, ATTR_TIME = 0x1, 0x4, 0x8
+
+
+def read_exact(f, n):
+    out = b""
+    while len(out) < n:
+        chunk = f.read(n - len(out))
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
+def packets(f):
+    """(type, body after the type byte) of each packet until the end of
+    the stream."""
+    while True:
+        hdr = read_exact(f, 4)
+        if hdr is None:
+            return
+        body = read_exact(f, struct.unpack(">I", hdr)[0])
+        if not body:
+            return
+        yield body[0], body[1:]
+
+
+def packet(ptype, payload):
+    return struct.pack(">IB", len(payload) + 1, ptype) + payload
+
+
+def sstr(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def status_body(rid, code, msg):
+    return struct.pack(">II", rid, code) + sstr(msg) + sstr(b"")
+
+
+def get_str(buf, off):
+    n = struct.unpack_from(">I", buf, off)[0]
+    return buf[off + 4:off + 4 + n], off + 4 + n
+
+
+class Relay:
+    def __init__(self, cfg):
+        self.names = [bytes.fromhex(h) for h in cfg.get("names", [])]
+        self.limits = cfg.get("limits")
+        self.serve_reads = cfg.get("serve_reads", False)
+        self.vague_renames = cfg.get("vague_renames", False)
+        self.lock = threading.Lock()     # writes to our stdout
+        self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
+        self.handles = {}                # handle -> path (serve_reads)
+        self.listed = set()              # handles whose listing got the names
+        self.out = sys.stdout.buffer
+        self.server = subprocess.Popen([REAL] + cfg.get("server_args", []),
+                                       stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE)
+
+    def send_client(self, data):
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+
+    # ---- client -> server ------------------------------------------------
+
+    def from_client(self):
+        for ptype, body in packets(sys.stdin.buffer):
+            if not self.note_request(ptype, body):
+                self.server.stdin.write(packet(ptype, body))
+                self.server.stdin.flush()
+        self.server.stdin.close()
+
+    def note_request(self, ptype, body):
+        """Remembers what a reply will need; True when the shim answered
+        the request itself."""
+        if ptype == 1:  # INIT has no id
+            return False
+        rid = struct.unpack_from(">I", body)[0]
+        if ptype == FXP_CLOSE:
+            # The server reuses handle strings: a new listing on this
+            # one gets the names again.
+            h, _ = get_str(body, 4)
+            self.listed.discard(h)
+            self.handles.pop(h, None)
+        elif ptype == FXP_READDIR:
+            h, _ = get_str(body, 4)
+            self.pending[rid] = ("readdir", h)
+        elif ptype == FXP_RENAME and self.vague_renames:
+            self.pending[rid] = ("rename",)
+        elif ptype == FXP_EXTENDED:
+            name, _ = get_str(body, 4)
+            if name == b"limits@openssh.com" and self.limits:
+                self.pending[rid] = ("limits",)
+        elif ptype == FXP_OPEN and self.serve_reads:
+            path, _ = get_str(body, 4)
+            self.pending[rid] = ("open", path)
+        elif ptype == FXP_READ and self.serve_reads:
+            h, off = get_str(body, 4)
+            if h in self.handles:
+                offset, length = struct.unpack_from(">QI", body, off)
+                self.serve_read(rid, self.handles[h], offset, length)
+                return True
+        return False
+
+    def serve_read(self, rid, path, offset, length):
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        except OSError:
+            self.send_client(packet(FXP_STATUS, status_body(rid, FX_FAILURE, b"read failed")))
+            return
+        if not data:
+            self.send_client(packet(FXP_STATUS, status_body(rid, FX_EOF, b"EOF")))
+            return
+        self.send_client(packet(FXP_DATA, struct.pack(">I", rid) + sstr(data)))
+
+    # ---- server -> client ------------------------------------------------
+
+    def from_server(self):
+        for ptype, body in packets(self.server.stdout):
+            self.send_client(packet(ptype, self.rewrite(ptype, body)))
+
+    def rewrite(self, ptype, body):
+        if ptype == 2:  # VERSION has no id
+            return body
+        rid = struct.unpack_from(">I", body)[0]
+        what = self.pending.pop(rid, None)
+        if what is None:
+            return body
+        if what[0] == "readdir" and ptype == FXP_NAME and what[1] not in self.listed:
+            self.listed.add(what[1])
+            return self.add_names(body)
+        if what[0] == "rename" and ptype == FXP_STATUS:
+            code = struct.unpack_from(">I", body, 4)[0]
+            if code != 0:
+                return status_body(rid, FX_FAILURE, b"Failure")
+            return body
+        if what[0] == "limits" and ptype == FXP_EXT_REPLY:
+            return struct.pack(">I4Q", rid, *self.limits)
+        if what[0] == "open" and ptype == FXP_HANDLE:
+            h, _ = get_str(body, 4)
+            self.handles[h] = what[1]
+        return body
+
+    def add_names(self, body):
+        rid, count = struct.unpack_from(">II", body)
+        attrs = struct.pack(">IQII", ATTR_SIZE | ATTR_PERM | ATTR_TIME,
+                            4, 0o100644, 0) + struct.pack(">I", 0)
+        extra = b"".join(sstr(n) + sstr(b"-rw-r--r-- 1 0 0 4 Jan 1 00:00 ?")
+                         + attrs for n in self.names)
+        return struct.pack(">II", rid, count + len(self.names)) + body[8:] + extra
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        cfg = json.load(f)
+    r = Relay(cfg)
+    t = threading.Thread(target=r.from_server, daemon=True)
+    t.start()
+    r.from_client()
+    r.server.wait()
+    t.join(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -148,6 +148,13 @@ def test_rename_fallback_folders(no_posix_rename):
     os.rename(m.path("n"), m.path("t"))
     assert read_file(os.path.join(srv, "t")) == b"new"
     assert not leftovers(srv)
+    # A source gone from the server (the kernel still knows it): ENOENT,
+    # the target untouched.
+    write_file(os.path.join(srv, "gone"), b"x")
+    os.stat(m.path("gone"))
+    os.unlink(os.path.join(srv, "gone"))
+    assert errno_of(os.rename, m.path("gone"), m.path("t")) == errno.ENOENT
+    assert read_file(os.path.join(srv, "t")) == b"new"
 
 
 @pytest.mark.timeout(60)

@@ -155,6 +155,18 @@ static void fuzz_body(const uint8_t *p, size_t n)
 	FUZZ_ASSERT(rc == 0 || rc == BUF_E_FORMAT || rc == BUF_E_TOOBIG);
 	FUZZ_ASSERT(rc == 0 || exts == 0);
 	FUZZ_ASSERT((sftp_dec_limits(p, n, &lim) == 0) == (n >= 32));
+	if (n >= 32) {
+		struct sftp_limits use;
+
+		/* Whatever a server announces, the sizes used fit the codec. */
+		sftp_limits_use(&lim, &use);
+		FUZZ_ASSERT(use.max_packet >= SFTP_MIN_PACKET &&
+			    use.max_packet <= SFTP_SEND_MAX_PACKET);
+		FUZZ_ASSERT(use.max_read >= SFTP_DEFAULT_RW &&
+			    use.max_read + SFTP_RW_HEADROOM <= use.max_packet);
+		FUZZ_ASSERT(use.max_write >= SFTP_DEFAULT_RW &&
+			    use.max_write + SFTP_RW_HEADROOM <= use.max_packet);
+	}
 	FUZZ_ASSERT((sftp_dec_statvfs(p, n, &sv) == 0) == (n >= 88));
 	fuzz_attrs(p, n);
 }

@@ -16,10 +16,12 @@
  *    is empty (so a full one gives ENOTEMPTY and nothing changes); when
  *    the source then cannot be moved, the empty folder is made again.
  *
- * A refusal at any step fails the call with that step's errno. Not
- * atomic: between the steps the target name is missing, and a session
- * loss in the middle leaves the target at its hidden name, which the log
- * line names (docs/retries.md).
+ * A refusal at any step fails the call with that step's errno. A step
+ * whose reply was lost is settled by LSTAT, as every non-idempotent call
+ * (the name it removes gone: it was done). Not atomic: between the steps
+ * the target name is missing; when the server cannot be asked, the
+ * target may be left at its hidden name, which the log line names
+ * (docs/retries.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -120,17 +122,35 @@ static void aside_dropped(struct op *op, const struct sftp_reply *r, int err)
 	vfs_rename_ok(op);
 }
 
+static void moved_ok(struct op *op)
+{
+	if (aside_of(op))
+		send_one(op, SSH_FXP_REMOVE, aside_of(op), aside_dropped);
+	else
+		vfs_rename_ok(op);
+}
+
+/* The move's reply was lost: the source gone means it was done. */
+static void move_settled(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a && err == ENOENT) {
+		moved_ok(op);
+	} else if (a) {
+		op->err = EIO;
+		undo(op);
+	} else {
+		fallback_lost(op, "the rename");
+	}
+}
+
 static void moved(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
-		fallback_lost(op, "the rename");
+		stat_path(op, op->path, move_settled);
 		return;
 	}
 	if (ok_reply(r)) {
-		if (aside_of(op))
-			send_one(op, SSH_FXP_REMOVE, aside_of(op), aside_dropped);
-		else
-			vfs_rename_ok(op);
+		moved_ok(op);
 		return;
 	}
 	op->err = reply_errno(r);
@@ -144,24 +164,40 @@ static void send_move(struct op *op)
 
 /* ---- making room: the target aside, or an empty folder removed ---------- */
 
+/* Nothing changed: the call fails with `e`. */
+static void room_refused(struct op *op, int e)
+{
+	free(op->data);
+	op->data = NULL;
+	op_fail(op, e);
+}
+
+/* The reply to making room was lost: the target gone means it was done. */
+static void room_settled(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a && err == ENOENT)
+		send_move(op);
+	else if (a)
+		room_refused(op, EIO);
+	else
+		fallback_lost(op, aside_of(op) ? "moving the target aside" :
+			      "the RMDIR of the target");
+}
+
 static void room_made(struct op *op, const struct sftp_reply *r, int err)
 {
-	bool dir = !aside_of(op);
-
 	if (err) {
-		fallback_lost(op, dir ? "the RMDIR of the target" : "moving the target aside");
+		stat_path(op, op->path2, room_settled);
 		return;
 	}
 	if (ok_reply(r)) {
 		send_move(op);
 		return;
 	}
-	/* Nothing changed. A folder that RMDIR refuses with "failure" is
-	 * not empty (it exists: LSTAT just saw it). */
-	free(op->data);
-	op->data = NULL;
-	op_fail(op, dir && r->type == SSH_FXP_STATUS &&
-		    r->u.status.code == SSH_FX_FAILURE ? ENOTEMPTY : reply_errno(r));
+	/* A folder that RMDIR refuses with "failure" is not empty (it
+	 * exists: LSTAT just saw it). */
+	room_refused(op, !aside_of(op) && r->type == SSH_FXP_STATUS &&
+		     r->u.status.code == SSH_FX_FAILURE ? ENOTEMPTY : reply_errno(r));
 }
 
 /* A name in the target's folder for the target while it is replaced. */

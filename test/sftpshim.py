@@ -19,6 +19,9 @@ comes from a JSON file named on its command line:
                          "posix-rename"] to leave an extension out)
   "vague_renames": true  a refused RENAME says only "failure", whatever
                          the real reason (as some servers do)
+  "lose_rename_to": hex  a RENAME whose new name contains these bytes is
+                         done by the server, then the shim exits before
+                         relaying the reply (a reply lost with its session)
   "serve_reads": true    READ requests are answered by the shim itself,
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
@@ -28,6 +31,7 @@ Everything else passes through unchanged. Used by test_server_input.py.
 """
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -87,6 +91,7 @@ class Relay:
         self.limits = cfg.get("limits")
         self.serve_reads = cfg.get("serve_reads", False)
         self.vague_renames = cfg.get("vague_renames", False)
+        self.lose_rename_to = bytes.fromhex(cfg.get("lose_rename_to", ""))
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
         self.handles = {}                # handle -> path (serve_reads)
@@ -125,8 +130,13 @@ class Relay:
         elif ptype == FXP_READDIR:
             h, _ = get_str(body, 4)
             self.pending[rid] = ("readdir", h)
-        elif ptype == FXP_RENAME and self.vague_renames:
-            self.pending[rid] = ("rename",)
+        elif ptype == FXP_RENAME:
+            _, off = get_str(body, 4)
+            to, _ = get_str(body, off)
+            if self.lose_rename_to and self.lose_rename_to in to:
+                self.pending[rid] = ("lose",)
+            elif self.vague_renames:
+                self.pending[rid] = ("rename",)
         elif ptype == FXP_EXTENDED:
             name, _ = get_str(body, 4)
             if name == b"limits@openssh.com" and self.limits:
@@ -171,6 +181,8 @@ class Relay:
         if what[0] == "readdir" and ptype == FXP_NAME and what[1] not in self.listed:
             self.listed.add(what[1])
             return self.add_names(body)
+        if what[0] == "lose":
+            os._exit(0)  # the server did it; the reply dies with us
         if what[0] == "rename" and ptype == FXP_STATUS:
             code = struct.unpack_from(">I", body, 4)[0]
             if code != 0:

@@ -181,6 +181,22 @@ def test_rename_fallback_vague_server(make_sshd, mount_steadyfs, tmp_path):
     assert not leftovers(srv)
 
 
+@pytest.mark.timeout(60)
+def test_rename_fallback_lost_reply_is_settled(make_sshd, mount_steadyfs, tmp_path):
+    """The session dies right after the server moved the target aside:
+    the fallback sees the target gone and finishes the rename."""
+    s = lying_sshd(make_sshd, tmp_path, server_args=["-P", "posix-rename"],
+                   lose_rename_to=b".steadyfs-replaced-".hex())
+    srv = s.remote_dir
+    write_file(os.path.join(srv, "target"), b"old")
+    m = mount_steadyfs(s, expect_errors=True, opts={"connections": 2})
+    write_file(m.path("new"), b"new")
+    os.rename(m.path("new"), m.path("target"))
+    assert read_file(os.path.join(srv, "target")) == b"new"
+    assert not os.path.exists(os.path.join(srv, "new"))
+    assert not leftovers(srv)
+
+
 # ---- finding 7: long remote paths -------------------------------------------
 
 @pytest.mark.timeout(60)

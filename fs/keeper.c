@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "keepstate.h"
 #include "log.h"
+#include "strbuf.h"
 
 /* A child that dies before it serves, sooner than this after its start,
  * is restarted only after the rest of it: a crash loop costs one start
@@ -206,25 +207,59 @@ static void give_fd(struct keeper *k, struct child *c)
 
 /* ---- the mount ---- */
 
+/* Appends `v` as one value of a libfuse `-o` list: fuse_opt splits on
+ * commas and takes a backslash as "the next byte as is", so both are
+ * escaped. Without it, a remote folder named "data,suid,dev" would add
+ * those options to the mount. */
+static void add_opt_escaped(struct strbuf *sb, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == ',' || *v == '\\')
+			strbuf_addc(sb, '\\');
+		strbuf_addc(sb, *v);
+	}
+}
+
+/* The mount's options: the source as fsname (escaped), nosuid and nodev
+ * unless the operator said suid or dev (the server's files are not
+ * trusted), and the operator's permission options. */
+static void mount_options(const struct steadyfs_opts *o, struct strbuf *sb)
+{
+	strbuf_adds(sb, "fsname=");
+	if (o->user) {
+		add_opt_escaped(sb, o->user);
+		strbuf_addc(sb, '@');
+	}
+	add_opt_escaped(sb, o->host);
+	strbuf_addc(sb, ':');
+	add_opt_escaped(sb, o->remote_dir);
+	strbuf_addf(sb, ",subtype=steadyfs,%s,%s%s%s%s%s", o->suid ? "suid" : "nosuid",
+		    o->dev ? "dev" : "nodev", o->noexec ? ",noexec" : "",
+		    o->allow_other ? ",allow_other" : "",
+		    o->default_permissions ? ",default_permissions" : "",
+		    o->ro ? ",ro" : "");
+}
+
 static int mount_fuse(struct keeper *k)
 {
 	static const struct fuse_lowlevel_ops none;
 	const struct steadyfs_opts *o = k->o;
-	char fuseopts[PATH_MAX + 256];
-	char *argv[] = { "steadyfs", "-o", fuseopts, NULL };
+	struct strbuf opts = STRBUF_INIT;
+	char *argv[] = { "steadyfs", "-o", NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
-	snprintf(fuseopts, sizeof(fuseopts), "fsname=%s%s%s:%s,subtype=steadyfs%s%s%s",
-		 o->user ? o->user : "", o->user ? "@" : "", o->host,
-		 o->remote_dir, o->allow_other ? ",allow_other" : "",
-		 o->default_permissions ? ",default_permissions" : "",
-		 o->ro ? ",ro" : "");
-	/* fsname must not contain a comma: libfuse splits options on it. */
-	for (char *p = fuseopts + strlen("fsname="); *p && *p != ','; p++)
-		if (*p == '\\')
-			*p = '/';
+	mount_options(o, &opts);
+	if (!strbuf_ok(&opts)) {
+		log_err("cannot mount on '%s': out of memory", k->mp);
+		strbuf_release(&opts);
+		return -1;
+	}
+	argv[2] = (char *)strbuf_str(&opts);
+	if (o->default_permissions_implied)
+		log_info("allow_other: the kernel checks permissions (default_permissions is implied)");
 	k->se = fuse_session_new(&args, &none, sizeof(none), NULL);
 	fuse_opt_free_args(&args);
+	strbuf_release(&opts);
 	if (!k->se || fuse_session_mount(k->se, k->mp) != 0) {
 		log_err("cannot mount on '%s'", k->mp);
 		return -1;

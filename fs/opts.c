@@ -17,6 +17,7 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -79,9 +80,6 @@ struct passive_spec {
 
 static const struct passive_spec passive[] = {
 	/* generic mount(8) options: the kernel mount or fstab handles them */
-	{ "dev", M_EXACT, NULL }, { "nodev", M_EXACT, NULL },
-	{ "suid", M_EXACT, NULL }, { "nosuid", M_EXACT, NULL },
-	{ "exec", M_EXACT, NULL }, { "noexec", M_EXACT, NULL },
 	{ "_netdev", M_EXACT, NULL }, { "auto", M_EXACT, NULL },
 	{ "noauto", M_EXACT, NULL }, { "defaults", M_EXACT, NULL },
 	{ "user", M_EXACT, NULL }, { "users", M_EXACT, NULL },
@@ -470,6 +468,24 @@ static int h_user(struct parser *p, const char *key, const char *val)
 	return set_string(p, &p->ssh_user, strdup(val));
 }
 
+/* A group name, or a number for a group the system may not name. */
+static int h_state_group(struct parser *p, const char *key, const char *val)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	unsigned long long v = 0;
+
+	if (parse_u64(val, 10, &v) && v < UINT32_MAX) {
+		p->o->state_gid = (gid_t)v;
+	} else if (getgrnam_r(val, &gr, buf, sizeof(buf), &res) == 0 && res) {
+		p->o->state_gid = res->gr_gid;
+	} else {
+		return bad_value(p, key, val, "expected a group name or number");
+	}
+	p->o->state_group_set = true;
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct steadyfs_opts, f)
 
 static const struct opt_spec specs[] = {
@@ -487,6 +503,12 @@ static const struct opt_spec specs[] = {
 	{ "default_permissions", K_SET, 0, FIELD(default_permissions), 0, 0, NULL },
 	{ "ro", K_SET, 0, FIELD(ro), 0, 0, NULL },
 	{ "rw", K_CLEAR, 0, FIELD(ro), 0, 0, NULL },
+	{ "suid", K_SET, 0, FIELD(suid), 0, 0, NULL },
+	{ "nosuid", K_CLEAR, 0, FIELD(suid), 0, 0, NULL },
+	{ "dev", K_SET, 0, FIELD(dev), 0, 0, NULL },
+	{ "nodev", K_CLEAR, 0, FIELD(dev), 0, 0, NULL },
+	{ "noexec", K_SET, 0, FIELD(noexec), 0, 0, NULL },
+	{ "exec", K_CLEAR, 0, FIELD(noexec), 0, 0, NULL },
 	{ "uid", K_FN, 0, 0, 0, 0, h_uid },
 	{ "gid", K_FN, 0, 0, 0, 0, h_gid },
 	{ "umask", K_FN, 0, 0, 0, 0, h_umask },
@@ -505,6 +527,7 @@ static const struct opt_spec specs[] = {
 	{ "backoff_max", K_SECONDS, 0, FIELD(backoff_max), 0, 0, NULL },
 	{ "state_dir", K_PATH, 0, FIELD(state_dir), 0, 0, NULL },
 	{ "metrics_textfile", K_PATH, 0, FIELD(metrics_textfile), 0, 0, NULL },
+	{ "state_group", K_FN, 0, 0, 0, 0, h_state_group },
 };
 
 static bool takes_value(const struct opt_spec *s)
@@ -843,6 +866,10 @@ static int finish(struct parser *p)
 	if (o->backoff_min > o->backoff_max)
 		return fail(p, "bad value for 'backoff_min': '%g' (more than "
 			    "backoff_max '%g')", o->backoff_min, o->backoff_max);
+	if (o->allow_other && !o->default_permissions) {
+		o->default_permissions = true;
+		o->default_permissions_implied = true;
+	}
 	if (!o->user && p->ssh_user) {
 		o->user = p->ssh_user;
 		p->ssh_user = NULL;
@@ -954,8 +981,13 @@ void opts_usage(FILE *fp)
 "  -o reconnect             accepted; steadyfs always reconnects\n"
 "\n"
 "filesystem:\n"
-"  -o allow_other           let other users use the mount (default off)\n"
-"  -o default_permissions   kernel checks permissions (default off)\n"
+"  -o allow_other           let other users use the mount (default off);\n"
+"                           implies default_permissions\n"
+"  -o default_permissions   kernel checks permissions (default off; always\n"
+"                           on with allow_other)\n"
+"  -o suid, dev             honour setuid bits and device files of the\n"
+"                           server's files (default nosuid,nodev)\n"
+"  -o noexec                no program runs from the mount (default exec)\n"
 "  -o ro                    read-only (default rw)\n"
 "  -o uid=N, gid=N          owner and group shown for every file\n"
 "                           (default: the server's numbers)\n"
@@ -980,14 +1012,17 @@ void opts_usage(FILE *fp)
 "  -o state_dir=PATH        mirror of .control/ (default\n"
 "                           /run/steadyfs/<escaped mountpoint>)\n"
 "  -o metrics_textfile=PATH Prometheus textfile (default off)\n"
+"  -o state_group=GROUP     share the mirror and .control/ with GROUP\n"
+"                           (0750/0640; default: owner only, 0700/0600)\n"
 "\n"
-"Also accepted: the generic mount(8) options (rw, dev, nodev, suid, nosuid,\n"
-"exec, noexec, _netdev, auto, noauto, defaults, user, users, nouser, nofail,\n"
-"comment=, x-systemd.*, ...) silently, and options of sshfs, ssh_config(5)\n"
-"and FUSE that steadyfs does not need, with one warning each. Anything else\n"
-"is an error. workaround=... is accepted and ignored.\n"
+"Also accepted: the generic mount(8) options (rw, _netdev, auto, noauto,\n"
+"defaults, user, users, nouser, nofail, comment=, x-systemd.*, ...) silently,\n"
+"and options of sshfs, ssh_config(5) and FUSE that steadyfs does not need,\n"
+"with one warning each. Anything else is an error. workaround=... is\n"
+"accepted and ignored.\n"
 "\n"
 "Exit status: 0 ok, 1 cannot connect, authenticate or verify the host key,\n"
-"2 bad command line, 3 internal error, 4 mountpoint problem.\n",
+"2 bad command line, 3 internal error, 4 mountpoint problem; for --upgrade\n"
+"also 5 the pid in status.json is not the keeper of that mount (refused).\n",
 		fp);
 }

@@ -40,6 +40,14 @@ struct steadyfs_opts {
 	bool foreground;     /* -f */
 	bool debug;          /* -d: debug log, implies foreground */
 	bool allow_other, default_permissions, ro;
+	/* default_permissions was not given but allow_other was: set by the
+	 * parser, because without it any local user could read and write
+	 * every file of the mount (the daemon checks no permissions). */
+	bool default_permissions_implied;
+	/* Mount flags. The server's files are not trusted: setuid bits and
+	 * device files on it take effect only when the operator says `suid`
+	 * or `dev`; `noexec` is passed on as given. */
+	bool suid, dev, noexec;
 	bool uid_set, gid_set, umask_set, idmap_user;
 	uid_t uid;
 	gid_t gid;
@@ -56,6 +64,11 @@ struct steadyfs_opts {
 	double backoff_max;    /* s, default 5 */
 	char *state_dir;       /* NULL: /run/steadyfs/<escaped mountpoint> */
 	char *metrics_textfile;/* NULL: off */
+	/* state_group=GROUP: the mirror and .control/ are shared with this
+	 * group (folders 0750, files 0640); without it they are the daemon
+	 * user's alone (0700, 0600). */
+	bool state_group_set;
+	gid_t state_gid;
 
 	bool show_help, show_version;
 };

@@ -360,6 +360,129 @@ def test_mountpoint_stale_sshfs_attrs_cached(sshd, remote, mount_sshfs):
     _stale_then_mount(sshd, remote[1], mount_sshfs, False)
 
 
+# ---- hostile input and the mount's options (issue 15) ---------------------------
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def open_mountpoint():
+    """A mountpoint in a world-traversable folder, so that another user
+    can reach the mount (pytest's tmp_path is root's alone)."""
+    mp = tempfile.mkdtemp(prefix="steadyfs-safety-", dir="/tmp")
+    os.chmod(mp, 0o755)
+    return mp
+
+
+def super_options(mountpoint):
+    """(mount options, source, super options) of the mount on
+    `mountpoint` as the kernel lists it (the last one)."""
+    found = None
+    mp = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.rstrip("\n").partition(" - ")
+            lf, rf = left.split(" "), right.split(" ")
+            if mounts._unescape(lf[4]) == mp:
+                found = (lf[5].split(","), mounts._unescape(rf[1]), rf[2].split(","))
+    assert found, f"no mount on {mp}"
+    return found
+
+
+def test_allow_other_implies_default_permissions(sshd, remote, tmp_path):
+    """Finding 4: with allow_other alone (the archive's fstab line before
+    default_permissions was added), a real non-root user can neither read
+    nor append to a root-owned 0600 file: the kernel checks permissions
+    because allow_other implies default_permissions, and the keeper says
+    so once."""
+    if not mounts.fuse_available() or not shutil.which("setpriv"):
+        pytest.skip("needs /dev/fuse and setpriv")
+    _, srv = remote
+    secret = os.path.join(srv, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("root only\n")
+    os.chmod(secret, 0o600)
+    mp = open_mountpoint()
+    m = None
+    try:
+        m = mounts.mount_steadyfs(sshd, mountpoint=mp, workdir=str(tmp_path),
+                                  remote_subdir=os.path.basename(srv),
+                                  opts={"allow_other": True})
+        path = m.path("secret.txt")
+        st = os.stat(path)
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+        r = subprocess.run(NOBODY + ["cat", path], capture_output=True,
+                           timeout=RUN_TIMEOUT)
+        assert r.returncode != 0 and b"Permission denied" in r.stderr, r
+        r = subprocess.run(NOBODY + ["sh", "-c", 'echo pwned >> "$1"', "sh", path],
+                           capture_output=True, timeout=RUN_TIMEOUT)
+        assert r.returncode != 0 and b"Permission denied" in r.stderr, r
+        with open(secret) as f:
+            assert f.read() == "root only\n"
+        # root (the mount's user) still reads it; nobody still lists the root
+        with open(path) as f:
+            assert f.read() == "root only\n"
+        r = subprocess.run(NOBODY + ["ls", mp], capture_output=True,
+                           timeout=RUN_TIMEOUT)
+        assert r.returncode == 0 and b"secret.txt" in r.stdout, r
+        assert "default_permissions" in super_options(mp)[2]
+        said = [line for line in m.stderr_text().splitlines()
+                if "default_permissions is implied" in line]
+        assert len(said) == 1, m.stderr_text()
+    finally:
+        if m:
+            m.cleanup()
+            m.remove_mirror()
+        os.rmdir(mp)
+    assert not m.problems(), m.problems()
+
+
+@pytest.mark.parametrize("name", ["data,suid,dev", "back\\slash,dev"])
+def test_comma_in_remote_path_injects_no_option(sshd, remote, mount_steadyfs, name):
+    """Finding 5: a comma in the remote folder's name used to end the
+    fsname and add the rest as mount options (`...data,suid,dev` mounted
+    without nosuid,nodev). The source is now escaped for libfuse, shows
+    whole in the mount table, and the mount is nosuid,nodev."""
+    _, srv = remote
+    sub = os.path.join(os.path.basename(srv), name)
+    os.makedirs(os.path.join(srv, name))
+    with open(os.path.join(srv, name, "f"), "w") as f:
+        f.write("in the folder\n")
+    m = mount_steadyfs(sshd, remote_subdir=sub)
+    mopts, source, sopts = super_options(m.mountpoint)
+    assert "nosuid" in mopts and "nodev" in mopts, mopts
+    assert source == f"{sshd.user}@{sshd.host}:{os.path.join(srv, name)}", source
+    assert not set(sopts) & {"suid", "dev"}, sopts
+    with open(m.path("f")) as f:
+        assert f.read() == "in the folder\n"
+
+
+def test_suid_and_dev_only_when_asked(sshd, remote, mount_steadyfs):
+    """The operator's explicit `suid,dev` still reaches the mount."""
+    m = mount_steadyfs(sshd, remote_subdir=os.path.basename(remote[1]),
+                       opts={"suid": True, "dev": True})
+    mopts = super_options(m.mountpoint)[0]
+    assert "nosuid" not in mopts and "nodev" not in mopts, mopts
+
+
+def test_log_escapes_control_characters_in_names(sshd, remote, mount_steadyfs):
+    """Finding 7: a name on the server holding a newline and text shaped
+    like a log line does not forge a line in the daemon's log: the
+    newline is written as \\x0a inside the one line that names it."""
+    _, srv = remote
+    forged = "steadyfs: warning: FORGED line from a file name"
+    # (no other control character: a raw \r in a mount's source would
+    # upset other tools that split /proc/self/mountinfo on whitespace)
+    name = "evil\n" + forged
+    os.makedirs(os.path.join(srv, name))
+    m = mount_steadyfs(sshd, remote_subdir=os.path.join(os.path.basename(srv), name))
+    os.listdir(m.mountpoint)
+    text = m.stderr_text()
+    lines = text.splitlines()
+    assert not any(line.startswith("steadyfs: warning: FORGED") for line in lines), text
+    named = [line for line in lines if "evil\\x0asteadyfs: warning: FORGED" in line]
+    assert named, text
+
+
 def test_no_leftover_mounts(tmp_path_factory):
     """Nothing this file started is still mounted (runs last)."""
     root = str(tmp_path_factory.getbasetemp())

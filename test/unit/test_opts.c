@@ -482,6 +482,38 @@ static void test_host_keys(void)
 		"bad value for 'StrictHostKeyChecking': 'maybe'");
 }
 
+/* issue 15: the options that keep the host safe from the mount */
+static void test_safety_options(void)
+{
+	struct run r;
+
+	if (ok_opt(&r, "allow_other")) {
+		CHECK(r.o.allow_other && r.o.default_permissions);
+		CHECK(r.o.default_permissions_implied);
+		CHECK(!r.o.suid && !r.o.dev && !r.o.noexec);
+		CHECK(!r.o.state_group_set);
+		opts_release(&r.o);
+	}
+	if (ok_opt(&r, "allow_other,default_permissions")) {
+		CHECK(r.o.default_permissions && !r.o.default_permissions_implied);
+		opts_release(&r.o);
+	}
+	if (ok_opt(&r, "suid,dev")) {
+		CHECK(r.o.suid && r.o.dev && !r.o.allow_other && !r.o.default_permissions);
+		opts_release(&r.o);
+	}
+	if (ok_opt(&r, "state_group=root")) {
+		CHECK(r.o.state_group_set && r.o.state_gid == 0);
+		opts_release(&r.o);
+	}
+	if (ok_opt(&r, "state_group=4242")) {
+		CHECK(r.o.state_group_set && r.o.state_gid == 4242);
+		opts_release(&r.o);
+	}
+	bad_opt("state_group=no-such-group-here",
+		"bad value for 'state_group': 'no-such-group-here'");
+}
+
 static void test_passive(void)
 {
 	struct run r;
@@ -493,6 +525,8 @@ static void test_passive(void)
 		   "x-gvfs-hide,comment=hello,reconnect,nonempty,"
 		   "workaround=rename:nobuflimit")) {
 		CHECK(r.o.ro);
+		/* the last of each pair wins: nosuid, nodev, noexec */
+		CHECK(!r.o.suid && !r.o.dev && r.o.noexec);
 		CHECK_EQ(r.log_lines, 0);
 		opts_release(&r.o);
 	}
@@ -629,6 +663,7 @@ int main(void)
 	UNIT_RUN(test_attributes);
 	UNIT_RUN(test_host_keys);
 	UNIT_RUN(test_passive);
+	UNIT_RUN(test_safety_options);
 	UNIT_RUN(test_mount_helper);
 	UNIT_RUN(test_help_version);
 	UNIT_RUN(test_err_buffer);

@@ -1,10 +1,15 @@
 /*
  * upgrade: `steadyfs --upgrade MOUNTPOINT`; see upgrade.h. The keeper's
  * pid and the daemon generation come from the mount's own
- * .control/status.json, which answers without the network.
+ * .control/status.json, which answers without the network. That file is
+ * not proof of anything (a user's FUSE mount of type steadyfs, or a file
+ * named .control/status.json on the server seen through a bind mount,
+ * says what it likes), so the pid is checked against the kernel before
+ * the signal: see check_keeper().
  */
 #include "upgrade.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -12,9 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
+#include <libmount/libmount.h>
 
 #include "clock.h"
 #include "mounttab.h"
@@ -47,34 +56,184 @@ static int read_status(const char *mp, long *keeper, long *gen, long *failed)
 	return 0;
 }
 
-/* True when `mp` is itself a steadyfs mount (the last one on it). */
-static bool is_steadyfs_mount(const char *mp)
-{
-	struct mounttab mt = MOUNTTAB_INIT;
-	const struct mount_entry *e;
-	bool yes;
+/* What the kernel says of the mount on `mp` (the topmost one). */
+struct target {
+	dev_t dev;
+	long user_id;        /* who made it (FUSE super option), -1 unknown */
+	bool root_is_top;    /* not a bind mount of a subfolder */
+};
 
-	if (mounttab_load(&mt, mp, NULL, NULL, 0) < 0)
-		return false;
-	e = mounttab_find(&mt, mp);
-	yes = e && mount_is_steadyfs(e);
-	mounttab_release(&mt);
-	return yes;
+/* Fills `t` when `mp` is itself a steadyfs mount; -1 otherwise. */
+static int find_target(const char *mp, struct target *t)
+{
+	struct libmnt_table *tb = mnt_new_table_from_file("/proc/self/mountinfo");
+	struct libmnt_fs *fs;
+	const char *root, *fsopts;
+	char *val = NULL;
+	size_t valsz = 0;
+	int rc = -1;
+
+	if (!tb)
+		return -1;
+	fs = mnt_table_find_target(tb, mp, MNT_ITER_BACKWARD);
+	if (fs && mnt_fs_get_fstype(fs) && !strcmp(mnt_fs_get_fstype(fs), MT_FSTYPE_STEADYFS)) {
+		root = mnt_fs_get_root(fs);
+		fsopts = mnt_fs_get_fs_options(fs);
+		t->dev = mnt_fs_get_devno(fs);
+		t->root_is_top = root && !strcmp(root, "/");
+		t->user_id = -1;
+		if (fsopts && mnt_optstr_get_option(fsopts, "user_id", &val, &valsz) == 0 &&
+		    val && valsz < 16) {
+			char num[16];
+
+			memcpy(num, val, valsz);
+			num[valsz] = '\0';
+			t->user_id = strtol(num, NULL, 10);
+		}
+		rc = 0;
+	}
+	mnt_unref_table(tb);
+	return rc;
+}
+
+/* /proc/PID/exe without the " (deleted)" an upgrade's rename leaves. */
+static int exe_of(const char *pid, char *out, size_t outsz)
+{
+	char link[64];
+	ssize_t n;
+	size_t dl = strlen(" (deleted)");
+
+	snprintf(link, sizeof(link), "/proc/%s/exe", pid);
+	n = readlink(link, out, outsz - 1);
+	if (n <= 0)
+		return -1;
+	out[n] = '\0';
+	if ((size_t)n > dl && !strcmp(out + n - dl, " (deleted)"))
+		out[n - dl] = '\0';
+	return 0;
+}
+
+/* The kernel's number for a FUSE connection (its device, as fdinfo's
+ * "fuse_connection:" shows it: the in-kernel MKDEV encoding). */
+static unsigned long kernel_devno(dev_t d)
+{
+	return ((unsigned long)major(d) << 20) | minor(d);
+}
+
+/*
+ * Whether `pid` holds the /dev/fuse descriptor of connection `dev`: 1 yes,
+ * 0 it holds /dev/fuse but the kernel does not say which connection (no
+ * "fuse_connection:" in fdinfo before Linux 6.x), -1 no.
+ */
+static int holds_connection(long pid, dev_t dev)
+{
+	char dir[64], path[320], link[64];
+	struct dirent *de;
+	DIR *d;
+	int found = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
+	if (!(d = opendir(dir)))
+		return -1;
+	while (found < 1 && (de = readdir(d))) {
+		char line[128];
+		ssize_t n;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, "/dev/fuse"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/fdinfo/%s", pid, de->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		if (found < 0)
+			found = 0;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long conn;
+
+			if (sscanf(line, "fuse_connection: %lu", &conn) == 1) {
+				if (conn == kernel_devno(dev))
+					found = 1;
+				else if (found == 0)
+					found = -2;  /* another mount's connection */
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found == -2 ? -1 : found;
+}
+
+/*
+ * Checks that `pid` (read from the mount's own status.json, which a file
+ * on the server or a user's FUSE mount could forge) is the keeper of the
+ * mount `t`: the mount was made by the caller's user, the process is the
+ * caller's, runs this steadyfs binary and holds that very mount's FUSE
+ * connection. Returns 0, or -1 with the reason in `why`.
+ */
+static int check_keeper(long pid, const struct target *t, char *why, size_t whysz)
+{
+	char pids[32], self[PATH_MAX], exe[PATH_MAX], procdir[64];
+	struct stat st;
+	int held;
+
+	if (!t->root_is_top) {
+		snprintf(why, whysz, "it is a bind mount of a steadyfs subfolder; name the mount itself");
+		return -1;
+	}
+	if (t->user_id != (long)getuid()) {
+		snprintf(why, whysz, "the mount was made by uid %ld, not by uid %ld",
+			 t->user_id, (long)getuid());
+		return -1;
+	}
+	snprintf(pids, sizeof(pids), "%ld", pid);
+	snprintf(procdir, sizeof(procdir), "/proc/%ld", pid);
+	if (stat(procdir, &st) < 0) {
+		snprintf(why, whysz, "pid %ld named in its status.json does not exist", pid);
+		return -1;
+	}
+	if (st.st_uid != getuid()) {
+		snprintf(why, whysz, "pid %ld named in its status.json belongs to uid %ld", pid,
+			 (long)st.st_uid);
+		return -1;
+	}
+	if (exe_of("self", self, sizeof(self)) < 0 || exe_of(pids, exe, sizeof(exe)) < 0 ||
+	    strcmp(self, exe)) {
+		snprintf(why, whysz, "pid %ld named in its status.json is not steadyfs ('%s')",
+			 pid, exe_of(pids, exe, sizeof(exe)) < 0 ? "?" : exe);
+		return -1;
+	}
+	held = holds_connection(pid, t->dev);
+	if (held < 0) {
+		snprintf(why, whysz, "pid %ld named in its status.json does not hold this mount's FUSE connection (%u:%u)",
+			 pid, major(t->dev), minor(t->dev));
+		return -1;
+	}
+	return 0;
 }
 
 int upgrade_request(const char *mountpoint)
 {
-	char mp[PATH_MAX];
+	char mp[PATH_MAX], why[PATH_MAX + 160];
+	struct target t;
 	long keeper = 0, gen = 0, failed = 0, now_gen = 0, now_keeper = 0, now_failed = 0;
 	uint64_t deadline;
 
-	if (!realpath(mountpoint, mp) || !is_steadyfs_mount(mp)) {
+	if (!realpath(mountpoint, mp) || find_target(mp, &t) < 0) {
 		fprintf(stderr, "steadyfs: '%s' is not a steadyfs mount\n", mountpoint);
 		return EXIT_MOUNTPOINT;
 	}
 	if (read_status(mp, &keeper, &gen, &failed) < 0 || keeper <= 1) {
 		fprintf(stderr, "steadyfs: '%s': cannot read its keeper from .control/status.json\n", mp);
 		return EXIT_MOUNTPOINT;
+	}
+	if (check_keeper(keeper, &t, why, sizeof(why)) < 0) {
+		fprintf(stderr, "steadyfs: '%s': refusing to signal: %s\n", mp, why);
+		return UPGRADE_EXIT_NOT_KEEPER;
 	}
 	if (kill((pid_t)keeper, SIGUSR2) < 0) {
 		fprintf(stderr, "steadyfs: cannot signal the keeper of '%s' (pid %ld): %s\n",

@@ -8,9 +8,11 @@ names the problem, and nothing mounted. Each run is bounded by a timeout.
 """
 
 import errno
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -481,6 +483,126 @@ def test_log_escapes_control_characters_in_names(sshd, remote, mount_steadyfs):
     assert not any(line.startswith("steadyfs: warning: FORGED") for line in lines), text
     named = [line for line in lines if "evil\\x0asteadyfs: warning: FORGED" in line]
     assert named, text
+
+
+# ---- --upgrade signals only the keeper of that very mount (finding 6) ---------
+
+_VICTIM = r"""
+import signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+print("ready", flush=True)
+time.sleep(120)
+"""
+SIGUSR2_BIT = 1 << (12 - 1)
+
+
+def start_victim():
+    """A process with SIGUSR2 blocked: a signal sent to it stays pending,
+    so the test sees for sure whether it was signalled."""
+    p = subprocess.Popen([sys.executable, "-c", _VICTIM], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def signalled(pid):
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return bool((int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & SIGUSR2_BIT)
+
+
+def fake_status(folder, pid):
+    os.makedirs(os.path.join(folder, ".control"), exist_ok=True)
+    with open(os.path.join(folder, ".control", "status.json"), "w") as f:
+        json.dump({"state": "connected", "keeper_pid": pid, "generation": 1,
+                   "upgrades_failed": 0}, f)
+
+
+def upgrade(path, timeout=10):
+    """(exit status, stderr lines); status None when still waiting for the
+    upgrade after `timeout` s (it signalled someone)."""
+    try:
+        r = subprocess.run([steadyfs(), "--upgrade", path], capture_output=True,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, ["still waiting for an upgrade"]
+    return r.returncode, [line for line in r.stderr.splitlines() if line.strip()]
+
+
+def test_upgrade_refuses_forged_keeper_through_a_bind(sshd, remote, mount_steadyfs,
+                                                      tmp_path):
+    """A file on the server, j1/.control/status.json, seen through a bind
+    mount of the steadyfs subfolder j1 (fstype fuse.steadyfs, the real
+    mount's device) names another process: --upgrade on the bind refuses
+    with exit 5 and one line, and the process gets no signal."""
+    _, srv = remote
+    victim = start_victim()
+    bind = str(tmp_path / "hot-j1")
+    os.makedirs(bind)
+    m = mount_steadyfs(sshd, remote_subdir=os.path.basename(srv))
+    try:
+        fake_status(os.path.join(srv, "j1"), victim.pid)
+        subprocess.run(["mount", "--bind", m.path("j1"), bind], check=True, timeout=10)
+        try:
+            assert mounts.mounts_at(bind)[-1]["fstype"] == "fuse.steadyfs"
+            rc, lines = upgrade(bind)
+            assert not signalled(victim.pid), "the forged pid was signalled"
+            assert rc == 5, (rc, lines)
+            assert_one_line(lines, "refusing to signal")
+        finally:
+            subprocess.run(["umount", "-l", bind], timeout=10)
+    finally:
+        victim.kill()
+        victim.wait(10)
+
+
+def fake_steadyfs(sshd, remote_subdir, workdir):
+    """An sshfs mount that calls itself fuse.steadyfs (subtype=steadyfs)."""
+    mp = tempfile.mkdtemp(prefix="fake-steadyfs-", dir=workdir)
+    cmd = ["sshfs", f"{sshd.user}@{sshd.host}:{os.path.join(sshd.remote_dir, remote_subdir)}",
+           mp, "-f", "-p", str(sshd.port), "-F", "/dev/null", "-o",
+           f"IdentityFile={sshd.key},UserKnownHostsFile={sshd.known_hosts},"
+           "StrictHostKeyChecking=yes,BatchMode=yes,subtype=steadyfs"]
+    m = mounts.Mount("sshfs", cmd, mp, os.path.join(workdir, "fake-steadyfs.stderr"),
+                     sshd, expect_errors=True)
+    m.fstype = "fuse.steadyfs"
+    return m.start()
+
+
+def test_upgrade_refuses_keeper_of_another_mount(sshd, remote, mount_steadyfs, tmp_path):
+    """A FUSE mount of type fuse.steadyfs that is not a steadyfs (here an
+    sshfs with subtype=steadyfs; a user could make one with fusermount3)
+    serves a .control/status.json naming first a process of the test, then
+    the keeper of a real steadyfs mount: a steadyfs binary run by root,
+    but holding another FUSE connection. Both are refused (exit 5), and
+    neither is signalled."""
+    _, srv = remote
+    victim = start_victim()
+    fake = None
+    try:
+        real = mount_steadyfs(sshd, remote_subdir=os.path.basename(srv))
+        fake_dir = os.path.join(os.path.basename(srv), "fake")
+        os.makedirs(os.path.join(sshd.remote_dir, fake_dir))
+        fake = fake_steadyfs(sshd, fake_dir, str(tmp_path))
+        fake_status(os.path.join(sshd.remote_dir, fake_dir), victim.pid)
+        rc, lines = upgrade(fake.mountpoint)
+        assert not signalled(victim.pid), "the forged pid was signalled"
+        assert rc == 5, (rc, lines)
+        assert_one_line(lines, "refusing to signal", str(victim.pid))
+
+        fake_status(os.path.join(sshd.remote_dir, fake_dir), real.pid)
+        rc, lines = upgrade(fake.mountpoint)
+        assert rc == 5, (rc, lines)
+        assert_one_line(lines, "FUSE connection")
+        assert "upgrade requested" not in real.stderr_text()
+        # the real one is still upgradable through its own mountpoint
+        rc, lines = upgrade(real.mountpoint, RUN_TIMEOUT)
+        assert rc == 0, (rc, lines)
+    finally:
+        if fake:
+            fake.cleanup()
+        victim.kill()
+        victim.wait(10)
 
 
 def test_no_leftover_mounts(tmp_path_factory):

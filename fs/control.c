@@ -589,6 +589,9 @@ static void mirror_write(struct control *c, bool running)
 {
 	struct strbuf sbs[6] = { STRBUF_INIT };
 	char path[PATH_MAX + 32], err[PATH_MAX + 256] = "";
+	bool shared = c->o->state_group_set;
+	mode_t file_mode = shared ? STATEDIR_FILE_SHARED : STATEDIR_FILE_PRIVATE;
+	gid_t gid = shared ? c->o->state_gid : (gid_t)-1;
 	struct ctl_snap s;
 	int failed = 0;
 
@@ -606,11 +609,14 @@ static void mirror_write(struct control *c, bool running)
 
 		snprintf(path, sizeof(path), "%s/%s", c->state_dir, control_files[i]);
 		if (!strbuf_ok(&sbs[i]) ||
-		    atomicfile_write(path, strbuf_str(&sbs[i]), sbs[i].len, 0644, e, sizeof(e)) < 0) {
+		    atomicfile_write_owned(path, strbuf_str(&sbs[i]), sbs[i].len, file_mode,
+					   gid, true, e, sizeof(e)) < 0) {
 			if (!failed++)
 				snprintf(err, sizeof(err), "%s", strbuf_ok(&sbs[i]) ? e : "out of memory");
 		}
 	}
+	/* The metrics name no path but the mountpoint: node_exporter (its own
+	 * user) must read them. */
 	if (c->textfile && atomicfile_write(c->textfile, strbuf_str(&sbs[2]), sbs[2].len,
 					    0644, path, sizeof(path)) < 0 && !failed++)
 		snprintf(err, sizeof(err), "%s", path);
@@ -669,7 +675,7 @@ static void *mirror_thread(void *arg)
 
 int control_start(struct control *c, char *err, size_t errsz)
 {
-	if (mkdir_p(c->state_dir, 0755) < 0) {
+	if (statedir_prepare(c->state_dir, c->o->state_group_set, c->o->state_gid) < 0) {
 		snprintf(err, errsz, "cannot create state dir '%s': %s", c->state_dir,
 			 strerror(errno));
 		return -1;

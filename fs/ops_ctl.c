@@ -40,15 +40,21 @@ static int ctl_index(const char *name)
 
 static void ctl_stat(struct vfs *v, uint64_t ino, struct stat *st)
 {
+	bool shared = v->o->state_group_set;
+
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = v->o->uid_set ? v->o->uid : getuid();
-	st->st_gid = v->o->gid_set ? v->o->gid : getgid();
+	/* The mirror's rule (statedir.h): the daemon's user alone, or with
+	 * state_group=; never the uid=/gid= the files are shown with. The
+	 * kernel enforces it: allow_other always comes with
+	 * default_permissions. Read-only: no write bits. */
+	st->st_uid = getuid();
+	st->st_gid = shared ? v->o->state_gid : getgid();
 	if (ino == CTL_DIR_INO) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | (shared ? 0550 : 0500);
 		st->st_nlink = 2;
 	} else {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | (shared ? 0440 : 0400);
 		st->st_nlink = 1;
 	}
 }

@@ -90,8 +90,23 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
+/* Gives the temp file exactly `mode` (the umask would only narrow it,
+ * and a group reader needs its bit) and group `gid`. */
+static int set_owner(int fd, mode_t mode, gid_t gid)
+{
+	if (fchmod(fd, mode) < 0)
+		return -1;
+	return gid == (gid_t)-1 ? 0 : fchown(fd, (uid_t)-1, gid);
+}
+
 int atomicfile_write(const char *path, const void *data, size_t len, mode_t mode,
 		     char *err, size_t errsz)
+{
+	return atomicfile_write_owned(path, data, len, mode, (gid_t)-1, false, err, errsz);
+}
+
+int atomicfile_write_owned(const char *path, const void *data, size_t len, mode_t mode,
+			   gid_t gid, bool exact, char *err, size_t errsz)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX];
 	const char *base, *step;
@@ -110,6 +125,9 @@ int atomicfile_write(const char *path, const void *data, size_t len, mode_t mode
 		errno = e;
 		return -1;
 	}
+	step = "chmod";
+	if (exact && set_owner(fd, mode, gid) < 0)
+		goto fail;
 	step = "write";
 	if (write_all(fd, data, len) < 0)
 		goto fail;

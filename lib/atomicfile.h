@@ -12,6 +12,7 @@
 #ifndef STEADYFS_ATOMICFILE_H
 #define STEADYFS_ATOMICFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,6 +23,13 @@
  */
 int atomicfile_write(const char *path, const void *data, size_t len, mode_t mode,
 		     char *err, size_t errsz);
+/*
+ * The same, and with `exact` the file gets exactly `mode` whatever the
+ * umask, and group `gid` unless it is (gid_t)-1, before any byte is
+ * written into it: for state that is private or shared with one group.
+ */
+int atomicfile_write_owned(const char *path, const void *data, size_t len, mode_t mode,
+			   gid_t gid, bool exact, char *err, size_t errsz);
 
 /*
  * Checks that `path`'s folder exists and is a writable directory, without

@@ -6,10 +6,15 @@
 #include "statedir.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "paths.h"
 
 /* systemd keeps these bytes as they are (unit_name_escape's whitelist). */
 static int escape_keeps(unsigned char c, int first)
@@ -107,6 +112,34 @@ int statedir_for_mount(const char *mountpoint, char *out, size_t outsz)
 		return -1;
 	}
 	return 0;
+}
+
+int statedir_prepare(const char *dir, bool shared, gid_t gid)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(dir, '/');
+	int fd, rc = 0, e;
+
+	if (!slash || (size_t)(slash - dir) >= sizeof(parent)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(parent, dir, (size_t)(slash - dir));
+	parent[slash - dir] = '\0';
+	if (parent[0] && mkdir_p(parent, 0755) < 0)
+		return -1;
+	if (mkdir(dir, STATEDIR_DIR_PRIVATE) < 0 && errno != EEXIST)
+		return -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fchmod(fd, shared ? STATEDIR_DIR_SHARED : STATEDIR_DIR_PRIVATE) < 0 ||
+	    (shared && fchown(fd, (uid_t)-1, gid) < 0))
+		rc = -1;
+	e = errno;
+	close(fd);
+	errno = e;
+	return rc;
 }
 
 const char *mirror_health_name(enum mirror_health h)

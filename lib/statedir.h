@@ -15,11 +15,34 @@
 #ifndef STEADYFS_STATEDIR_H
 #define STEADYFS_STATEDIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define STATEDIR_BASE "/run/steadyfs"
 /* Seconds after which a mirror counts as stale. */
 #define MIRROR_STALE_AFTER 15.0
+
+/*
+ * State that names paths (the mirror's events and status say which files
+ * failed) is private by default: its folder 0700 and files 0600, owned by
+ * the daemon's user. Shared with one group (state_group=), 0750 and 0640.
+ * The same modes apply to .control/ inside the mount (0500/0400 and
+ * 0550/0440 there: nothing in it is writable).
+ */
+#define STATEDIR_DIR_PRIVATE 0700
+#define STATEDIR_DIR_SHARED 0750
+#define STATEDIR_FILE_PRIVATE 0600
+#define STATEDIR_FILE_SHARED 0640
+
+/*
+ * Creates `dir` (its missing parents 0755, so /run/steadyfs stays
+ * traversable) and gives the folder itself STATEDIR_DIR_PRIVATE, or
+ * STATEDIR_DIR_SHARED and group `gid` when `shared`, also when it existed
+ * with other modes (an older steadyfs made it 0755). A symlink in the last
+ * component is refused. Returns 0, or -1 with errno.
+ */
+int statedir_prepare(const char *dir, bool shared, gid_t gid);
 
 /*
  * Writes `systemd-escape --path PATH` into `out`: the path normalised

@@ -17,6 +17,8 @@ test's mounts left there.
 import errno
 import json
 import os
+import pwd
+import tempfile
 import stat
 import re
 import shutil
@@ -215,10 +217,11 @@ def test_files_formats_permissions_and_last_mirror(mirrors, sshd, remote_subdir,
     assert metrics["steadyfs_sessions_up"] == 2
     assert metrics['steadyfs_session_up{session="1"}'] == 1
 
-    # Read-only for everyone, and the name cannot be changed.
+    # Read-only, the daemon's user's alone (issue 15), and the name
+    # cannot be changed.
     s = os.stat(m.path(".control", "status"))
-    assert s.st_mode & 0o7777 == 0o444
-    assert os.stat(m.path(".control")).st_mode & 0o7777 == 0o555
+    assert s.st_mode & 0o7777 == 0o400 and s.st_uid == os.getuid()
+    assert os.stat(m.path(".control")).st_mode & 0o7777 == 0o500
     for fn in (lambda: open(m.path(".control", "status"), "w"),
                lambda: open(m.path(".control", "new"), "w"),
                lambda: os.unlink(m.path(".control", "status")),
@@ -232,9 +235,9 @@ def test_files_formats_permissions_and_last_mirror(mirrors, sshd, remote_subdir,
                                   errno.EROFS), ei.value
 
     # The mirror at the default path, then its last word on unmount.
-    assert os.stat(mirror).st_mode & 0o7777 == 0o755
+    assert os.stat(mirror).st_mode & 0o7777 == 0o700
     for name in FILES:
-        assert os.stat(os.path.join(mirror, name)).st_mode & 0o7777 == 0o644
+        assert os.stat(os.path.join(mirror, name)).st_mode & 0o7777 == 0o600
     poll(lambda: (mirror_json(mirror) or {}).get("state") == "connected", 2,
          "mirror says connected")
     keeper = m.pid
@@ -496,3 +499,85 @@ def test_shadowing_reported_in_events(mirrors, sshd, remote_subdir, mount_steady
     events = parse_events(read(m, "events"))
     assert any(e["type"] == "shadowed" and e["path"].endswith(".control")
                for e in events), events
+
+
+# ---- who may read the state (issue 15 finding 8) ------------------------------------
+
+def run_as(cmd, groups=None):
+    """`cmd` as the real user nobody (no groups, or `groups`)."""
+    who = ["setpriv", "--reuid=nobody", "--regid=nogroup"]
+    who += [f"--groups={','.join(str(g) for g in groups)}"] if groups else ["--clear-groups"]
+    return subprocess.run(who + cmd, capture_output=True, timeout=30)
+
+
+def open_dir(prefix):
+    """A world-traversable folder (pytest's tmp_path is root's alone)."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(d, 0o755)
+    return d
+
+
+@pytest.mark.timeout(90)
+def test_state_is_private_unless_shared_with_a_group(mirrors, sshd, remote_subdir,
+                                                     mount_steadyfs):
+    """Finding 8: the events and status name files, so the mirror
+    (0700/0600) and .control/ (0500/0400) are root's alone: the local user
+    nobody reads neither, even on an allow_other mount. The metrics
+    textfile names no path but the mountpoint and stays readable by
+    node_exporter's own user. With state_group=GROUP a member of GROUP
+    reads both (0750/0640)."""
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv is missing")
+    try:
+        prom = pwd.getpwnam("prometheus")
+    except KeyError:
+        prom = pwd.getpwnam("nobody")
+    base = open_dir("steadyfs-state-")
+    made = []
+    try:
+        textfile = os.path.join(base, "steadyfs.prom")
+        mp = os.path.join(base, "mnt")
+        os.mkdir(mp)
+        m = mount_steadyfs(sshd, mountpoint=mp, remote_subdir=remote_subdir,
+                           opts={"allow_other": True, "metrics_textfile": textfile})
+        made.append(m)
+        mirror = default_mirror(m.mountpoint)
+        mirrors.append(mirror)
+        poll(lambda: os.path.exists(os.path.join(mirror, "events"))
+             and os.path.exists(textfile), 10, "mirror and textfile written")
+        for path in (m.path(".control", "status"), m.path(".control", "events"),
+                     os.path.join(mirror, "events"), os.path.join(mirror, "status.json")):
+            r = run_as(["cat", path])
+            assert r.returncode != 0 and b"Permission denied" in r.stderr, (path, r)
+        r = run_as(["ls", m.path(".control")])
+        assert r.returncode != 0, r
+        # node_exporter's user reads the textfile; it names no other path
+        r = subprocess.run(["setpriv", f"--reuid={prom.pw_uid}", f"--regid={prom.pw_gid}",
+                            "--clear-groups", "cat", textfile], capture_output=True,
+                           timeout=30)
+        assert r.returncode == 0 and b"steadyfs_state" in r.stdout, r
+        values = set(re.findall(r'="([^"]*)"', r.stdout.decode()))
+        assert [v for v in values if "/" in v] == [m.mountpoint], values
+
+        group = prom.pw_gid
+        mp2 = os.path.join(base, "mnt2")
+        os.mkdir(mp2)
+        m2 = mount_steadyfs(sshd, mountpoint=mp2, remote_subdir=remote_subdir,
+                            opts={"allow_other": True, "state_group": str(group)})
+        made.append(m2)
+        mirror2 = default_mirror(m2.mountpoint)
+        mirrors.append(mirror2)
+        poll(lambda: os.path.exists(os.path.join(mirror2, "events")), 10, "mirror written")
+        assert os.stat(mirror2).st_mode & 0o7777 == 0o750
+        assert os.stat(mirror2).st_gid == group
+        st = os.stat(m2.path(".control", "status"))
+        assert (st.st_mode & 0o7777, st.st_gid) == (0o440, group)
+        for path in (m2.path(".control", "status"), os.path.join(mirror2, "events")):
+            r = run_as(["cat", path], groups=[group])
+            assert r.returncode == 0, (path, r)
+            r = run_as(["cat", path])
+            assert r.returncode != 0, (path, r)
+    finally:
+        for mm in made:
+            mm.cleanup()
+        shutil.rmtree(base, ignore_errors=True)

@@ -683,11 +683,14 @@ static void test_mirror_default_link(void)
 	snprintf(p, sizeof(p), "%s/connections", sd);
 	CHECK(wait_file(p, 5));
 	CHECK(wait_file(tf, 5));
-	check_mode(sd, 0755);
+	/* Private: the events name paths (issue 15); the textfile names
+	 * none but the mountpoint and stays readable by node_exporter. */
+	check_mode(sd, 0700);
 	for (int i = 0; control_files[i]; i++) {
 		snprintf(p, sizeof(p), "%s/%s", sd, control_files[i]);
-		check_mode(p, 0644);
+		check_mode(p, 0600);
 	}
+	check_mode(tf, 0644);
 	n = readlink(f.defdir, link, sizeof(link) - 1);
 	if (CHECK(n > 0)) {
 		link[n] = '\0';
@@ -765,16 +768,44 @@ static void test_mirror_default_dir(void)
 	struct fix f;
 
 	fix_init(&f, NULL);
+	/* An older steadyfs left it world-readable: it is made private. */
+	CHECK_EQ(mkdir(STATEDIR_BASE, 0755) == 0 || errno == EEXIST, 1);
+	CHECK_EQ(mkdir(f.defdir, 0755) == 0 || errno == EEXIST, 1);
+	CHECK_EQ(chmod(f.defdir, 0755), 0);
 	CHECK_EQ(control_start(f.ctl, err, sizeof(err)), 0);
 	snprintf(p, sizeof(p), "%s/metrics", f.defdir);
 	CHECK(wait_file(p, 5));
-	check_mode(f.defdir, 0755);
+	check_mode(f.defdir, 0700);
 	fix_release(&f);
 	for (int i = 0; control_files[i]; i++) {
 		snprintf(p, sizeof(p), "%s/%s", f.defdir, control_files[i]);
 		CHECK_EQ(unlink(p), 0);
 	}
 	CHECK_EQ(rmdir(f.defdir), 0);
+}
+
+/* state_group=: folder 0750 and files 0640, in that group. */
+static void test_mirror_shared_with_group(void)
+{
+	char opts[256], sd[128], p[PATH_MAX], err[256];
+	struct fix f;
+	struct stat st;
+
+	snprintf(sd, sizeof(sd), "%s/state3", scratch);
+	snprintf(opts, sizeof(opts), "state_dir=%s,state_group=4242", sd);
+	fix_init(&f, opts);
+	CHECK_EQ(control_start(f.ctl, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%s/events", sd);
+	CHECK(wait_file(p, 5));
+	check_mode(sd, 0750);
+	CHECK(stat(sd, &st) == 0 && st.st_gid == 4242);
+	for (int i = 0; control_files[i]; i++) {
+		snprintf(p, sizeof(p), "%s/%s", sd, control_files[i]);
+		check_mode(p, 0640);
+		CHECK(stat(p, &st) == 0 && st.st_gid == 4242);
+	}
+	fix_release(&f);
+	unlink(f.defdir);
 }
 
 static void rm_scratch(void)
@@ -809,6 +840,7 @@ int main(void)
 		UNIT_RUN(test_mirror_default_link);
 		UNIT_RUN(test_mirror_real_dir_kept);
 		UNIT_RUN(test_mirror_default_dir);
+		UNIT_RUN(test_mirror_shared_with_group);
 	} else {
 		fprintf(stderr, "test_control: not root, mirror tests skipped\n");
 	}

@@ -24,6 +24,7 @@
 
 #include <libmount/libmount.h>
 
+#include "fusetimeout.h"
 #include "keeper.h"
 #include "log.h"
 #include "opts.h"
@@ -250,6 +251,27 @@ out:
 	return status;
 }
 
+/* A kernel FUSE request timeout shorter than a call may wait (during an
+ * outage, a restart or an upgrade) would abort the whole mount: say so
+ * once, at start, while someone reads the terminal or the unit's log. */
+static void check_kernel_timeout(const struct steadyfs_opts *o)
+{
+	struct fuse_timeout kt;
+	double floor_s = fuse_timeout_floor(o->op_timeout);
+
+	fuse_timeout_read(NULL, &kt);
+	if (!kt.supported) {
+		log_debug("no kernel FUSE request timeout (before Linux 6.15)");
+		return;
+	}
+	if (kt.effective && kt.effective < floor_s)
+		log_warn("fs.fuse.%s is %u s: the kernel aborts this mount (ENOTCONN) when a call waits that long, and a call may wait %.0f s (2 x op_timeout + %.0f s of an upgrade's drain); raise it to at least %.0f or set it to 0 (docs/runbook.md)",
+			 kt.source, kt.effective, floor_s, FUSE_TIMEOUT_DRAIN_S, floor_s);
+	else if (kt.effective)
+		log_info("fs.fuse.%s is %u s (at least the %.0f s a call may wait)",
+			 kt.source, kt.effective, floor_s);
+}
+
 /* The started process: checks the mountpoint, then keeps the mount. */
 static int keeper_main(struct steadyfs_opts *o, char **argv)
 {
@@ -262,6 +284,7 @@ static int keeper_main(struct steadyfs_opts *o, char **argv)
 	if (o->connections > 5)
 		log_warn("connections=%d: the provider allows 10 sessions per account and an upgrade needs room for a second pool",
 			 o->connections);
+	check_kernel_timeout(o);
 	return keeper_run(o, mp, argv);
 }
 

@@ -54,6 +54,7 @@ struct app {
 	struct probe_result *res;
 	char root[PATH_MAX];      /* --under, normalised */
 	int root_idx;             /* index of ROOT's own probe, or -1 */
+	struct fuse_timeout kt;   /* the kernel's FUSE request timeout */
 };
 
 static int parse_timeout(const char *s, double *out)
@@ -153,11 +154,13 @@ static int add_target(struct app *a, const char *path, const struct mount_entry 
 	}
 	a->targets = t;
 	t = &a->targets[a->ntargets++];
-	if (target_init(t, path, norm, mnt ? mnt : mounttab_containing(&a->mt, norm),
-			a->cli.mirror, hidden) < 0) {
+	mnt = mnt ? mnt : mounttab_containing(&a->mt, norm);
+	if (target_init(t, path, norm, mnt, a->cli.mirror, hidden) < 0) {
 		log_err("bad path '%s': %s", path, strerror(errno));
 		return EXIT_USAGE;
 	}
+	if (mnt && mount_is_fuse(mnt))
+		t->req_timeout = a->kt.effective;
 	return 0;
 }
 
@@ -244,7 +247,8 @@ static int finish(struct app *a)
 		bad += !probe_result_healthy(&a->res[i]);
 	}
 	if (a->cli.json) {
-		if (report_json(stdout, a->targets, a->res, a->ntargets, a->cli.timeout) < 0) {
+		if (report_json(stdout, a->targets, a->res, a->ntargets, a->cli.timeout,
+				&a->kt) < 0) {
 			log_err("cannot write JSON: %s", strerror(errno));
 			return EXIT_INTERNAL;
 		}
@@ -253,8 +257,8 @@ static int finish(struct app *a)
 		return EXIT_INTERNAL;
 	}
 	if (a->cli.textfile &&
-	    report_textfile(a->cli.textfile, a->targets, a->res, a->ntargets, err,
-			    sizeof(err)) < 0) {
+	    report_textfile(a->cli.textfile, a->targets, a->res, a->ntargets, &a->kt,
+			    err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return EXIT_INTERNAL;
 	}
@@ -288,6 +292,7 @@ static int prepare(struct app *a)
 		log_err("%s", err);
 		return EXIT_INTERNAL;
 	}
+	fuse_timeout_read(NULL, &a->kt);
 	return collect_targets(a);
 }
 

@@ -60,11 +60,15 @@ static const char *errno_name(int e)
 	return s ? s : "-";
 }
 
-/* The NOTE column: what went wrong, and the mirror's word if any. */
-static void note_of(const struct probe_result *r, struct strbuf *sb)
+/* The NOTE column: what went wrong, the mirror's word if any, and a
+ * kernel request timeout that would abort the FUSE mount. */
+static void note_of(const struct target *t, const struct probe_result *r, struct strbuf *sb)
 {
 	const struct mirror_status *m = &r->mirror;
 
+	if (t->req_timeout)
+		strbuf_addf(sb, "kernel aborts the mount after a request waits %u s; ",
+			    t->req_timeout);
 	if (r->err)
 		strbuf_addf(sb, "%s: %s", r->op ? r->op : "probe", strerror(r->err));
 	if (r->state == PROBE_HUNG || (r->state == PROBE_DEGRADED && !r->err)) {
@@ -129,7 +133,7 @@ int report_table(FILE *out, const struct target *t, const struct probe_result *r
 		if (t[i].hidden)
 			continue;
 		strbuf_reset(&note);
-		note_of(&r[i], &note);
+		note_of(&t[i], &r[i], &note);
 		fprintf(out, "%-*s  %-*s  %-*s  %8.3f  %-*s  %-*s  %s\n", w.path, t[i].path,
 			w.state, probe_state_name(r[i].state), w.err, errno_name(r[i].err),
 			r[i].duration, w.fstype, t[i].fstype[0] ? t[i].fstype : "-", w.source,
@@ -180,7 +184,7 @@ static struct json_object *json_path(const struct target *t, const struct probe_
 
 	if (!o)
 		return NULL;
-	note_of(r, &note);
+	note_of(t, r, &note);
 	jadd(o, "path", json_object_new_string(t->path), &bad);
 	jadd(o, "state", json_object_new_string(probe_state_name(r->state)), &bad);
 	jadd(o, "healthy", json_object_new_boolean(probe_result_healthy(r)), &bad);
@@ -199,6 +203,8 @@ static struct json_object *json_path(const struct target *t, const struct probe_
 	jadd(o, "device", t->mount_id >= 0 ? json_object_new_string(dev) : NULL, &bad);
 	jadd(o, "mount_id", t->mount_id >= 0 ? json_object_new_int(t->mount_id) : NULL, &bad);
 	jadd(o, "mirror", r->mirror.health != MIRROR_NONE ? json_mirror(&r->mirror, &bad) : NULL, &bad);
+	jadd(o, "kernel_request_timeout_seconds",
+	     t->req_timeout ? json_object_new_int64(t->req_timeout) : NULL, &bad);
 	strbuf_release(&note);
 	if (bad || !strbuf_ok(&note)) {
 		json_object_put(o);
@@ -207,8 +213,26 @@ static struct json_object *json_path(const struct target *t, const struct probe_
 	return o;
 }
 
+/* The kernel's FUSE request timeout: null where the kernel has none
+ * (before Linux 6.15). */
+static struct json_object *json_kernel_timeout(const struct fuse_timeout *kt, int *bad)
+{
+	struct json_object *o;
+
+	if (!kt->supported)
+		return NULL;
+	if (!(o = json_object_new_object())) {
+		(*bad)++;
+		return NULL;
+	}
+	jadd(o, "default_request_timeout", json_object_new_int64(kt->dflt), bad);
+	jadd(o, "max_request_timeout", json_object_new_int64(kt->max), bad);
+	jadd(o, "effective_seconds", json_object_new_int64(kt->effective), bad);
+	return o;
+}
+
 int report_json(FILE *out, const struct target *t, const struct probe_result *r, size_t n,
-		double timeout)
+		double timeout, const struct fuse_timeout *kt)
 {
 	struct json_object *root = json_object_new_object();
 	struct json_object *arr = json_object_new_array();
@@ -235,6 +259,7 @@ int report_json(FILE *out, const struct target *t, const struct probe_result *r,
 	jadd(root, "timestamp", json_object_new_double(clock_wall()), &bad);
 	jadd(root, "timeout_seconds", json_object_new_double(timeout), &bad);
 	jadd(root, "healthy", json_object_new_boolean(unhealthy == 0), &bad);
+	jadd(root, "kernel_fuse_request_timeout", json_kernel_timeout(kt, &bad), &bad);
 	jadd(root, "paths", arr, &bad);
 	if (bad) {
 		json_object_put(root);
@@ -310,7 +335,7 @@ static void info_family(struct strbuf *sb, const struct target *t, size_t n)
 }
 
 int report_textfile(const char *path, const struct target *t, const struct probe_result *r,
-		    size_t n, char *err, size_t errsz)
+		    size_t n, const struct fuse_timeout *kt, char *err, size_t errsz)
 {
 	struct strbuf sb = STRBUF_INIT;
 	int rc;
@@ -332,6 +357,10 @@ int report_textfile(const char *path, const struct target *t, const struct probe
 	       "Seconds since the steadyfs mirror was updated, -1 if unreadable.",
 	       t, r, n, v_mirror_age, 1);
 	info_family(&sb, t, n);
+	prom_family(&sb, PREFIX "fuse_request_timeout_seconds", "gauge",
+		    "Seconds after which the kernel aborts a FUSE mount whose request waits (fs.fuse.*_request_timeout); 0 none, -1 the kernel has no such setting.");
+	prom_sample(&sb, PREFIX "fuse_request_timeout_seconds", NULL, 0,
+		    kt->supported ? (double)kt->effective : -1);
 	prom_family(&sb, PREFIX "last_run_timestamp_seconds", "gauge",
 		    "When the probe last finished, seconds since the epoch.");
 	prom_sample(&sb, PREFIX "last_run_timestamp_seconds", NULL, 0, clock_wall());

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "fusetimeout.h"
 #include "mounttab.h"
 #include "probe.h"
 
@@ -24,6 +25,8 @@ struct target {
 	int mount_id;               /* -1 if no containing mount */
 	char mirror[PATH_MAX];      /* mirror dir to read, "" for none */
 	int hidden;                 /* probed but not reported (ROOT of --under) */
+	unsigned req_timeout;       /* FUSE mount: the kernel's request timeout
+				     * (fusetimeout.h), s; 0 none */
 };
 
 /*
@@ -38,9 +41,10 @@ int target_init(struct target *t, const char *path, const char *norm,
  * are left out. */
 int report_table(FILE *out, const struct target *t, const struct probe_result *r, size_t n);
 int report_json(FILE *out, const struct target *t, const struct probe_result *r, size_t n,
-		double timeout);
-/* Writes the textfile atomically; 0, or -1 with a reason in `err`. */
+		double timeout, const struct fuse_timeout *kt);
+/* Writes the textfile atomically; 0, or -1 with a reason in `err`. `kt`
+ * is the kernel's FUSE request timeout, reported as one gauge. */
 int report_textfile(const char *path, const struct target *t, const struct probe_result *r,
-		    size_t n, char *err, size_t errsz);
+		    size_t n, const struct fuse_timeout *kt, char *err, size_t errsz);
 
 #endif

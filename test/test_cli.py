@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+import kerneltimeout
 import mounts
 import sshdfix
 
@@ -603,6 +604,25 @@ def test_upgrade_refuses_keeper_of_another_mount(sshd, remote, mount_steadyfs, t
             fake.cleanup()
         victim.kill()
         victim.wait(10)
+
+
+# ---- the kernel's FUSE request timeout (finding 10) ------------------------------
+
+def test_kernel_request_timeout_warning(sshd, remote, mount_steadyfs):
+    """With fs.fuse.max_request_timeout at 600 s, a mount whose calls may
+    wait 2 x op_timeout + 60 s (op_timeout=400: 860 s) is warned about at
+    start, naming the sysctl and the value it needs; one at test scale
+    (op_timeout=4: 68 s) is not. The sysctl is restored at once."""
+    sub = os.path.basename(remote[1])
+    with kerneltimeout.request_timeout("max_request_timeout", 600):
+        slow = mount_steadyfs(sshd, remote_subdir=sub, opts={"op_timeout": 400})
+        fast = mount_steadyfs(sshd, remote_subdir=sub)
+    warned = [line for line in slow.stderr_text().splitlines()
+              if "max_request_timeout" in line]
+    assert len(warned) == 1 and "warning:" in warned[0], slow.stderr_text()
+    assert "600 s" in warned[0] and "at least 860" in warned[0], warned
+    assert not [line for line in fast.stderr_text().splitlines()
+                if "warning:" in line and "request_timeout" in line], fast.stderr_text()
 
 
 def test_no_leftover_mounts(tmp_path_factory):

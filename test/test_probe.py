@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+import kerneltimeout
 import mounts
 import sshdfix
 
@@ -522,6 +523,33 @@ def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, fault_proxy, sd):
         assert r.json()["paths"][0]["state"] == "degraded", r
     finally:
         proxy.restore()
+
+
+def test_kernel_request_timeout_reported(sshd, remote_subdir, mount_steadyfs, sd, tmp_path):
+    """Issue 15 finding 10: with fs.fuse.max_request_timeout set (600 s,
+    restored at once), the probe names the timeout in a FUSE path's
+    message and JSON, and as a gauge in the textfile; without it the gauge
+    says 0 (and -1 on a kernel without the setting)."""
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
+    tf = tmp_path / "probe.prom"
+    with kerneltimeout.request_timeout("max_request_timeout", 600):
+        r = probe("--json", "--textfile", tf, m.mountpoint, state_dir=sd)
+    doc = r.json()
+    assert doc["kernel_fuse_request_timeout"] == {
+        "default_request_timeout": doc["kernel_fuse_request_timeout"]["default_request_timeout"],
+        "max_request_timeout": 600, "effective_seconds": 600}, doc
+    e = doc["paths"][0]
+    assert e["kernel_request_timeout_seconds"] == 600, e
+    assert "kernel aborts the mount after a request waits 600 s" in e["message"], e
+    assert "steadyfs_probe_fuse_request_timeout_seconds 600" in tf.read_text()
+    # a path on no FUSE mount carries no such note
+    r = probe("--json", tmp_path, state_dir=sd)
+    assert r.json()["paths"][0]["kernel_request_timeout_seconds"] is None, r
+
+    r = probe("--textfile", tf, m.mountpoint, state_dir=sd)
+    with open(kerneltimeout.path("max_request_timeout")) as f:
+        now = int(f.read())
+    assert f"steadyfs_probe_fuse_request_timeout_seconds {now}" in tf.read_text()
 
 
 # ---- docs: alert rules and man page ------------------------------------------------

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -604,6 +605,75 @@ def test_upgrade_refuses_keeper_of_another_mount(sshd, remote, mount_steadyfs, t
             fake.cleanup()
         victim.kill()
         victim.wait(10)
+
+
+_USER_MOUNT = r"""
+set -e
+# This namespace only: a 0666 /dev/fuse as on stock Debian, and
+# user_allow_other in /etc/fuse.conf (without it root could not even read
+# the user's mount); the machine's own files are not touched.
+mount --bind "$NODE" /dev/fuse
+mount --bind "$CONF" /etc/fuse.conf
+setpriv --reuid=nobody --regid=nogroup --clear-groups sshfs -f -F /dev/null \
+    -o "allow_other,subtype=steadyfs,IdentityFile=$KEY,UserKnownHostsFile=$KH" \
+    -o StrictHostKeyChecking=yes,BatchMode=yes -p "$PORT" "$SRC" "$MP" &
+fs=$!
+for i in $(seq 200); do
+    grep -q " $MP " /proc/self/mountinfo && break
+    kill -0 $fs 2>/dev/null || break
+    sleep 0.05
+done
+grep " $MP " /proc/self/mountinfo | sed 's/^/mountinfo: /'
+set +e
+timeout 10 "$STEADYFS" --upgrade "$MP" 2>&1 | sed 's/^/upgrade: /'
+echo "rc: ${PIPESTATUS[0]}"
+kill $fs; wait $fs
+"""
+
+
+def test_upgrade_refuses_a_users_fuse_mount(sshd, remote, tmp_path):
+    """A real unprivileged user's FUSE mount (made by nobody through the
+    setuid fusermount3, with /dev/fuse 0666 as on stock Debian and
+    user_allow_other, both bound over the machine's files in a private
+    mount namespace, so those are untouched) of type fuse.steadyfs whose
+    .control/status.json names a process: --upgrade refuses (exit 5, the
+    mount's user_id named) and the process is not signalled."""
+    if not shutil.which("sshfs") or not shutil.which("unshare"):
+        pytest.skip("needs sshfs and unshare")
+    _, srv = remote
+    victim = start_victim()
+    base = open_mountpoint()
+    try:
+        fake_status(srv, victim.pid)
+        node, mp = os.path.join(base, "fuse"), os.path.join(base, "mnt")
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(10, 229))
+        os.chmod(node, 0o666)
+        os.mkdir(mp)
+        conf = os.path.join(base, "fuse.conf")
+        with open(conf, "w") as f:
+            f.write("user_allow_other\n")
+        key, kh = os.path.join(base, "key"), os.path.join(base, "known_hosts")
+        shutil.copy(sshd.key, key)
+        shutil.copy(sshd.known_hosts, kh)
+        for p in (mp, key, kh):
+            os.chown(p, 65534, 65534)
+        env = dict(os.environ, NODE=node, CONF=conf, KEY=key, KH=kh, PORT=str(sshd.port), MP=mp,
+                   SRC=f"{sshd.user}@{sshd.host}:{srv}", STEADYFS=steadyfs())
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                            _USER_MOUNT], env=env, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        out = r.stdout.splitlines()
+        info = [line for line in out if line.startswith("mountinfo: ")]
+        assert info and " fuse.steadyfs " in info[0] and "user_id=65534" in info[0] \
+            and "allow_other" in info[0], r.stdout + r.stderr
+        assert not signalled(victim.pid), "the forged pid was signalled"
+        assert "rc: 5" in out, r.stdout
+        said = [line for line in out if line.startswith("upgrade: ")]
+        assert len(said) == 1 and "made by uid 65534" in said[0], said
+    finally:
+        victim.kill()
+        victim.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # ---- the kernel's FUSE request timeout (finding 10) ------------------------------

@@ -364,7 +364,8 @@ static int stuck_record(const char *dir, pid_t pid, double started, const char *
 		snprintf(err, errsz, "cannot record stuck child: %s", strerror(ENOMEM));
 		return -1;
 	}
-	rc = atomicfile_write(file, text, (size_t)len, 0644, err, errsz);
+	/* It names a hung path: root's alone, like the mirror (statedir.h). */
+	rc = atomicfile_write(file, text, (size_t)len, 0600, err, errsz);
 	free(text);
 	return rc;
 }

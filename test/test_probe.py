@@ -438,6 +438,8 @@ def test_stuck_child_is_abandoned_and_remembered(make_sshd, mount_sshfs, sd):
         assert [os.path.basename(x) for x in recs] == [f"stuck.{pid}"]
         with open(recs[0]) as f:
             assert f.read().split("\n", 1)[1] == target
+        # it names a path: root's alone (issue 15)
+        assert os.stat(recs[0]).st_mode & 0o777 == 0o600
 
         r2 = probe("--json", "--timeout", 1, target, "/", state_dir=sd)
         assert r2.rc == 1, r2

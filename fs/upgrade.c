@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,14 +129,14 @@ static unsigned long kernel_devno(dev_t d)
 static int holds_connection(long pid, dev_t dev)
 {
 	char dir[64], path[320], link[64];
+	bool fuse_fd = false, shown = false, match = false;
 	struct dirent *de;
 	DIR *d;
-	int found = -1;
 
 	snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
 	if (!(d = opendir(dir)))
 		return -1;
-	while (found < 1 && (de = readdir(d))) {
+	while (!match && (de = readdir(d))) {
 		char line[128];
 		ssize_t n;
 		FILE *f;
@@ -150,22 +151,21 @@ static int holds_connection(long pid, dev_t dev)
 		snprintf(path, sizeof(path), "/proc/%ld/fdinfo/%s", pid, de->d_name);
 		if (!(f = fopen(path, "re")))
 			continue;
-		if (found < 0)
-			found = 0;
+		fuse_fd = true;
 		while (fgets(line, sizeof(line), f)) {
 			unsigned long conn;
 
 			if (sscanf(line, "fuse_connection: %lu", &conn) == 1) {
-				if (conn == kernel_devno(dev))
-					found = 1;
-				else if (found == 0)
-					found = -2;  /* another mount's connection */
+				shown = true;
+				match |= conn == kernel_devno(dev);
 			}
 		}
 		fclose(f);
 	}
 	closedir(d);
-	return found == -2 ? -1 : found;
+	if (match)
+		return 1;
+	return fuse_fd && !shown ? 0 : -1;
 }
 
 /*
@@ -220,6 +220,7 @@ int upgrade_request(const char *mountpoint)
 {
 	char mp[PATH_MAX], why[PATH_MAX + 160];
 	struct target t;
+	int pidfd, rc, e;
 	long keeper = 0, gen = 0, failed = 0, now_gen = 0, now_keeper = 0, now_failed = 0;
 	uint64_t deadline;
 
@@ -231,13 +232,25 @@ int upgrade_request(const char *mountpoint)
 		fprintf(stderr, "steadyfs: '%s': cannot read its keeper from .control/status.json\n", mp);
 		return EXIT_MOUNTPOINT;
 	}
-	if (check_keeper(keeper, &t, why, sizeof(why)) < 0) {
+	/* The process is held by a pidfd from before the checks to the
+	 * signal: if it ends and its pid is reused meanwhile, the checks see
+	 * the newcomer but the signal goes nowhere (ESRCH). */
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)keeper, 0);
+	if (pidfd < 0 || check_keeper(keeper, &t, why, sizeof(why)) < 0) {
+		if (pidfd < 0)
+			snprintf(why, sizeof(why), "pid %ld named in its status.json: %s", keeper,
+				 strerror(errno));
 		fprintf(stderr, "steadyfs: '%s': refusing to signal: %s\n", mp, why);
+		if (pidfd >= 0)
+			close(pidfd);
 		return UPGRADE_EXIT_NOT_KEEPER;
 	}
-	if (kill((pid_t)keeper, SIGUSR2) < 0) {
+	rc = (int)syscall(SYS_pidfd_send_signal, pidfd, SIGUSR2, NULL, 0);
+	e = errno;
+	close(pidfd);
+	if (rc < 0) {
 		fprintf(stderr, "steadyfs: cannot signal the keeper of '%s' (pid %ld): %s\n",
-			mp, keeper, strerror(errno));
+			mp, keeper, strerror(e));
 		return EXIT_CONNECT;
 	}
 	deadline = clock_mono_ns() + UPGRADE_WAIT_S * 1000000000ull;

@@ -795,7 +795,8 @@ static void test_mirror_shared_with_group(void)
 	snprintf(opts, sizeof(opts), "state_dir=%s,state_group=4242", sd);
 	fix_init(&f, opts);
 	CHECK_EQ(control_start(f.ctl, err, sizeof(err)), 0);
-	snprintf(p, sizeof(p), "%s/events", sd);
+	/* connections is the last file of a mirror pass */
+	snprintf(p, sizeof(p), "%s/connections", sd);
 	CHECK(wait_file(p, 5));
 	check_mode(sd, 0750);
 	CHECK(stat(sd, &st) == 0 && st.st_gid == 4242);

@@ -195,14 +195,18 @@ static void do_probe(struct act *a, const char *desc)
 
 		if (m->shadowed)
 			continue;
-		v = plan_verdict(m, &ob.res[i]);
+		v = plan_verdict(m, &ob.res[i], live_find(&ob.live, m->dev),
+				 plan_mount_ours(a->man, m));
 		if (ob.res[i].duration > t0)
 			t0 = ob.res[i].duration;
+		/* A mount not ours (a user's dead FUSE mount) is reported but
+		 * cannot fail the recovery and hold back the post hooks. */
 		note_after(a, m->target, probe_state_name(ob.res[i].state),
-			   v == V_HEALTHY || v == V_LEFT_ALONE, bad, sizeof(bad));
+			   v == V_HEALTHY || v == V_LEFT_ALONE || v == V_NOT_OURS,
+			   bad, sizeof(bad));
 	}
 	for (size_t i = 0; i < a->man->n; i++)
-		if (!mounttab_find(&ob.mt, a->man->v[i].target))
+		if (!a->man->v[i].noauto && !mounttab_find(&ob.mt, a->man->v[i].target))
 			note_after(a, a->man->v[i].target, "absent", 0, bad, sizeof(bad));
 	a->reads = !bad[0];
 	report(a, desc, "probe", a->reads ? "ok" : "FAILED", t0,

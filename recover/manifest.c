@@ -76,6 +76,7 @@ static int add_entry(struct manifest *m, struct libmnt_fs *fs, int line,
 	e->depth = mt_path_depth(norm);
 	e->bind = opts && (mnt_optstr_get_option(opts, "bind", NULL, NULL) == 0 ||
 			   mnt_optstr_get_option(opts, "rbind", NULL, NULL) == 0);
+	e->noauto = opts && mnt_optstr_get_option(opts, "noauto", NULL, NULL) == 0;
 	return 0;
 }
 

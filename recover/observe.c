@@ -61,7 +61,7 @@ int observe(struct observation *ob, const char *root, double timeout,
 		return -1;
 	}
 	ob->res = calloc(ob->mt.n + 1, sizeof(*ob->res));
-	if (!ob->res) {
+	if (!ob->res || live_scan(&ob->live, STATEDIR_BASE) < 0) {
 		snprintf(err, errsz, "out of memory");
 		observation_release(ob);
 		return -1;
@@ -76,6 +76,7 @@ int observe(struct observation *ob, const char *root, double timeout,
 void observation_release(struct observation *ob)
 {
 	mounttab_release(&ob->mt);
+	live_release(&ob->live);
 	free(ob->res);
 	ob->res = NULL;
 }

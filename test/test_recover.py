@@ -12,11 +12,13 @@ daemons and checks nothing it made is left mounted.
 """
 
 import ctypes
+import errno
 import fcntl
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -483,12 +485,19 @@ def test_never_touches_outside_root(scene, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_root_itself_unlisted_blocks(scene):
-    """A dead mount on ROOT itself that the manifest does not list needs a
-    person: unmounting it would detach everything below."""
+    """A dead mount on ROOT itself needs a person unless the manifest lists
+    it there: unmounting it would detach everything below. One whose
+    source and type the manifest does not list at all is not ours."""
     sub = scene.remote(os.path.basename(scene.tmp) + "-rootmnt", {"f": "x\n"})
     m = scene.sshfs(scene.root, sub)
     m.kill_daemon()
     before = table(scene.root)
+    r = scene.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{scene.root}  fuse.sshfs: not ours" in r.stdout
+    assert table(scene.root) == before
+    # Its source listed for another target: ours, but not at the root.
+    scene.write_manifest(scene.sshfs_line(sub, scene.path("elsewhere")))
     r = scene.run()
     assert r.returncode == 1, r.stdout + r.stderr
     assert (f"blocked, a person must look: '{scene.root}' is the root itself and "
@@ -543,7 +552,8 @@ def test_steadyfs_riding_out_an_outage_left_alone(scene):
         # The same mount with a mirror nobody has updated for a minute: the
         # daemon is dead or wedged, so it is recovered like any other.
         write_mirror(target, "down", 60)
-        scene.write_manifest()  # nothing to re-mount
+        # Ours to unmount, nothing to re-mount.
+        scene.write_manifest(f"steadyfs-test {target} fuse.steadyfs noauto 0 0")
         r = scene.run()
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"lazy unmount {target}" in r.stdout
@@ -578,6 +588,139 @@ def test_real_steadyfs_with_frozen_server_left_alone(scene, make_sshd, mount_ste
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"{m.mountpoint}  fuse.steadyfs: left alone" in r.stdout
         assert scene.hooks() == [] and is_mounted(m.mountpoint)
+
+
+# ---- a live steadyfs, at whatever path it is seen (issue 15, finding 1) ----
+
+def mirror_status(mountpoint):
+    """The steadyfs mirror's status.json for `mountpoint`, or None."""
+    esc = subprocess.run(["systemd-escape", "--path", mountpoint], capture_output=True,
+                         text=True, check=True, timeout=10).stdout.strip()
+    try:
+        with open(os.path.join("/run/steadyfs", esc, "status.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class StatWatcher:
+    """Stats each path in a child process, over and over, from a thread,
+    and keeps every errno seen: "no ENOTCONN at any moment" is checked
+    against all of them."""
+
+    def __init__(self, paths, timeout):
+        self.paths, self.timeout = paths, timeout
+        self.seen = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            calls = [(p, mounts.ChildCall("stat", p)) for p in self.paths]
+            for p, c in calls:
+                r = c.wait(self.timeout)
+                self.seen.append((time.monotonic(), p, r["status"], r["errno"]))
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=self.timeout + 10)
+
+    def errnos(self):
+        return [(p, e) for _, p, st, e in self.seen if st == "errno"]
+
+
+@pytest.mark.timeout(240)
+def test_bind_of_live_steadyfs_left_alone_through_outage(scene, sshd, mount_steadyfs,
+                                                         fault_proxy):
+    """Finding 1: steadyfs at ROOT/jobs, a bind of ROOT/jobs/j1 at
+    ROOT/hot/j1, the link blackholed. recover --apply with confirm-runs 1,
+    min-age 0 and a probe timeout (1 s) below op_timeout (4 s) passes
+    during the outage: the bind is a live steadyfs's device and is left
+    alone (before: "mirror missing", judged hung, its connection, the
+    real mount's, aborted: ENOTCONN). Then the link comes back and both
+    serve again, no ENOTCONN at any moment, the keeper never restarted."""
+    proxy = fault_proxy(sshd)
+    sub = scene.remote(os.path.basename(scene.tmp) + "-jobs", {"j1/data": "j1\n"})
+    jobs, hot = scene.path("jobs"), scene.path("hot", "j1")
+    m = mount_steadyfs(sshd, mountpoint=jobs, remote_subdir=sub, port=proxy.port,
+                       expect_errors=True)
+    scene.bind(os.path.join(jobs, "j1"), hot)
+    src = [e for e in mounts.mountinfo() if e["target"] == jobs][-1]["source"]
+    scene.write_manifest(f"{src} {jobs} fuse.steadyfs defaults 0 0",
+                         f"{os.path.join(jobs, 'j1')} {hot} none bind 0 0")
+    deadline = time.monotonic() + 15
+    while (mirror_status(jobs) or {}).get("device") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    st = mirror_status(jobs)
+    assert st and st["device"] == m.dev and st["keeper_pid"] == m.pid, st
+    r = scene.run()
+    assert r.returncode == 0 and "all healthy" in r.stdout, r.stdout + r.stderr
+
+    passes = []
+    with StatWatcher([jobs, hot], timeout=10) as w:
+        proxy.blackhole()
+        try:
+            # Passes until the daemon has seen the outage and two more
+            # passes ran after that, each with the bind judged by the probe
+            # as not healthy.
+            deadline = time.monotonic() + 60
+            after_down = 0
+            while after_down < 2 and time.monotonic() < deadline:
+                down = (mirror_status(jobs) or {}).get("state") in ("degraded", "down")
+                r = scene.run()
+                passes.append(r)
+                print(r.stdout + r.stderr)
+                assert r.returncode == 0, r.stdout + r.stderr
+                assert "abort fuse connection" not in r.stdout
+                assert is_mounted(hot) and is_mounted(jobs)
+                after_down += down and f"{hot}  fuse.steadyfs: left alone" in r.stdout
+            assert after_down >= 2, "the bind was never seen hung during the outage"
+        finally:
+            proxy.restore()
+        deadline = time.monotonic() + 40
+        back = {}
+        while time.monotonic() < deadline and not all(back.get(p) for p in (jobs, hot)):
+            for p in (jobs, hot):
+                back[p] = mounts.call_in_child("listdir", p, 10)["status"] == "ok"
+            time.sleep(0.2)
+        assert back == {jobs: True, hot: True}, back
+    assert read_text(os.path.join(hot, "data")) == "j1\n"
+    assert not [e for _, e in w.errnos() if e in (errno.ENOTCONN, errno.ECONNABORTED)], \
+        w.errnos()
+    assert m.alive() and mirror_status(jobs)["keeper_pid"] == m.pid
+    left = [s for rec in scene.journal() for s in rec["seen"]
+            if s["path"] == hot and s["verdict"] == "left alone"]
+    assert left and left[0]["live_steadyfs"]["keeper_pid"] == m.pid, scene.journal()
+    assert left[0]["root"] == "/j1" and left[0]["device"] == m.dev
+    assert not [rec for rec in scene.journal() if rec.get("steps")]
+    assert scene.run().returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_keeper_exits_nonzero_when_its_connection_is_aborted(sshd, remote_subdir,
+                                                              mount_steadyfs):
+    """An aborted FUSE connection (fusectl's abort, a kernel request
+    timeout) ends the daemon's session as an unmount does, but leaves the
+    mount listed and answering ENOTCONN. The keeper says so and fails, so
+    Restart=on-failure starts a steadyfs that mounts again (before: exit
+    0, "the mount ended", and the unit stayed down)."""
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, expect_errors=True)
+    assert mounts.abort_fuse_connection(m.dev)
+    m.proc.wait(timeout=20)
+    assert m.proc.returncode == 4, m.stderr_text()
+    assert "was aborted" in m.stderr_text()
+    r = mounts.call_in_child("listdir", m.mountpoint, timeout=5)
+    assert r["errno"] == errno.ENOTCONN, r
+    # A new steadyfs on the same mountpoint (what the restart does)
+    # clears the stale mount and serves.
+    again = mount_steadyfs(sshd, mountpoint=m.mountpoint, remote_subdir=remote_subdir,
+                           expect_errors=True)
+    assert mounts.call_in_child("listdir", again.mountpoint, timeout=10)["status"] == "ok"
 
 
 # ---- metrics, watch, drill --------------------------------------------------

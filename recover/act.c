@@ -191,18 +191,22 @@ static void do_probe(struct act *a, const char *desc)
 	}
 	for (size_t i = 0; i < ob.mt.n; i++) {
 		const struct mount_entry *m = &ob.mt.v[i];
+		const struct live_dev *live;
 		enum verdict v;
+		int ours;
 
 		if (m->shadowed)
 			continue;
-		v = plan_verdict(m, &ob.res[i], live_find(&ob.live, m->dev),
-				 plan_mount_ours(a->man, m));
+		live = live_find(&ob.live, m->dev);
+		ours = plan_mount_ours(a->man, m);
+		v = plan_verdict(m, &ob.res[i], live, ours);
 		if (ob.res[i].duration > t0)
 			t0 = ob.res[i].duration;
-		/* A mount not ours (a user's dead FUSE mount) is reported but
-		 * cannot fail the recovery and hold back the post hooks. */
+		/* A mount not ours (a user's own FUSE mount, dead or closed
+		 * to root) is reported but cannot fail the recovery and hold
+		 * back the post hooks. */
 		note_after(a, m->target, probe_state_name(ob.res[i].state),
-			   v == V_HEALTHY || v == V_LEFT_ALONE || v == V_NOT_OURS,
+			   v == V_HEALTHY || v == V_LEFT_ALONE || (!ours && !live),
 			   bad, sizeof(bad));
 	}
 	for (size_t i = 0; i < a->man->n; i++)

@@ -11,13 +11,18 @@ mounted under ROOT (deepest first), before the sshfs factory reaps its
 daemons and checks nothing it made is left mounted.
 """
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -721,6 +726,146 @@ def test_keeper_exits_nonzero_when_its_connection_is_aborted(sshd, remote_subdir
     again = mount_steadyfs(sshd, mountpoint=m.mountpoint, remote_subdir=remote_subdir,
                            expect_errors=True)
     assert mounts.call_in_child("listdir", again.mountpoint, timeout=10)["status"] == "ok"
+
+
+# ---- local users (issue 15, findings 2 and 3) --------------------------------
+
+NOBODY = 65534
+# A FUSE mount made the way any user can on stock Debian: the setuid
+# fusermount3 mounts and hands back the /dev/fuse descriptor (its
+# _FUSE_COMMFD protocol); the user picks fsname and subtype. The process
+# holds the descriptor until its stdin closes, then exits: the mount is
+# left stale (ENOTCONN), as a killed sshfs leaves it.
+USER_FUSE = r"""
+import array, os, socket, subprocess, sys
+mnt, opts = sys.argv[1:3]
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+p = subprocess.run(["fusermount3", "-o", opts, "--", mnt],
+                   env=dict(os.environ, _FUSE_COMMFD=str(b.fileno())),
+                   pass_fds=[b.fileno()], capture_output=True, text=True)
+if p.returncode != 0:
+    sys.exit("fusermount3: " + p.stderr)
+msg, anc, _, _ = a.recvmsg(1, socket.CMSG_LEN(4))
+fd = array.array("i", anc[0][2][:4])[0]
+print("mounted", flush=True)
+sys.stdin.read()
+"""
+
+
+def as_nobody(*cmd):
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--", *cmd]
+
+
+@pytest.fixture
+def open_scene(sshd, mount_sshfs):
+    """A scene whose folders a non-root user can reach (pytest's own
+    tmp_path is root's 0700)."""
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    top = tempfile.mkdtemp(prefix="steadyfs-recover-users-")
+    os.chmod(top, 0o711)
+    s = Scene(top, sshd, mount_sshfs)
+    os.chmod(s.root, 0o755)
+    yield s
+    s.teardown()
+    shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def users_may_mount_fuse(allow_other):
+    """/dev/fuse 0666 as on stock Debian and, with `allow_other`, the
+    user_allow_other line of /etc/fuse.conf (hosts whose users share their
+    sshfs mounts have it), for the block only: machine-wide state, kept as
+    short as possible and always restored."""
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    with open("/etc/fuse.conf", "rb") as f:
+        conf = f.read()
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        if allow_other:
+            with open("/etc/fuse.conf", "ab") as f:
+                f.write(b"\nuser_allow_other\n")
+        yield
+    finally:
+        with open("/etc/fuse.conf", "wb") as f:
+            f.write(conf)
+        os.chmod("/dev/fuse", mode)
+
+
+def user_fuse_mount(path, fsname, subtype, allow_other):
+    """As nobody, a FUSE mount on `path` (a folder nobody owns); returns
+    the process holding it: close its stdin and it is stale. Without
+    allow_other nobody else, root included, may use it (EACCES)."""
+    st = os.stat("/usr/bin/fusermount3")
+    if not st.st_mode & stat.S_ISUID:
+        pytest.skip("fusermount3 is not setuid here")
+    opts = f"fsname={fsname},subtype={subtype}" + (",allow_other" if allow_other else "")
+    with users_may_mount_fuse(allow_other):
+        p = subprocess.Popen(as_nobody(sys.executable, "-c", USER_FUSE, path, opts),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+    if line.strip() != "mounted":
+        p.kill()
+        pytest.fail(f"a user FUSE mount failed: {line} {p.stderr.read()}")
+    return p
+
+
+def make_stale_by_user(p):
+    p.stdin.close()
+    p.wait(timeout=10)
+
+
+def user_dir(path):
+    os.makedirs(path)
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("allow_other", [True, False], ids=["allow_other", "private"])
+def test_user_fuse_mount_never_acted_on(open_scene, allow_other):
+    """Finding 3: a user's own FUSE mount under ROOT, with the fsname and
+    type of a manifest entry, killed: recovery does not act, runs no hook,
+    uses no cap; a real recovery still can. With allow_other (a host with
+    user_allow_other) root sees it stale: before the fix it was unmounted,
+    the pre hook run and an attempt counted. Without, root gets EACCES."""
+    scene = open_scene
+    sub = scene.remote(os.path.basename(scene.tmp) + "-real", {"f": "real\n"})
+    real = scene.sshfs(scene.path("real"), sub)
+    line = scene.sshfs_line(sub, scene.path("real"))
+    scene.write_manifest(line)
+    spoof = line.split()[0]
+    target = user_dir(scene.path("u", "m")) if user_dir(scene.path("u")) else None
+    p = user_fuse_mount(target, spoof, "sshfs", allow_other)
+    make_stale_by_user(p)
+    ent = [e for e in mounts.mountinfo() if e["target"] == target]
+    assert ent and ent[0]["fstype"] == "fuse.sshfs" and ent[0]["source"] == spoof, ent
+    assert mounts.call_in_child("stat", target)["errno"] == (
+        errno.ENOTCONN if allow_other else errno.EACCES)
+    hooks = ["--pre", f"{scene.hook} {scene.hooklog} pre", "--max-recoveries", "1",
+             "--cooldown", "0"]
+    for _ in range(3):
+        r = scene.run(*hooks)
+        print(r.stdout)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"{target}  fuse.sshfs: " + (
+            "not ours (a FUSE mount a non-root user made" if allow_other else
+            "error") in r.stdout
+        assert is_mounted(target) and scene.hooks() == []
+    with open(os.path.join(scene.state, "state.json")) as f:
+        assert json.load(f).get("attempts", []) == []
+    if allow_other:
+        rec = scene.journal()[-1]
+        assert rec["result"] == "left-alone" and not rec.get("steps")
+        assert rec["seen"][0]["fuse_user_id"] == NOBODY and rec["seen"][0]["ours"] is False
+    # The cap is whole: the real mount, killed, is recovered.
+    real.kill_daemon()
+    r = scene.run(*hooks)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert scene.hooks() == ["pre"] and is_mounted(target)
+    assert read_text(scene.path("real", "f")) == "real\n"
 
 
 # ---- metrics, watch, drill --------------------------------------------------

@@ -842,7 +842,7 @@ def test_user_fuse_mount_never_acted_on(open_scene, allow_other):
     make_stale_by_user(p)
     ent = [e for e in mounts.mountinfo() if e["target"] == target]
     assert ent and ent[0]["fstype"] == "fuse.sshfs" and ent[0]["source"] == spoof, ent
-    assert mounts.call_in_child("stat", target)["errno"] == (
+    assert mounts.call_in_child("listdir", target)["errno"] == (
         errno.ENOTCONN if allow_other else errno.EACCES)
     hooks = ["--pre", f"{scene.hook} {scene.hooklog} pre", "--max-recoveries", "1",
              "--cooldown", "0"]
@@ -866,6 +866,91 @@ def test_user_fuse_mount_never_acted_on(open_scene, allow_other):
     assert r.returncode == 0, r.stdout + r.stderr
     assert scene.hooks() == ["pre"] and is_mounted(target)
     assert read_text(scene.path("real", "f")) == "real\n"
+
+
+def live_children(pid):
+    """Children of `pid` that have not exited (zombies left out)."""
+    out = []
+    for c in mounts.children(pid):
+        try:
+            with open(f"/proc/{c}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] != "Z":
+                    out.append(c)
+        except OSError:
+            pass
+    return out
+
+
+def fuse_waiting(dev):
+    with open(f"/sys/fs/fuse/connections/{dev.split(':')[1]}/waiting") as f:
+        return int(f.read())
+
+
+@pytest.mark.timeout(120)
+def test_symlink_swapped_in_during_probe_is_never_followed(open_scene):
+    """Finding 2: a stale sshfs mount (root's, in the manifest) at
+    ROOT/u/d/m, where nobody owns ROOT/u and ROOT/u/d. While recover's
+    probe waits on a hung sshfs (SIGSTOPped; its FUSE connection shows the
+    probe's request waiting), nobody swaps ROOT/u/d for a symlink to a
+    folder outside ROOT holding a tmpfs at d/m. Recovery acts on nothing
+    outside the plan: the unmount and the mount of ROOT/u/d/m are refused
+    (a symlink on the path), the tmpfs stays, nothing is mounted outside
+    ROOT (before: the tmpfs was lazily unmounted through the symlink and
+    the sshfs mounted there instead)."""
+    scene = open_scene
+    user_dir(scene.path("u"))
+    user_dir(scene.path("u", "d"))
+    tag = os.path.basename(scene.tmp)
+    sub = scene.remote(tag + "-victim", {"f": "victim\n"})
+    victim = scene.path("u", "d", "m")
+    stale = scene.sshfs(victim, sub)
+    scene.write_manifest(scene.sshfs_line(sub, victim))
+    hung = scene.sshfs(scene.path("h"), scene.remote(tag + "-hung", {"f": "h\n"}))
+    out = os.path.join(scene.tmp, "out")
+    os.makedirs(os.path.join(out, "d", "m"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "outside",
+                    os.path.join(out, "d", "m")], check=True, timeout=10)
+    try:
+        stale.kill_daemon()
+        assert mounts.call_in_child("listdir", victim)["errno"] == errno.ENOTCONN
+        with hung.stopped():
+            assert fuse_waiting(hung.dev) == 0
+            p = subprocess.Popen([RECOVER, *scene.args("--probe-timeout", "3")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, stdin=subprocess.DEVNULL)
+            try:
+                # The window: the mount table is read, the stale mount's
+                # probe is done, the hung one's waits in the kernel.
+                deadline = time.monotonic() + 10
+                while not (fuse_waiting(hung.dev) > 0 and len(live_children(p.pid)) == 1):
+                    assert time.monotonic() < deadline and p.poll() is None, "no window"
+                    time.sleep(0.01)
+                swap = subprocess.run(as_nobody(
+                    "sh", "-c", 'mv "$1/d" "$1/d.old" && ln -s "$2/d" "$1/d"', "swap",
+                    scene.path("u"), out), capture_output=True, text=True, timeout=10)
+                assert swap.returncode == 0, swap.stderr
+                assert p.poll() is None, "recover ended before the swap"
+                stdout, _ = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        print(stdout)
+        under_out = [(e["target"], e["fstype"]) for e in mounts.mountinfo()
+                     if e["target"].startswith(out + "/")]
+        assert under_out == [(os.path.join(out, "d", "m"), "tmpfs")], stdout
+        assert p.returncode == 4, stdout
+        rec = scene.journal()[-1]
+        steps = {s["kind"]: s for s in rec["steps"]}
+        for kind in ("umount", "mount"):
+            assert steps[kind]["outcome"] == "refused", rec
+            assert "a symlink on the path" in steps[kind]["output"], rec
+        # The stale mount, renamed with its folder, is where nobody put it.
+        assert is_mounted(scene.path("u", "d.old", "m"))
+    finally:
+        for e in sorted(mounts.mountinfo(), key=lambda e: -e["target"].count("/")):
+            if e["target"].startswith(out + "/"):
+                lazy_umount(e["target"])
 
 
 # ---- metrics, watch, drill --------------------------------------------------

@@ -279,15 +279,22 @@ static void restart_cur(struct keeper *k, const char *reason)
 /*
  * The daemon's session ends (exit 0) both when the mount is unmounted and
  * when its FUSE connection is aborted (fusectl's abort, a kernel request
- * timeout). After an unmount the kernel has already removed the mount;
- * after an abort it is still listed and answers ENOTCONN, with every bind
- * of it: the stale mount steadyfs exists to prevent. Then the keeper must
- * fail, so that the service manager (Restart=on-failure) starts a new
- * steadyfs, which lazily unmounts the stale mountpoint and mounts again.
+ * timeout), and a daemon may also die of the abort. The descriptor the
+ * keeper holds polls POLLERR once the connection is gone either way;
+ * after an unmount the kernel has also removed the mount, after an abort
+ * it is still listed and answers ENOTCONN, with every bind of it: the
+ * stale mount steadyfs exists to prevent. No daemon can serve it again,
+ * so the keeper fails, and the service manager (Restart=on-failure)
+ * starts a new steadyfs, which lazily unmounts the stale mountpoint and
+ * mounts again.
  */
 static bool connection_aborted(const struct keeper *k)
 {
-	return k->dev && mounttab_has_dev(NULL, k->dev) == 1;
+	struct pollfd p = { .fd = k->fuse_fd, .events = 0 };
+
+	if (!k->mounted || !k->dev || poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
+		return false;
+	return mounttab_has_dev(NULL, k->dev) == 1;
 }
 
 static void cur_exited(struct keeper *k, int status)
@@ -296,14 +303,19 @@ static void cur_exited(struct keeper *k, int status)
 	bool handover = k->next.pid && k->next.connected;
 
 	describe_exit(status, why, sizeof(why));
+	if (!k->stopping && connection_aborted(k)) {
+		log_err("the FUSE connection of %s (device %u:%u) was aborted: the mount answers ENOTCONN; daemon %s; exiting with status %d so that the service restarts",
+			k->mp, major(k->dev), minor(k->dev), why, EXIT_MOUNTPOINT);
+		k->exit_status = EXIT_MOUNTPOINT;
+		k->stopping = true;
+		close_child(&k->cur);
+		if (k->next.pid)
+			kill(k->next.pid, SIGTERM);
+		return;
+	}
 	if (k->stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-		if (!k->stopping && connection_aborted(k)) {
-			log_err("the FUSE connection of %s (device %u:%u) was aborted: the mount answers ENOTCONN; exiting with status %d so that the service restarts",
-				k->mp, major(k->dev), minor(k->dev), EXIT_MOUNTPOINT);
-			k->exit_status = EXIT_MOUNTPOINT;
-		} else if (!k->stopping) {
+		if (!k->stopping)
 			log_info("the mount ended: daemon %s", why);
-		}
 		k->stopping = true;
 		close_child(&k->cur);
 		return;

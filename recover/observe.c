@@ -33,8 +33,15 @@ static int probe_all(struct observation *ob, double timeout, const char *probe_d
 		if (m->shadowed)
 			continue;  /* the path reaches only the mount on top */
 		reqs[n].path = m->target;
-		if (mount_is_steadyfs(m) &&
-		    statedir_for_mount(m->target, mirrors[n], sizeof(mirrors[n])) == 0)
+		/* A live steadyfs's mirror, for a bind of it too, whose own
+		 * path has none. */
+		if (live_find(&ob->live, m->dev))
+			snprintf(mirrors[n], sizeof(mirrors[n]), "%s",
+				 live_find(&ob->live, m->dev)->mirror);
+		else if (!mount_is_steadyfs(m) ||
+			 statedir_for_mount(m->target, mirrors[n], sizeof(mirrors[n])) < 0)
+			mirrors[n][0] = '\0';
+		if (mirrors[n][0])
 			reqs[n].mirror_dir = mirrors[n];
 		which[n++] = i;
 	}

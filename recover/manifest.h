@@ -27,9 +27,10 @@ struct manifest_entry {
 	int line;        /* position in the file (1-based entry number) */
 	int depth;       /* path components of target */
 	int bind;        /* 1: the options include "bind" or "rbind" */
-	int noauto;      /* 1: "noauto": its source and type are ours to
-			  * recover (unmount when stale or hung), but it is
-			  * never mounted by recovery (as mount -a skips it) */
+	int noauto;      /* 1: "noauto", or a fuse.steadyfs entry: its
+			  * source and type are ours to recover (unmount
+			  * when stale or hung), but it is never mounted by
+			  * recovery (as mount -a skips it) */
 };
 
 struct manifest {

@@ -734,6 +734,17 @@ def test_bind_of_live_steadyfs_default_settings_two_minute_outage(scene, sshd,
 
 
 @pytest.mark.timeout(60)
+def test_steadyfs_manifest_entry_never_mounted_by_recovery(scene):
+    """A fuse.steadyfs entry makes steadyfs mounts of that source ours, but
+    recovery never mounts one (its unit does, on the mountpoint itself):
+    absent, it starts nothing."""
+    scene.write_manifest(f"u@h:/jobs {scene.path('jobs')} fuse.steadyfs defaults 0 0")
+    r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+    assert r.returncode == 0 and "all healthy" in r.stdout, r.stdout + r.stderr
+    assert scene.hooks() == [] and not is_mounted(scene.path("jobs"))
+
+
+@pytest.mark.timeout(60)
 def test_keeper_exits_nonzero_when_its_connection_is_aborted(sshd, remote_subdir,
                                                               mount_steadyfs):
     """An aborted FUSE connection (fusectl's abort, a kernel request

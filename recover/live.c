@@ -57,6 +57,20 @@ int live_keeper_holds(long pid, dev_t dev)
 	return mounttab_has_dev(path, dev) == 1;
 }
 
+/* 1 if mirror `dir` (through the symlink to a state_dir= folder) and its
+ * status.json are root's and nobody else can write the folder: a mirror a
+ * user could write would let them shield any device from recovery. */
+static int root_only(const char *dir)
+{
+	char file[600];
+	struct stat d, f;
+
+	snprintf(file, sizeof(file), "%s/status.json", dir);
+	return stat(dir, &d) == 0 && S_ISDIR(d.st_mode) && d.st_uid == 0 &&
+	       !(d.st_mode & (S_IWGRP | S_IWOTH)) &&
+	       stat(file, &f) == 0 && f.st_uid == 0;
+}
+
 /* "major:minor" into `dev`; 0, or -1 when malformed. */
 static int parse_dev(const char *s, dev_t *dev)
 {
@@ -108,6 +122,8 @@ int live_scan(struct live_set *ls, const char *base)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", base, de->d_name);
+		if (!root_only(dir))
+			continue;
 		/* Freshness does not matter: a keeper restarting its daemon
 		 * keeps the mount, and the mirror waits for the new one. */
 		mirror_read(dir, clock_wall(), &ms);

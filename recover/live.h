@@ -7,7 +7,8 @@
  * of its mount ("major:minor", from the mount table) and the pid of its
  * keeper, the process that holds /dev/fuse for the life of the mount and
  * restarts the daemon. The mirrors live under STATEDIR_BASE, written by
- * root. A device is live when some mirror records it and that keeper
+ * root; one whose folder or status.json is not root's, or whose folder
+ * others may write, is ignored. A device is live when some mirror records it and that keeper
  * is alive now: /proc/PID exists, is owned by root, its executable is a
  * steadyfs binary, and its mount table lists the device. A mirror left
  * behind by a dead mount names a pid that is gone or another program.

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "clock.h"
 #include "keepstate.h"
 #include "log.h"
+#include "mounttab.h"
 #include "paths.h"
 #include "sftp.h"
 #include "statedir.h"
@@ -92,6 +94,20 @@ static char *remote_string(const struct steadyfs_opts *o)
 	return out;
 }
 
+/* The keeper mounted before handing this daemon the descriptor, so the
+ * mount is in the table now; read from the table, never by stat(2) of
+ * our own mountpoint. */
+static void record_device(struct control *c)
+{
+	dev_t dev;
+
+	if (mounttab_device_of(c->mountpoint, MT_FSTYPE_STEADYFS, &dev) == 0)
+		snprintf(c->device, sizeof(c->device), "%u:%u", major(dev), minor(dev));
+	else
+		log_debug("cannot find '%s' in the mount table: no device in status.json",
+			  c->mountpoint);
+}
+
 static int init_paths(struct control *c, const char *mountpoint)
 {
 	char def[PATH_MAX];
@@ -111,6 +127,7 @@ static int init_paths(struct control *c, const char *mountpoint)
 		return -1;
 	if (c->o->metrics_textfile && !(c->textfile = absolute(c->o->metrics_textfile)))
 		return -1;
+	record_device(c);
 	return 0;
 }
 

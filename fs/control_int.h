@@ -90,6 +90,10 @@ struct control {
 	char *mountpoint;      /* resolved, as given to control_new */
 	char *state_dir;       /* absolute */
 	char *default_dir;     /* /run/steadyfs/<escaped>, NULL if too long */
+	char device[32];       /* the mount's "major:minor" from the mount
+				* table, "" if not found: with the keeper pid it
+				* tells steadyfs-recover which mounts, at any
+				* path (binds too), a live steadyfs serves */
 	char *textfile;        /* absolute, or NULL */
 	char *remote;          /* user@host:port:dir */
 	double started_wall;

@@ -366,6 +366,8 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "pid", json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(o, "daemon_pid", json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(o, "keeper_pid", json_object_new_int64(s->keeper_pid));
+	json_object_object_add(o, "device",
+			       c->device[0] ? json_object_new_string(c->device) : NULL);
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)c->generation));
 	json_object_object_add(o, "restarts", json_object_new_int64((int64_t)s->restarts));
 	json_object_object_add(o, "last_restart_reason", ctl_jstr(s->restart_reason));

@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -28,6 +29,7 @@
 #include "clock.h"
 #include "keepstate.h"
 #include "log.h"
+#include "mounttab.h"
 #include "strbuf.h"
 
 /* A child that dies before it serves, sooner than this after its start,
@@ -63,6 +65,8 @@ struct keeper {
 	char pending_reason[KS_REASON_MAX + 1];
 	bool stopping;
 	bool mounted;
+	dev_t dev;                 /* the mount's device, 0 if not found */
+	int exit_status;           /* of the keeper once stopping */
 	int status_fd;             /* the waiting foreground parent, or -1 */
 };
 
@@ -266,6 +270,11 @@ static int mount_fuse(struct keeper *k)
 	}
 	k->fuse_fd = fuse_session_fd(k->se);
 	k->mounted = true;
+	if (mounttab_device_of(k->mp, MT_FSTYPE_STEADYFS, &k->dev) < 0) {
+		log_warn("cannot find '%s' in the mount table: an aborted connection will look like an unmount",
+			 k->mp);
+		k->dev = 0;
+	}
 	return 0;
 }
 
@@ -302,12 +311,43 @@ static void restart_cur(struct keeper *k, const char *reason)
 		now + MIN_LIFETIME_NS - lived : now;
 }
 
+/*
+ * The daemon's session ends (exit 0) both when the mount is unmounted and
+ * when its FUSE connection is aborted (fusectl's abort, a kernel request
+ * timeout), and a daemon may also die of the abort. The descriptor the
+ * keeper holds polls POLLERR once the connection is gone either way;
+ * after an unmount the kernel has also removed the mount, after an abort
+ * it is still listed and answers ENOTCONN, with every bind of it: the
+ * stale mount steadyfs exists to prevent. No daemon can serve it again,
+ * so the keeper fails, and the service manager (Restart=on-failure)
+ * starts a new steadyfs, which lazily unmounts the stale mountpoint and
+ * mounts again.
+ */
+static bool connection_aborted(const struct keeper *k)
+{
+	struct pollfd p = { .fd = k->fuse_fd, .events = 0 };
+
+	if (!k->mounted || !k->dev || poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
+		return false;
+	return mounttab_has_dev(NULL, k->dev) == 1;
+}
+
 static void cur_exited(struct keeper *k, int status)
 {
 	char why[128];
 	bool handover = k->next.pid && k->next.connected;
 
 	describe_exit(status, why, sizeof(why));
+	if (!k->stopping && connection_aborted(k)) {
+		log_err("the FUSE connection of %s (device %u:%u) was aborted: the mount answers ENOTCONN; daemon %s; exiting with status %d so that the service restarts",
+			k->mp, major(k->dev), minor(k->dev), why, EXIT_MOUNTPOINT);
+		k->exit_status = EXIT_MOUNTPOINT;
+		k->stopping = true;
+		close_child(&k->cur);
+		if (k->next.pid)
+			kill(k->next.pid, SIGTERM);
+		return;
+	}
 	if (k->stopping || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
 		if (!k->stopping)
 			log_info("the mount ended: daemon %s", why);
@@ -482,7 +522,7 @@ static int loop(struct keeper *k)
 		int rc;
 
 		if (k->stopping && !k->cur.pid && !k->next.pid)
-			return 0;
+			return k->exit_status;
 		if (poll(p, 3, poll_timeout(k)) < 0 && errno != EINTR) {
 			log_err("keeper: poll: %s", strerror(errno));
 			return EXIT_INTERNAL;

@@ -19,6 +19,8 @@ void mounttab_release(struct mounttab *mt)
 		free(mt->v[i].target);
 		free(mt->v[i].fstype);
 		free(mt->v[i].source);
+		free(mt->v[i].root);
+		free(mt->v[i].super_opts);
 	}
 	free(mt->v);
 	mt->v = NULL;
@@ -50,16 +52,22 @@ static int entry_fill(struct mount_entry *e, struct libmnt_fs *fs)
 	const char *t = mnt_fs_get_target(fs);
 	const char *ty = mnt_fs_get_fstype(fs);
 	const char *src = mnt_fs_get_source(fs);
+	const char *root = mnt_fs_get_root(fs);
+	const char *so = mnt_fs_get_fs_options(fs);
 	dev_t dev = mnt_fs_get_devno(fs);
 
 	memset(e, 0, sizeof(*e));
 	e->target = strdup(t ? t : "");
 	e->fstype = strdup(ty ? ty : "");
 	e->source = strdup(src ? src : "");
-	if (!e->target || !e->fstype || !e->source) {
+	e->root = strdup(root ? root : "/");
+	e->super_opts = strdup(so ? so : "");
+	if (!e->target || !e->fstype || !e->source || !e->root || !e->super_opts) {
 		free(e->target);
 		free(e->fstype);
 		free(e->source);
+		free(e->root);
+		free(e->super_opts);
 		memset(e, 0, sizeof(*e));
 		return -1;
 	}
@@ -222,6 +230,59 @@ int mount_is_fuse(const struct mount_entry *e)
 {
 	return strcmp(e->fstype, "fuse") == 0 || strcmp(e->fstype, "fuseblk") == 0 ||
 	       strncmp(e->fstype, "fuse.", 5) == 0;
+}
+
+long mount_fuse_user(const struct mount_entry *e)
+{
+	char *val = NULL;
+	size_t n = 0;
+	char num[32], *end;
+	long uid;
+
+	if (!mount_is_fuse(e) ||
+	    mnt_optstr_get_option(e->super_opts, "user_id", &val, &n) != 0 ||
+	    !val || n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, val, n);
+	num[n] = '\0';
+	errno = 0;
+	uid = strtol(num, &end, 10);
+	return errno || *end || uid < 0 ? -1 : uid;
+}
+
+int mounttab_device_of(const char *target, const char *fstype, dev_t *dev)
+{
+	struct mounttab mt = MOUNTTAB_INIT;
+	char err[256];
+	int found = 0;
+
+	if (mounttab_load(&mt, target, NULL, err, sizeof(err)) < 0)
+		return -1;
+	/* Table order: a later mount on the same target sits on top. */
+	for (size_t i = 0; i < mt.n; i++)
+		if (strcmp(mt.v[i].target, target) == 0 &&
+		    strcmp(mt.v[i].fstype, fstype) == 0) {
+			*dev = mt.v[i].dev;
+			found = 1;
+		}
+	mounttab_release(&mt);
+	if (!found)
+		errno = ENOENT;
+	return found ? 0 : -1;
+}
+
+int mounttab_has_dev(const char *mountinfo, dev_t dev)
+{
+	struct mounttab mt = MOUNTTAB_INIT;
+	char err[256];
+	int has = 0;
+
+	if (mounttab_load(&mt, "/", mountinfo, err, sizeof(err)) < 0)
+		return -1;
+	for (size_t i = 0; i < mt.n && !has; i++)
+		has = mt.v[i].dev == dev;
+	mounttab_release(&mt);
+	return has;
 }
 
 /* Appends component [p, p+n) to out (length *len); handles "." and "..". */

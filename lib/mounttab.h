@@ -29,6 +29,11 @@ struct mount_entry {
 	char *target;         /* mountpoint, canonical absolute path */
 	char *fstype;         /* e.g. "fuse.sshfs", "tmpfs"; never NULL ("" if unknown) */
 	char *source;         /* e.g. "user@host:/dir"; never NULL ("" if none) */
+	char *root;           /* the mount's root within its filesystem: "/" for
+				* a whole mount, "/j1" for a bind of a subfolder
+				* (never NULL) */
+	char *super_opts;     /* the superblock's options (mountinfo's last
+				* field, e.g. "rw,user_id=0,group_id=0"); never NULL */
 	unsigned int major;   /* st_dev of the mount's root, as in mountinfo */
 	unsigned int minor;
 	dev_t dev;            /* makedev(major, minor) */
@@ -76,6 +81,21 @@ const struct mount_entry *mounttab_find_dev(const struct mounttab *mt, dev_t dev
 int mount_is_steadyfs(const struct mount_entry *e);
 /* 1 if `e`'s fstype is a FUSE one ("fuse", "fuse.*", "fuseblk"). */
 int mount_is_fuse(const struct mount_entry *e);
+/* The uid a FUSE mount was made by: the kernel's `user_id=` super option
+ * (0 for a mount root made; any user can make one with a setuid
+ * fusermount3). -1 when `e` is not FUSE or the option is absent. */
+long mount_fuse_user(const struct mount_entry *e);
+
+/*
+ * The device of the topmost mount of type `fstype` on exactly `target`
+ * in /proc/self/mountinfo (reads the table, never touches the mount, so
+ * it is safe on a hung one). Returns 0 with *dev set, or -1 when there is
+ * none (errno ENOENT) or the table cannot be read.
+ */
+int mounttab_device_of(const char *target, const char *fstype, dev_t *dev);
+/* 1 if any mount in `mountinfo` (NULL: /proc/self/mountinfo; a process's
+ * /proc/PID/mountinfo) has device `dev`, 0 if none, -1 unreadable. */
+int mounttab_has_dev(const char *mountinfo, dev_t dev);
 
 /* 1 if `path` is `root` or lies below it, comparing whole components
  * ("/a/bc" is not below "/a/b"). Both must be normalised. */

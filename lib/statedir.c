@@ -185,6 +185,9 @@ static int mirror_from_json(struct json_object *o, double mtime, struct mirror_s
 	st->since = json_num(o, "since", 0);
 	st->updated = json_num(o, "updated", mtime);
 	st->pid = (long)json_num(o, "pid", 0);
+	st->keeper_pid = (long)json_num(o, "keeper_pid", 0);
+	if (json_object_object_get_ex(o, "device", &v) && json_object_is_type(v, json_type_string))
+		snprintf(st->device, sizeof(st->device), "%s", json_object_get_string(v));
 	return 0;
 }
 

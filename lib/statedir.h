@@ -73,6 +73,8 @@ struct mirror_status {
 	double updated;      /* epoch seconds of the last rewrite ("updated", else mtime) */
 	double age;          /* now - updated, seconds */
 	long pid;            /* daemon pid, 0 if absent */
+	long keeper_pid;     /* the keeper holding the mount, 0 if absent */
+	char device[32];     /* the mount's "major:minor", "" if absent */
 	char error[160];     /* why MIRROR_MISSING/MIRROR_BAD, one line (the
 				* file named relative to `dir`) */
 };

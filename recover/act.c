@@ -4,7 +4,9 @@
 #include "act.h"
 
 #include <json-c/json.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 #include "fusectl.h"
 #include "hooks.h"
@@ -25,6 +27,7 @@ struct act {
 	int reads;               /* the final probe found everything reading */
 	int mounts_checked;      /* the table was re-read before the first mount */
 	struct mounttab mt;      /* that table */
+	char staging[PATH_MAX + 16];  /* the private staging mount, "" until made */
 };
 
 /* Prints "  [ok] desc (0.01 s)" and adds the step's JSON record. Returns
@@ -71,28 +74,56 @@ static void report_child(struct act *a, struct json_object *rec,
 	}
 }
 
-/* Runs a child-based step (hook, unmount, mount) and reports it. */
+/* Runs a child-based step (hook, unmount, mount) and reports it. An
+ * unmount or mount the child refused (mountops.h) is reported as such. */
 static int child_step(struct act *a, const char *desc, const char *kind, int rc,
 		      const struct child_result *res, const char *err)
 {
 	char how[64];
 	int ok = rc == 0 && child_ok(res);
+	int refused = rc == 0 && (!strcmp(kind, "umount") || !strcmp(kind, "mount")) &&
+		      !res->timed_out && res->exited && res->code == MOUNTOP_REFUSED;
 	struct json_object *rec;
 
 	if (rc < 0) {
 		report(a, desc, kind, "FAILED", 0, err);
 		return 0;
 	}
-	rec = report(a, desc, kind, ok ? "ok" : "FAILED", res->duration,
+	rec = report(a, desc, kind, ok ? "ok" : refused ? "refused" : "FAILED", res->duration,
 		     ok ? NULL : child_describe(res, how, sizeof(how)));
 	report_child(a, rec, res);
 	return ok;
+}
+
+/* 1 if the mount the plan saw (its id and device) is still in the table:
+ * the connection number comes from the device, and a device number freed
+ * since could now belong to another mount. */
+static int abort_target_unchanged(const struct step *s, char *err, size_t errsz)
+{
+	struct mounttab mt = MOUNTTAB_INIT;
+	int same = 0;
+
+	if (mounttab_load(&mt, "/", NULL, err, errsz) < 0)
+		return 0;
+	for (size_t i = 0; i < mt.n && !same; i++)
+		same = mt.v[i].id == s->mnt_id && mt.v[i].dev == s->dev;
+	mounttab_release(&mt);
+	if (!same)
+		snprintf(err, errsz, "mount %d with device %u:%u is no longer in the mount table",
+			 s->mnt_id, major(s->dev), minor(s->dev));
+	return same;
 }
 
 static void do_abort(struct act *a, const struct step *s, const char *desc)
 {
 	char err[512] = "";
 	int mounted = 0;
+
+	if (!abort_target_unchanged(s, err, sizeof(err))) {
+		report(a, desc, "abort", "refused", 0, err);
+		a->failed = 1;
+		return;
+	}
 
 	if (!a->fusectl_ready) {
 		if (fusectl_ensure(a->o->fusectl_dir, &mounted, err, sizeof(err)) < 0) {
@@ -131,7 +162,8 @@ static void do_umount(struct act *a, const struct step *s, const char *desc)
 {
 	struct child_result res;
 	char err[512] = "";
-	int rc = mountop_umount_lazy(s->path, a->o->hook_timeout, &res, err, sizeof(err));
+	int rc = mountop_umount_lazy(s->path, s->mnt_id, a->o->hook_timeout, &res, err,
+				     sizeof(err));
 
 	if (!child_step(a, desc, "umount", rc, &res, err))
 		a->failed = 1;
@@ -152,7 +184,18 @@ static void do_mount(struct act *a, const struct step *s, const char *desc)
 		report(a, desc, "mount", "skipped", 0, "already mounted");
 		return;
 	}
-	rc = mountop_mount(s->entry, a->o->hook_timeout, &res, err, sizeof(err));
+	if (!s->entry->bind && !a->staging[0]) {
+		char dir[PATH_MAX + 16];
+
+		snprintf(dir, sizeof(dir), "%s/staging", a->o->state_dir);
+		if (mountop_staging_setup(dir, err, sizeof(err)) < 0) {
+			report(a, desc, "mount", "FAILED", 0, err);
+			a->failed = 1;
+			return;
+		}
+		snprintf(a->staging, sizeof(a->staging), "%s", dir);
+	}
+	rc = mountop_mount(s->entry, a->staging, a->o->hook_timeout, &res, err, sizeof(err));
 	if (!child_step(a, desc, "mount", rc, &res, err))
 		a->failed = 1;
 }
@@ -191,18 +234,26 @@ static void do_probe(struct act *a, const char *desc)
 	}
 	for (size_t i = 0; i < ob.mt.n; i++) {
 		const struct mount_entry *m = &ob.mt.v[i];
+		const struct live_dev *live;
 		enum verdict v;
+		int ours;
 
 		if (m->shadowed)
 			continue;
-		v = plan_verdict(m, &ob.res[i]);
+		live = live_find(&ob.live, m->dev);
+		ours = plan_mount_ours(a->man, m);
+		v = plan_verdict(m, &ob.res[i], live, ours);
 		if (ob.res[i].duration > t0)
 			t0 = ob.res[i].duration;
+		/* A mount not ours (a user's own FUSE mount, dead or closed
+		 * to root) is reported but cannot fail the recovery and hold
+		 * back the post hooks. */
 		note_after(a, m->target, probe_state_name(ob.res[i].state),
-			   v == V_HEALTHY || v == V_LEFT_ALONE, bad, sizeof(bad));
+			   v == V_HEALTHY || v == V_LEFT_ALONE || (!ours && !live),
+			   bad, sizeof(bad));
 	}
 	for (size_t i = 0; i < a->man->n; i++)
-		if (!mounttab_find(&ob.mt, a->man->v[i].target))
+		if (!a->man->v[i].noauto && !mounttab_find(&ob.mt, a->man->v[i].target))
 			note_after(a, a->man->v[i].target, "absent", 0, bad, sizeof(bad));
 	a->reads = !bad[0];
 	report(a, desc, "probe", a->reads ? "ok" : "FAILED", t0,
@@ -244,6 +295,8 @@ int act_execute(const struct recover_opts *o, const struct plan *p,
 	if (!a.stop && !a.reads)
 		fprintf(out, "not everything reads after the recovery: post hooks not run\n");
 	mounttab_release(&a.mt);
+	if (a.staging[0])
+		mountop_staging_release(a.staging);
 	*after = a.after;
 	return a.failed ? 4 : 0;
 }

@@ -5,11 +5,16 @@
  *  - abort: a failure is noted and the recovery goes on (the connection
  *    may be gone already; the unmount step settles it either way);
  *  - pre hook: a failure stops the recovery at once (nothing unmounted);
+ *  - abort: refused when the planned mount (id and device) is no longer
+ *    in the table;
  *  - unmount and mount: a failure is noted and the rest still run, so as
  *    much as possible reads again; a manifest entry found mounted by the
- *    time its turn comes is skipped;
- *  - probe: everything under ROOT must read (healthy, or a live steadyfs
- *    left alone) and every manifest entry must be mounted;
+ *    time its turn comes is skipped; a target that cannot be reached
+ *    through a checked descriptor (mountops.h) is "refused", which counts
+ *    as a failure;
+ *  - probe: everything under ROOT that is ours must read (healthy, or a
+ *    live steadyfs left alone; a mount not ours is reported only) and
+ *    every manifest entry without noauto must be mounted;
  *  - post hooks: run only when the probe says so, all of them in order
  *    even if one fails.
  */

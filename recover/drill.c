@@ -137,8 +137,12 @@ static int setup(struct drill *d, char *err, size_t errsz)
 		snprintf(err, errsz, "cannot create folders in '%s': %s", d->dir, strerror(errno));
 		return -1;
 	}
+	/* The drill's FUSE mounts are ours (listed by source and type) but
+	 * never re-made (noauto): the binds of `src` take their place. */
 	snprintf(text, sizeof(text), "# steadyfs-recover drill\n%s %s/base none bind 0 0\n"
-		 "%s/base/job %s/jobs/hot none bind 0 0\n", d->src, d->root, d->root, d->root);
+		 "%s/base/job %s/jobs/hot none bind 0 0\n"
+		 "steadyfs-drill %s/deep/hung fuse.drill noauto 0 0\n",
+		 d->src, d->root, d->root, d->root, d->root);
 	if (write_file(hello, "drill\n", err, errsz) < 0 ||
 	    write_file(d->manifest, text, err, errsz) < 0 ||
 	    write_file(d->sentinel, "", err, errsz) < 0)

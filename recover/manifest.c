@@ -76,6 +76,12 @@ static int add_entry(struct manifest *m, struct libmnt_fs *fs, int line,
 	e->depth = mt_path_depth(norm);
 	e->bind = opts && (mnt_optstr_get_option(opts, "bind", NULL, NULL) == 0 ||
 			   mnt_optstr_get_option(opts, "rbind", NULL, NULL) == 0);
+	/* A steadyfs mount is never mounted by recovery: its unit restarts
+	 * it, and its keeper must be started on the mountpoint itself (it
+	 * names its mirror and finds its device by that path), which a
+	 * mount staged elsewhere and moved would break. */
+	e->noauto = (opts && mnt_optstr_get_option(opts, "noauto", NULL, NULL) == 0) ||
+		    strcmp(e->fstype, MT_FSTYPE_STEADYFS) == 0;
 	return 0;
 }
 

@@ -9,6 +9,9 @@
  * Targets are normalised lexically (no symlink resolution: the kernel's
  * mount table, which entries are compared with, lists canonical paths).
  *
+ * The manifest also says which mounts are ours to act on: a stale or hung
+ * mount is touched only when some entry lists its source and fstype.
+ *
  * A zeroed `struct manifest` (MANIFEST_INIT) is empty and safe to release.
  */
 #ifndef STEADYFS_RECOVER_MANIFEST_H
@@ -24,6 +27,10 @@ struct manifest_entry {
 	int line;        /* position in the file (1-based entry number) */
 	int depth;       /* path components of target */
 	int bind;        /* 1: the options include "bind" or "rbind" */
+	int noauto;      /* 1: "noauto", or a fuse.steadyfs entry: its
+			  * source and type are ours to recover (unmount
+			  * when stale or hung), but it is never mounted by
+			  * recovery (as mount -a skips it) */
 };
 
 struct manifest {

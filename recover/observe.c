@@ -33,8 +33,15 @@ static int probe_all(struct observation *ob, double timeout, const char *probe_d
 		if (m->shadowed)
 			continue;  /* the path reaches only the mount on top */
 		reqs[n].path = m->target;
-		if (mount_is_steadyfs(m) &&
-		    statedir_for_mount(m->target, mirrors[n], sizeof(mirrors[n])) == 0)
+		/* A live steadyfs's mirror, for a bind of it too, whose own
+		 * path has none. */
+		if (live_find(&ob->live, m->dev))
+			snprintf(mirrors[n], sizeof(mirrors[n]), "%s",
+				 live_find(&ob->live, m->dev)->mirror);
+		else if (!mount_is_steadyfs(m) ||
+			 statedir_for_mount(m->target, mirrors[n], sizeof(mirrors[n])) < 0)
+			mirrors[n][0] = '\0';
+		if (mirrors[n][0])
 			reqs[n].mirror_dir = mirrors[n];
 		which[n++] = i;
 	}
@@ -61,7 +68,7 @@ int observe(struct observation *ob, const char *root, double timeout,
 		return -1;
 	}
 	ob->res = calloc(ob->mt.n + 1, sizeof(*ob->res));
-	if (!ob->res) {
+	if (!ob->res || live_scan(&ob->live, STATEDIR_BASE) < 0) {
 		snprintf(err, errsz, "out of memory");
 		observation_release(ob);
 		return -1;
@@ -76,6 +83,7 @@ int observe(struct observation *ob, const char *root, double timeout,
 void observation_release(struct observation *ob)
 {
 	mounttab_release(&ob->mt);
+	live_release(&ob->live);
 	free(ob->res);
 	ob->res = NULL;
 }

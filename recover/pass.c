@@ -74,6 +74,24 @@ static int setup_paths(struct pass *ps)
 	return 0;
 }
 
+static struct json_object *device_json(const struct mount_entry *m)
+{
+	char dev[32];
+
+	snprintf(dev, sizeof(dev), "%u:%u", m->major, m->minor);
+	return json_object_new_string(dev);
+}
+
+/* Why a mount was left alone: the live steadyfs that serves its device. */
+static struct json_object *live_json(const struct live_dev *l)
+{
+	struct json_object *o = json_object_new_object();
+
+	jput(o, "keeper_pid", json_object_new_int64(l->keeper_pid));
+	jput(o, "mirror", json_object_new_string(l->mirror));
+	return o;
+}
+
 /* What was seen, for the journal: every mount that is not healthy, and
  * every absent manifest entry. */
 static struct json_object *seen_json(const struct pass *ps)
@@ -90,6 +108,13 @@ static struct json_object *seen_json(const struct pass *ps)
 		jput(o, "fstype", json_object_new_string(mv->m->fstype));
 		jput(o, "source", json_object_new_string(mv->m->source));
 		jput(o, "verdict", json_object_new_string(verdict_name(mv->v)));
+		jput(o, "device", device_json(mv->m));
+		jput(o, "root", json_object_new_string(mv->m->root));
+		jput(o, "ours", json_object_new_boolean(mv->ours));
+		if (mount_fuse_user(mv->m) >= 0)
+			jput(o, "fuse_user_id", json_object_new_int64(mount_fuse_user(mv->m)));
+		if (mv->live)
+			jput(o, "live_steadyfs", live_json(mv->live));
 		if (mv->r) {
 			jput(o, "probe", json_object_new_string(probe_state_name(mv->r->state)));
 			if (mv->r->err)
@@ -233,6 +258,7 @@ static int observe_and_plan(struct pass *ps)
 	}
 	ps->in = (struct plan_input){
 		.root = ps->o->root, .mt = &ps->ob.mt, .res = ps->ob.res, .man = &ps->man,
+		.live = &ps->ob.live,
 		.pre = ps->o->pre, .npre = ps->o->npre, .post = ps->o->post,
 		.npost = ps->o->npost, .confirm_runs = ps->o->confirm_runs,
 		.min_age = ps->o->min_age, .now = ps->now,
@@ -244,6 +270,18 @@ static int observe_and_plan(struct pass *ps)
 	return 0;
 }
 
+/* The record starts with what was seen; what was done follows. */
+static void start_record(struct pass *ps)
+{
+	ps->rec = json_object_new_object();
+	jput(ps->rec, "time", jsecs(ps->now));
+	jput(ps->rec, "root", json_object_new_string(ps->o->root));
+	jput(ps->rec, "apply", json_object_new_boolean(ps->o->apply));
+	jput(ps->rec, "enabled", json_object_new_boolean(ps->enabled));
+	jput(ps->rec, "seen", seen_json(ps));
+	ps->reasons = json_object_new_array();
+}
+
 static int decide_and_act(struct pass *ps)
 {
 	if (!plan_action_needed(&ps->plan)) {
@@ -253,20 +291,19 @@ static int decide_and_act(struct pass *ps)
 				ps->plan.nmv);
 			return RX_OK;
 		}
-		/* Left alone or another error: shown, nothing to do. */
+		/* Left alone or another error: shown, nothing to do. A mount
+		 * left alone (a live steadyfs riding out an outage) or not ours
+		 * is journaled: the pass saw trouble and chose not to act. */
 		plan_print(ps->out, &ps->in, &ps->plan);
 		fprintf(ps->out, "nothing to recover\n");
+		if (plan_noteworthy(&ps->plan)) {
+			start_record(ps);
+			ps->result = "left-alone";
+		}
 		return RX_OK;
 	}
 	plan_print(ps->out, &ps->in, &ps->plan);
-	/* The record starts with what was seen; what was done follows. */
-	ps->rec = json_object_new_object();
-	jput(ps->rec, "time", jsecs(ps->now));
-	jput(ps->rec, "root", json_object_new_string(ps->o->root));
-	jput(ps->rec, "apply", json_object_new_boolean(ps->o->apply));
-	jput(ps->rec, "enabled", json_object_new_boolean(ps->enabled));
-	jput(ps->rec, "seen", seen_json(ps));
-	ps->reasons = json_object_new_array();
+	start_record(ps);
 	if (!gates_allow(ps) || !guard_allows(ps)) {
 		ps->result = "not-taken";
 		return RX_NOT_TAKEN;

@@ -23,25 +23,49 @@ const char *verdict_name(enum verdict v)
 	case V_HUNG: return "hung";
 	case V_OTHER: return "error";
 	case V_SHADOWED: return "shadowed";
+	case V_NOT_OURS: return "not ours";
 	}
 	return "?";
 }
 
-enum verdict plan_verdict(const struct mount_entry *m, const struct probe_result *r)
+int plan_mount_ours(const struct manifest *man, const struct mount_entry *m)
+{
+	int listed = 0;
+
+	/* A local user chooses a FUSE mount's fsname and subtype freely (a
+	 * setuid fusermount3), so only the kernel's user_id says who made it. */
+	if (mount_is_fuse(m) && mount_fuse_user(m) != 0)
+		return 0;
+	for (size_t i = 0; i < man->n && !listed; i++)
+		listed = strcmp(man->v[i].source, m->source) == 0 &&
+			 strcmp(man->v[i].fstype, m->fstype) == 0;
+	return listed;
+}
+
+enum verdict plan_verdict(const struct mount_entry *m, const struct probe_result *r,
+			  const struct live_dev *live, int ours)
 {
 	if (m->shadowed)
 		return V_SHADOWED;
 	/* A live steadyfs daemon handles its own outage; recovery would only
-	 * make it worse, whatever the probe saw. */
-	if (r->state == PROBE_DEGRADED ||
+	 * make it worse, whatever the probe saw, at whatever path. */
+	if (live || r->state == PROBE_DEGRADED ||
 	    (mount_is_steadyfs(m) && r->mirror.health == MIRROR_FRESH))
 		return r->state == PROBE_OK ? V_HEALTHY : V_LEFT_ALONE;
 	switch (r->state) {
 	case PROBE_OK: return V_HEALTHY;
-	case PROBE_STALE: return V_STALE;
-	case PROBE_HUNG: return V_HUNG;
+	case PROBE_STALE: return ours ? V_STALE : V_NOT_OURS;
+	case PROBE_HUNG: return ours ? V_HUNG : V_NOT_OURS;
 	default: return V_OTHER;
 	}
+}
+
+int plan_noteworthy(const struct plan *p)
+{
+	for (size_t i = 0; i < p->nmv; i++)
+		if (p->mv[i].v == V_LEFT_ALONE || p->mv[i].v == V_NOT_OURS)
+			return 1;
+	return 0;
 }
 
 /* Counts `path` as seen bad; fills `out`. Returns 0, or -1 out of memory. */
@@ -78,7 +102,9 @@ static int judge_mounts(const struct plan_input *in, struct recover_state *st,
 
 		mv->m = &in->mt->v[i];
 		mv->r = mv->m->shadowed ? NULL : &in->res[i];
-		mv->v = mv->r ? plan_verdict(mv->m, mv->r) : V_SHADOWED;
+		mv->live = in->live ? live_find(in->live, mv->m->dev) : NULL;
+		mv->ours = plan_mount_ours(in->man, mv->m);
+		mv->v = mv->r ? plan_verdict(mv->m, mv->r, mv->live, mv->ours) : V_SHADOWED;
 		mv->in_manifest = manifest_find(in->man, mv->m->target) != NULL;
 		if (!is_bad(mv->v))
 			continue;
@@ -99,7 +125,7 @@ static int judge_absent(const struct plan_input *in, struct recover_state *st,
 		const struct manifest_entry *e = &in->man->v[i];
 		struct absent_entry *a = &p->absent[p->nabsent];
 
-		if (mounttab_find(in->mt, e->target))
+		if (e->noauto || mounttab_find(in->mt, e->target))
 			continue;
 		a->e = e;
 		if (sight(in, st, e->target, "absent", p, &a->seen) < 0)
@@ -184,7 +210,8 @@ static int add_aborts(struct plan *p, size_t cap)
 		for (size_t j = 0; j < p->nsteps; j++)
 			dup |= p->steps[j].kind == STEP_ABORT && p->steps[j].conn == conn;
 		if (!dup && push_step(p, cap, (struct step){ .kind = STEP_ABORT,
-					.path = mv->m->target, .conn = conn }) < 0)
+					.path = mv->m->target, .conn = conn,
+					.mnt_id = mv->m->id, .dev = mv->m->dev }) < 0)
 			return -1;
 	}
 	return 0;
@@ -209,7 +236,8 @@ static int add_steps(const struct plan_input *in, struct plan *p, size_t cap)
 	for (size_t i = 0; i < p->nmv; i++)
 		if (is_bad(p->mv[i].v) &&
 		    push_step(p, cap, (struct step){ .kind = STEP_UMOUNT,
-				.path = p->mv[i].m->target }) < 0)
+				.path = p->mv[i].m->target, .mnt_id = p->mv[i].m->id,
+				.dev = p->mv[i].m->dev }) < 0)
 			return -1;
 	qsort(p->steps + first_um, p->nsteps - first_um, sizeof(*p->steps),
 	      cmp_depth_deepest);
@@ -217,7 +245,8 @@ static int add_steps(const struct plan_input *in, struct plan *p, size_t cap)
 	for (size_t i = 0; i < in->man->n; i++) {
 		const struct manifest_entry *e = &in->man->v[i];
 
-		if (will_be_absent(in, e, p->steps + first_um, first_mount - first_um) &&
+		if (!e->noauto &&
+		    will_be_absent(in, e, p->steps + first_um, first_mount - first_um) &&
 		    push_step(p, cap, (struct step){ .kind = STEP_MOUNT,
 				.path = e->target, .entry = e }) < 0)
 			return -1;
@@ -301,6 +330,13 @@ static void print_reason(FILE *out, const struct mount_verdict *mv)
 	const struct probe_result *r = mv->r;
 
 	fprintf(out, "%s", verdict_name(mv->v));
+	if (mv->live)
+		fprintf(out, " (live steadyfs: device %u:%u, keeper pid %ld, mirror %s)",
+			mv->m->major, mv->m->minor, mv->live->keeper_pid, mv->live->mirror);
+	else if (mv->v == V_NOT_OURS)
+		fprintf(out, " (%s; never acted on)", mount_fuse_user(mv->m) > 0 ?
+			"a FUSE mount a non-root user made" :
+			"the manifest lists no entry with its source and type");
 	if (!r)
 		return;
 	if (r->err)

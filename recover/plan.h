@@ -5,9 +5,17 @@
  * so every rule below is decided in one place.
  *
  * Rules:
- *  - A mount is bad when the probe says stale or hung, unless it is a
- *    steadyfs mount whose mirror is fresh (its daemon is alive and riding
- *    out the outage: left alone, whatever the probe says). A manifest
+ *  - Mounts are judged by what they are, not by their path. A mount whose
+ *    device belongs to a live steadyfs (live.h: its keeper is alive) is
+ *    left alone whatever the probe says, at any path (a bind of a
+ *    subfolder of it included); so is a steadyfs mount whose mirror is
+ *    fresh.
+ *  - Otherwise a mount is bad when the probe says stale or hung and it is
+ *    ours: some manifest entry lists its source and its fstype, and, for
+ *    FUSE, root made it (super option user_id=0). A stale or hung mount
+ *    that is not ours (a local user's own FUSE mount, anything the
+ *    manifest does not list) is reported, never acted on and never
+ *    counted: it cannot start a recovery or use up the cap. A manifest
  *    entry with nothing mounted on its target is bad too ("absent").
  *    Other probe errors are reported and not acted on.
  *  - Each bad path is counted in the sightings; a recovery is wanted when
@@ -29,6 +37,7 @@
 
 #include <stdio.h>
 
+#include "live.h"
 #include "manifest.h"
 #include "mounttab.h"
 #include "probe.h"
@@ -41,6 +50,7 @@ enum verdict {
 	V_HUNG,
 	V_OTHER,        /* missing or another error: reported only */
 	V_SHADOWED,     /* another mount sits on the same target: not probed */
+	V_NOT_OURS,     /* stale or hung, but not ours to touch: reported only */
 };
 
 /* A bad path's sighting record as of this pass (a copy: the state's
@@ -56,7 +66,9 @@ struct mount_verdict {
 	const struct probe_result *r;   /* NULL when shadowed */
 	enum verdict v;
 	struct seen seen;               /* for bad ones */
-	int in_manifest;
+	int in_manifest;                /* its target is a manifest entry's */
+	int ours;                       /* plan_mount_ours() */
+	const struct live_dev *live;    /* its device's live steadyfs, or NULL */
 };
 
 struct absent_entry {
@@ -70,6 +82,8 @@ struct step {
 	enum step_kind kind;
 	const char *path;                     /* ABORT, UMOUNT, MOUNT: the target */
 	unsigned long conn;                   /* ABORT */
+	int mnt_id;                           /* ABORT, UMOUNT: the mount seen */
+	dev_t dev;                            /* ABORT, UMOUNT: its device */
 	const struct manifest_entry *entry;   /* MOUNT */
 	const char *cmd;                      /* PRE, POST */
 };
@@ -79,6 +93,7 @@ struct plan_input {
 	const struct mounttab *mt;          /* mounts at or below root */
 	const struct probe_result *res;     /* res[i] for mt->v[i] (unused if shadowed) */
 	const struct manifest *man;
+	const struct live_set *live;        /* devices of live steadyfs mounts */
 	const char *const *pre, *const *post;
 	size_t npre, npost;
 	long confirm_runs;
@@ -123,7 +138,15 @@ void plan_print(FILE *out, const struct plan_input *in, const struct plan *p);
 /* One-line description of a step into `buf`; returns `buf`. */
 const char *step_describe(const struct step *s, char *buf, size_t bufsz);
 const char *verdict_name(enum verdict v);
-/* The verdict for mount `m` whose probe gave `r` (the rules above). */
-enum verdict plan_verdict(const struct mount_entry *m, const struct probe_result *r);
+/* The verdict for mount `m` whose probe gave `r`, `live` its device's
+ * live steadyfs (or NULL) and `ours` plan_mount_ours() (the rules above). */
+enum verdict plan_verdict(const struct mount_entry *m, const struct probe_result *r,
+			  const struct live_dev *live, int ours);
+/* 1 if recovery may act on `m`: a manifest entry lists its source and
+ * fstype, and a FUSE mount was made by root (user_id=0). */
+int plan_mount_ours(const struct manifest *man, const struct mount_entry *m);
+/* 1 if the plan left a mount alone or found one not ours: a pass worth a
+ * journal record even when nothing is to be done. */
+int plan_noteworthy(const struct plan *p);
 
 #endif

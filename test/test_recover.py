@@ -11,12 +11,19 @@ mounted under ROOT (deepest first), before the sshfs factory reaps its
 daemons and checks nothing it made is left mounted.
 """
 
+import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 
 import pytest
@@ -483,12 +490,19 @@ def test_never_touches_outside_root(scene, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_root_itself_unlisted_blocks(scene):
-    """A dead mount on ROOT itself that the manifest does not list needs a
-    person: unmounting it would detach everything below."""
+    """A dead mount on ROOT itself needs a person unless the manifest lists
+    it there: unmounting it would detach everything below. One whose
+    source and type the manifest does not list at all is not ours."""
     sub = scene.remote(os.path.basename(scene.tmp) + "-rootmnt", {"f": "x\n"})
     m = scene.sshfs(scene.root, sub)
     m.kill_daemon()
     before = table(scene.root)
+    r = scene.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{scene.root}  fuse.sshfs: not ours" in r.stdout
+    assert table(scene.root) == before
+    # Its source listed for another target: ours, but not at the root.
+    scene.write_manifest(scene.sshfs_line(sub, scene.path("elsewhere")))
     r = scene.run()
     assert r.returncode == 1, r.stdout + r.stderr
     assert (f"blocked, a person must look: '{scene.root}' is the root itself and "
@@ -543,7 +557,8 @@ def test_steadyfs_riding_out_an_outage_left_alone(scene):
         # The same mount with a mirror nobody has updated for a minute: the
         # daemon is dead or wedged, so it is recovered like any other.
         write_mirror(target, "down", 60)
-        scene.write_manifest()  # nothing to re-mount
+        # Ours to unmount, nothing to re-mount.
+        scene.write_manifest(f"steadyfs-test {target} fuse.steadyfs noauto 0 0")
         r = scene.run()
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"lazy unmount {target}" in r.stdout
@@ -578,6 +593,402 @@ def test_real_steadyfs_with_frozen_server_left_alone(scene, make_sshd, mount_ste
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"{m.mountpoint}  fuse.steadyfs: left alone" in r.stdout
         assert scene.hooks() == [] and is_mounted(m.mountpoint)
+
+
+# ---- a live steadyfs, at whatever path it is seen (issue 15, finding 1) ----
+
+def mirror_status(mountpoint):
+    """The steadyfs mirror's status.json for `mountpoint`, or None."""
+    esc = subprocess.run(["systemd-escape", "--path", mountpoint], capture_output=True,
+                         text=True, check=True, timeout=10).stdout.strip()
+    try:
+        with open(os.path.join("/run/steadyfs", esc, "status.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class StatWatcher:
+    """Stats each path in a child process, over and over, from a thread,
+    and keeps every errno seen: "no ENOTCONN at any moment" is checked
+    against all of them."""
+
+    def __init__(self, paths, timeout):
+        self.paths, self.timeout = paths, timeout
+        self.seen = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            calls = [(p, mounts.ChildCall("stat", p)) for p in self.paths]
+            for p, c in calls:
+                r = c.wait(self.timeout)
+                self.seen.append((time.monotonic(), p, r["status"], r["errno"]))
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=self.timeout + 10)
+
+    def errnos(self):
+        return [(p, e) for _, p, st, e in self.seen if st == "errno"]
+
+
+def live_bind_outage(scene, sshd, mount_steadyfs, fault_proxy, op_timeout, args,
+                     outage=None, gap=0.0):
+    """steadyfs (op_timeout as given) at ROOT/jobs through a fault proxy,
+    a bind of ROOT/jobs/j1 at ROOT/hot/j1, both in the manifest; the link
+    blackholed while recover passes run with `args` (every `gap` s for
+    `outage` s, or, without `outage`, until two passes after the daemon
+    saw the outage), then the link back. Checks: no pass acts, both
+    mounts serve again, no ENOTCONN at any moment, the keeper never
+    restarted, the journal shows the bind left alone as a live steadyfs."""
+    proxy = fault_proxy(sshd)
+    sub = scene.remote(os.path.basename(scene.tmp) + "-jobs", {"j1/data": "j1\n"})
+    jobs, hot = scene.path("jobs"), scene.path("hot", "j1")
+    m = mount_steadyfs(sshd, mountpoint=jobs, remote_subdir=sub, port=proxy.port,
+                       opts={"op_timeout": op_timeout}, expect_errors=True)
+    scene.bind(os.path.join(jobs, "j1"), hot)
+    src = [e for e in mounts.mountinfo() if e["target"] == jobs][-1]["source"]
+    scene.write_manifest(f"{src} {jobs} fuse.steadyfs defaults 0 0",
+                         f"{os.path.join(jobs, 'j1')} {hot} none bind 0 0")
+    deadline = time.monotonic() + 15
+    while (mirror_status(jobs) or {}).get("device") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    st = mirror_status(jobs)
+    assert st and st["device"] == m.dev and st["keeper_pid"] == m.pid, st
+    r = run_recover(*args, timeout=120)
+    assert r.returncode == 0 and "all healthy" in r.stdout, r.stdout + r.stderr
+
+    stop = threading.Event()
+    with StatWatcher([jobs, hot], timeout=op_timeout + 5) as w:
+        proxy.blackhole()
+        t0 = time.monotonic()
+        try:
+            deadline = t0 + (outage or 60)
+            after_down, codes = 0, []
+            while time.monotonic() < deadline and (outage or after_down < 2):
+                down = (mirror_status(jobs) or {}).get("state") in ("degraded", "down")
+                r = run_recover(*args, timeout=120)
+                print(f"--- pass at {time.monotonic() - t0:.0f} s of the outage ---\n"
+                      + r.stdout + r.stderr)
+                # What it did first (an abort is the harm), then what it said.
+                assert "] abort fuse connection" not in r.stdout, r.stdout
+                assert is_mounted(hot) and is_mounted(jobs)
+                codes.append(r.returncode)
+                after_down += down and f"{hot}  fuse.steadyfs: left alone" in r.stdout
+                stop.wait(gap)
+            assert after_down >= 2, "the bind was never seen hung during the outage"
+            assert codes == [0] * len(codes), codes
+        finally:
+            proxy.restore()
+        deadline = time.monotonic() + 2 * op_timeout + 20
+        back = {}
+        while time.monotonic() < deadline and not all(back.get(p) for p in (jobs, hot)):
+            for p in (jobs, hot):
+                back[p] = mounts.call_in_child("listdir", p, op_timeout + 5)["status"] == "ok"
+            time.sleep(0.2)
+        assert back == {jobs: True, hot: True}, back
+    assert read_text(os.path.join(hot, "data")) == "j1\n"
+    assert not [e for _, e in w.errnos() if e in (errno.ENOTCONN, errno.ECONNABORTED)], \
+        w.errnos()
+    assert m.alive() and mirror_status(jobs)["keeper_pid"] == m.pid
+    left = [s for rec in scene.journal() for s in rec["seen"]
+            if s["path"] == hot and s["verdict"] == "left alone"]
+    assert left and left[0]["live_steadyfs"]["keeper_pid"] == m.pid, scene.journal()
+    assert left[0]["root"] == "/j1" and left[0]["device"] == m.dev
+    assert not [rec for rec in scene.journal() if rec.get("steps")]
+    assert run_recover(*args, timeout=120).returncode == 0
+
+
+@pytest.mark.timeout(240)
+def test_bind_of_live_steadyfs_left_alone_through_outage(scene, sshd, mount_steadyfs,
+                                                         fault_proxy):
+    """Finding 1 at test scale: recover --apply with confirm-runs 1,
+    min-age 0 and a probe timeout (1 s) below op_timeout (4 s), passes
+    during the outage. Before the fix the bind got "mirror missing", was
+    judged hung, and its connection, the real mount's, was aborted:
+    ENOTCONN on both, the daemon exited 0 and the keeper quit."""
+    live_bind_outage(scene, sshd, mount_steadyfs, fault_proxy, 4, scene.args())
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(os.environ.get("STEADYFS_RECOVER_LONG") != "1",
+                    reason="about 3 minutes: set STEADYFS_RECOVER_LONG=1")
+def test_bind_of_live_steadyfs_default_settings_two_minute_outage(scene, sshd,
+                                                                  mount_steadyfs,
+                                                                  fault_proxy):
+    """Finding 1 with the defaults: steadyfs op_timeout 20 s, recover's
+    confirm-runs 2, min-age 120 s, probe timeout 10 s, a pass every 20 s
+    through a 140 s outage (the old code confirmed the bind after 120 s
+    and aborted the connection)."""
+    args = ["--root", scene.root, "--manifest", scene.manifest, "--state-dir",
+            scene.state, "--sentinel", scene.sentinel, "--apply"]
+    live_bind_outage(scene, sshd, mount_steadyfs, fault_proxy, 20, args,
+                     outage=140, gap=20)
+
+
+@pytest.mark.timeout(60)
+def test_steadyfs_manifest_entry_never_mounted_by_recovery(scene):
+    """A fuse.steadyfs entry makes steadyfs mounts of that source ours, but
+    recovery never mounts one (its unit does, on the mountpoint itself):
+    absent, it starts nothing."""
+    scene.write_manifest(f"u@h:/jobs {scene.path('jobs')} fuse.steadyfs defaults 0 0")
+    r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+    assert r.returncode == 0 and "all healthy" in r.stdout, r.stdout + r.stderr
+    assert scene.hooks() == [] and not is_mounted(scene.path("jobs"))
+
+
+@pytest.mark.timeout(60)
+def test_keeper_exits_nonzero_when_its_connection_is_aborted(sshd, remote_subdir,
+                                                              mount_steadyfs):
+    """An aborted FUSE connection (fusectl's abort, a kernel request
+    timeout) ends the daemon's session as an unmount does, but leaves the
+    mount listed and answering ENOTCONN. The keeper says so and fails, so
+    Restart=on-failure starts a steadyfs that mounts again (before: exit
+    0, "the mount ended", and the unit stayed down)."""
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, expect_errors=True)
+    assert mounts.abort_fuse_connection(m.dev)
+    m.proc.wait(timeout=20)
+    assert m.proc.returncode == 4, m.stderr_text()
+    assert "was aborted" in m.stderr_text()
+    r = mounts.call_in_child("listdir", m.mountpoint, timeout=5)
+    assert r["errno"] == errno.ENOTCONN, r
+    # A new steadyfs on the same mountpoint (what the restart does)
+    # clears the stale mount and serves.
+    again = mount_steadyfs(sshd, mountpoint=m.mountpoint, remote_subdir=remote_subdir,
+                           expect_errors=True)
+    assert mounts.call_in_child("listdir", again.mountpoint, timeout=10)["status"] == "ok"
+
+
+# ---- local users (issue 15, findings 2 and 3) --------------------------------
+
+NOBODY = 65534
+# A FUSE mount made the way any user can on stock Debian: the setuid
+# fusermount3 mounts and hands back the /dev/fuse descriptor (its
+# _FUSE_COMMFD protocol); the user picks fsname and subtype. The process
+# holds the descriptor until its stdin closes, then exits: the mount is
+# left stale (ENOTCONN), as a killed sshfs leaves it.
+USER_FUSE = r"""
+import array, os, socket, subprocess, sys
+mnt, opts = sys.argv[1:3]
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+p = subprocess.run(["fusermount3", "-o", opts, "--", mnt],
+                   env=dict(os.environ, _FUSE_COMMFD=str(b.fileno())),
+                   pass_fds=[b.fileno()], capture_output=True, text=True)
+if p.returncode != 0:
+    sys.exit("fusermount3: " + p.stderr)
+msg, anc, _, _ = a.recvmsg(1, socket.CMSG_LEN(4))
+fd = array.array("i", anc[0][2][:4])[0]
+print("mounted", flush=True)
+sys.stdin.read()
+"""
+
+
+def as_nobody(*cmd):
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--", *cmd]
+
+
+@pytest.fixture
+def open_scene(sshd, mount_sshfs):
+    """A scene whose folders a non-root user can reach (pytest's own
+    tmp_path is root's 0700)."""
+    if not mounts.fuse_available():
+        pytest.skip("/dev/fuse is missing")
+    top = tempfile.mkdtemp(prefix="steadyfs-recover-users-")
+    os.chmod(top, 0o711)
+    s = Scene(top, sshd, mount_sshfs)
+    os.chmod(s.root, 0o755)
+    yield s
+    s.teardown()
+    shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def users_may_mount_fuse(allow_other):
+    """/dev/fuse 0666 as on stock Debian and, with `allow_other`, the
+    user_allow_other line of /etc/fuse.conf (hosts whose users share their
+    sshfs mounts have it), for the block only: machine-wide state, kept as
+    short as possible and always restored."""
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    with open("/etc/fuse.conf", "rb") as f:
+        conf = f.read()
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        if allow_other:
+            with open("/etc/fuse.conf", "ab") as f:
+                f.write(b"\nuser_allow_other\n")
+        yield
+    finally:
+        with open("/etc/fuse.conf", "wb") as f:
+            f.write(conf)
+        os.chmod("/dev/fuse", mode)
+
+
+def user_fuse_mount(path, fsname, subtype, allow_other):
+    """As nobody, a FUSE mount on `path` (a folder nobody owns); returns
+    the process holding it: close its stdin and it is stale. Without
+    allow_other nobody else, root included, may use it (EACCES)."""
+    st = os.stat("/usr/bin/fusermount3")
+    if not st.st_mode & stat.S_ISUID:
+        pytest.skip("fusermount3 is not setuid here")
+    opts = f"fsname={fsname},subtype={subtype}" + (",allow_other" if allow_other else "")
+    with users_may_mount_fuse(allow_other):
+        p = subprocess.Popen(as_nobody(sys.executable, "-c", USER_FUSE, path, opts),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+    if line.strip() != "mounted":
+        p.kill()
+        pytest.fail(f"a user FUSE mount failed: {line} {p.stderr.read()}")
+    return p
+
+
+def make_stale_by_user(p):
+    p.stdin.close()
+    p.wait(timeout=10)
+
+
+def user_dir(path):
+    os.makedirs(path)
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("allow_other", [True, False], ids=["allow_other", "private"])
+def test_user_fuse_mount_never_acted_on(open_scene, allow_other):
+    """Finding 3: a user's own FUSE mount under ROOT, with the fsname and
+    type of a manifest entry, killed: recovery does not act, runs no hook,
+    uses no cap; a real recovery still can. With allow_other (a host with
+    user_allow_other) root sees it stale: before the fix it was unmounted,
+    the pre hook run and an attempt counted. Without, root gets EACCES."""
+    scene = open_scene
+    sub = scene.remote(os.path.basename(scene.tmp) + "-real", {"f": "real\n"})
+    real = scene.sshfs(scene.path("real"), sub)
+    line = scene.sshfs_line(sub, scene.path("real"))
+    scene.write_manifest(line)
+    spoof = line.split()[0]
+    target = user_dir(scene.path("u", "m")) if user_dir(scene.path("u")) else None
+    p = user_fuse_mount(target, spoof, "sshfs", allow_other)
+    make_stale_by_user(p)
+    ent = [e for e in mounts.mountinfo() if e["target"] == target]
+    assert ent and ent[0]["fstype"] == "fuse.sshfs" and ent[0]["source"] == spoof, ent
+    assert mounts.call_in_child("listdir", target)["errno"] == (
+        errno.ENOTCONN if allow_other else errno.EACCES)
+    hooks = ["--pre", f"{scene.hook} {scene.hooklog} pre", "--max-recoveries", "1",
+             "--cooldown", "0"]
+    for _ in range(3):
+        r = scene.run(*hooks)
+        print(r.stdout)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"{target}  fuse.sshfs: " + (
+            "not ours (a FUSE mount a non-root user made" if allow_other else
+            "error") in r.stdout
+        assert is_mounted(target) and scene.hooks() == []
+    with open(os.path.join(scene.state, "state.json")) as f:
+        assert json.load(f).get("attempts", []) == []
+    if allow_other:
+        rec = scene.journal()[-1]
+        assert rec["result"] == "left-alone" and not rec.get("steps")
+        assert rec["seen"][0]["fuse_user_id"] == NOBODY and rec["seen"][0]["ours"] is False
+    # The cap is whole: the real mount, killed, is recovered.
+    real.kill_daemon()
+    r = scene.run(*hooks)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert scene.hooks() == ["pre"] and is_mounted(target)
+    assert read_text(scene.path("real", "f")) == "real\n"
+
+
+def live_children(pid):
+    """Children of `pid` that have not exited (zombies left out)."""
+    out = []
+    for c in mounts.children(pid):
+        try:
+            with open(f"/proc/{c}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] != "Z":
+                    out.append(c)
+        except OSError:
+            pass
+    return out
+
+
+def fuse_waiting(dev):
+    with open(f"/sys/fs/fuse/connections/{dev.split(':')[1]}/waiting") as f:
+        return int(f.read())
+
+
+@pytest.mark.timeout(120)
+def test_symlink_swapped_in_during_probe_is_never_followed(open_scene):
+    """Finding 2: a stale sshfs mount (root's, in the manifest) at
+    ROOT/u/d/m, where nobody owns ROOT/u and ROOT/u/d. While recover's
+    probe waits on a hung sshfs (SIGSTOPped; its FUSE connection shows the
+    probe's request waiting), nobody swaps ROOT/u/d for a symlink to a
+    folder outside ROOT holding a tmpfs at d/m. Recovery acts on nothing
+    outside the plan: the unmount and the mount of ROOT/u/d/m are refused
+    (a symlink on the path), the tmpfs stays, nothing is mounted outside
+    ROOT (before: the tmpfs was lazily unmounted through the symlink and
+    the sshfs mounted there instead)."""
+    scene = open_scene
+    user_dir(scene.path("u"))
+    user_dir(scene.path("u", "d"))
+    tag = os.path.basename(scene.tmp)
+    sub = scene.remote(tag + "-victim", {"f": "victim\n"})
+    victim = scene.path("u", "d", "m")
+    stale = scene.sshfs(victim, sub)
+    scene.write_manifest(scene.sshfs_line(sub, victim))
+    hung = scene.sshfs(scene.path("h"), scene.remote(tag + "-hung", {"f": "h\n"}))
+    out = os.path.join(scene.tmp, "out")
+    os.makedirs(os.path.join(out, "d", "m"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "outside",
+                    os.path.join(out, "d", "m")], check=True, timeout=10)
+    try:
+        stale.kill_daemon()
+        assert mounts.call_in_child("listdir", victim)["errno"] == errno.ENOTCONN
+        with hung.stopped():
+            assert fuse_waiting(hung.dev) == 0
+            p = subprocess.Popen([RECOVER, *scene.args("--probe-timeout", "3")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, stdin=subprocess.DEVNULL)
+            try:
+                # The window: the mount table is read, the stale mount's
+                # probe is done, the hung one's waits in the kernel.
+                deadline = time.monotonic() + 10
+                while not (fuse_waiting(hung.dev) > 0 and len(live_children(p.pid)) == 1):
+                    assert time.monotonic() < deadline and p.poll() is None, "no window"
+                    time.sleep(0.01)
+                swap = subprocess.run(as_nobody(
+                    "sh", "-c", 'mv "$1/d" "$1/d.old" && ln -s "$2/d" "$1/d"', "swap",
+                    scene.path("u"), out), capture_output=True, text=True, timeout=10)
+                assert swap.returncode == 0, swap.stderr
+                assert p.poll() is None, "recover ended before the swap"
+                stdout, _ = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        print(stdout)
+        under_out = [(e["target"], e["fstype"]) for e in mounts.mountinfo()
+                     if e["target"].startswith(out + "/")]
+        assert under_out == [(os.path.join(out, "d", "m"), "tmpfs")], stdout
+        assert p.returncode == 4, stdout
+        rec = scene.journal()[-1]
+        steps = {s["kind"]: s for s in rec["steps"]}
+        for kind in ("umount", "mount"):
+            assert steps[kind]["outcome"] == "refused", rec
+            assert "a symlink on the path" in steps[kind]["output"], rec
+        # The stale mount, renamed with its folder, is where nobody put it.
+        assert is_mounted(scene.path("u", "d.old", "m"))
+    finally:
+        for e in sorted(mounts.mountinfo(), key=lambda e: -e["target"].count("/")):
+            if e["target"].startswith(out + "/"):
+                lazy_umount(e["target"])
 
 
 # ---- metrics, watch, drill --------------------------------------------------

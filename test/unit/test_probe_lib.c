@@ -148,7 +148,10 @@ static const char mountinfo_fixture[] =
 	"31 30 0:41 / /srv/jobs/a\\040b rw shared:3 - tmpfs tmpfs-a rw\n"
 	"32 31 0:42 / /srv/jobs/a\\040b/c rw shared:4 - fuse.steadyfs u@h:/c rw\n"
 	"33 30 0:43 / /srv/jobs/a\\040b rw shared:5 - tmpfs tmpfs-a2 rw\n"
-	"34 22 0:44 / /srv/jobsx rw shared:6 - tmpfs other rw\n";
+	"34 22 0:44 / /srv/jobsx rw shared:6 - tmpfs other rw\n"
+	"35 22 0:40 /j1 /srv/hot/j1 rw shared:2 - fuse.sshfs u@h:/jobs rw,user_id=0\n"
+	"36 22 0:45 / /srv/user rw - fuse.sshfs u@h:/jobs rw,user_id=65534,group_id=65534\n"
+	"37 22 0:46 / /srv/odd rw - fuse.x src rw,user_id=0x1\n";
 
 static void test_mounttab(void)
 {
@@ -200,8 +203,23 @@ static void test_mounttab(void)
 	CHECK_EQ(mt.n, 0);
 
 	CHECK_EQ(mounttab_load(&mt, "/", file, err, sizeof(err)), 0);
-	CHECK_EQ(mt.n, 6);
+	CHECK_EQ(mt.n, 9);
+	/* A bind of a subfolder: the backing mount's device, source and
+	 * type with another root. */
+	CHECK_STR(mt.v[1].root, "/");
+	CHECK_STR(mt.v[6].root, "/j1");
+	CHECK_EQ(mt.v[6].dev, mt.v[1].dev);
+	CHECK_STR(mt.v[6].source, mt.v[1].source);
+	CHECK_STR(mt.v[6].super_opts, "rw,user_id=0");
+	CHECK_EQ(mount_fuse_user(&mt.v[6]), 0);
+	CHECK_EQ(mount_fuse_user(&mt.v[7]), 65534);
+	CHECK_EQ(mount_fuse_user(&mt.v[8]), -1);   /* not a number */
+	CHECK_EQ(mount_fuse_user(&mt.v[3]), -1);   /* fuse.steadyfs without user_id */
+	CHECK_EQ(mount_fuse_user(&mt.v[0]), -1);   /* not FUSE */
 	mounttab_release(&mt);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45)), 1);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 99)), 0);
+	CHECK_EQ(mounttab_has_dev("/nonexistent/mountinfo", makedev(0, 45)), -1);
 	CHECK_EQ(mounttab_load(&mt, "relative", file, err, sizeof(err)), -1);
 	CHECK_EQ(mounttab_load(&mt, "/", "/nonexistent/mountinfo", err, sizeof(err)), -1);
 	CHECK(strstr(err, "/nonexistent/mountinfo") != NULL);
@@ -315,12 +333,14 @@ static void test_mirror(void)
 
 	snprintf(json, sizeof(json),
 		 "{\"state\":\"degraded\",\"since\":100,\"updated\":%.3f,\"pid\":77,"
-		 "\"mountpoint\":\"/m\"}", now - 2);
+		 "\"mountpoint\":\"/m\",\"keeper_pid\":76,\"device\":\"0:52\"}", now - 2);
 	write_text(file, json);
 	mirror_read(dir, now, &st);
 	CHECK_EQ(st.health, MIRROR_FRESH);
 	CHECK_STR(st.state, "degraded");
 	CHECK_EQ(st.pid, 77);
+	CHECK_EQ(st.keeper_pid, 76);
+	CHECK_STR(st.device, "0:52");
 	CHECK(st.age > 1.9 && st.age < 2.1);
 	CHECK(st.since == 100);
 

@@ -326,10 +326,16 @@ static void restart_cur(struct keeper *k, const char *reason)
 static bool connection_aborted(const struct keeper *k)
 {
 	struct pollfd p = { .fd = k->fuse_fd, .events = 0 };
+	dev_t now;
 
 	if (!k->mounted || !k->dev || poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
 		return false;
-	return mounttab_has_dev(NULL, k->dev) == 1;
+	/* Still on our own mountpoint, not merely listed somewhere: an
+	 * anonymous device number is reused at once for the next mount made
+	 * anywhere on the host, so after an unmount "some mount has this
+	 * device" can be true of a stranger's tmpfs or FUSE mount. */
+	return mounttab_device_of(k->mp, MT_FSTYPE_STEADYFS, &now) == 0 &&
+	       now == k->dev;
 }
 
 static void cur_exited(struct keeper *k, int status)

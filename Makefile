@@ -5,6 +5,7 @@
 #   make check           C unit tests, fuzz corpus replay, integration tests
 #   make check SANITIZE=1  the same under ASan+UBSan
 #   make fuzz            libFuzzer on the SFTP codec (clang)
+#   make fuzz-restore    libFuzzer on the take-over state's restore path
 #   make demo            a throwaway sshd, a mount, a write, an outage, recovery
 #   make bench           throughput against sshfs, same run, printed as ratios
 #   make install [DESTDIR=...] [PREFIX=/usr/local]
@@ -71,7 +72,8 @@ ifneq ($(RECOVER_SRC),)
   PROGS += $(B)/steadyfs-recover
 endif
 
-.PHONY: all deps check unit pytest fuzz fuzz-replay demo bench install \
+.PHONY: all deps check unit pytest fuzz fuzz-replay fuzz-restore \
+	fuzz-restore-coverage demo bench install \
 	uninstall clean
 all: $(PROGS)
 
@@ -131,14 +133,28 @@ $(B)/unit/%: test/unit/%.c $(FS_LIBOBJ) $(B)/libsteadyfs.a $(B)/.flags
 $(B)/fuzz-replay-sftp: test/fuzz/fuzz_sftp.c test/fuzz/replay.c $(B)/libsteadyfs.a
 	$(CC) $(ALLCFLAGS) -o $@ $^ -lm
 
+# The restore fuzzer: the take-over state's restore path, with small
+# tables so that inputs fill them (docs/fuzzing.md).
+FUZZ_RESTORE_CAPS := -DKS_NODE_CAP=32 -DKS_FH_CAP=8 -DKS_INFL_CAP=16 \
+	-DKS_EVENTS=16 -DNODES_NBUCKETS=16 -DKS_DEPTH_MAX=8
+FUZZ_RESTORE_SRC := test/fuzz/fuzz_restore.c fs/keepstate.c fs/ksvalid.c \
+	fs/nodes.c lib/names.c lib/clock.c
+FUZZ_RESTORE_HDR := fs/keepstate.h fs/keepstate_int.h fs/ksvalid.h fs/nodes.h \
+	lib/names.h
+$(B)/fuzz-replay-restore: $(FUZZ_RESTORE_SRC) $(FUZZ_RESTORE_HDR) test/fuzz/replay.c $(B)/.flags
+	$(CC) $(ALLCFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -o $@ $(FUZZ_RESTORE_SRC) \
+		test/fuzz/replay.c $(shell pkg-config --libs json-c) -lm
+
 # ---- tests ---------------------------------------------------------------
 unit: $(UNIT_BIN)
 	@pass=0; fail=0; for t in $(UNIT_BIN); do \
 		if $$t; then pass=$$((pass+1)); else echo "FAILED: $$t"; fail=$$((fail+1)); fi; \
 	done; echo "unit: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-fuzz-replay: $(B)/fuzz-replay-sftp $(wildcard test/fuzz/corpus/*)
+fuzz-replay: $(B)/fuzz-replay-sftp $(B)/fuzz-replay-restore \
+		$(wildcard test/fuzz/corpus/*) $(wildcard test/fuzz/corpus_restore/*)
 	$(B)/fuzz-replay-sftp test/fuzz/corpus
+	timeout 120 $(B)/fuzz-replay-restore test/fuzz/corpus_restore
 
 pytest: all
 	STEADYFS_BUILD=$(CURDIR)/$(B) SANITIZE=$(SANITIZE) \
@@ -153,6 +169,28 @@ fuzz: $(B)/libsteadyfs.a
 		-o $(B)/fuzz-sftp test/fuzz/fuzz_sftp.c lib/buf.c lib/sftp.c
 	$(B)/fuzz-sftp -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(B)/ \
 		$(B)/fuzz-corpus test/fuzz/corpus
+
+# The restore path under libFuzzer; a hang past 5 s is a finding.
+fuzz-restore:
+	@mkdir -p $(B)/fuzz-corpus-restore
+	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -g -O1 \
+		-fsanitize=fuzzer,address,undefined -o $(B)/fuzz-restore \
+		$(FUZZ_RESTORE_SRC) $(shell pkg-config --libs json-c)
+	$(B)/fuzz-restore -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+		-artifact_prefix=$(B)/restore- $(B)/fuzz-corpus-restore \
+		test/fuzz/corpus_restore
+
+# Line and branch coverage of the restore path by the committed corpus.
+fuzz-restore-coverage:
+	@mkdir -p $(B)/cov
+	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -g -O0 \
+		-fprofile-instr-generate -fcoverage-mapping -o $(B)/cov/replay-restore \
+		$(FUZZ_RESTORE_SRC) test/fuzz/replay.c $(shell pkg-config --libs json-c) -lm
+	LLVM_PROFILE_FILE=$(B)/cov/restore.profraw $(B)/cov/replay-restore \
+		test/fuzz/corpus_restore $(FUZZ_RESTORE_EXTRA)
+	llvm-profdata merge -o $(B)/cov/restore.profdata $(B)/cov/restore.profraw
+	llvm-cov report $(B)/cov/replay-restore -instr-profile=$(B)/cov/restore.profdata \
+		fs/ksvalid.c fs/keepstate.c fs/nodes.c lib/names.c
 
 demo: all
 	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)

@@ -28,6 +28,7 @@
 #include "atomicfile.h"
 #include "clock.h"
 #include "keepstate.h"
+#include "ksvalid.h"
 #include "log.h"
 #include "mounttab.h"
 #include "paths.h"
@@ -55,6 +56,7 @@ const double ctl_bounds[CTL_NBOUNDS] = {
 
 const char *const ctl_event_types[EV_NTYPES] = {
 	"state", "session", "error", "data", "shadowed", "restart",
+	"invalid_state",
 };
 
 /* ---- construction --------------------------------------------------- */
@@ -420,6 +422,27 @@ void control_event_shadowed(struct control *c, const char *path)
 	if ((o = event_new_locked(c, EV_SHADOWED)))
 		json_object_object_add(o, "path", ctl_jstr(path));
 	push_locked(c, EV_SHADOWED, o);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_event_invalid_state(struct control *c, const struct ks_report *rep)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = event_new_locked(c, EV_INVALID_STATE))) {
+		json_object_object_add(o, "problems",
+				       json_object_new_int64(ks_report_total(rep)));
+		json_object_object_add(o, "nodes", json_object_new_int64(rep->nodes));
+		json_object_object_add(o, "handles", json_object_new_int64(rep->handles));
+		json_object_object_add(o, "events", json_object_new_int64(rep->events));
+		json_object_object_add(o, "inflight", json_object_new_int64(rep->inflight));
+		json_object_object_add(o, "header", json_object_new_int64(rep->header));
+		json_object_object_add(o, "lost_bytes",
+				       json_object_new_int64((int64_t)rep->lost_bytes));
+		json_object_object_add(o, "first", ctl_jstr(rep->first));
+	}
+	push_locked(c, EV_INVALID_STATE, o);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -69,6 +69,9 @@ void control_set_daemon(struct control *c, struct keepstate *ks,
 /* This daemon took over the mount after a restart or an upgrade. */
 void control_event_restart(struct control *c, uint64_t generation,
 			   const char *reason);
+struct ks_report;
+/* The take-over state failed validation (ksvalid.h): what was dropped. */
+void control_event_invalid_state(struct control *c, const struct ks_report *rep);
 /* Extensions the server lacks (SFTP_EXT_* bits), for status. */
 void control_note_missing_ext(struct control *c, uint32_t ext_bit);
 /* A listing entry whose name cannot be shown was skipped (ops_dir.c). */

@@ -39,7 +39,7 @@ extern const char *const ctl_ops[CTL_NOPS];
 extern const double ctl_bounds[CTL_NBOUNDS];
 
 enum ctl_event_type { EV_STATE = 0, EV_SESSION, EV_ERROR, EV_DATA, EV_SHADOWED,
-		      EV_RESTART, EV_NTYPES };
+		      EV_RESTART, EV_INVALID_STATE, EV_NTYPES };
 extern const char *const ctl_event_types[EV_NTYPES];
 
 struct ctl_op_stats {

@@ -9,6 +9,7 @@
  * table), rebuilt by the restore scan.
  */
 #include "keepstate.h"
+#include "keepstate_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,85 +19,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define KS_MAGIC "SFKEEP1"
-#define KS_VERSION 1
-#define NODE_CAP (1u << 20)
-#define FH_CAP (1u << 14)
-#define INFL_CAP 4096u
-#define INFL_EMPTY 0ull
-#define INFL_GONE 1ull     /* tombstone: request ids are even */
-#define INIT_MAX 256
-#define EV_LINE_MAX 4600
-
-#define ST_FREE 0u
-#define ST_LIVE 1u
-
-#define NF_END_KNOWN 1u
-#define NF_UNLINKED 2u
-
-struct hdr {
-	char magic[8];
-	uint32_t version;
-	uint32_t init_len;
-	uint64_t size;
-	int32_t keeper_pid;
-	uint32_t pad;
-	uint64_t generation, restarts, next_id, seq, upgrades_failed;
-	uint32_t node_hwm, fh_hwm;
-	char reason[KS_REASON_MAX + 1];
-	uint8_t init[INIT_MAX];
-};
-
-struct nslot {
-	uint32_t state;
-	uint16_t flags;
-	uint16_t namelen;
-	uint64_t seq, id, parent, nlookup, end;
-	char name[KS_NAME_MAX + 1];
-};
-
-struct fslot {
-	uint32_t state;
-	int32_t flags;
-	uint32_t released;
-	int32_t err;
-	uint64_t ino, unacked, lo, hi;
-	char path[KS_PATH_MAX + 1];
-};
-
-struct evslot {
-	uint64_t seq;              /* 0: empty; written last */
-	uint32_t len;
-	char line[EV_LINE_MAX];
-};
-
-struct freelist {
-	int32_t *v;
-	uint32_t n;
-};
-
-struct keepstate {
-	pthread_mutex_t lock;      /* slot allocation and the in-flight table */
-	void *base;
-	size_t size;
-	struct hdr *h;
-	struct nslot *nodes;
-	struct fslot *fhs;
-	uint64_t *infl;
-	uint64_t *infl_off;        /* append offset + 1 per in-flight slot */
-	struct evslot *events;
-	struct freelist nfree, ffree;
-};
-
-#define OFF_NODES 4096ul
-#define OFF_FHS (OFF_NODES + (size_t)NODE_CAP * sizeof(struct nslot))
-#define OFF_INFL (OFF_FHS + (size_t)FH_CAP * sizeof(struct fslot))
-#define OFF_INFL_OFF (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
-#define OFF_EVENTS (OFF_INFL_OFF + (size_t)INFL_CAP * sizeof(uint64_t))
-#define TOTAL_SIZE (OFF_EVENTS + (size_t)KS_EVENTS * sizeof(struct evslot))
-
-_Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
 
 static void publish(uint32_t *state, uint32_t v)
 {
@@ -521,6 +443,19 @@ void ks_fh_drop(struct keepstate *ks, int32_t slot)
 	pthread_mutex_unlock(&ks->lock);
 }
 
+void ks_fh_read(const struct fslot *s, struct ks_fh *rec)
+{
+	rec->ino = s->ino;
+	rec->flags = s->flags;
+	rec->released = s->released;
+	rec->err = __atomic_load_n(&s->err, __ATOMIC_ACQUIRE);
+	rec->unacked = __atomic_load_n(&s->unacked, __ATOMIC_ACQUIRE);
+	rec->lo = s->lo;
+	rec->hi = s->hi;
+	memcpy(rec->path, s->path, sizeof(rec->path));
+	rec->path[KS_PATH_MAX] = 0;
+}
+
 void ks_fhs_each(struct keepstate *ks,
 		 void (*fn)(void *arg, const struct ks_fh *f, int32_t slot),
 		 void *arg)
@@ -537,15 +472,7 @@ void ks_fhs_each(struct keepstate *ks,
 			pthread_mutex_unlock(&ks->lock);
 			continue;
 		}
-		rec->ino = s->ino;
-		rec->flags = s->flags;
-		rec->released = s->released;
-		rec->err = __atomic_load_n(&s->err, __ATOMIC_ACQUIRE);
-		rec->unacked = __atomic_load_n(&s->unacked, __ATOMIC_ACQUIRE);
-		rec->lo = s->lo;
-		rec->hi = s->hi;
-		memcpy(rec->path, s->path, sizeof(rec->path));
-		rec->path[KS_PATH_MAX] = 0;
+		ks_fh_read(s, rec);
 		fn(arg, rec, (int32_t)i);
 	}
 	free(rec);
@@ -639,10 +566,12 @@ void ks_event_put(struct keepstate *ks, uint64_t seq, const char *line)
 	struct evslot *e = &ks->events[seq % KS_EVENTS];
 	size_t len = strlen(line);
 
+	/* Emptied first: a death while rewriting leaves no half line. A
+	 * line too long to keep empties the slot too: what stays must be
+	 * the newest of its numbers (ks_validate relies on it). */
+	__atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
 	if (len >= EV_LINE_MAX)
 		return;
-	/* Emptied first: a death while rewriting leaves no half line. */
-	__atomic_store_n(&e->seq, 0, __ATOMIC_RELEASE);
 	memcpy(e->line, line, len + 1);
 	e->len = (uint32_t)len;
 	__atomic_store_n(&e->seq, seq, __ATOMIC_RELEASE);
@@ -670,17 +599,17 @@ void ks_events_each(struct keepstate *ks,
 	uint64_t seqs[KS_EVENTS];
 	size_t n = 0;
 
+	/* ks_validate() has dropped every slot that breaks these; checked
+	 * again because a line read past its slot is the one mistake here
+	 * that would crash every later daemon. */
 	for (unsigned i = 0; i < KS_EVENTS; i++) {
-		uint64_t s = __atomic_load_n(&ks->events[i].seq, __ATOMIC_ACQUIRE);
+		const struct evslot *e = &ks->events[i];
+		uint64_t s = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
 
-		if (s && ks->events[i].len < EV_LINE_MAX)
+		if (s && s % KS_EVENTS == i && e->len < EV_LINE_MAX && !e->line[e->len])
 			seqs[n++] = s;
 	}
 	qsort(seqs, n, sizeof(*seqs), cmp_u64);
-	for (size_t i = 0; i < n; i++) {
-		struct evslot *e = &ks->events[seqs[i] % KS_EVENTS];
-
-		e->line[e->len] = 0;
-		fn(arg, seqs[i], e->line);
-	}
+	for (size_t i = 0; i < n; i++)
+		fn(arg, seqs[i], ks->events[seqs[i] % KS_EVENTS].line);
 }

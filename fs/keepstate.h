@@ -20,6 +20,10 @@
  * One daemon writes at a time (the keeper hands the descriptor over only
  * after the previous daemon is gone). Slot functions are thread-safe; a
  * slot's fields are written by the thread that owns the record.
+ *
+ * What a restore reads was written by another process, which may have
+ * been damaged: ks_validate() (ksvalid.h) checks it first, and the
+ * *_each() functions and ks_inflight_take() are called only after it.
  */
 #ifndef STEADYFS_KEEPSTATE_H
 #define STEADYFS_KEEPSTATE_H
@@ -126,7 +130,9 @@ size_t ks_inflight_take(struct keepstate *ks, uint64_t *out, uint64_t *offs,
 			size_t max);
 
 /* ---- the events ring of .control/events ---- */
-#define KS_EVENTS 1000
+#ifndef KS_EVENTS
+#define KS_EVENTS 1000            /* smaller in the restore fuzzer's build */
+#endif
 /* Records event `seq` (its JSON line; longer than 4 KiB: not kept). */
 void ks_event_put(struct keepstate *ks, uint64_t seq, const char *line);
 /* Forgets event `seq` if it is still recorded. */

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "handles.h"
+#include "ksvalid.h"
 #include "log.h"
 #include "takeover.h"
 
@@ -505,9 +506,21 @@ bool op_maybe_done(const struct op *op, const struct sftp_reply *r, int err)
 	       !(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK);
 }
 
+/* Says what the validation of the take-over state dropped: one log line,
+ * one event; the mount goes on with the rest. */
+static void report_invalid_state(struct vfs *v, const struct ks_report *rep)
+{
+	log_err("take-over state damaged: %u problems; dropped %u node, %u handle (%llu unacknowledged bytes), %u event and %u in-flight records, reset %u header fields; first: %s",
+		ks_report_total(rep), rep->nodes, rep->handles,
+		(unsigned long long)rep->lost_bytes, rep->events, rep->inflight,
+		rep->header, rep->first);
+	control_event_invalid_state(v->ctl, rep);
+}
+
 int vfs_adopt(struct vfs *v, struct takeover *t)
 {
 	char reason[KS_REASON_MAX + 1];
+	struct ks_report rep;
 	uint64_t gen = takeover_generation(t);
 
 	v->tk = t;
@@ -515,8 +528,13 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	v->fh_cap = ks_fh_capacity(v->ks);
 	if (!(v->fh_slots = calloc((size_t)v->fh_cap, sizeof(*v->fh_slots))))
 		return -1;
-	/* First: the earlier daemons' events come before any of ours. */
+	/* Before anything is restored: a record that would crash or hang
+	 * this daemon would crash or hang every later one too. */
+	ks_validate(v->ks, v->o->remote_dir, &rep);
+	/* Then the earlier daemons' events come before any of ours. */
 	control_set_daemon(v->ctl, v->ks, gen);
+	if (ks_report_total(&rep))
+		report_invalid_state(v, &rep);
 	nodes_adopt(v->nodes, v->ks);
 	handles_set_generation(v->dirs, gen);
 	handles_set_generation(v->snaps, gen);

@@ -52,7 +52,8 @@ JSON_KEYS = ["state", "since", "updated", "pid", "mountpoint", "sessions_up",
              "oldest_unacked_age", "missing_extensions", "last_error",
              "remote", "version", "uptime", "daemon_pid", "keeper_pid",
              "generation", "restarts", "last_restart_reason"]
-EVENT_TYPES = {"state", "session", "error", "data", "shadowed", "restart"}
+EVENT_TYPES = {"state", "session", "error", "data", "shadowed", "restart",
+               "invalid_state"}
 CONN_LINE = re.compile(r"^id=\d+ state=(up|down|connecting) since=\S+Z "
                        r"inflight=\d+ last_rtt=\d+\.\d{6} reconnects=\d+ attempts=\d+$")
 PROMTOOL = "/usr/bin/promtool"

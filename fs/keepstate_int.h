@@ -1,0 +1,113 @@
+/*
+ * keepstate_int: the layout of the take-over state, shared by keepstate.c
+ * (which writes it), ksvalid.c (which checks it before a restore) and the
+ * tests that build damaged states on purpose. Nothing else may look inside.
+ *
+ * Every field here is read from shared memory a dead or different process
+ * wrote: a reader never trusts a length, an index or a terminator in it
+ * before ks_validate() has checked it.
+ */
+#ifndef STEADYFS_KEEPSTATE_INT_H
+#define STEADYFS_KEEPSTATE_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keepstate.h"
+
+#define KS_MAGIC "SFKEEP1"
+#define KS_VERSION 1
+/* Capacities: a build may make them smaller (the restore fuzzer does, so
+ * that its inputs reach full tables); the state's size says which. */
+#ifndef KS_NODE_CAP
+#define KS_NODE_CAP (1u << 20)
+#endif
+#ifndef KS_FH_CAP
+#define KS_FH_CAP (1u << 14)
+#endif
+#ifndef KS_INFL_CAP
+#define KS_INFL_CAP 4096u          /* a power of two: a hash table */
+#endif
+#define NODE_CAP KS_NODE_CAP
+#define FH_CAP KS_FH_CAP
+#define INFL_CAP KS_INFL_CAP
+#define INFL_EMPTY 0ull
+#define INFL_GONE 1ull     /* tombstone: request ids are even */
+#define INIT_MAX 256
+#define EV_LINE_MAX 4600
+
+#define ST_FREE 0u
+#define ST_LIVE 1u
+
+#define NF_END_KNOWN 1u
+#define NF_UNLINKED 2u
+
+struct hdr {
+	char magic[8];
+	uint32_t version;
+	uint32_t init_len;
+	uint64_t size;
+	int32_t keeper_pid;
+	uint32_t pad;
+	uint64_t generation, restarts, next_id, seq, upgrades_failed;
+	uint32_t node_hwm, fh_hwm;
+	char reason[KS_REASON_MAX + 1];
+	uint8_t init[INIT_MAX];
+};
+
+struct nslot {
+	uint32_t state;
+	uint16_t flags;
+	uint16_t namelen;
+	uint64_t seq, id, parent, nlookup, end;
+	char name[KS_NAME_MAX + 1];
+};
+
+struct fslot {
+	uint32_t state;
+	int32_t flags;
+	uint32_t released;
+	int32_t err;
+	uint64_t ino, unacked, lo, hi;
+	char path[KS_PATH_MAX + 1];
+};
+
+struct evslot {
+	uint64_t seq;              /* 0: empty; written last */
+	uint32_t len;
+	char line[EV_LINE_MAX];
+};
+
+struct freelist {
+	int32_t *v;
+	uint32_t n;
+};
+
+struct keepstate {
+	pthread_mutex_t lock;      /* slot allocation and the in-flight table */
+	void *base;
+	size_t size;
+	struct hdr *h;
+	struct nslot *nodes;
+	struct fslot *fhs;
+	uint64_t *infl;
+	uint64_t *infl_off;        /* append offset + 1 per in-flight slot */
+	struct evslot *events;
+	struct freelist nfree, ffree;
+};
+
+#define OFF_NODES 4096ul
+#define OFF_FHS (OFF_NODES + (size_t)NODE_CAP * sizeof(struct nslot))
+#define OFF_INFL (OFF_FHS + (size_t)FH_CAP * sizeof(struct fslot))
+#define OFF_INFL_OFF (OFF_INFL + (size_t)INFL_CAP * sizeof(uint64_t))
+#define OFF_EVENTS (OFF_INFL_OFF + (size_t)INFL_CAP * sizeof(uint64_t))
+#define TOTAL_SIZE (OFF_EVENTS + (size_t)KS_EVENTS * sizeof(struct evslot))
+_Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
+/* A handle slot as the record callers see (keepstate.h); the path is cut
+ * at its field's end. */
+void ks_fh_read(const struct fslot *s, struct ks_fh *rec);
+
+_Static_assert((INFL_CAP & (INFL_CAP - 1)) == 0, "in-flight table is a power of two");
+
+#endif

@@ -145,8 +145,13 @@ $(B)/fuzz-replay-restore: $(FUZZ_RESTORE_SRC) $(FUZZ_RESTORE_HDR) test/fuzz/repl
 	$(CC) $(ALLCFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -o $@ $(FUZZ_RESTORE_SRC) \
 		test/fuzz/replay.c $(shell pkg-config --libs json-c) -lm
 
+# Test tools: programs the integration tests run (never installed).
+TEST_TOOLS := $(B)/ks-corrupt
+$(B)/ks-corrupt: test/tools/ks_corrupt.c $(OBJ)/fs/keepstate.o $(B)/.flags
+	$(CC) $(ALLCFLAGS) -Ifs $(LDFLAGS) -o $@ $< $(OBJ)/fs/keepstate.o
+
 # ---- tests ---------------------------------------------------------------
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(TEST_TOOLS)
 	@pass=0; fail=0; for t in $(UNIT_BIN); do \
 		if $$t; then pass=$$((pass+1)); else echo "FAILED: $$t"; fail=$$((fail+1)); fi; \
 	done; echo "unit: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
@@ -156,7 +161,7 @@ fuzz-replay: $(B)/fuzz-replay-sftp $(B)/fuzz-replay-restore \
 	$(B)/fuzz-replay-sftp test/fuzz/corpus
 	timeout 120 $(B)/fuzz-replay-restore test/fuzz/corpus_restore
 
-pytest: all
+pytest: all $(TEST_TOOLS)
 	STEADYFS_BUILD=$(CURDIR)/$(B) SANITIZE=$(SANITIZE) \
 		timeout 1500 $(PYTEST) -q -p no:cacheprovider test $(PYTEST_ARGS)
 

@@ -842,6 +842,129 @@ def test_mount_helpers_hang_and_stale_a_steadyfs_mount(sshd, remote_subdir, moun
     assert r["status"] == "errno" and r["errno"] == errno.ENOTCONN, r
 
 
+# ---- g) a damaged take-over state (issue 15 finding 9) ---------------------------
+
+def ks_corrupt(m, *args):
+    """build/ks-corrupt on the keeper's state; its output line."""
+    tool = os.path.join(mounts.build_dir(), "ks-corrupt")
+    p = subprocess.run([tool, str(m.pid)] + list(args), capture_output=True,
+                       text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, f"ks-corrupt {' '.join(args)}: {p.stderr.strip()}"
+    return p.stdout.strip()
+
+
+def wait_call_ok(op, path, timeout):
+    """`op` on `path` in a child until it succeeds (the result) or the
+    deadline passes (the last result)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = mounts.call_in_child(op, path, timeout=OP_TIMEOUT + 1)
+        if r["status"] == "ok" or time.monotonic() >= deadline:
+            return r
+        time.sleep(0.1)
+
+
+# Each damage, what ks-corrupt is told, and what the report must drop:
+# (node records, event lines) at least.
+DAMAGE = {
+    # The next daemon read 4 GiB past the slot: SIGSEGV, on every restart.
+    "event-slot": (["event-slot"], 0, 1),
+    # a's parent made b (inside a): build_path looped for ever under the
+    # node table's lock, so every later call hung. a, b and f below b.
+    "cycle": (["cycle", "a", "b"], 3, 0),
+    # A folder named "..": what was made in it landed in the folder
+    # above the mount's remote folder.
+    "dotdot": (["rename", "d", ".."], 1, 0),
+}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_state_is_reported_and_the_mount_served(sshd, remote_subdir,
+                                                         mount_steadyfs, damage,
+                                                         request):
+    """The keeper's state damaged one way finding 9 found (DAMAGE), then
+    the daemon SIGKILLed, with two processes' current folders in the
+    damaged folders. The next daemon serves the mount (the damaged names
+    found again, their files read whole; a file made in each current
+    folder answered at once, and never outside the mount's remote folder),
+    is not restarted again, and reports the damage (a log line, one
+    invalid_state event naming what it dropped); a later daemon finds
+    nothing left to report."""
+    args, want_nodes, want_events = DAMAGE[damage]
+    remote = os.path.join(sshd.remote_dir, remote_subdir)
+    escaped = f"escaped-{remote_subdir}"
+    os.makedirs(os.path.join(remote, "a", "b"))
+    os.makedirs(os.path.join(remote, "d"))
+    with open(os.path.join(remote, "a", "b", "f"), "wb") as f:
+        f.write(BLOCK_A)
+    with open(os.path.join(remote, "c"), "wb") as f:
+        f.write(BLOCK_B)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, opts=MOUNT_OPTS,
+                       expect_errors=True)
+    for path in (m.path("a", "b", "f"), m.path("c")):
+        r = mounts.call_in_child("stat", path, timeout=OP_TIMEOUT + 1)
+        assert r["status"] == "ok", f"stat {path} before the damage: {r}"
+    agents = {"a/b": Agent("cwd a/b"), "d": Agent("cwd d")}
+    request.addfinalizer(lambda: [a.stop() for a in agents.values()])
+    for where, agent in agents.items():
+        agent.ok("chdir", path=m.path(*where.split("/")))
+    assert events(m), "no events in the ring to damage"
+    done = ks_corrupt(m, *args)
+
+    old = m.daemon_pid()
+    os.kill(old, signal.SIGKILL)
+    new = wait_new_daemon(m, old)
+    assert new, f"no new daemon after the kill ({done})"
+    st = wait_serving(m, new, 2)
+    assert st, (f"daemon pid {new} not serving as generation 2 within "
+                f"{RESTART_BOUND} s after {done}; status.json: "
+                f"{safe(lambda: status_json(m))}")
+
+    # The mount serves, the damaged names included (found afresh).
+    r = wait_call_ok("listdir", m.mountpoint, RESTART_BOUND)
+    assert r["status"] == "ok", f"listing the root after {done}: {r}"
+    for path, want in ((m.path("a", "b", "f"), BLOCK_A), (m.path("c"), BLOCK_B)):
+        r = wait_call_ok("read", path, RESTART_BOUND)
+        assert r["status"] == "ok", f"read {path} after {done}: {r}"
+        got = subprocess.run(["cat", path], capture_output=True, timeout=OP_TIMEOUT + 1,
+                             stdin=subprocess.DEVNULL).stdout
+        assert got == want, f"{path}: other bytes after {done}"
+    # A call on a damaged folder answers (an error is fine: the folder
+    # was dropped) and makes nothing outside the remote folder.
+    for where, agent in agents.items():
+        r = agent.do("put", path=escaped, data=b"x", timeout=OP_TIMEOUT + 2)
+        if r["status"] == "ok":
+            assert os.path.exists(os.path.join(remote, where, escaped)), \
+                f"a file made in {where} after {done} is not there on the server"
+    assert not os.path.exists(os.path.join(sshd.remote_dir, escaped)), \
+        f"a file made in a folder of the mount landed outside it after {done}"
+
+    # No crash loop: the same daemon goes on serving.
+    changed = wait_until(lambda: m.daemon_pid() not in (None, new), 3.0)
+    assert not changed, f"the daemon was restarted again: pid {new} -> {changed}"
+    assert status_json(m).get("generation") == 2
+
+    # Reported: the log line, and one event saying what was dropped.
+    bad = [e for e in events(m) if e.get("type") == "invalid_state"]
+    assert len(bad) == 1, f"invalid_state events after {done}: {bad}"
+    assert bad[0]["nodes"] >= want_nodes and bad[0]["events"] >= want_events, bad[0]
+    assert bad[0]["problems"] == sum(bad[0][k] for k in
+                                     ("nodes", "handles", "events", "inflight", "header"))
+    assert "take-over state damaged" in m.stderr_text()
+
+    # The damage was dropped from the state too: the next daemon has
+    # nothing to report.
+    os.kill(new, signal.SIGKILL)
+    newer = wait_new_daemon(m, new)
+    assert newer and wait_serving(m, newer, 3), "no third daemon serving"
+    bad = [e for e in events(m) if e.get("type") == "invalid_state"]
+    assert len(bad) == 1, f"invalid_state events after a clean restart: {bad}"
+    for agent in agents.values():
+        agent.stop()          # their current folders would keep the mount busy
+    assert not unmount_problems(m)
+
+
 if __name__ == "__main__":
     # The workload child: `test_keeper.py crawler MOUNT OUT SEED`.
     workloads.WORKLOADS["keeper-crawler"] = KeeperCrawler

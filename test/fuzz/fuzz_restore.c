@@ -79,25 +79,26 @@ static uint64_t get_num(struct input *in)
 	uint64_t v = 0;
 
 	switch (b) {
-	case 0xf8: return UINT64_MAX;
-	case 0xf9: return 1ull << 62;
-	case 0xfa: return 1ull << 63;
-	case 0xfb: return (uint64_t)INT64_MAX;
-	case 0xfc: return UINT32_MAX;
-	case 0xfd: return KS_EVENTS;
-	case 0xfe: return 4096;
+	case 0xf8: v = UINT64_MAX; break;
+	case 0xf9: v = ID_CAP; break;
+	case 0xfa: v = 1ull << 63; break;
+	case 0xfb: v = (uint64_t)INT64_MAX; break;
+	case 0xfc: v = UINT32_MAX; break;
+	case 0xfd: v = KS_EVENTS; break;
+	case 0xfe: v = 4096; break;
 	case 0xff:
 		for (int i = 0; i < 8; i++)
 			v |= (uint64_t)get_u8(in) << (8 * i);
-		/* A valid id or sequence number there: the records this
-		 * daemon adds go past the cap, and the next check drops
-		 * them, rightly (no daemon counts that far). */
-		if (v < ID_CAP && v >= ID_CAP - 4096)
-			in->edge = true;
-		return v;
+		break;
 	default:
-		return b;
+		v = b;
 	}
+	/* An id or sequence counter at the cap: the records this daemon
+	 * adds go past it, and the next check drops them, rightly (no
+	 * daemon counts that far). */
+	if (v <= ID_CAP && v >= ID_CAP - 4096)
+		in->edge = true;
+	return v;
 }
 
 static void note_id(struct input *in, uint64_t id)

@@ -42,6 +42,9 @@
 
 #define NF_END_KNOWN 1u
 #define NF_UNLINKED 2u
+/* Every flag a node record may carry: ks_validate drops a record with any
+ * other bit set, so a new flag goes here too. */
+#define NF_ALL (NF_END_KNOWN | NF_UNLINKED)
 
 struct hdr {
 	char magic[8];

@@ -133,7 +133,7 @@ static void node_free(struct keepstate *ks, uint32_t slot)
 
 static const char *node_problem(const struct nslot *s)
 {
-	if (s->flags & ~(NF_END_KNOWN | NF_UNLINKED))
+	if (s->flags & ~NF_ALL)
 		return "unknown flag bits";
 	if (s->id <= NODE_ROOT || s->id >= KS_ID_MAX)
 		return "id out of range";

@@ -75,6 +75,7 @@ struct keepstate *ks_map(int fd, char *err, size_t errsz)
 		return NULL;
 	}
 	ks->size = TOTAL_SIZE;
+	ks->fd = fd;
 	ks->h = ks->base;
 	if (memcmp(ks->h->magic, KS_MAGIC, sizeof(KS_MAGIC)) ||
 	    ks->h->version != KS_VERSION) {
@@ -174,6 +175,27 @@ size_t ks_init(struct keepstate *ks, void *out, size_t outsz)
 		return 0;
 	memcpy(out, ks->h->init, len);
 	return len;
+}
+
+uint32_t ks_slots_written(const struct keepstate *ks, size_t off,
+			  size_t slot_size, uint32_t cap)
+{
+	off_t end = (off_t)(off + slot_size * cap), pos = (off_t)off, last = pos;
+
+	/* Data and holes alternate; the end of the last data run counts. */
+	while (pos < end) {
+		off_t data = lseek(ks->fd, pos, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0 || (hole = lseek(ks->fd, data, SEEK_HOLE)) < 0)
+			return cap;
+		if (data >= end)
+			break;
+		last = hole < end ? hole : end;
+		pos = hole;
+	}
+	return (uint32_t)(((size_t)(last - (off_t)off) + slot_size - 1) / slot_size);
 }
 
 /* ---- slot allocation ---- */

@@ -89,6 +89,7 @@ struct freelist {
 
 struct keepstate {
 	pthread_mutex_t lock;      /* slot allocation and the in-flight table */
+	int fd;                    /* the memfd (not ours; open while mapped) */
 	void *base;
 	size_t size;
 	struct hdr *h;
@@ -107,6 +108,16 @@ struct keepstate {
 #define OFF_EVENTS (OFF_INFL_OFF + (size_t)INFL_CAP * sizeof(uint64_t))
 #define TOTAL_SIZE (OFF_EVENTS + (size_t)KS_EVENTS * sizeof(struct evslot))
 _Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
+/*
+ * How many of a table's `cap` slots of `slot_size` bytes, from byte `off`
+ * of the state, lie before the end of the last page ever written (pages
+ * never written hold no record). A damaged high-water mark is cut to it
+ * rather than to `cap`: reading a page of the memfd gives it memory, and
+ * the whole node table is 300 MB. `cap` when the file cannot say.
+ */
+uint32_t ks_slots_written(const struct keepstate *ks, size_t off,
+			  size_t slot_size, uint32_t cap);
+
 /* A handle slot as the record callers see (keepstate.h); the path is cut
  * at its field's end. */
 void ks_fh_read(const struct fslot *s, struct ks_fh *rec);

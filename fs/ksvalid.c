@@ -73,12 +73,13 @@ static void check_header(struct keepstate *ks, struct ks_report *rep)
 	if (h->node_hwm > NODE_CAP) {
 		problem(rep, &rep->header, "node table mark %u past its %u slots",
 			h->node_hwm, NODE_CAP);
-		h->node_hwm = NODE_CAP;
+		h->node_hwm = ks_slots_written(ks, OFF_NODES, sizeof(struct nslot),
+					       NODE_CAP);
 	}
 	if (h->fh_hwm > FH_CAP) {
 		problem(rep, &rep->header, "handle table mark %u past its %u slots",
 			h->fh_hwm, FH_CAP);
-		h->fh_hwm = FH_CAP;
+		h->fh_hwm = ks_slots_written(ks, OFF_FHS, sizeof(struct fslot), FH_CAP);
 	}
 	/* Raised again from the records kept (nodes_adopt does it). */
 	if (h->next_id > KS_ID_MAX) {

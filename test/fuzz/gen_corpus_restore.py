@@ -162,6 +162,14 @@ SEEDS = {
     # ---- each rule once -----------------------------------------------------
     "hdr-node-mark-past-table": u8(BASE_DATA) + TREE + header("node_hwm", 1000),
     "hdr-fh-mark-past-table": u8(BASE_DATA) + header("fh_hwm", 0xfffffff0),
+    # The table's pages written in two runs with a hole between (slots 0
+    # and 28 of the fuzz build's 32), or in one run followed by a hole
+    # past the table's end: the mark is cut to the end of the last run.
+    "hdr-node-mark-two-runs": u8(BASE_DATA) + raw_node(0, 2, 1, "a")
+        + raw_node(28, 3, 1, "b") + header("node_hwm", 5000),
+    "hdr-node-mark-hole-after": u8(BASE_DATA) + raw_node(0, 2, 1, "a")
+        + raw_fh(7, 2, "/srv/data/a") + header("node_hwm", 5000)
+        + header("fh_hwm", 5000),
     "hdr-next-id-huge": u8(BASE_DATA) + TREE + header("next_id", (1 << 64) - 1),
     "hdr-seq-below-records": u8(BASE_DATA) + TREE + header("seq", 1),
     "hdr-reason-newline": u8(BASE_DATA) + header("reason", data="killed\nfake line"),

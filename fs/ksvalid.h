@@ -21,7 +21,10 @@
  *    newer (higher sequence) stays, an exact tie drops both; every parent
  *    chain reaches the root, or a node whose name was unlinked, in at
  *    most KS_DEPTH_MAX steps, without a cycle (a node below a dropped one
- *    is dropped too: it has no path any more);
+ *    is dropped too: it has no path any more). Depth counts from the
+ *    root, or from an unlinked node: a daemon may have looked up nodes
+ *    deeper than that below a folder whose record says unlinked; they
+ *    have no path, and their walk up is what the limit bounds;
  *  - handles: see ks_fh_problem();
  *  - events: a sequence number whose slot is its own (seq % KS_EVENTS),
  *    within the last KS_EVENTS of the newest, a length below the slot's

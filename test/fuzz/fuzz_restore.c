@@ -385,6 +385,34 @@ static void on_fh(void *arg, const struct ks_fh *f, int32_t slot)
 	free(p);
 }
 
+/* A child of `parent` would sit deeper than the restore allows, or
+ * might: below an unlinked folder there is no path to count (the check
+ * counts from the unlinked folder, the table cannot). */
+static bool too_deep(struct seen *s, uint64_t parent)
+{
+	char *p = nodes_path(s->nodes, parent);
+	size_t bl = strlen(s->base);
+	unsigned depth = 0;
+
+	if (!p)
+		return true;
+	/* As nodes_new() keeps the base: no trailing slash but in "/". */
+	while (bl > 1 && s->base[bl - 1] == '/')
+		bl--;
+	/* The components after the base ("." alone is the base itself). */
+	for (const char *c = p + bl; *c; c++)
+		if (*c != '/' && (c == p + bl || c[-1] == '/'))
+			depth++;
+	if (!bl && !strcmp(p, "."))
+		depth = 0;
+	free(p);
+#ifdef FUZZ_RESTORE_NO_VALIDATE
+	return false;
+#else
+	return depth + 1 > KS_DEPTH_MAX;
+#endif
+}
+
 static void restore(struct keepstate *ks, struct input *in, const char *base)
 {
 	struct seen s = { .base = base };
@@ -422,10 +450,15 @@ static void restore(struct keepstate *ks, struct input *in, const char *base)
 	}
 	/* The restored tables take new records: free lists, ids, names. */
 	for (unsigned i = 0; i < 4; i++) {
-		uint64_t id = nodes_ref(s.nodes, i ? in->ids[i % (in->nids ? in->nids : 1)] : NODE_ROOT,
-					"new");
+		uint64_t parent = i ? in->ids[i % (in->nids ? in->nids : 1)] : NODE_ROOT;
+		uint64_t id;
 
-		if (id) {
+		/* Not below the depth limit: the kernel can look a node up
+		 * there, but the next restore drops it, rightly (its path is
+		 * longer than any server takes). */
+		if (too_deep(&s, parent))
+			continue;
+		if ((id = nodes_ref(s.nodes, parent, "new"))) {
 			char *p = nodes_path(s.nodes, id);
 
 			free(p);
@@ -435,6 +468,13 @@ static void restore(struct keepstate *ks, struct input *in, const char *base)
 	if (s.last_seq < (1ull << 61))
 		ks_event_put(ks, s.last_seq + 1, "{\"type\":\"restart\"}");
 #ifndef FUZZ_RESTORE_NO_VALIDATE
+	if (getenv("FUZZ_RESTORE_VERBOSE"))
+		for (uint32_t i = 0; i < ks->h->node_hwm; i++)
+			if (ks->nodes[i].state == ST_LIVE)
+				fprintf(stderr, "fuzz_restore: slot %u: id %llu parent %llu flags %u name '%.20s'\n",
+					i, (unsigned long long)ks->nodes[i].id,
+					(unsigned long long)ks->nodes[i].parent,
+					ks->nodes[i].flags, ks->nodes[i].name);
 	/* What this daemon leaves, the next one restores without a problem. */
 	ks_validate(ks, base, &rep);
 	if (ks_report_total(&rep) && !in->edge) {

@@ -860,16 +860,8 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, err);
 		return;
 	}
-	if (fh->ra.window || fh->ra.chunks) {
-		struct op *w;
-
-		/* Our own write makes prefetched data stale. */
-		pthread_mutex_lock(&fh->lock);
-		w = ra_reset(&fh->ra);
-		fh->ra.window = 0;
-		pthread_mutex_unlock(&fh->lock);
-		finish_ra_waiters(w);
-	}
+	/* The write makes data prefetched through any handle stale. */
+	fh_ino_changed(v, ino);
 	/* The end is learnt at open and kept across daemon restarts; never
 	 * guess it (an append at 0 would overwrite the file). */
 	if ((fh->flags & O_APPEND) && !nodes_end_known(v->nodes, ino)) {
@@ -934,6 +926,78 @@ static void when_drained(struct op *op, struct fh *fh,
 	}
 	pthread_mutex_unlock(&fh->lock);
 	then(op, NULL, 0);
+}
+
+/* A handle of `ino` with unacknowledged writes, referenced; NULL if none. */
+static struct fh *busy_fh_of_ino(struct vfs *v, uint64_t ino)
+{
+	struct fh *found = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && !found; f = f->next) {
+		pthread_mutex_lock(&f->lock);
+		if (f->ino == ino && f->chunks) {
+			f->refs++;
+			found = f;
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return found;
+}
+
+/* One handle drained: look for the next busy one (writes may have been
+ * queued on another meanwhile). */
+static void ino_drained_again(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct fh *fh = op->fh;
+
+	op->fh = NULL;
+	fh_put(fh);
+	fh_when_ino_drained(op, op->after);
+}
+
+void fh_when_ino_drained(struct op *op,
+			 void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	struct fh *fh = busy_fh_of_ino(op->v, op->ino);
+
+	if (!fh) {
+		then(op, NULL, 0);
+		return;
+	}
+	/* The sweeper answers EIO at op's deadline, as for any drainer. */
+	op->after = then;
+	when_drained(op, fh, ino_drained_again);
+	fh_put(fh);
+}
+
+void fh_ino_changed(struct vfs *v, uint64_t ino)
+{
+	struct { struct fh *fh; struct op *w; } got[16];
+	size_t n;
+
+	/* Each handle is reset once (its window goes to 0), so taking them
+	 * 16 at a time ends. The waiters are read outside the locks. */
+	do {
+		n = 0;
+		pthread_mutex_lock(&v->lock);
+		for (struct fh *f = v->fhs; f && n < 16; f = f->next) {
+			pthread_mutex_lock(&f->lock);
+			if (f->ino == ino && (f->ra.window || f->ra.chunks)) {
+				got[n].w = ra_reset(&f->ra);
+				f->ra.window = 0;
+				f->refs++;
+				got[n++].fh = f;
+			}
+			pthread_mutex_unlock(&f->lock);
+		}
+		pthread_mutex_unlock(&v->lock);
+		for (size_t i = 0; i < n; i++) {
+			finish_ra_waiters(got[i].w);
+			fh_put(got[i].fh);
+		}
+	} while (n == 16);
 }
 
 static int take_err(struct fh *fh)

@@ -267,8 +267,10 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 		op_fail(op, reply_errno(r));
 		return;
 	}
-	if (op->to_set & FUSE_SET_ATTR_SIZE)
+	if (op->to_set & FUSE_SET_ATTR_SIZE) {
 		nodes_end_set(op->v->nodes, op->ino, (uint64_t)op->st.st_size);
+		fh_ino_changed(op->v, op->ino);
+	}
 	stat_path(op, op->path, getattr_done);
 }
 
@@ -313,12 +315,24 @@ static void build_setattr(struct op *op, struct sftp_attrs *a)
 	}
 }
 
+static void setattr_send(struct op *op, const struct sftp_attrs *unused, int err)
+{
+	struct sftp_attrs a;
+
+	build_setattr(op, &a);
+	if (sftp_enc_setstat(&op->rq.pkt, 0, op->path, &a) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	/* Setting the same attributes twice has the same effect. */
+	op_send(op, setattr_done, true);
+}
+
 void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		 int to_set, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
 	struct op *op;
-	struct sftp_attrs a;
 	int err;
 
 	if (is_ctl_ino(ino)) {
@@ -334,13 +348,12 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		op_fail(op, err);
 		return;
 	}
-	build_setattr(op, &a);
-	if (sftp_enc_setstat(&op->rq.pkt, 0, op->path, &a) < 0) {
-		op_fail(op, ENOMEM);
-		return;
-	}
-	/* Setting the same attributes twice has the same effect. */
-	op_send(op, setattr_done, true);
+	/* A new size must not be overtaken by writes queued before it: one
+	 * past the new end landing later would grow the file back. */
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		fh_when_ino_drained(op, setattr_send);
+	else
+		setattr_send(op, NULL, 0);
 }
 
 /* ---- readlink ----------------------------------------------------------- */

@@ -80,6 +80,8 @@ struct op {
 	/* continuation of stat_path(): attrs when the path exists, else the
 	 * errno (ENOENT, or EIO/EAGAIN for a transport failure) */
 	void (*then)(struct op *op, const struct sftp_attrs *a, int err);
+	/* continuation of fh_when_ino_drained() */
+	void (*after)(struct op *op, const struct sftp_attrs *a, int err);
 	const char *name;          /* operation name, for logs */
 	int stage;
 	uint64_t ino, parent, newparent;
@@ -186,6 +188,16 @@ void rename_fallback(struct op *op);
  * the server); data it had not written back is reported lost. */
 int fh_restore_all(struct vfs *v);
 void fh_sweep(struct vfs *v, uint64_t now);
+/*
+ * Runs then(op, NULL, 0) once no handle of op->ino has unacknowledged
+ * writes (at once when none has): a truncation must not be overtaken by
+ * writes queued before it. Past op's deadline the call is answered EIO
+ * instead and op freed; then() is not called.
+ */
+void fh_when_ino_drained(struct op *op,
+			 void (*then)(struct op *, const struct sftp_attrs *, int));
+/* Drops every handle's read-ahead of `ino` (its data changed). */
+void fh_ino_changed(struct vfs *v, uint64_t ino);
 /* Age in seconds of the oldest unacknowledged write, 0 when none. */
 double fh_oldest_unacked(struct vfs *v);
 

@@ -509,6 +509,23 @@ uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
 	return off;
 }
 
+bool nodes_append_unreserve(struct nodes *t, uint64_t id, uint64_t off,
+			    uint64_t len)
+{
+	struct node *n;
+	bool undone = false;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->end_known && n->end == off + len) {
+		n->end = off;
+		record_end(t, n);
+		undone = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return undone;
+}
+
 void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end)
 {
 	struct node *n;

@@ -94,6 +94,11 @@ uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len);
 uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
 				    void (*note)(void *arg, uint64_t off),
 				    void *arg);
+/* Gives back what an append reserved (at `off`, `len` bytes) and did not
+ * write: the end goes back to `off` if nothing moved it since. Returns
+ * whether it did. */
+bool nodes_append_unreserve(struct nodes *t, uint64_t id, uint64_t off,
+			    uint64_t len);
 void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
 /* Makes the end at least `end` (known from then on). */

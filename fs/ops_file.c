@@ -7,8 +7,10 @@
  * Write-behind: write() copies the data into chunks of at most the
  * server's max_write, sends them positionally (appends at the end offset
  * the node table keeps, never through the server's append mode) and
- * replies at once while the handle's unacknowledged bytes stay under its
- * window; past it, the reply waits for room (bounded by op_timeout).
+ * replies at once when all of it fits in the handle's window; otherwise
+ * the write waits, its data aside and queued nowhere, until all of it
+ * fits (bounded by op_timeout: a write that fails queued nothing, and an
+ * append gives its end offset back).
  * Chunks stay queued until the server acknowledges them and are resent
  * after a reconnect. flush/fsync wait for the queue to drain; a server
  * refusal becomes a sticky error returned by the next write, flush or
@@ -562,16 +564,21 @@ static void submit_chunks(struct wchunk *list)
 }
 
 /*
- * Whether a write may be answered now: the handle's window has room and,
- * when it has data in flight, so has the total. A handle with nothing in
- * flight is never held back by others (it would have nothing to wake it).
- * Lock held; reads vfs->unacked_bytes without its lock (a hint).
+ * Whether a write of `len` bytes in `n` chunks may be queued now: all of
+ * it fits in the handle's window and chunk cap and, when the handle has
+ * data in flight, in the total. A handle with nothing in flight always
+ * may (nothing would wake it, and one FUSE write, at most 1 MiB, is
+ * below the window). Lock held; vfs->unacked_bytes is a hint.
  */
-static bool room_locked(struct fh *fh)
+static bool room_for_locked(struct fh *fh, size_t len, unsigned n)
 {
-	return fh->unacked < FH_WINDOW &&
-	       fh->nchunks < (fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS) &&
-	       (!fh->chunks || fh->v->unacked_bytes < TOTAL_WINDOW);
+	unsigned cap = fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS;
+
+	if (!fh->chunks)
+		return true;
+	return fh->unacked + len <= FH_WINDOW && fh->nchunks + n <= cap &&
+	       __atomic_load_n(&fh->v->unacked_bytes, __ATOMIC_RELAXED) + len <=
+	       TOTAL_WINDOW;
 }
 
 /* Adapts fh->max_chunks to how long an acknowledged write took. */
@@ -599,31 +606,51 @@ static void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
 	pthread_mutex_unlock(&fh->lock);
 }
 
-static bool has_room(struct fh *fh)
+static unsigned chunk_count(const struct wchunk *c)
 {
-	bool r;
+	unsigned n = 0;
 
-	pthread_mutex_lock(&fh->lock);
-	r = room_locked(fh);
-	pthread_mutex_unlock(&fh->lock);
-	return r;
+	for (; c; c = c->next)
+		n++;
+	return n;
+}
+
+static void chunks_queue_locked(struct fh *fh, struct wchunk *list,
+				struct wchunk **tosend);
+
+/* Queues the waiting writes that fit now, oldest first (none overtakes
+ * an older one). Lock held; returns them, to answer outside the lock. */
+static struct op *admit_writers_locked(struct fh *fh, struct wchunk **tosend)
+{
+	struct op *done = NULL, **tail = &done;
+
+	while (fh->writers &&
+	       room_for_locked(fh, fh->writers->size,
+			       chunk_count(fh->writers->wchunks))) {
+		struct op *w = fh->writers;
+
+		fh->writers = w->next;
+		w->next = NULL;
+		chunks_queue_locked(fh, w->wchunks, tosend);
+		w->wchunks = NULL;
+		*tail = w;
+		tail = &w->next;
+	}
+	return done;
 }
 
 /* Wakes drainers and writers as the queue shrinks. Lock held; returns the
- * ops to complete outside the lock. */
-static struct op *collect_waiters(struct fh *fh, struct op **writers)
+ * ops to complete outside the lock (writers' chunks to send on *tosend). */
+static struct op *collect_waiters(struct fh *fh, struct op **writers,
+				  struct wchunk **tosend)
 {
 	struct op *d = NULL;
 
-	*writers = NULL;
 	if (!fh->chunks) {
 		d = fh->drainers;
 		fh->drainers = NULL;
 	}
-	if (room_locked(fh)) {
-		*writers = fh->writers;
-		fh->writers = NULL;
-	}
+	*writers = admit_writers_locked(fh, tosend);
 	return d;
 }
 
@@ -638,12 +665,34 @@ static void run_drainers(struct op *d)
 	}
 }
 
+/* How a write chose its offset (op->stage of a waiting write). */
+enum { W_AT, W_APPEND, W_APPEND_RESENT };
+
+/* A write's data is queued: a positional one may move the end. */
+static void write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+			 size_t size)
+{
+	if (kind == W_AT)
+		nodes_end_update(v->nodes, ino, at + size);
+}
+
+/* A write failed before any of it was queued: an append gives back the
+ * end it reserved, so the caller's retry lands right after the last
+ * write that succeeded. */
+static void write_dropped(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+			  size_t size)
+{
+	if (kind == W_APPEND)
+		nodes_append_unreserve(v->nodes, ino, at, size);
+}
+
 static void reply_writers(struct op *w)
 {
 	while (w) {
 		struct op *next = w->next;
 
 		w->next = NULL;
+		write_queued(w->v, w->ino, w->stage, w->off, w->size);
 		fuse_reply_write(w->req, w->size);
 		w->req = NULL;
 		fh_op_end(w);
@@ -656,7 +705,7 @@ static void chunk_retire(struct wchunk *c, int err)
 {
 	struct fh *fh = c->fh;
 	struct vfs *v = fh->v;
-	struct wchunk **pp, *prev = NULL;
+	struct wchunk **pp, *prev = NULL, *tosend = NULL;
 	struct op *d, *w;
 
 	pthread_mutex_lock(&fh->lock);
@@ -675,11 +724,10 @@ static void chunk_retire(struct wchunk *c, int err)
 	record_unacked_locked(fh);
 	if (err)
 		set_err_locked(fh, err);
-	d = collect_waiters(fh, &w);
+	__atomic_sub_fetch(&v->unacked_bytes, c->len, __ATOMIC_RELAXED);
+	d = collect_waiters(fh, &w, &tosend);
 	pthread_mutex_unlock(&fh->lock);
-	pthread_mutex_lock(&v->lock);
-	v->unacked_bytes -= c->len;
-	pthread_mutex_unlock(&v->lock);
+	submit_chunks(tosend);
 	if (err)
 		log_err("write '%s' bytes %llu-%llu refused by the server: %s",
 			fh->path, (unsigned long long)c->off,
@@ -771,65 +819,125 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 		chunk_retire(c, reply_errno(r));
 }
 
-/* Queues [off, off+len) as chunks of the server's write size. */
-static int queue_write(struct fh *fh, const char *buf, size_t len, uint64_t off)
+static void chunks_free(struct wchunk *c)
 {
-	struct vfs *v = fh->v;
-	struct conn_server sv;
+	while (c) {
+		struct wchunk *next = c->next;
 
-	pool_server(v->pool, &sv);
+		chunk_free(c);
+		c = next;
+	}
+}
+
+/* Copies [off, off+len) into chunks of the server's write size, linked
+ * by ->next, queued nowhere yet; NULL when out of memory. */
+static struct wchunk *chunks_make(struct fh *fh, const char *buf, size_t len,
+				  uint64_t off)
+{
+	struct conn_server sv;
+	struct wchunk *head = NULL, **tail = &head;
+
+	pool_server(fh->v->pool, &sv);
 	if (sv.max_write == 0)
 		sv.max_write = 32768;
 	while (len) {
 		size_t n = len < sv.max_write ? len : sv.max_write;
 		struct wchunk *c = calloc(1, sizeof(*c));
-		struct wchunk **pp;
 
 		if (!c || !(c->data = malloc(n))) {
 			free(c);
-			return -ENOMEM;
+			chunks_free(head);
+			return NULL;
 		}
 		memcpy(c->data, buf, n);
 		c->fh = fh;
 		c->off = off;
 		c->len = n;
-		c->queued_at = clock_mono_ns();
-		pthread_mutex_lock(&v->lock);
-		v->unacked_bytes += n;
-		pthread_mutex_unlock(&v->lock);
-		struct wchunk *tosend = NULL;
-
-		pthread_mutex_lock(&fh->lock);
-		fh->refs++;
-		fh->nchunks++;
-		fh->unacked += n;
-		pp = fh->chunks ? &fh->chunks_tail->next : &fh->chunks;
-		*pp = c;
-		fh->chunks_tail = c;
-		if (fh->chunks == c) {
-			fh->ulo = c->off;
-			fh->uhi = c->off + c->len;
-		} else {
-			if (c->off < fh->ulo)
-				fh->ulo = c->off;
-			if (c->off + c->len > fh->uhi)
-				fh->uhi = c->off + c->len;
-		}
-		record_unacked_locked(fh);
-		chunk_prep_locked(c, &tosend);
-		pthread_mutex_unlock(&fh->lock);
-		submit_chunks(tosend);
+		*tail = c;
+		tail = &c->next;
 		buf += n;
 		off += n;
 		len -= n;
 	}
-	return 0;
+	return head;
 }
 
+/* Puts a list from chunks_make at the end of the handle's queue, all of
+ * it at once; the chunks to send go on *tosend. Lock held. */
+static void chunks_queue_locked(struct fh *fh, struct wchunk *list,
+				struct wchunk **tosend)
+{
+	uint64_t now = clock_mono_ns();
+
+	while (list) {
+		struct wchunk *c = list;
+
+		list = c->next;
+		c->next = NULL;
+		c->queued_at = now;
+		fh->refs++;
+		fh->nchunks++;
+		fh->unacked += c->len;
+		/* Counted before it can be sent, so never acknowledged first. */
+		__atomic_add_fetch(&fh->v->unacked_bytes, c->len, __ATOMIC_RELAXED);
+		if (fh->chunks) {
+			fh->chunks_tail->next = c;
+			if (c->off < fh->ulo)
+				fh->ulo = c->off;
+			if (c->off + c->len > fh->uhi)
+				fh->uhi = c->off + c->len;
+		} else {
+			fh->chunks = c;
+			fh->ulo = c->off;
+			fh->uhi = c->off + c->len;
+		}
+		fh->chunks_tail = c;
+		chunk_prep_locked(c, tosend);
+	}
+	record_unacked_locked(fh);
+}
+
+/* A waiting write's deadline passed: none of it was queued or sent. */
 static void write_expired(struct op *op)
 {
+	chunks_free(op->wchunks);
+	op->wchunks = NULL;
+	write_dropped(op->v, op->ino, op->stage, op->off, op->size);
 	op_log_error(op, EIO, "transport");
 	fh_op_fail(op, EIO);
+}
+
+/* The window is full: the write waits for room with its data aside,
+ * queued only once all of it fits, within op_timeout (write_expired). */
+static void write_wait(fuse_req_t req, struct fh *fh, uint64_t ino, int kind,
+		       uint64_t at, size_t size, struct wchunk *list)
+{
+	struct vfs *v = fh->v;
+	struct wchunk *tosend = NULL;
+	struct op *op, **pp, *now;
+
+	if (!(op = op_new(v, req, "write"))) {  /* answered ENOMEM */
+		chunks_free(list);
+		write_dropped(v, ino, kind, at, size);
+		return;
+	}
+	op->size = size;
+	op->off = at;
+	op->ino = ino;
+	op->stage = kind;
+	op->wchunks = list;
+	op->fh = fh;
+	op->path = strdup(fh->path);
+	fh_get(fh);
+	pthread_mutex_lock(&fh->lock);
+	for (pp = &fh->writers; *pp; pp = &(*pp)->next)
+		;
+	*pp = op;
+	/* Room may have come while the op was made. */
+	now = admit_writers_locked(fh, &tosend);
+	pthread_mutex_unlock(&fh->lock);
+	submit_chunks(tosend);
+	reply_writers(now);
 }
 
 void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -838,8 +946,9 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	struct vfs *v = vfs_of(req);
 	struct fh *fh = fh_of(v, fi);
 	uint64_t at = (uint64_t)off;
-	struct op *op;
-	int err;
+	struct wchunk *list, *tosend = NULL;
+	int err, kind = W_AT;
+	bool append, queued;
 
 	if (is_ctl_ino(ino)) {
 		fuse_reply_err(req, EACCES);
@@ -862,50 +971,49 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	}
 	/* The write makes data prefetched through any handle stale. */
 	fh_ino_changed(v, ino);
+	/* Page-cache write-back (mmap) carries the page's own offset, even
+	 * through a handle opened O_APPEND. */
+	append = (fh->flags & O_APPEND) && !fi->writepage;
 	/* The end is learnt at open and kept across daemon restarts; never
 	 * guess it (an append at 0 would overwrite the file). */
-	if ((fh->flags & O_APPEND) && !nodes_end_known(v->nodes, ino)) {
+	if (append && !nodes_end_known(v->nodes, ino)) {
 		log_err("write '%s': append offset unknown (not kept across the daemon restart)",
 			fh->path);
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if ((fh->flags & O_APPEND) && takeover_append_offset(v->tk, &at)) {
+	if (append && takeover_append_offset(v->tk, &at)) {
 		/* Resent after a daemon died: where the first one put it. */
+		kind = W_APPEND_RESENT;
 		nodes_end_raise(v->nodes, ino, at + size);
 		takeover_note_append(v->tk, at);
-	} else if (fh->flags & O_APPEND) {
+	} else if (append) {
 		/* Noted before the end moves: a death in between must not
 		 * leave the resend a new offset past a hole. */
+		kind = W_APPEND;
 		at = nodes_append_reserve_noted(v->nodes, ino, size,
 						note_append, v->tk);
-	} else
-		nodes_end_update(v->nodes, ino, at + size);
-	if (queue_write(fh, buf, size, at) < 0) {
+	}
+	/* The whole write is copied first and queued only when all of it
+	 * fits: a write that fails has queued none of its bytes. */
+	if (!(list = chunks_make(fh, buf, size, at))) {
+		write_dropped(v, ino, kind, at, size);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (has_room(fh)) {
-		fuse_reply_write(req, size);
-		control_record_call(v->ctl, "write", 0, 0);
-		return;
-	}
-	/* Window full: the reply waits for room, within op_timeout. */
-	if (!(op = op_new(v, req, "write")))
-		return;
-	op->size = size;
-	op->fh = fh;
-	op->path = strdup(fh->path);
-	fh_get(fh);
 	pthread_mutex_lock(&fh->lock);
-	if (room_locked(fh)) {
-		pthread_mutex_unlock(&fh->lock);
-		reply_writers(op);
+	queued = !fh->writers && room_for_locked(fh, size, chunk_count(list));
+	if (queued)
+		chunks_queue_locked(fh, list, &tosend);
+	pthread_mutex_unlock(&fh->lock);
+	if (!queued) {
+		write_wait(req, fh, ino, kind, at, size, list);
 		return;
 	}
-	op->next = fh->writers;
-	fh->writers = op;
-	pthread_mutex_unlock(&fh->lock);
+	submit_chunks(tosend);
+	write_queued(v, ino, kind, at, size);
+	fuse_reply_write(req, size);
+	control_record_call(v->ctl, "write", 0, 0);
 }
 
 /* ---- flush, fsync ------------------------------------------------------- */
@@ -1779,9 +1887,7 @@ void fh_drain_all(struct vfs *v)
 
 	/* Give unacknowledged writes up to op_timeout to reach the server. */
 	do {
-		pthread_mutex_lock(&v->lock);
-		left = v->unacked_bytes;
-		pthread_mutex_unlock(&v->lock);
+		left = __atomic_load_n(&v->unacked_bytes, __ATOMIC_RELAXED);
 		if (left)
 			usleep(20 * 1000);
 	} while (left && clock_mono_ns() < end);

@@ -358,7 +358,7 @@ static void gauges(void *arg, struct control_gauges *g)
 	uint64_t now = clock_mono_ns();
 
 	pthread_mutex_lock(&v->lock);
-	g->unacked_bytes = v->unacked_bytes;
+	g->unacked_bytes = __atomic_load_n(&v->unacked_bytes, __ATOMIC_RELAXED);
 	g->calls_inflight = v->live_count;
 	g->oldest_call_age = v->live_head ?
 		(double)(now - v->live_head->start_ns) / 1e9 : 0;

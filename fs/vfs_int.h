@@ -27,6 +27,7 @@
 
 struct fh;
 struct op;
+struct wchunk;
 
 /* The virtual .control/ directory and its files: ids far above any id the
  * node table hands out (a 64-bit counter from 2). */
@@ -52,12 +53,16 @@ struct vfs {
 	uid_t remote_uid;          /* for idmap=user: owner of the base dir */
 	gid_t remote_gid;
 
+	/* write-behind bytes queued and not yet acknowledged; __atomic_*
+	 * (a handle changes it under its own lock, which comes after
+	 * vfs->lock in the lock order) */
+	size_t unacked_bytes;
+
 	pthread_mutex_t lock;      /* protects the fields below */
 	struct fh *fhs;            /* every open file handle */
 	struct op *live_head;      /* FUSE calls not yet answered, oldest first */
 	struct op *live_tail;
 	unsigned live_count;
-	size_t unacked_bytes;      /* write-behind bytes not yet acknowledged */
 	bool stop;
 	pthread_t sweeper;
 	bool sweeper_started;
@@ -108,6 +113,8 @@ struct op {
 	struct op *peer;
 	struct sftp_attrs pre;
 	bool have_pre;
+	/* a write waiting for window room: its data, not queued yet */
+	struct wchunk *wchunks;
 	/* read assembly */
 	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
 	char *data;

@@ -392,13 +392,14 @@ void control_event_error(struct control *c, const char *op, const char *path,
 	pthread_mutex_unlock(&c->lock);
 }
 
-void control_event_data(struct control *c, const char *path, uint64_t off,
-			uint64_t len, bool replayed, bool lost)
+/* A `data` event with its range; NULL when out of memory. Lock held. */
+static struct json_object *data_event_locked(struct control *c, const char *path,
+					     uint64_t off, uint64_t len,
+					     bool replayed, bool lost)
 {
-	struct json_object *o;
+	struct json_object *o = event_new_locked(c, EV_DATA);
 
-	pthread_mutex_lock(&c->lock);
-	if ((o = event_new_locked(c, EV_DATA))) {
+	if (o) {
 		json_object_object_add(o, "path", ctl_jstr(path));
 		json_object_object_add(o, "offset", json_object_new_int64((int64_t)off));
 		json_object_object_add(o, "length", json_object_new_int64((int64_t)len));
@@ -406,11 +407,41 @@ void control_event_data(struct control *c, const char *path, uint64_t off,
 		json_object_object_add(o, "replayed", json_object_new_boolean(replayed));
 		json_object_object_add(o, "lost", json_object_new_boolean(lost));
 	}
+	return o;
+}
+
+void control_event_data(struct control *c, const char *path, uint64_t off,
+			uint64_t len, bool replayed, bool lost)
+{
+	struct json_object *o;
+
+	pthread_mutex_lock(&c->lock);
+	o = data_event_locked(c, path, off, len, replayed, lost);
 	push_locked(c, EV_DATA, o);
 	if (replayed)
 		c->replayed_bytes += len;
 	if (lost)
 		c->lost_bytes += len;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void control_event_close_failed(struct control *c, const char *path,
+				uint64_t off, uint64_t len, int errnum,
+				const char *cause)
+{
+	struct json_object *o;
+	char tmp[16];
+
+	pthread_mutex_lock(&c->lock);
+	if ((o = data_event_locked(c, path, off, len, false, false))) {
+		json_object_object_add(o, "close_failed", json_object_new_boolean(true));
+		json_object_object_add(o, "errno", json_object_new_int(errnum));
+		json_object_object_add(o, "errno_name",
+				       json_object_new_string(ctl_errno_name(errnum, tmp, sizeof(tmp))));
+		json_object_object_add(o, "cause", ctl_jstr(cause));
+	}
+	push_locked(c, EV_DATA, o);
+	c->close_failures++;
 	pthread_mutex_unlock(&c->lock);
 }
 

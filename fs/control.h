@@ -59,6 +59,17 @@ void control_event_error(struct control *c, const char *op, const char *path,
  * replay succeeded; lost = true for data dropped for good. */
 void control_event_data(struct control *c, const char *path, uint64_t off,
 			uint64_t len, bool replayed, bool lost);
+/*
+ * A CLOSE that failed (the server refused it, or its reply was lost): the
+ * kernel discards the answer to a release, so this is the only report.
+ * A `data` event with `close_failed`, the errno and cause, and the range
+ * [off, off+len) written since the last fsync that succeeded (len 0:
+ * none), which that CLOSE would have confirmed; counted in
+ * steadyfs_close_failures_total.
+ */
+void control_event_close_failed(struct control *c, const char *path,
+				uint64_t off, uint64_t len, int errnum,
+				const char *cause);
 /* A remote entry named `.control` at the root, hidden by the virtual one. */
 void control_event_shadowed(struct control *c, const char *path);
 struct keepstate;

@@ -111,6 +111,7 @@ struct control {
 	struct ctl_op_stats ops[CTL_NOPS];    /* (L) */
 	uint64_t bytes_read, bytes_written;   /* (L) */
 	uint64_t replayed_bytes, lost_bytes;  /* (L) */
+	uint64_t close_failures;              /* (L) */
 	uint32_t missing_exts;                /* (L) noted by the vfs */
 	uint64_t bad_names;                   /* (L) listing entries skipped */
 	struct ctl_last_error last_err;       /* (L) */

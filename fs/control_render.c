@@ -535,6 +535,9 @@ static void metrics_misc(struct control *c, const struct ctl_snap *s, struct pm 
 	pm_one(pm, "steadyfs_remote_names_skipped_total", "counter",
 	       "Listing entries skipped: the server sent a name no file can have",
 	       (double)c->bad_names);
+	pm_one(pm, "steadyfs_close_failures_total", "counter",
+	       "Remote CLOSEs that failed, unseen by close(2) (see events)",
+	       (double)c->close_failures);
 	prom_family(pm->sb, "steadyfs_events_total", "counter", "Events recorded, by type");
 	for (int t = 0; t < EV_NTYPES; t++)
 		pm_sample(pm, "steadyfs_events_total", "type", ctl_event_types[t], NULL, NULL,

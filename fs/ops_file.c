@@ -93,6 +93,11 @@ struct fh {
 	unsigned max_chunks;       /* 0: FH_START_CHUNKS (see chunk_adapt) */
 	uint64_t cap_cut_at;       /* when max_chunks was last halved */
 	size_t unacked;
+	/* Acknowledged since the last fsync@ that succeeded (slo >= shi:
+	 * none): what a failed CLOSE leaves unconfirmed. acks counts every
+	 * acknowledged chunk, so an fsync clears only what it covered. */
+	uint64_t slo, shi;
+	uint64_t acks;
 	int err;                   /* sticky write error */
 	struct op *drainers;       /* ops waiting for chunks == NULL */
 	struct op *writers;        /* writes waiting for window room */
@@ -157,6 +162,7 @@ static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flag
 	fh->ino = ino;
 	fh->flags = flags;
 	fh->slot = -1;
+	fh->slo = UINT64_MAX;
 	fh->refs = 1;             /* the kernel's, dropped at release */
 	pthread_mutex_init(&fh->lock, NULL);
 	pthread_mutex_lock(&v->lock);
@@ -427,11 +433,28 @@ static int fh_encode(struct op *op, struct fh *fh)
 	return BUF_E_FORMAT;
 }
 
+/* Finishes an fh op: reply already sent (or none), drop the ref. */
+static void fh_op_end(struct op *op)
+{
+	struct fh *fh = op->fh;
+
+	op->fh = NULL;
+	op_free(op);
+	if (fh)
+		fh_put(fh);
+}
+
 static void fh_dispatch(struct op *op)
 {
 	struct fh *fh = op->fh;
 
 	pthread_mutex_lock(&fh->lock);
+	if (!fh->open && op->stage == FH_CLOSE) {
+		/* Closed with its session already (see fh_op_done). */
+		pthread_mutex_unlock(&fh->lock);
+		fh_op_end(op);
+		return;
+	}
 	if (!fh->open) {
 		op->next = fh->waiters;
 		fh->waiters = op;
@@ -455,9 +478,15 @@ static void fh_op_done(struct sreq *rq, const struct sftp_reply *r, int err)
 {
 	struct op *op = (struct op *)rq;
 
-	/* The handle's session died: reopen and go again, within deadline. */
+	/* The handle's session died: reopen and go again, within deadline;
+	 * except a CLOSE: the session took the handle along, and a reopen
+	 * would close another one, confirming nothing. */
 	if (err == -ESTALE) {
 		fh_lost(op->fh, rq->conn_gen, rq->conn_idx);
+		if (op->stage == FH_CLOSE) {
+			fh_op_end(op);
+			return;
+		}
 		if (!op->rq.deadline || clock_mono_ns() < op->rq.deadline) {
 			fh_dispatch(op);
 			return;
@@ -477,17 +506,6 @@ static void fh_start(struct op *op, struct fh *fh, int kind, op_step_fn step)
 	op->rq.done = fh_op_done;
 	op->rq.idempotent = false;
 	fh_dispatch(op);
-}
-
-/* Finishes an fh op: reply already sent (or none), drop the ref. */
-static void fh_op_end(struct op *op)
-{
-	struct fh *fh = op->fh;
-
-	op->fh = NULL;
-	op_free(op);
-	if (fh)
-		fh_put(fh);
 }
 
 static void fh_op_fail(struct op *op, int e)
@@ -722,8 +740,15 @@ static void chunk_retire(struct wchunk *c, int err)
 	if (c->off == fh->ulo || c->off + c->len == fh->uhi)
 		unacked_range_locked(fh);
 	record_unacked_locked(fh);
-	if (err)
+	if (err) {
 		set_err_locked(fh, err);
+	} else {
+		fh->acks++;
+		if (c->off < fh->slo)
+			fh->slo = c->off;
+		if (c->off + c->len > fh->shi)
+			fh->shi = c->off + c->len;
+	}
 	__atomic_sub_fetch(&v->unacked_bytes, c->len, __ATOMIC_RELAXED);
 	d = collect_waiters(fh, &w, &tosend);
 	pthread_mutex_unlock(&fh->lock);
@@ -1142,23 +1167,43 @@ void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	when_drained(op, fh, flush_drained);
 }
 
+/* fsync@ succeeded: what was acknowledged before it is confirmed. */
+static void fsync_confirmed(struct fh *fh, uint64_t acks_at_send)
+{
+	pthread_mutex_lock(&fh->lock);
+	if (fh->acks == acks_at_send) {
+		fh->slo = UINT64_MAX;
+		fh->shi = 0;
+	}
+	pthread_mutex_unlock(&fh->lock);
+}
+
 static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	int e = take_err(op->fh);
+	bool ok = !err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK;
 
-	/* Refused fsync@: every write is acknowledged, which is all that
-	 * is left to wait for. */
-	if (!e && !err && vfs_ext_refused(op->v, SFTP_EXT_FSYNC, r)) {
+	/* fsync@ answered "unsupported": every write is acknowledged, which
+	 * is all that is left to wait for. Any other refusal (a permission
+	 * denied included) is the server saying the data is not safe: the
+	 * caller gets its errno. */
+	if (!e && !err && r->type == SSH_FXP_STATUS &&
+	    r->u.status.code == SSH_FX_OP_UNSUPPORTED &&
+	    vfs_ext_refused(op->v, SFTP_EXT_FSYNC, r)) {
 		fh_op_fail(op, 0);
 		return;
 	}
-
+	if (!e && ok)
+		fsync_confirmed(op->fh, op->off);
 	if (!e && err)
 		e = op_transport_errno(err);
-	else if (!e && !(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK))
+	else if (!e && !ok)
 		e = reply_errno(r);
 	if (e == EIO && err)
 		op_log_error(op, e, "transport");
+	else if (e && !err && !ok)
+		log_err("fsync '%s' refused by the server: %s", op->fh->path,
+			strerror(e));
 	fh_op_fail(op, e);
 }
 
@@ -1171,6 +1216,9 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 		fh_op_fail(op, take_err(fh));
 		return;
 	}
+	pthread_mutex_lock(&fh->lock);
+	op->off = fh->acks;    /* what this fsync@ will confirm */
+	pthread_mutex_unlock(&fh->lock);
 	op->fh = NULL;  /* fh_start takes its own reference */
 	fh_start(op, fh, FH_FSYNC, fsync_done);
 	fh_put(fh);
@@ -1198,8 +1246,38 @@ void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 /* ---- release ------------------------------------------------------------ */
 
+/*
+ * The kernel discards the answer to a release, so close(2) never sees a
+ * failed CLOSE: the operator does (log, event, counter), with the range
+ * written since the last fsync that succeeded, which the CLOSE would
+ * have confirmed.
+ */
+static void close_failed(struct fh *fh, int e, const char *cause)
+{
+	uint64_t lo, hi;
+
+	pthread_mutex_lock(&fh->lock);
+	lo = fh->slo;
+	hi = fh->shi;
+	pthread_mutex_unlock(&fh->lock);
+	if (lo >= hi)
+		lo = hi = 0;
+	if (hi)
+		log_err("close '%s' failed: %s (cause %s); bytes %llu-%llu written since the last fsync are unconfirmed",
+			fh->path, strerror(e), cause, (unsigned long long)lo,
+			(unsigned long long)hi);
+	else
+		log_err("close '%s' failed: %s (cause %s)", fh->path,
+			strerror(e), cause);
+	control_event_close_failed(fh->v->ctl, fh->path, lo, hi - lo, e, cause);
+}
+
 static void close_done(struct op *op, const struct sftp_reply *r, int err)
 {
+	if (err)
+		close_failed(op->fh, op_transport_errno(err), "transport");
+	else if (!(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK))
+		close_failed(op->fh, reply_errno(r), "server");
 	fh_op_end(op);
 }
 
@@ -1250,6 +1328,26 @@ void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh_put(fh);
 }
 
+/*
+ * A handle the kernel will never use (the open failed, or its answer did
+ * not reach the kernel, after the server had opened the file): closed on
+ * the server, and its slot freed, then the kernel's reference dropped.
+ */
+static void fh_discard(struct fh *fh)
+{
+	struct vfs *v = fh->v;
+	struct op *cop;
+
+	if (fh->slot >= 0) {
+		pthread_mutex_lock(&v->lock);
+		v->fh_slots[fh->slot] = NULL;
+		pthread_mutex_unlock(&v->lock);
+	}
+	if ((cop = op_new(v, NULL, "close")))
+		when_drained(cop, fh, close_drained);
+	fh_put(fh);
+}
+
 /* ---- open, create ------------------------------------------------------- */
 
 static void open_reply(struct op *op)
@@ -1260,14 +1358,14 @@ static void open_reply(struct op *op)
 	op->fi.keep_cache = op->v->o->kernel_cache;
 	if (!op->fi.fh) {
 		op->fh = NULL;
-		fh_put(fh);
+		fh_discard(fh);
 		op_fail(op, EMFILE);
 		return;
 	}
 	if (fuse_reply_open(op->req, &op->fi) != 0) {
 		op->fh = NULL;
 		op->req = NULL;
-		fh_put(fh);   /* the kernel's reference */
+		fh_discard(fh);
 		op_free(op);
 		return;
 	}
@@ -1283,7 +1381,7 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 	if (err || r->type != SSH_FXP_ATTRS) {
 		op->fh = NULL;
 		fh_put(fh);  /* the seeding ref */
-		fh_put(fh);  /* the kernel's, never handed out */
+		fh_discard(fh);
 		op_fail(op, err ? op_transport_errno(err) : reply_errno(r));
 		return;
 	}
@@ -1395,13 +1493,13 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	vfs_fill_entry(v, &e, id, &st);
 	if (!(op->fi.fh = fh_register(fh))) {
 		nodes_forget(v->nodes, id, 1);
-		fh_put(fh);
+		fh_discard(fh);
 		fh_op_fail(op, EMFILE);
 		return;
 	}
 	if (fuse_reply_create(op->req, &e, &op->fi) != 0) {
 		nodes_forget(v->nodes, id, 1);
-		fh_put(fh);
+		fh_discard(fh);
 	}
 	op->req = NULL;
 	fh_op_end(op);

@@ -26,8 +26,14 @@ comes from a JSON file named on its command line:
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
                          which it reads from the file on this machine
+  "refuse": {name: code} the reply to each request named (`open`, `close`,
+                         `fstat`, or an extension such as
+                         "fsync@openssh.com") becomes a STATUS with that
+                         SFTP code, after the real server did the work
+                         (3 permission denied, 4 failure, 8 unsupported)
 
-Everything else passes through unchanged. Used by test_server_input.py.
+Everything else passes through unchanged. Used by test_server_input.py
+and test_writes.py.
 """
 
 import json
@@ -41,7 +47,9 @@ REAL = "/usr/lib/openssh/sftp-server"
 
 FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_READDIR, FXP_RENAME, FXP_EXTENDED = 3, 4, 5, 12, 18, 200
 FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_NAME, FXP_EXT_REPLY = 101, 102, 103, 104, 201
+FXP_FSTAT = 8
 FX_EOF, FX_FAILURE = 1, 4
+REFUSABLE = {"open": FXP_OPEN, "close": FXP_CLOSE, "fstat": FXP_FSTAT}
 ATTR_SIZE, ATTR_PERM, ATTR_TIME = 0x1, 0x4, 0x8
 
 
@@ -92,6 +100,8 @@ class Relay:
         self.serve_reads = cfg.get("serve_reads", False)
         self.vague_renames = cfg.get("vague_renames", False)
         self.lose_rename_to = bytes.fromhex(cfg.get("lose_rename_to", ""))
+        self.refuse = cfg.get("refuse", {})
+        self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
         self.handles = {}                # handle -> path (serve_reads)
@@ -121,6 +131,7 @@ class Relay:
         if ptype == 1:  # INIT has no id
             return False
         rid = struct.unpack_from(">I", body)[0]
+        self.note_refusal(ptype, rid, body)
         if ptype == FXP_CLOSE:
             # The server reuses handle strings: a new listing on this
             # one gets the names again.
@@ -152,6 +163,14 @@ class Relay:
                 return True
         return False
 
+    def note_refusal(self, ptype, rid, body):
+        """Remembers a request whose reply "refuse" replaces."""
+        name = next((n for n, t in REFUSABLE.items() if t == ptype), None)
+        if ptype == FXP_EXTENDED:
+            name = get_str(body, 4)[0].decode("latin-1")
+        if name in self.refuse:
+            self.refusals[rid] = self.refuse[name]
+
     def serve_read(self, rid, path, offset, length):
         try:
             with open(path, "rb") as f:
@@ -169,6 +188,13 @@ class Relay:
 
     def from_server(self):
         for ptype, body in packets(self.server.stdout):
+            code = None if ptype == 2 else \
+                self.refusals.pop(struct.unpack_from(">I", body)[0], None)
+            if code is not None:
+                rid = struct.unpack_from(">I", body)[0]
+                self.send_client(packet(FXP_STATUS, status_body(
+                    rid, code, b"refused by sftpshim")))
+                continue
             self.send_client(packet(ptype, self.rewrite(ptype, body)))
 
     def rewrite(self, ptype, body):

@@ -5,7 +5,9 @@ Each test runs a private sshd whose internal-sftp denies one request with
 fsync, hardlink, limits, statvfs). OpenSSH 9.2 then also leaves the
 extension out of its VERSION packet (test_denial_is_real shows it with
 OpenSSH's own client); older servers advertised it and answered
-PERMISSION_DENIED, which steadyfs handles the same way. Either way steadyfs
+PERMISSION_DENIED, which steadyfs handles the same way, except for
+fsync@openssh.com: advertised and refused, fsync fails with the refusal's
+errno (test_writes.py). Either way steadyfs
 must take the documented fallback, keep working, and say so once in its
 log. (internal-sftp's own log does not reach sshd's -E file.)
 """

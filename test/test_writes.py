@@ -7,6 +7,7 @@ only what the mount answers.
 """
 
 import errno
+import json
 import os
 import random
 import time
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from test_ops import MiB, fs, read_file  # noqa: F401 - fs is a fixture
+from test_server_input import lying_sshd
 
 
 # ---- truncate against write-behind -----------------------------------------------
@@ -121,3 +123,127 @@ def test_failed_append_queues_nothing(sshd, remote_subdir, fault_proxy,
     got = read_file(srv)
     assert len(got) == len(want)
     assert got == want
+
+
+# ---- a server that refuses fsync@, CLOSE or FSTAT ---------------------------------
+
+def refusing(make_sshd, tmp_path, **codes):
+    """A private sshd whose sftp-server (OpenSSH's, behind sftpshim.py)
+    answers each named request with the SFTP status given, e.g.
+    refusing(make_sshd, tmp_path, close=4) or {"fsync@openssh.com": 3}."""
+    return lying_sshd(make_sshd, tmp_path, refuse=codes)
+
+
+def events(m):
+    with open(m.path(".control", "events")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def metric(m, name):
+    """The value of an unlabelled metric (beyond its mountpoint label)."""
+    with open(m.path(".control", "metrics")) as f:
+        for line in f:
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(None, 1)[1])
+    return None
+
+
+def wait_for(fn, seconds):
+    """fn()'s first true value, polled within a deadline (else the last)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("code, want", [(3, errno.EACCES), (4, errno.EIO),
+                                        (8, 0)])
+def test_fsync_refused_gets_its_errno(make_sshd, mount_steadyfs, tmp_path, code,
+                                      want):
+    """fsync@openssh.com advertised but refused: the refusal's errno, a
+    permission denial included. Only "unsupported" (8) falls back to the
+    acknowledgements, as a server that does not advertise it."""
+    s = refusing(make_sshd, tmp_path, **{"fsync@openssh.com": code})
+    m = mount_steadyfs(s, expect_errors=True)
+    fd = os.open(m.path("f"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"data")
+        got = 0
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            got = e.errno
+        assert got == want
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(s.remote_dir, "f")) == b"data"
+
+
+def test_close_refused_is_reported(make_sshd, mount_steadyfs, tmp_path):
+    """The kernel drops the answer to a release, so close(2) returns 0
+    whatever the CLOSE got: a refused CLOSE is a log line, a `data` event
+    with the path and the range written since the last fsync, and a
+    counter."""
+    s = refusing(make_sshd, tmp_path, close=4)
+    m = mount_steadyfs(s, expect_errors=True)
+    fd = os.open(m.path("synced"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"x" * 5000)
+    os.fsync(fd)
+    os.close(fd)
+    fd = os.open(m.path("unsynced"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"y" * 100)
+    os.pwrite(fd, b"z" * 100, 1000)
+    os.close(fd)
+
+    def close_events():
+        evs = [e for e in events(m) if e.get("close_failed")]
+        return evs if len(evs) >= 2 else None
+
+    evs = wait_for(close_events, 10)
+    assert evs, events(m)
+    by_path = {os.path.basename(e["path"]): e for e in evs}
+    assert by_path["synced"]["length"] == 0
+    assert (by_path["unsynced"]["offset"], by_path["unsynced"]["end"]) == (0, 1100)
+    assert by_path["unsynced"]["type"] == "data"
+    assert by_path["unsynced"]["errno_name"] == "EIO"
+    assert metric(m, "steadyfs_close_failures_total") == 2
+    assert "close '" in m.stderr_text() and "bytes 0-1100" in m.stderr_text()
+
+
+def open_files_under(pids, folder):
+    """Descriptors of `pids` open on files in `folder`."""
+    n = 0
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(folder + "/"):
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def test_failed_open_closes_its_remote_handle(make_sshd, mount_steadyfs, tmp_path):
+    """An open for writing learns the file's size with FSTAT after the
+    server opened it; when that FSTAT fails, the open fails and the
+    server's handle is closed (it was left open, one per attempt)."""
+    s = refusing(make_sshd, tmp_path, fstat=4)
+    m = mount_steadyfs(s, expect_errors=True)
+    with open(os.path.join(s.remote_dir, "f"), "wb") as f:
+        f.write(b"old")
+    for _ in range(5):
+        with pytest.raises(OSError) as e:
+            os.open(m.path("f"), os.O_WRONLY)
+        assert e.value.errno == errno.EIO
+    assert wait_for(lambda: open_files_under(s.sftp_server_pids(),
+                                             s.remote_dir) == 0, 10), \
+        open_files_under(s.sftp_server_pids(), s.remote_dir)
+    # The same server's opens that need no FSTAT still work.
+    with open(m.path("f"), "rb") as f:
+        assert f.read() == b"old"

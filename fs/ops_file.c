@@ -1423,6 +1423,8 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	fh_set_handle(fh, r, &op->rq);
 	op->fh = fh;
+	if (op->fi.flags & O_TRUNC)
+		fh_ino_changed(op->v, op->ino);
 	/* Appends need the true end: every writable open learns the
 	 * server's size before it answers (two opens may race). */
 	if (writable(fh->flags)) {
@@ -1436,6 +1438,12 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		}
 	}
 	open_reply(op);
+}
+
+static void open_send(struct op *op, const struct sftp_attrs *unused, int err)
+{
+	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
+	op_send(op, open_done, true);
 }
 
 void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1461,8 +1469,12 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		op_fail(op, err ? err : ENOMEM);
 		return;
 	}
-	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
-	op_send(op, open_done, true);
+	/* A truncating open must not be overtaken by writes queued before
+	 * it, as a truncate (vfs_setattr). */
+	if (fi->flags & O_TRUNC)
+		fh_when_ino_drained(op, open_send);
+	else
+		open_send(op, NULL, 0);
 }
 
 static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)

@@ -48,6 +48,27 @@ def test_ftruncate_down_below_writes_still_queued(fs):
     assert os.stat(m.path("t")).st_size == new
 
 
+
+@pytest.mark.timeout(120)
+def test_truncating_open_after_writes_still_queued(fs):
+    """open(O_TRUNC) through a second descriptor while the first one's
+    writes are still queued: the truncation comes after them, as on a
+    local filesystem (they grew the file back)."""
+    m, srv = fs
+    rnd = random.Random(8)
+    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        for i in range(4):
+            assert os.pwrite(fd, rnd.randbytes(3 * MiB), 0) == 3 * MiB
+            fd2 = os.open(m.path("t"), os.O_WRONLY | os.O_TRUNC)
+            os.write(fd2, b"new")
+            os.close(fd2)
+            os.fsync(fd)
+            assert read_file(os.path.join(srv, "t")) == b"new", i
+    finally:
+        os.close(fd)
+
+
 # ---- a write that fails queues nothing -------------------------------------------
 
 def control_status(m):

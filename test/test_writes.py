@@ -69,6 +69,86 @@ def test_truncating_open_after_writes_still_queued(fs):
         os.close(fd)
 
 
+
+FSX_MAX = 0x40000            # fsx's default largest file
+
+
+def fsx_like(path, seed, ops):
+    """fsx's loop, shortened: random writes (past the end too), truncates
+    up and down, copy_file_range, mapped reads and writes, each checked
+    against a model of the file: every read's bytes, and the size through
+    fstat and lseek(SEEK_END) after each operation. Returns the model."""
+    import mmap
+    rnd = random.Random(seed)
+    model = bytearray()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for i in range(ops):
+            op = rnd.choice(("write", "write", "read", "truncate", "copy",
+                             "mapread", "mapwrite", "fsync"))
+            off = rnd.randrange(FSX_MAX)
+            n = rnd.randrange(1, 0x10000)
+            what = f"seed {seed} op {i} {op} off {off:#x} len {n:#x} size {len(model):#x}"
+            if op == "write":
+                n = min(n, FSX_MAX - off)
+                data = rnd.randbytes(n)
+                assert os.pwrite(fd, data, off) == n, what
+                if off > len(model):
+                    model.extend(bytes(off - len(model)))
+                model[off:off + n] = data
+            elif op == "truncate":
+                os.ftruncate(fd, off)
+                del model[off:]
+                model.extend(bytes(off - len(model)))
+            elif op == "copy" and len(model) > 1:
+                src = rnd.randrange(len(model))
+                n = min(n, len(model) - src, FSX_MAX - off)
+                if off < src + n and src < off + n:
+                    continue              # overlapping: EINVAL by design
+                assert os.copy_file_range(fd, fd, n, src, off) == n, what
+                data = model[src:src + n]
+                if off > len(model):
+                    model.extend(bytes(off - len(model)))
+                model[off:off + n] = data
+            elif op == "mapwrite" and 0 < off + n <= FSX_MAX:
+                end = off + n
+                if end > len(model):
+                    os.ftruncate(fd, end)
+                    model.extend(bytes(end - len(model)))
+                data = rnd.randbytes(n)
+                with mmap.mmap(fd, end) as mm:
+                    mm[off:end] = data
+                    mm.flush()
+                model[off:end] = data
+            elif op == "fsync":
+                os.fsync(fd)
+            elif op in ("read", "mapread") and model:
+                off %= len(model)
+                n = min(n, len(model) - off)
+                if op == "read":
+                    got = os.pread(fd, n, off)
+                else:
+                    with mmap.mmap(fd, len(model), prot=mmap.PROT_READ) as mm:
+                        got = mm[off:off + n]
+                assert got == model[off:off + n], what
+            assert os.fstat(fd).st_size == len(model), what
+            assert os.lseek(fd, 0, os.SEEK_END) == len(model), what
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return model
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("seed", [1, 7])
+def test_fsx_like_operations_match_a_model(fs, seed):
+    """A short fsx in the test suite (fsx itself runs in `make
+    conformance`): 1,500 random operations, then the server's copy."""
+    m, srv = fs
+    model = fsx_like(m.path("fsx"), seed, 1500)
+    assert read_file(os.path.join(srv, "fsx")) == bytes(model)
+
+
 # ---- a write that fails queues nothing -------------------------------------------
 
 def control_status(m):

@@ -74,9 +74,10 @@ struct wchunk {
 struct fh {
 	struct vfs *v;
 	struct fh *next;           /* vfs->fhs, under vfs->lock */
+	/* set before the handle is on vfs->fhs, or under vfs->lock */
+	uint64_t ino;
 	pthread_mutex_t lock;      /* protects everything below */
 	int refs;
-	uint64_t ino;
 	char *path;
 	int flags;
 	uint8_t h[SFTP_MAX_HANDLE];
@@ -1068,8 +1069,10 @@ static struct fh *busy_fh_of_ino(struct vfs *v, uint64_t ino)
 
 	pthread_mutex_lock(&v->lock);
 	for (struct fh *f = v->fhs; f && !found; f = f->next) {
+		if (f->ino != ino)
+			continue;
 		pthread_mutex_lock(&f->lock);
-		if (f->ino == ino && f->chunks) {
+		if (f->chunks) {
 			f->refs++;
 			found = f;
 		}
@@ -1083,26 +1086,35 @@ static struct fh *busy_fh_of_ino(struct vfs *v, uint64_t ino)
  * queued on another meanwhile). */
 static void ino_drained_again(struct op *op, const struct sftp_attrs *a, int err)
 {
-	struct fh *fh = op->fh;
-
-	op->fh = NULL;
-	fh_put(fh);
 	fh_when_ino_drained(op, op->after);
 }
 
 void fh_when_ino_drained(struct op *op,
 			 void (*then)(struct op *, const struct sftp_attrs *, int))
 {
-	struct fh *fh = busy_fh_of_ino(op->v, op->ino);
+	struct fh *fh;
+	bool parked;
 
-	if (!fh) {
-		then(op, NULL, 0);
-		return;
+	/* op->fh (the caller's own, if any) is left alone: op waits on the
+	 * busy handle's drainers list, which needs no reference of its own
+	 * (each queued chunk holds one, and the last to retire runs the
+	 * drainers). The sweeper answers EIO at op's deadline, as for any
+	 * drainer. */
+	while ((fh = busy_fh_of_ino(op->v, op->ino))) {
+		pthread_mutex_lock(&fh->lock);
+		parked = fh->chunks != NULL;
+		if (parked) {
+			op->after = then;
+			op->then = ino_drained_again;
+			op->next = fh->drainers;
+			fh->drainers = op;
+		}
+		pthread_mutex_unlock(&fh->lock);
+		fh_put(fh);
+		if (parked)
+			return;
 	}
-	/* The sweeper answers EIO at op's deadline, as for any drainer. */
-	op->after = then;
-	when_drained(op, fh, ino_drained_again);
-	fh_put(fh);
+	then(op, NULL, 0);
 }
 
 void fh_ino_changed(struct vfs *v, uint64_t ino)
@@ -1116,8 +1128,10 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 		n = 0;
 		pthread_mutex_lock(&v->lock);
 		for (struct fh *f = v->fhs; f && n < 16; f = f->next) {
+			if (f->ino != ino)
+				continue;
 			pthread_mutex_lock(&f->lock);
-			if (f->ino == ino && (f->ra.window || f->ra.chunks)) {
+			if (f->ra.window || f->ra.chunks) {
 				got[n].w = ra_reset(&f->ra);
 				f->ra.window = 0;
 				f->refs++;
@@ -1495,7 +1509,9 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 		fh_op_fail(op, ENOMEM);
 		return;
 	}
+	pthread_mutex_lock(&v->lock);  /* scans read it under vfs->lock */
 	fh->ino = id;
+	pthread_mutex_unlock(&v->lock);
 	vfs_attr_to_stat(v, &a, id, &st);
 	nodes_set_attr(v->nodes, id, &st);
 	if ((op->fi.flags & O_TRUNC) && !other_writer(v, fh))

@@ -103,6 +103,7 @@ struct fh {
 	struct op *drainers;       /* ops waiting for chunks == NULL */
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
+	bool closing;              /* its CLOSE was sent */
 	bool broken;               /* data lost in a daemon death: EIO for good */
 	uint64_t drop_at;
 	int32_t slot;              /* take-over record; -1 when none */
@@ -293,6 +294,7 @@ static bool writable(int flags)
 typedef int (*fh_enc_fn)(struct op *op, struct fh *fh);
 
 static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend);
+static void close_if_released(struct fh *fh);
 static void finish_ra_waiters(struct op *w);
 static void submit_chunks(struct wchunk *list);
 
@@ -375,6 +377,8 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 			fh_dispatch(waiters);
 		waiters = next;
 	}
+	if (!fail)
+		close_if_released(fh);
 	rop->fh = NULL;
 	op_free(rop);
 	fh_put(fh);
@@ -1299,18 +1303,36 @@ static void close_done(struct op *op, const struct sftp_reply *r, int err)
 static void close_drained(struct op *op, const struct sftp_attrs *a, int err)
 {
 	struct fh *fh = op->fh;
-	bool open;
+	bool send;
 
+	/* Once: a reopen that completes after the release closes it too
+	 * (close_if_released). */
 	pthread_mutex_lock(&fh->lock);
-	open = fh->open;
+	send = fh->open && !fh->closing;
+	fh->closing |= send;
 	pthread_mutex_unlock(&fh->lock);
-	if (!open) {
+	if (!send) {
 		fh_op_end(op);
 		return;
 	}
 	op->fh = NULL;
 	fh_start(op, fh, FH_CLOSE, close_done);
 	fh_put(fh);
+}
+
+/* A handle released while it was being reopened, with nothing queued:
+ * its release found it closed, and the reopen opened it again on the
+ * server. Close it there. */
+static void close_if_released(struct fh *fh)
+{
+	struct op *cop;
+	bool idle;
+
+	pthread_mutex_lock(&fh->lock);
+	idle = fh->released && fh->open && !fh->closing && !fh->chunks;
+	pthread_mutex_unlock(&fh->lock);
+	if (idle && (cop = op_new(fh->v, NULL, "close")))
+		when_drained(cop, fh, close_drained);
 }
 
 void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1357,6 +1379,9 @@ static void fh_discard(struct fh *fh)
 		v->fh_slots[fh->slot] = NULL;
 		pthread_mutex_unlock(&v->lock);
 	}
+	pthread_mutex_lock(&fh->lock);
+	fh->released = true;       /* no writer to count (other_writer) */
+	pthread_mutex_unlock(&fh->lock);
 	if ((cop = op_new(v, NULL, "close")))
 		when_drained(cop, fh, close_drained);
 	fh_put(fh);

@@ -351,3 +351,34 @@ def test_failed_open_closes_its_remote_handle(make_sshd, mount_steadyfs, tmp_pat
     # The same server's opens that need no FSTAT still work.
     with open(m.path("f"), "rb") as f:
         assert f.read() == b"old"
+
+
+@pytest.mark.timeout(120)
+def test_handle_reopened_after_its_release_is_closed(sshd, remote_subdir,
+                                                     fault_proxy, mount_steadyfs):
+    """A read during an outage starts a reopen and fails at its deadline;
+    the descriptor is closed before the link returns (its release finds
+    no remote handle to close). When the reopen completes later, the
+    handle it opened is closed on the server, not left open."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, port=proxy.port,
+                       expect_errors=True,
+                       opts={"op_timeout": 2, "connect_timeout": 1,
+                             "backoff_max": 0.5, "connections": 1})
+    folder = os.path.join(sshd.remote_dir, remote_subdir)
+    with open(os.path.join(folder, "r"), "wb") as f:
+        f.write(bytes(16 * MiB))
+    fd = os.open(m.path("r"), os.O_RDONLY)
+    assert len(os.pread(fd, 10, 0)) == 10
+    proxy.cut()
+    try:
+        with pytest.raises(OSError) as e:
+            os.pread(fd, 4096, 12 * MiB)
+        assert e.value.errno == errno.EIO
+        os.close(fd)
+    finally:
+        proxy.restore()
+    assert wait_for(lambda: "reopened '" in m.stderr_text(), 20), m.stderr_text()
+    assert wait_for(lambda: open_files_under(sshd.sftp_server_pids(),
+                                             folder) == 0, 10), \
+        open_files_under(sshd.sftp_server_pids(), folder)

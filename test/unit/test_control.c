@@ -446,6 +446,28 @@ static void test_event_types(void)
 	fix_release(&f);
 }
 
+static void test_close_failed(void)
+{
+	struct fix f;
+	char *ev, *s;
+
+	fix_init(&f, NULL);
+	control_event_close_failed(f.ctl, "/jobs/c.json", 0, 1100, EIO, "server");
+	control_event_close_failed(f.ctl, "/jobs/d.json", 0, 0, EACCES, "server");
+	ev = render(f.ctl, "events");
+	CHECK(strstr(ev, "\"type\":\"data\",\"path\":\"/jobs/c.json\",\"offset\":0,"
+		     "\"length\":1100,\"end\":1100,\"replayed\":false,\"lost\":false,"
+		     "\"close_failed\":true,\"errno\":5,\"errno_name\":\"EIO\","
+		     "\"cause\":\"server\"") != NULL);
+	CHECK(strstr(ev, "\"path\":\"/jobs/d.json\",\"offset\":0,\"length\":0") != NULL);
+	free(ev);
+	s = render(f.ctl, "metrics");
+	CHECK_EQ(metric(s, "steadyfs_close_failures_total"), 2);
+	CHECK_EQ(metric(s, "steadyfs_data_lost_bytes_total"), 0);
+	free(s);
+	fix_release(&f);
+}
+
 static void test_ring_keeps_last_1000(void)
 {
 	struct fix f;
@@ -832,6 +854,7 @@ int main(void)
 	UNIT_RUN(test_connections);
 	UNIT_RUN(test_metrics_values);
 	UNIT_RUN(test_event_types);
+	UNIT_RUN(test_close_failed);
 	UNIT_RUN(test_ring_keeps_last_1000);
 	UNIT_RUN(test_failed_reconnects_coalesce);
 	UNIT_RUN(test_hostile_names);

@@ -1,0 +1,103 @@
+"""The model checker (test/modelcheck.py, docs/modelcheck.md) in `make check`.
+
+- Every seed in test/modelcheck-seeds.txt (failures it found, kept as
+  regression cases) is replayed and must show no divergence. Seeds marked
+  `known` hit an open finding of issue 14; they run only with
+  STEADYFS_MODEL_KNOWN_BUGS=1, which also turns on the calls that hit
+  those findings (renaming or removing open files, truncating below
+  queued writes, filling the write window during an outage, ...).
+- New seeds, with every fault kind, for a fixed budget (MODEL_BUDGET s
+  of seeds started, STEADYFS_MODEL_BUDGET to change it). The first seed is
+  STEADYFS_MODEL_SEED, or drawn from the clock; it is printed, and a
+  divergence prints the shortest trace found and the command that
+  replays it:
+
+      STEADYFS_BUILD=$PWD/build /usr/bin/python3 test/modelcheck.py --seed N --ops M
+
+Nothing here asserts a time: the budget only decides how many seeds run.
+"""
+
+import os
+import time
+
+import pytest
+
+import modelcheck
+import mounts
+
+pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
+                                reason="/dev/fuse is missing")
+
+MODEL_BUDGET = float(os.environ.get("STEADYFS_MODEL_BUDGET") or 100)
+RANDOM_OPS = 150
+SHRINK_SECONDS = 40
+
+
+def read_seeds():
+    """(id, seed, ops, faults, known) for each line of the seed file:
+    `SEED OPS FAULTS [known] # what it found`."""
+    out = []
+    with open(modelcheck.SEEDS_FILE) as f:
+        for line in f:
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            seed, ops, faults = int(words[0]), int(words[1]), words[2]
+            known = "known" in words[3:]
+            out.append((f"seed{seed}-{ops}-{faults}{'-known' if known else ''}",
+                        seed, ops, faults, known))
+    return out
+
+
+SEEDS = read_seeds()
+
+
+@pytest.fixture
+def env(sshd, tmp_path):
+    return modelcheck.Env(sshd, str(tmp_path))
+
+
+def run_seed(env, seed, ops, faults, known, shrink=0):
+    faults = modelcheck.parse_faults(faults)
+    d, stats, small = modelcheck.check_seed(env, seed, ops, faults, known,
+                                            shrink_secs=shrink)
+    if d is None:
+        return stats
+    lines = []
+    modelcheck.print_divergence(d, small, out=lines.append)
+    path = modelcheck.save_trace(small, os.path.join(
+        mounts.build_dir(), f"modelcheck-{seed}.json"),
+        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": known})
+    lines.append(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
+    lines.append("replay: " + modelcheck.replay_command(seed, ops, faults, known))
+    lines.append("--- daemon log (tail) ---")
+    lines.append(getattr(d, "stderr", "")[-4000:])
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", SEEDS, ids=[s[0] for s in SEEDS])
+def test_regression_seed(case, env):
+    _, seed, ops, faults, known = case
+    if known and not modelcheck.known_bugs_default():
+        pytest.skip(f"hits an open finding: set {modelcheck.KNOWN_BUGS_ENV}=1")
+    run_seed(env, seed, ops, faults, known)
+
+
+@pytest.mark.timeout(MODEL_BUDGET + 400)
+def test_random_seeds(env):
+    first = int(os.environ.get("STEADYFS_MODEL_SEED") or time.time() % 1_000_000)
+    known = modelcheck.known_bugs_default()
+    faults = ",".join(modelcheck.FAULT_KINDS)
+    total = modelcheck.Stats()
+    seed, end = first, time.monotonic() + MODEL_BUDGET
+    print(f"\nmodel checker: first seed {first}, {RANDOM_OPS} calls each, "
+          f"faults {faults}{', known bugs on' if known else ''}")
+    while True:
+        print(f"model checker: seed {seed}", flush=True)
+        total.merge(run_seed(env, seed, RANDOM_OPS, faults, known, SHRINK_SECONDS))
+        seed += 1
+        if time.monotonic() >= end:
+            break
+    print(total.report())
+    assert total.runs >= 1 and sum(total.ops.values()) > 0

@@ -2,10 +2,12 @@
 
 - Every seed in test/modelcheck-seeds.txt (failures it found, kept as
   regression cases) is replayed and must show no divergence. Seeds marked
-  `known` hit an open finding of issue 14; they run only with
-  STEADYFS_MODEL_KNOWN_BUGS=1, which also turns on the calls that hit
-  those findings (renaming or removing open files, truncating below
-  queued writes, filling the write window during an outage, ...).
+  `known=BUGS` hit open findings (issue 14's f1, f2, f3, f10; m1-m3 found
+  by the checker; docs/modelcheck.md); they run only when
+  STEADYFS_MODEL_KNOWN_BUGS names them (or is 1), which also turns on the
+  calls that hit those findings (renaming or removing open files,
+  truncating below queued writes, filling the write window during an
+  outage, ...).
 - New seeds, with every fault kind, for a fixed budget (MODEL_BUDGET s
   of seeds started, STEADYFS_MODEL_BUDGET to change it). The first seed is
   STEADYFS_MODEL_SEED, or drawn from the clock; it is printed, and a
@@ -17,6 +19,7 @@
 Nothing here asserts a time: the budget only decides how many seeds run.
 """
 
+import json
 import os
 import time
 
@@ -34,18 +37,28 @@ SHRINK_SECONDS = 40
 
 
 def read_seeds():
-    """(id, seed, ops, faults, known) for each line of the seed file:
-    `SEED OPS FAULTS [known] # what it found`."""
+    """(id, seed, ops, faults, known, trace) for each line of the seed
+    file: `SEED OPS FAULTS [known=BUG,...] [trace=FILE] # what it found`.
+    With a trace (test/modelcheck-traces/FILE, the shortest one the
+    shrinker found) that trace is replayed instead of the whole seed."""
     out = []
     with open(modelcheck.SEEDS_FILE) as f:
         for line in f:
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
-            seed, ops, faults = int(words[0]), int(words[1]), words[2]
-            known = "known" in words[3:]
-            out.append((f"seed{seed}-{ops}-{faults}{'-known' if known else ''}",
-                        seed, ops, faults, known))
+            seed, ops, faults = words[0], words[1], words[2]
+            seed = int(seed) if seed != "-" else None
+            ops = int(ops) if ops != "-" else None
+            known, trace = frozenset(), None
+            for w in words[3:]:
+                if w.startswith("known="):
+                    known = modelcheck.parse_known(w[len("known="):])
+                elif w.startswith("trace="):
+                    trace = w[len("trace="):]
+            name = trace[:-5] if trace else f"seed{seed}-{ops}-{faults}" + \
+                "".join("-" + b for b in sorted(known))
+            out.append((name, seed, ops, faults, known, trace))
     return out
 
 
@@ -67,7 +80,7 @@ def run_seed(env, seed, ops, faults, known, shrink=0):
     modelcheck.print_divergence(d, small, out=lines.append)
     path = modelcheck.save_trace(small, os.path.join(
         mounts.build_dir(), f"modelcheck-{seed}.json"),
-        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": known})
+        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": sorted(known)})
     lines.append(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
     lines.append("replay: " + modelcheck.replay_command(seed, ops, faults, known))
     lines.append("--- daemon log (tail) ---")
@@ -78,10 +91,24 @@ def run_seed(env, seed, ops, faults, known, shrink=0):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("case", SEEDS, ids=[s[0] for s in SEEDS])
 def test_regression_seed(case, env):
-    _, seed, ops, faults, known = case
-    if known and not modelcheck.known_bugs_default():
-        pytest.skip(f"hits an open finding: set {modelcheck.KNOWN_BUGS_ENV}=1")
-    run_seed(env, seed, ops, faults, known)
+    _, seed, ops, faults, known, trace = case
+    if not known <= modelcheck.known_bugs_default():
+        pytest.skip(f"hits open findings {sorted(known)}: set "
+                    f"{modelcheck.KNOWN_BUGS_ENV}={','.join(sorted(known))} (or 1)")
+    if trace is None:
+        run_seed(env, seed, ops, faults, known)
+        return
+    with open(os.path.join(modelcheck.TRACES_DIR, trace)) as f:
+        steps = json.load(f)["trace"]
+    d = modelcheck.Run(env, steps).run()
+    if d is not None:
+        lines = []
+        modelcheck.print_divergence(d, steps[:d.index + 1], out=lines.append)
+        lines.append("replay: /usr/bin/python3 test/modelcheck.py --trace "
+                     f"test/modelcheck-traces/{trace}")
+        lines.append("--- daemon log (tail) ---")
+        lines.append(getattr(d, "stderr", "")[-4000:])
+        pytest.fail("\n".join(lines), pytrace=False)
 
 
 @pytest.mark.timeout(MODEL_BUDGET + 400)
@@ -92,7 +119,7 @@ def test_random_seeds(env):
     total = modelcheck.Stats()
     seed, end = first, time.monotonic() + MODEL_BUDGET
     print(f"\nmodel checker: first seed {first}, {RANDOM_OPS} calls each, "
-          f"faults {faults}{', known bugs on' if known else ''}")
+          f"faults {faults}{', known bugs ' + modelcheck.known_str(known) if known else ''}")
     while True:
         print(f"model checker: seed {seed}", flush=True)
         total.merge(run_seed(env, seed, RANDOM_OPS, faults, known, SHRINK_SECONDS))

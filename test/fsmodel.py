@@ -9,7 +9,7 @@ success with the values a read, stat, readdir or readlink must return, and
 what the call changes.
 
 Faults make the contract nondeterministic, and the checker keeps a set of
-worlds for that (modelcheck.Worlds): a call that failed with EIO during an
+worlds for that (modelworlds.Worlds): a call that failed with EIO during an
 outage may or may not have been done on the server (mkdir, rename,
 truncate, ...: both worlds are kept), a write that failed with EIO wrote
 none of its bytes (one world), data that a killed daemon held may have
@@ -134,7 +134,7 @@ class Expect:
         self.err, self.check, self.apply, self.cls = err, check, apply, cls
 
 
-def _eq(what, want, got):
+def eq(what, want, got):
     if want == got:
         return None
     if isinstance(want, (bytes, bytearray)):
@@ -368,7 +368,7 @@ class World:
         want = self.inodes[f.ino].data()[req["off"]:req["off"] + req["len"]]
         if not self._readable(f):
             return Expect(check=lambda r: None)
-        return Expect(check=lambda r: _eq("pread", want, bytes.fromhex(r["data"])))
+        return Expect(check=lambda r: eq("pread", want, bytes.fromhex(r["data"])))
 
     _x_mmap_read = _x_pread
 
@@ -401,15 +401,15 @@ class World:
         """Type, size, permissions and the mtime utimens set. A file with
         a second name is two kernel inodes with their own attribute
         caches: only its type is checked."""
-        msg = _eq(f"{what} kind", n.kind, r["kind"])
+        msg = eq(f"{what} kind", n.kind, r["kind"])
         if msg or n.linked:
             return msg
         if n.kind == "f" and not n.suspect:
-            msg = _eq(f"{what} size", len(n.data()), r["size"])
+            msg = eq(f"{what} size", len(n.data()), r["size"])
         if not msg and n.kind != "l":
-            msg = _eq(f"{what} perm", oct(n.perm), oct(r["perm"]))
+            msg = eq(f"{what} perm", oct(n.perm), oct(r["perm"]))
         if not msg and n.mtime is not None:
-            msg = _eq(f"{what} mtime", n.mtime, r["mtime"])
+            msg = eq(f"{what} mtime", n.mtime, r["mtime"])
         return msg
 
     def _x_fstat(self, req):
@@ -444,7 +444,7 @@ class World:
         if n.suspect or n.linked:
             return Expect(check=lambda r: None)
         want = n.data()
-        return Expect(check=lambda r: _eq("cat", want, bytes.fromhex(r["data"])))
+        return Expect(check=lambda r: eq("cat", want, bytes.fromhex(r["data"])))
 
     def _x_lstat(self, req):
         n = self.node(req["path"])
@@ -461,7 +461,7 @@ class World:
         if n.kind != "d":
             return Expect(errno.ENOTDIR)
         want = self.children(req["path"])
-        return Expect(check=lambda r: _eq(
+        return Expect(check=lambda r: eq(
             "readdir", want, [x for x in r["names"] if not hidden(x)]))
 
     def _x_readlink(self, req):
@@ -470,7 +470,7 @@ class World:
             return self._missing(req["path"])
         if n.kind != "l":
             return Expect(errno.EINVAL)
-        return Expect(check=lambda r: _eq("readlink", n.target, r["target"]))
+        return Expect(check=lambda r: eq("readlink", n.target, r["target"]))
 
     def _x_truncate(self, req):
         n = self.node(req["path"])

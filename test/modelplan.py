@@ -22,7 +22,7 @@ KNOWN_BUGS_ENV = "STEADYFS_MODEL_KNOWN_BUGS"
 # The open findings whose calls the planner avoids unless asked
 # (docs/modelcheck.md, "Known bugs"): issue 14's findings 1, 2, 3 and 10,
 # the documented late write after a frozen link, and M1-M3 found here.
-KNOWN_BUGS = ("f1", "f2", "f3", "f10", "late", "m1", "m2", "m3")
+KNOWN_BUGS = ("f1", "f2", "f3", "f10", "late", "m1", "m2", "m3", "m4", "m5")
 
 
 def parse_known(s):
@@ -380,15 +380,27 @@ class Planner:
     # ---- the trace --------------------------------------------------------
 
     def fresh(self, step):
-        """Finding M3: stat and reads of a file show the server's size and
-        bytes while a write to it is still queued. Unless known bugs are
-        on, an fsync of the writer comes first."""
-        if self.bug("m3") or "op" not in step:
+        """Unless their bug is on, an fsync of the writer comes before
+        M3: a stat or read of a file with writes still queued (the
+        server's size and bytes come back), M4: a write overlapping one
+        still queued through another descriptor (either may land last),
+        M5: a utimens of a file with writes still queued (they land
+        after it and set the mtime to now)."""
+        if "op" not in step:
             return step
-        if step["op"] in ("pread", "mmap_read", "fstat", "copy"):
+        op = step["op"]
+        if op in ("pread", "mmap_read", "fstat", "copy") and not self.bug("m3"):
             ino = self.w.fds[step.get("src", step["fd"])].ino
-        elif step["op"] in ("cat", "lstat") and step["path"] in self.w.names:
+        elif op in ("cat", "lstat") and step["path"] in self.w.names and not self.bug("m3"):
             ino = self.w.names[step["path"]]
+        elif op == "utime" and step["path"] in self.w.names and not self.bug("m5"):
+            ino = self.w.names[step["path"]]
+        elif op in ("pwrite", "write", "mmap_write", "copy") and not self.bug("m4"):
+            ino = self.w.fds[step["fd"]].ino
+            for k, i in self.dirty.items():
+                if i == ino and k != step["fd"]:
+                    return {"op": "fsync", "fd": k}
+            return step
         else:
             return step
         for k, i in self.dirty.items():

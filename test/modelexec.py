@@ -14,6 +14,7 @@ data_bytes(T, N), which the checker computes the same way.
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import mmap
 import os
@@ -66,11 +67,13 @@ def _mapped(fd, write, fn):
 def do(req):
     op = req["op"]
     fd = FDS.get(req.get("fd"))
+    if "fd" in req and fd is None:
+        raise OSError(errno.EBADF, "no such descriptor id")
     if op == "open":
         FDS[req["id"]] = os.open(_p(req["path"]), req["flags"], req.get("mode", 0o644))
         return {}
     if op == "close":
-        FDS.pop(req["fd"])
+        del FDS[req["fd"]]
         os.close(fd)
         return {}
     if op == "pwrite":

@@ -132,6 +132,8 @@ class Worlds:
         if x.cls == "maybe":
             done = w.copy()
             x.apply(done, res)
+            if req["op"] == "open":
+                done.fds.pop(req["id"])  # created or truncated, but no descriptor
             return [w, done], None
         if x.cls == "close":
             # Its queued data is sent until op_timeout after the release,

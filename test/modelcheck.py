@@ -204,6 +204,7 @@ class Run:
         self.outage = None      # (mode, end time) while an outage is on
         self.timer = None
         self.kill_next = None   # a kill to make while the next call runs
+        self.old_sessions = set()
         self.mount = self.proxy = self.ex = None
 
     def control(self, name, timeout=3.0):
@@ -362,19 +363,35 @@ class Run:
             # loss only for an upgrade during an outage).
             self.settle(i, s)
 
+    def sessions(self):
+        """Pids of the sshd's session processes (this run's mount only:
+        runs do not share a moment on one sshd)."""
+        return set(sshdfix.descendants(self.env.sshd.pid or 0))
+
     def kill_daemon(self, i, s):
         self.stats.faults["daemon kill" + (" during a call" if s.get("during") is not None
                                            else "")] += 1
         pid = self.mount.daemon_pid()
         if pid is None:
             raise Divergence(i, s, "kill: the keeper has no daemon child")
+        self.old_sessions = self.sessions()
         os.kill(pid, signal.SIGKILL)
         return pid
 
     def after_kill(self, i, s, pid):
         self.wait_new_daemon(i, s, pid)
+        self.wait_sessions_gone(i, s)
         self.worlds.daemon_died()
         self.settle(i, s)
+
+    def wait_sessions_gone(self, i, s):
+        """The dead daemon's writes already in its sockets still reach
+        the server (M6: after the new daemon called them lost); what the
+        server holds is known once its sessions have ended there."""
+        old, self.old_sessions = self.old_sessions, set()
+        if not mounts.wait_gone(list(old), SETTLE_BOUND):
+            raise Divergence(i, s, f"the killed daemon's sshd sessions {sorted(old)} "
+                             f"did not end in {SETTLE_BOUND} s")
 
     def wait_new_daemon(self, i, s, old):
         deadline = time.monotonic() + 20

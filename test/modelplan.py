@@ -126,8 +126,8 @@ class Planner:
         r = self.rng
         kinds = ["open"] * 8 + ["close"] * 5 + ["pwrite"] * 12 + ["write"] * 5 + \
             ["pread"] * 9 + ["fsync"] * 4 + ["fstat"] * 3 + ["ftruncate"] * 4 + \
-            ["truncate"] * 3 + ["copy"] * 3 + ["mmap_read"] * 2 + \
-            ["mmap_write"] * 2 + ["fallocate"] * 1 + ["cat"] * 4 + \
+            ["truncate"] * 3 + ["copy"] * 4 + ["mmap_read"] * 4 + \
+            ["mmap_write"] * 4 + ["fallocate"] * 1 + ["cat"] * 4 + \
             ["lstat"] * 4 + ["readdir"] * 3 + ["mkdir"] * 3 + ["rmdir"] * 2 + \
             ["unlink"] * 3 + ["rename"] * 5 + ["link"] * 2 + ["symlink"] * 2 + \
             ["readlink"] * 2 + ["chmod"] * 2 + ["utime"] * 2

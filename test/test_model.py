@@ -31,8 +31,8 @@ import mounts
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
                                 reason="/dev/fuse is missing")
 
-MODEL_BUDGET = float(os.environ.get("STEADYFS_MODEL_BUDGET") or 100)
-RANDOM_OPS = 150
+MODEL_BUDGET = float(os.environ.get("STEADYFS_MODEL_BUDGET") or 90)
+RANDOM_OPS = 120
 SHRINK_SECONDS = 40
 
 

@@ -23,6 +23,11 @@ KNOWN_BUGS_ENV = "STEADYFS_MODEL_KNOWN_BUGS"
 # (docs/modelcheck.md, "Known bugs"): issue 14's findings 1, 2, 3 and 10,
 # the documented late write after a frozen link, and M1-M3 found here.
 KNOWN_BUGS = ("f1", "f2", "f3", "f10", "late", "m1", "m2", "m3", "m4", "m5")
+# Those not fixed yet on this branch: the planner avoids their calls and
+# test_model.py skips their regression traces unless STEADYFS_MODEL_KNOWN_BUGS
+# names them. Remove a name once its fix is in: from then on every run
+# makes those calls, and its traces run in `make check`.
+OPEN_BUGS = frozenset(KNOWN_BUGS)
 
 
 def parse_known(s):
@@ -112,7 +117,8 @@ class Planner:
         return self.rng.randint(0, max(0, hi))
 
     def bug(self, name):
-        return name in self.known_bugs
+        """Make the calls of this finding: fixed, or asked for."""
+        return name not in OPEN_BUGS or name in self.known_bugs
 
     def may_touch(self, path, bug="f10"):
         """Renaming (f1) or removing or replacing (f10) a file or folder

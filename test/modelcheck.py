@@ -52,8 +52,8 @@ import mounts  # noqa: E402
 import sshdfix  # noqa: E402
 from fsmodel import hidden  # noqa: E402
 from modelplan import (FAULT_KINDS, KNOWN_BUGS, KNOWN_BUGS_ENV,  # noqa: E402
-                       OPEN_BUGS, fmt_step, known_bugs_default,  # noqa: F401 (test_model.py)
-                       known_str, make_trace, parse_known)
+                       fmt_step, known_bugs_default, known_str, make_trace,
+                       parse_known)
 from modelworlds import MAX_WORLDS, Divergence, Worlds, ename  # noqa: E402
 
 OP_TIMEOUT, CONNECT_TIMEOUT = 4, 2

@@ -26,6 +26,7 @@ import time
 import pytest
 
 import modelcheck
+import modelplan
 import mounts
 
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
@@ -92,7 +93,7 @@ def run_seed(env, seed, ops, faults, known, shrink=0):
 @pytest.mark.parametrize("case", SEEDS, ids=[s[0] for s in SEEDS])
 def test_regression_seed(case, env):
     _, seed, ops, faults, known, trace = case
-    if not known <= (set(modelcheck.KNOWN_BUGS) - modelcheck.OPEN_BUGS) | \
+    if not known <= (set(modelplan.KNOWN_BUGS) - modelplan.OPEN_BUGS) | \
             modelcheck.known_bugs_default():
         pytest.skip(f"hits open findings {sorted(known)}: set "
                     f"{modelcheck.KNOWN_BUGS_ENV}={','.join(sorted(known))} (or 1)")

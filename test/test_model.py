@@ -2,7 +2,7 @@
 
 - Every seed in test/modelcheck-seeds.txt (failures it found, kept as
   regression cases) is replayed and must show no divergence. Seeds marked
-  `known=BUGS` hit findings (issue 14's f1, f2, f3, f10; m1-m6 found by
+  `known=BUGS` hit findings (issue 14's f1, f2, f3, f10; m1-m7 found by
   the checker; docs/modelcheck.md); while one of them is still in
   modelplan.OPEN_BUGS they run only when STEADYFS_MODEL_KNOWN_BUGS names
   it (or is 1), which also turns on the calls that hit those findings

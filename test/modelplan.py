@@ -74,6 +74,7 @@ class Planner:
         self.blip_left = 0
         self.dirty = {}          # fd id -> inode, writes not yet fsynced
         self.outage_writes = set()  # inodes written during this outage
+        self.stale = set()       # fds whose remote handle a fault made stale
 
     # ---- picking ---------------------------------------------------------
 
@@ -394,7 +395,8 @@ class Planner:
         still queued through another descriptor (either may land last),
         M5: a utimens of a file with writes still queued (they land
         after it and set the mtime to now); and M7: a second write to a
-        file during an outage is left out (None)."""
+        file during an outage is left out (None), and a descriptor's
+        handle is reopened (fsync) after a fault before it writes."""
         if "op" not in step:
             return step
         op = step["op"]
@@ -412,6 +414,11 @@ class Planner:
                 if ino in self.outage_writes:
                     return None
                 self.outage_writes.add(ino)
+            elif step["fd"] in self.stale and not self.bug("m7"):
+                # The same for writes queued while the handle is reopened
+                # after a cut, a kill or an upgrade: an fsync reopens it.
+                self.stale.discard(step["fd"])
+                return {"op": "fsync", "fd": step["fd"]}
             if not self.bug("m4"):
                 for k, i in self.dirty.items():
                     if i == ino and k != step["fd"]:
@@ -453,6 +460,8 @@ class Planner:
             if self.fault_rate and not self.outage_left and self.rng.random() < self.fault_rate:
                 f = self.fault()
                 self.steps.append(f)
+                if f["fault"] != "blackhole":
+                    self.stale = set(self.w.fds)
                 if f["fault"] == "outage" and self.bug("f3") and self.rng.random() < 0.5:
                     for s in self.flood():
                         self.steps.append(s)

@@ -622,7 +622,8 @@ def main(argv=None):
                         mounts.build_dir(), f"modelcheck-{seed}"
                         f"{'-' + known_str(args.known_bugs) if args.known_bugs else ''}.json"),
                         {"seed": seed, "ops": args.ops, "faults": args.faults,
-                         "known_bugs": sorted(args.known_bugs)})
+                         "known_bugs": sorted(args.known_bugs),
+                         "divergence": f"step {d.index}: {d.what}"})
                     with open(path[:-5] + ".stderr", "w") as f:
                         f.write(getattr(d, "stderr", ""))
                     print(f"daemon log: {path[:-5]}.stderr")

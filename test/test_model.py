@@ -81,7 +81,8 @@ def run_seed(env, seed, ops, faults, known, shrink=0):
     modelcheck.print_divergence(d, small, out=lines.append)
     path = modelcheck.save_trace(small, os.path.join(
         mounts.build_dir(), f"modelcheck-{seed}.json"),
-        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": sorted(known)})
+        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": sorted(known),
+         "divergence": f"step {d.index}: {d.what}"})
     lines.append(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
     lines.append("replay: " + modelcheck.replay_command(seed, ops, faults, known))
     lines.append("--- daemon log (tail) ---")

@@ -8,6 +8,7 @@
 #   make fuzz-restore    libFuzzer on the take-over state's restore path
 #   make demo            a throwaway sshd, a mount, a write, an outage, recovery
 #   make bench           throughput against sshfs, same run, printed as ratios
+#   make soak [SOAK_MINUTES=N]  the model checker over many seeds with faults
 #   make install [DESTDIR=...] [PREFIX=/usr/local]
 #
 # Sources are found by folder: lib/*.c is the shared library, fs/*.c the
@@ -73,7 +74,7 @@ ifneq ($(RECOVER_SRC),)
 endif
 
 .PHONY: all deps check unit pytest fuzz fuzz-replay fuzz-restore \
-	fuzz-restore-coverage demo bench install \
+	fuzz-restore-coverage demo bench soak install \
 	uninstall clean
 all: $(PROGS)
 
@@ -205,6 +206,15 @@ bench: all
 	STEADYFS_BUILD=$(CURDIR)/$(B) $(PYTEST) -q -s -p no:cacheprovider \
 		test/bench/bench_proxy.py
 	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B) --transport
+
+# The model checker (docs/modelcheck.md) for SOAK_MINUTES over new seeds,
+# every fault kind; prints calls per type and faults per kind at the end.
+# `make check` runs it too, for a fixed budget (test/test_model.py).
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
+soak: all
+	STEADYFS_BUILD=$(CURDIR)/$(B) /usr/bin/python3 test/modelcheck.py \
+		--minutes $(SOAK_MINUTES) --keep-going --shrink-seconds 120 $(SOAK_ARGS)
 
 # ---- install -------------------------------------------------------------
 # mount(8) finds no helper named mount.fuse.steadyfs in /sbin, so it runs

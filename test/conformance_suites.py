@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -124,17 +125,16 @@ def run_pjdfstest(tools, mnt, scratch, logdir, args):
 # ---- fsx -----------------------------------------------------------------------
 
 def _fsx_failure(out_text, fsxlog):
-    """The lines that say why fsx stopped, and the last operations it
-    logged before (its .fsxlog ends with the failing operation)."""
+    """The lines that say why fsx stopped, and, as context, the last
+    operations it logged (its .fsxlog ends with the failing one)."""
     lines = [l for l in out_text.splitlines()
-             if re.search(r"error|mismatch|bad|failed|expected|short",
+             if re.search(r"\b(error|mismatch|bad|failed|expected|short)\b",
                           l, re.IGNORECASE)][:6]
+    ops = []
     if os.path.exists(fsxlog):
         with open(fsxlog, errors="replace") as f:
-            ops = [l.rstrip() for l in f if re.match(r"^\d+\(", l.strip())
-                   or re.match(r"^\s*\d+ ", l)]
-        lines += ["last ops:"] + ops[-4:]
-    return lines
+            ops = [l.rstrip() for l in f if re.match(r"^\d+\(", l.strip())]
+    return lines, ops[-4:]
 
 
 def run_fsx(tools, mnt, scratch, logdir, args):
@@ -156,10 +156,16 @@ def run_fsx(tools, mnt, scratch, logdir, args):
                 notes.add(re.sub(r"^\S+: ", "", l.strip()))
         if rc == 0:
             groups[f"seed {seed}"] = _group(1, 1)
-        else:
-            why = (["timed out"] if rc is None else
-                   _fsx_failure(text, os.path.join(logdir, f"{name}.fsxlog")))
-            groups[f"seed {seed}"] = _group(1, 0, why)
+            continue
+        why, ops = ["timed out"], []
+        if rc is not None:
+            why, ops = _fsx_failure(text, os.path.join(logdir, f"{name}.fsxlog"))
+        if rc is not None and rc < 0:
+            # Killed (SIGBUS from a mapped access past a wrong EOF): no
+            # log dump; `fsx -d` prints the operations as they go.
+            why.insert(0, f"killed by {signal.Signals(-rc).name}")
+        groups[f"seed {seed}"] = dict(_group(1, 0, why or [f"exit status {rc}"]),
+                                      context=ops)
     return _result(groups, time.monotonic() - t0, sorted(notes))
 
 
@@ -213,11 +219,17 @@ def _fsync_all(root):
 def compare_trees(local, remote):
     """Lines naming each path whose view through the mount differs from
     the server's copy (missing, extra, other type, size or bytes)."""
+    def show(e):
+        if e is None:
+            return "missing"
+        kind, size, what = e
+        return {"file": f"{size} bytes sha256 {what[:12]}",
+                "link": f"link to {what}"}.get(kind, f"{kind} {what}".strip())
     diffs = []
     for rel in sorted(set(local) | set(remote)):
         a, b = local.get(rel), remote.get(rel)
         if a != b:
-            diffs.append(f"{rel}: mount {a} server {b}")
+            diffs.append(f"{rel}: mount {show(a)}, server {show(b)}")
     return diffs
 
 
@@ -245,6 +257,9 @@ def run_fsstress(tools, mnt, scratch, logdir, args):
                     tally[op][err] += 1
                     if err == 5 and len(eio) < 5:
                         eio.append("EIO: " + line.strip())
+                elif line.rstrip().endswith("Bus error") and len(eio) < 5:
+                    # A mapped access past the end the kernel was told.
+                    eio.append("SIGBUS: " + line.strip())
         failures = []
         if rc != 0:
             failures.append("timed out" if rc is None else f"exit status {rc}")

@@ -95,7 +95,7 @@ def test_failures_after_a_missing_fifo_follow_from_it():
     assert conformance_report.classify_group("chmod/01.t", lines) == [
         "no special files", "after a missing special file",
         "after a missing special file", "one server identity",
-        "whole-second times, no ctime"]
+        "whole-second times and no ctime"]
 
 
 def test_missing_peers_dir_says_how_to_get_one():

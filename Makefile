@@ -253,27 +253,34 @@ conformance-peers:
 		echo "  git clone https://github.com/kdave/xfstests.git DIR/xfstests" >&2; \
 		echo "  make conformance PEERS_DIR=DIR" >&2; exit 2; fi
 
-# A copy of the checkout without its .git, built in place; its log is
-# printed only when the build fails.
+# A copy of the checkout without its .git, built in place by a make that
+# does not inherit this one's command-line variables (CC=, B=, ...); its
+# log is printed only when the build fails.
+PEER_MAKE := env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make
 define conf_copy
 	rm -rf $(CONF)/$(1) && mkdir -p $(CONF)/$(1) && \
 	(cd $(PEERS_DIR)/$(1) && tar --exclude=.git -cf - .) | tar -xf - -C $(CONF)/$(1)
 endef
 
-$(CONF)/pjdfstest/pjdfstest: | conformance-deps conformance-peers
+# PEERS_DIR is checked only when something is built from it: once built,
+# the suites run without it.
+$(CONF)/pjdfstest/pjdfstest: | conformance-deps
+	@$(MAKE) --no-print-directory conformance-peers
 	@echo "conformance: building pjdfstest from $(PEERS_DIR)/pjdfstest"
 	@$(call conf_copy,pjdfstest)
-	@cd $(CONF)/pjdfstest && (autoreconf -ifs && ./configure && $(MAKE) pjdfstest) \
+	@cd $(CONF)/pjdfstest && (autoreconf -ifs && ./configure && $(PEER_MAKE) pjdfstest) \
 		> ../pjdfstest-build.log 2>&1 || { tail -30 ../pjdfstest-build.log; exit 1; }
 
-$(CONF)/xfstests/ltp/fsx: | conformance-deps conformance-peers
+$(CONF)/xfstests/ltp/fsx: | conformance-deps
+	@$(MAKE) --no-print-directory conformance-peers
 	@echo "conformance: building fsx and fsstress from $(PEERS_DIR)/xfstests"
 	@$(call conf_copy,xfstests)
-	@cd $(CONF)/xfstests && ($(MAKE) configure && ./configure && $(MAKE) -C include && \
-		$(MAKE) -C lib && $(MAKE) -C ltp fsx fsstress) \
+	@cd $(CONF)/xfstests && ($(PEER_MAKE) configure && ./configure && \
+		$(PEER_MAKE) -C include && $(PEER_MAKE) -C lib && \
+		$(PEER_MAKE) -C ltp fsx fsstress) \
 		> ../xfstests-build.log 2>&1 || { tail -30 ../xfstests-build.log; exit 1; }
 
-conformance: all $(CONF)/pjdfstest/pjdfstest $(CONF)/xfstests/ltp/fsx
+conformance: all conformance-deps $(CONF)/pjdfstest/pjdfstest $(CONF)/xfstests/ltp/fsx
 	/usr/bin/python3 test/conformance.py --build $(CURDIR)/$(B) --tools $(CONF) \
 		--fs $(CONF_FS) --suites $(CONF_SUITES) --fsx-ops $(FSX_OPS) \
 		--fsx-seeds $(FSX_SEEDS) --fsstress-ops $(FSSTRESS_OPS) \

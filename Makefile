@@ -9,6 +9,8 @@
 #   make demo            a throwaway sshd, a mount, a write, an outage, recovery
 #   make bench           throughput against sshfs, same run, printed as ratios
 #   make soak [SOAK_MINUTES=N]  the model checker over many seeds with faults
+#   make conformance PEERS_DIR=...  pjdfstest, fsx, fsstress, fio, stress-ng
+#                        on steadyfs and sshfs; writes docs/conformance.md
 #   make install [DESTDIR=...] [PREFIX=/usr/local]
 #
 # Sources are found by folder: lib/*.c is the shared library, fs/*.c the
@@ -27,6 +29,12 @@ DEB_PKGS := make gcc clang pkg-config libfuse3-dev fuse3 libssh-dev \
 	libmount-dev libsystemd-dev libjson-c-dev openssh-server \
 	openssh-client sshfs python3-pytest prometheus \
 	prometheus-node-exporter man-db groff-base systemd util-linux
+# `make conformance` only: building pjdfstest and xfstests' fsx/fsstress,
+# and the suites Debian ships. `make deps` installs them too; the build's
+# own check (the stamp below) looks at DEB_PKGS only, so `make check` on a
+# fresh machine does not wait for them.
+CONF_PKGS := autoconf automake libtool perl xfslibs-dev libaio-dev uuid-dev \
+	libattr1-dev libacl1-dev liburing-dev fio stress-ng
 
 PKGS_FS      := fuse3 libssh mount libsystemd json-c
 PKGS_TOOLS   := mount json-c
@@ -73,24 +81,26 @@ ifneq ($(RECOVER_SRC),)
   PROGS += $(B)/steadyfs-recover
 endif
 
-.PHONY: all deps check unit pytest fuzz fuzz-replay fuzz-restore \
-	fuzz-restore-coverage demo bench soak install \
-	uninstall clean
+.PHONY: all deps deps-build check unit pytest fuzz fuzz-replay fuzz-restore \
+	fuzz-restore-coverage demo bench soak conformance install uninstall clean
 all: $(PROGS)
 
 # ---- dependencies --------------------------------------------------------
-# The stamp is remade (and `make deps` run) whenever a library or tool is
+# The stamp is remade (and `make deps-build` run) whenever a library or tool is
 # missing, so a fresh machine needs nothing but `make check`.
 $(B)/.deps-ok:
 	@mkdir -p $(B)
 	@if ! pkg-config --exists $(PKGS_FS) 2>/dev/null || \
 	    ! command -v sshfs >/dev/null || ! test -x /usr/sbin/sshd || \
 	    ! /usr/bin/python3 -c 'import pytest' 2>/dev/null; then \
-		$(MAKE) --no-print-directory deps; fi
+		$(MAKE) --no-print-directory deps-build; fi
 	@touch $@
 
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+# One apt-get update, then whatever of the list is missing.
+deps: PKG_LIST = $(DEB_PKGS) $(CONF_PKGS)
+deps-build: PKG_LIST = $(DEB_PKGS)
+deps deps-build:
+	@missing=$$(for p in $(PKG_LIST); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -215,6 +225,78 @@ SOAK_ARGS ?=
 soak: all
 	STEADYFS_BUILD=$(CURDIR)/$(B) /usr/bin/python3 test/modelcheck.py \
 		--minutes $(SOAK_MINUTES) --keep-going --shrink-seconds 120 $(SOAK_ARGS)
+
+# ---- conformance ---------------------------------------------------------
+# Independent suites on steadyfs and sshfs over one throwaway sshd
+# (test/conformance.py; docs/conformance.md says what a run shows and how
+# long it takes). pjdfstest and xfstests are not packaged by Debian: they
+# are built here, in $(CONF), from copies of a local checkout of each
+# (PEERS_DIR/pjdfstest, PEERS_DIR/xfstests); their source is never part of
+# this repository. Knobs: FSX_OPS, FSX_SEEDS (e.g. 1-5,7), FSSTRESS_OPS,
+# FSSTRESS_SEEDS, FIO_SIZE, STRESS_SECONDS, PJD_JOBS, CONF_FS
+# (steadyfs,sshfs), CONF_SUITES (pjdfstest,fsx,fsstress,fio,stress-ng),
+# CONF_DOC (the report; empty: none).
+PEERS_DIR      ?=
+CONF           := $(B)/conformance
+FSX_OPS        ?= 100000
+FSX_SEEDS      ?= 1-5
+FSSTRESS_OPS   ?= 2000
+FSSTRESS_SEEDS ?= 1-2
+FIO_SIZE       ?= 64m
+STRESS_SECONDS ?= 20
+PJD_JOBS       ?= 2
+CONF_FS        ?= steadyfs,sshfs
+CONF_SUITES    ?= pjdfstest,fsx,fsstress,fio,stress-ng
+CONF_DOC       ?= docs/conformance.md
+
+.PHONY: conformance-deps conformance-peers
+conformance-deps:
+	@for p in $(CONF_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q 'install ok installed' || { $(MAKE) --no-print-directory deps; break; }; done
+
+conformance-peers:
+	@if [ -z "$(PEERS_DIR)" ] || [ ! -f "$(PEERS_DIR)/pjdfstest/pjdfstest.c" ] || \
+	    [ ! -f "$(PEERS_DIR)/xfstests/ltp/fsx.c" ]; then \
+		echo "conformance: PEERS_DIR must name a folder holding checkouts of" >&2; \
+		echo "  pjdfstest/ and xfstests/ (PEERS_DIR='$(PEERS_DIR)'). Get one with:" >&2; \
+		echo "  git clone https://github.com/pjd/pjdfstest.git DIR/pjdfstest" >&2; \
+		echo "  git clone https://github.com/kdave/xfstests.git DIR/xfstests" >&2; \
+		echo "  make conformance PEERS_DIR=DIR" >&2; exit 2; fi
+
+# A copy of the checkout without its .git, built in place by a make that
+# does not inherit this one's command-line variables (CC=, B=, ...); its
+# log is printed only when the build fails.
+PEER_MAKE := env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make
+define conf_copy
+	rm -rf $(CONF)/$(1) && mkdir -p $(CONF)/$(1) && \
+	(cd $(PEERS_DIR)/$(1) && tar --exclude=.git -cf - .) | tar -xf - -C $(CONF)/$(1)
+endef
+
+# PEERS_DIR is checked only when something is built from it: once built,
+# the suites run without it.
+$(CONF)/pjdfstest/pjdfstest: | conformance-deps
+	@$(MAKE) --no-print-directory conformance-peers
+	@echo "conformance: building pjdfstest from $(PEERS_DIR)/pjdfstest"
+	@$(call conf_copy,pjdfstest)
+	@cd $(CONF)/pjdfstest && (autoreconf -ifs && ./configure && $(PEER_MAKE) pjdfstest) \
+		> ../pjdfstest-build.log 2>&1 || { tail -30 ../pjdfstest-build.log; exit 1; }
+
+$(CONF)/xfstests/ltp/fsx: | conformance-deps
+	@$(MAKE) --no-print-directory conformance-peers
+	@echo "conformance: building fsx and fsstress from $(PEERS_DIR)/xfstests"
+	@$(call conf_copy,xfstests)
+	@cd $(CONF)/xfstests && ($(PEER_MAKE) configure && ./configure && \
+		$(PEER_MAKE) -C include && $(PEER_MAKE) -C lib && \
+		$(PEER_MAKE) -C ltp fsx fsstress) \
+		> ../xfstests-build.log 2>&1 || { tail -30 ../xfstests-build.log; exit 1; }
+
+conformance: all conformance-deps $(CONF)/pjdfstest/pjdfstest $(CONF)/xfstests/ltp/fsx
+	/usr/bin/python3 test/conformance.py --build $(CURDIR)/$(B) --tools $(CONF) \
+		--fs $(CONF_FS) --suites $(CONF_SUITES) --fsx-ops $(FSX_OPS) \
+		--fsx-seeds $(FSX_SEEDS) --fsstress-ops $(FSSTRESS_OPS) \
+		--fsstress-seeds $(FSSTRESS_SEEDS) --fio-size $(FIO_SIZE) \
+		--stress-seconds $(STRESS_SECONDS) --pjd-jobs $(PJD_JOBS) \
+		$(if $(CONF_DOC),--doc $(CONF_DOC))
 
 # ---- install -------------------------------------------------------------
 # mount(8) finds no helper named mount.fuse.steadyfs in /sbin, so it runs

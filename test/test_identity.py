@@ -15,11 +15,15 @@
   fstat shows nlink 0, listings do not show the hidden name, the hidden
   file is gone from the server after close, and the folder can be
   removed, even while the descriptor is still open.
+- Both across a SIGKILL of the daemon (the keeper starts the next one):
+  the take-over state records a handle's node, not a path, and the
+  hidden name.
 """
 
 import errno
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -278,4 +282,56 @@ def test_rmdir_after_unlink_of_open_file(private):
     os.unlink(m.path("d2", "f"))
     os.close(fd)
     os.rmdir(m.path("d2"))
+    assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+# ---- across a daemon restart (the take-over state) ---------------------------
+
+def restart_daemon(m):
+    """SIGKILL the keeper's daemon child; wait for its successor."""
+    old = m.daemon_pid()
+    assert old
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: m.daemon_pid() not in (None, old), 10), \
+        "no new daemon after the kill"
+
+
+@pytest.mark.timeout(60)
+def test_renamed_file_keeps_its_descriptor_across_daemon_kill(private):
+    """The take-over state records the handle's node, not a path."""
+    m, server, remote = private(expect_errors=True)
+    fd = os.open(m.path("a"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.rename(m.path("a"), m.path("b"))
+        with open(m.path("a"), "wb") as f:
+            f.write(OTHER)
+        restart_daemon(m)
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(remote, "b")) == FIRST + SECOND
+    assert read_file(os.path.join(remote, "a")) == OTHER
+
+
+@pytest.mark.timeout(60)
+def test_unlinked_file_across_daemon_kill(private):
+    """The hidden name is in the take-over state: the next daemon reads
+    and writes the file through it and removes it after the close."""
+    m, server, remote = private(expect_errors=True)
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("f"))
+        restart_daemon(m)
+        assert os.pread(fd, 100, 0) == FIRST
+        assert os.fstat(fd).st_nlink == 0
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
     assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)

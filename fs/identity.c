@@ -36,10 +36,12 @@ void ident_sent(struct ident *id, uint64_t end)
 
 void ident_acked(struct ident *id, uint64_t end)
 {
+	/* Never past hi: an acknowledgement arriving after a truncate for a
+	 * write sent before it says nothing about the size now. */
+	if (end > id->hi)
+		end = id->hi;
 	if (end > id->lo)
 		id->lo = end;
-	if (end > id->hi)
-		id->hi = end;
 }
 
 void ident_truncated(struct ident *id, uint64_t size)

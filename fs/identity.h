@@ -50,7 +50,8 @@ struct ident {
  */
 void ident_seen(struct ident *id, uint64_t size, bool have_mtime,
 		uint32_t mtime, bool quiet);
-/* A write ending at `end` was sent / acknowledged. */
+/* A write ending at `end` was sent / acknowledged (an acknowledgement
+ * raises lo at most to hi: a truncate since may have cut it). */
 void ident_sent(struct ident *id, uint64_t end);
 void ident_acked(struct ident *id, uint64_t end);
 /* steadyfs set the size to `size` (truncate, O_TRUNC). */

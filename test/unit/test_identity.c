@@ -100,7 +100,11 @@ static void test_truncate_and_touch(void)
 	ident_touched(&id);         /* utimens: mtime not compared */
 	a = file(100, 7);
 	CHECK(ident_check(&id, &a) == NULL);
+	ident_sent(&id, 100);
 	ident_truncated(&id, 40);
+	CHECK_EQU(id.lo, 40);
+	CHECK_EQU(id.hi, 40);
+	ident_acked(&id, 100);      /* sent before the truncate */
 	CHECK_EQU(id.lo, 40);
 	CHECK_EQU(id.hi, 40);
 }

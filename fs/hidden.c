@@ -204,6 +204,15 @@ static void moved(struct op *op, const struct sftp_reply *r, int err)
 	struct evacuation *e = (struct evacuation *)op->data;
 	bool ok = !err && r->type == SSH_FXP_STATUS;
 
+	/* No answer: the rmdir fails as any call the link failed (never
+	 * ENOTEMPTY for a folder we could not empty). */
+	if (err) {
+		free(e->leaf);
+		e->leaf = NULL;
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
 	if (ok && r->u.status.code == SSH_FX_OK && e->moving)
 		nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
 	else if (ok && !e->moving && (r->u.status.code == SSH_FX_OK ||

@@ -575,7 +575,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	id = nodes_find(op->v->nodes, parent, name);
 	/* An open file keeps working under a hidden name (hidden.c); a
 	 * folder lets its hidden files still open go first. */
-	if (!rmdir && id && fh_node_open(op->v, id))
+	if (!rmdir && id && fh_node_held(op->v, id))
 		hidden_unlink(op, id, remove_send);
 	else if (rmdir && id)
 		hidden_evacuate(op, id, remove_send);

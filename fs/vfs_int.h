@@ -196,7 +196,9 @@ bool fh_node_held(struct vfs *v, uint64_t ino);
 /* ---- unlinked open files (hidden.c) ---- */
 /* True for a hidden name (never listed). */
 bool hidden_name(const char *name, size_t len);
-/* Unlinks (op->parent, op->leaf), node `id`, which has handles, by
+/* Unlinks (op->parent, op->leaf), node `id`, which has handles the
+ * kernel has not released (a released one still draining writes to it
+ * needs no name: its writes go to the removed file, as locally), by
  * renaming it to a hidden name; answers op. When the server refuses the
  * rename, continues in plain(op, NULL, 0) (a plain REMOVE). */
 void hidden_unlink(struct op *op, uint64_t id,

@@ -297,6 +297,33 @@ void ks_node_unlinked(struct keepstate *ks, int32_t slot)
 	__atomic_or_fetch(&s->flags, (uint16_t)NF_UNLINKED, __ATOMIC_RELEASE);
 }
 
+/* Sets or clears flag bits with one store (the thread owning the record
+ * is the only writer of its flags). */
+static void node_flags(struct nslot *s, uint16_t clear, uint16_t set)
+{
+	uint16_t f = __atomic_load_n(&s->flags, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&s->flags, (uint16_t)((f & ~clear) | set), __ATOMIC_RELEASE);
+}
+
+void ks_node_hidden(struct keepstate *ks, int32_t slot, bool hidden)
+{
+	node_flags(&ks->nodes[slot], NF_HIDDEN, hidden ? NF_HIDDEN : 0);
+}
+
+void ks_node_ident(struct keepstate *ks, int32_t slot, const struct ident *id)
+{
+	struct nslot *s = &ks->nodes[slot];
+
+	/* The values first: a reader that sees the flags sees them. */
+	__atomic_store_n(&s->id_lo, id->lo, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->id_hi, id->hi, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->id_mtime, id->mtime, __ATOMIC_RELAXED);
+	node_flags(s, NF_ID_ALL, (uint16_t)((id->known ? NF_ID_KNOWN : 0) |
+					     (id->written ? NF_ID_WRITTEN : 0) |
+					     (id->have_mtime ? NF_ID_MTIME : 0)));
+}
+
 int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
 		     const char *name)
 {
@@ -309,7 +336,11 @@ int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
 	}
 	node_fill(ks, &ks->nodes[ns], old->id, parent, name,
 		  __atomic_load_n(&old->nlookup, __ATOMIC_ACQUIRE),
-		  (uint16_t)(old->flags & NF_END_KNOWN), old->end);
+		  (uint16_t)(old->flags & (NF_END_KNOWN | NF_HIDDEN | NF_ID_ALL)),
+		  old->end);
+	ks->nodes[ns].id_lo = old->id_lo;
+	ks->nodes[ns].id_hi = old->id_hi;
+	ks->nodes[ns].id_mtime = old->id_mtime;
 	publish(&ks->nodes[ns].state, ST_LIVE);
 	node_free(ks, slot);
 	return ns;
@@ -391,6 +422,13 @@ void ks_nodes_each(struct keepstate *ks,
 		rec->end = s->end;
 		rec->end_known = s->flags & NF_END_KNOWN;
 		rec->unlinked = s->flags & NF_UNLINKED;
+		rec->hidden = s->flags & NF_HIDDEN;
+		rec->ident = (struct ident){
+			.known = s->flags & NF_ID_KNOWN,
+			.written = s->flags & NF_ID_WRITTEN,
+			.have_mtime = s->flags & NF_ID_MTIME,
+			.mtime = s->id_mtime, .lo = s->id_lo, .hi = s->id_hi,
+		};
 		memcpy(rec->name, s->name, sizeof(rec->name));
 		rec->name[KS_NAME_MAX] = 0;
 		fn(arg, rec, v[i].slot);
@@ -407,11 +445,9 @@ int32_t ks_fh_capacity(struct keepstate *ks)
 	return (int32_t)FH_CAP;
 }
 
-int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
-		  const char *path)
+int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags)
 {
 	struct fslot *s;
-	size_t len = strnlen(path, KS_PATH_MAX);
 	int32_t slot;
 
 	pthread_mutex_lock(&ks->lock);
@@ -426,8 +462,6 @@ int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
 	s->err = 0;
 	s->unacked = 0;
 	s->lo = s->hi = 0;
-	memcpy(s->path, path, len);
-	s->path[len] = 0;
 	publish(&s->state, ST_LIVE);
 	return slot;
 }
@@ -474,8 +508,6 @@ void ks_fh_read(const struct fslot *s, struct ks_fh *rec)
 	rec->unacked = __atomic_load_n(&s->unacked, __ATOMIC_ACQUIRE);
 	rec->lo = s->lo;
 	rec->hi = s->hi;
-	memcpy(rec->path, s->path, sizeof(rec->path));
-	rec->path[KS_PATH_MAX] = 0;
 }
 
 void ks_fhs_each(struct keepstate *ks,

@@ -5,7 +5,7 @@
  * The daemon writes it as it works; a new daemon (after a crash, a kill or
  * an upgrade) reads it to continue where the old one stopped: the saved
  * FUSE INIT request, the kernel's node ids with their (parent, name) and
- * lookup counts, open file handles (path, flags, unacknowledged range),
+ * lookup counts, open file handles (node, flags, unacknowledged range),
  * the unique ids of requests read but not yet answered, and the keeper's
  * counters (generation, restarts, last reason) and the last events of
  * .control/events.
@@ -31,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "identity.h"
 
 struct keepstate;
 
@@ -71,6 +73,8 @@ struct ks_node {
 	uint64_t id, parent, nlookup, end;
 	bool end_known;
 	bool unlinked;            /* the name no longer leads to it */
+	bool hidden;              /* unlinked while open: `name` is hidden */
+	struct ident ident;       /* what the "same file?" rule compares */
 	char name[KS_NAME_MAX + 1];
 };
 /* Records a node; returns its slot, or -1 when the table is full. */
@@ -79,8 +83,11 @@ int32_t ks_node_put(struct keepstate *ks, uint64_t id, uint64_t parent,
 void ks_node_nlookup(struct keepstate *ks, int32_t slot, uint64_t nlookup);
 void ks_node_end(struct keepstate *ks, int32_t slot, bool known, uint64_t end);
 void ks_node_unlinked(struct keepstate *ks, int32_t slot);
-/* A new name: returns the new slot (the old one is freed), or `slot`
- * unchanged and its record marked unlinked when the table is full. */
+void ks_node_hidden(struct keepstate *ks, int32_t slot, bool hidden);
+void ks_node_ident(struct keepstate *ks, int32_t slot, const struct ident *id);
+/* A new name: returns the new slot (the old one is freed; the other
+ * fields move along), or `slot` unchanged and its record marked unlinked
+ * when the table is full. */
 int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
 		     const char *name);
 void ks_node_drop(struct keepstate *ks, int32_t slot);
@@ -93,7 +100,9 @@ void ks_nodes_each(struct keepstate *ks,
 		   void (*fn)(void *arg, const struct ks_node *n, int32_t slot),
 		   void *arg);
 
-/* ---- open file handles ---- */
+/* ---- open file handles ----
+ * A handle records its node id, never a path: the path is the node's
+ * (renames of the file or of a folder above it move it along). */
 struct ks_fh {
 	uint64_t ino;
 	int flags;
@@ -101,10 +110,8 @@ struct ks_fh {
 	uint64_t unacked;         /* bytes not acknowledged by the server */
 	uint64_t lo, hi;          /* their range */
 	int err;                  /* an error not yet returned to the caller */
-	char path[KS_PATH_MAX + 1];
 };
-int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags,
-		  const char *path);
+int32_t ks_fh_put(struct keepstate *ks, uint64_t ino, int flags);
 void ks_fh_unacked(struct keepstate *ks, int32_t slot, uint64_t bytes,
 		   uint64_t lo, uint64_t hi);
 void ks_fh_released(struct keepstate *ks, int32_t slot);

@@ -17,7 +17,7 @@
 #include "keepstate.h"
 
 #define KS_MAGIC "SFKEEP1"
-#define KS_VERSION 1
+#define KS_VERSION 2   /* 2: node identity and hiding; handles by node */
 /* Capacities: a build may make them smaller (the restore fuzzer does, so
  * that its inputs reach full tables); the state's size says which. */
 #ifndef KS_NODE_CAP
@@ -42,9 +42,14 @@
 
 #define NF_END_KNOWN 1u
 #define NF_UNLINKED 2u
+#define NF_HIDDEN 4u
+#define NF_ID_KNOWN 8u
+#define NF_ID_WRITTEN 16u
+#define NF_ID_MTIME 32u
+#define NF_ID_ALL (NF_ID_KNOWN | NF_ID_WRITTEN | NF_ID_MTIME)
 /* Every flag a node record may carry: ks_validate drops a record with any
  * other bit set, so a new flag goes here too. */
-#define NF_ALL (NF_END_KNOWN | NF_UNLINKED)
+#define NF_ALL (NF_END_KNOWN | NF_UNLINKED | NF_HIDDEN | NF_ID_ALL)
 
 struct hdr {
 	char magic[8];
@@ -64,6 +69,9 @@ struct nslot {
 	uint16_t flags;
 	uint16_t namelen;
 	uint64_t seq, id, parent, nlookup, end;
+	uint64_t id_lo, id_hi;     /* struct ident, flags NF_ID_* */
+	uint32_t id_mtime;
+	uint32_t pad;
 	char name[KS_NAME_MAX + 1];
 };
 
@@ -73,7 +81,6 @@ struct fslot {
 	uint32_t released;
 	int32_t err;
 	uint64_t ino, unacked, lo, hi;
-	char path[KS_PATH_MAX + 1];
 };
 
 struct evslot {
@@ -118,8 +125,7 @@ _Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
 uint32_t ks_slots_written(const struct keepstate *ks, size_t off,
 			  size_t slot_size, uint32_t cap);
 
-/* A handle slot as the record callers see (keepstate.h); the path is cut
- * at its field's end. */
+/* A handle slot as the record callers see (keepstate.h). */
 void ks_fh_read(const struct fslot *s, struct ks_fh *rec);
 
 _Static_assert((INFL_CAP & (INFL_CAP - 1)) == 0, "in-flight table is a power of two");

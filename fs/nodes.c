@@ -30,6 +30,9 @@ struct node {
 	uint64_t attr_time;    /* CLOCK_MONOTONIC ns of attr */
 	bool end_known;
 	uint64_t end;          /* end-of-file offset for appends */
+	struct ident ident;    /* for the "same file?" rule (identity.h) */
+	bool hidden;           /* unlinked while open: name is a hidden one */
+	uint32_t pins;         /* open handles: kept after the kernel forgets */
 	int32_t slot;          /* take-over record, -1 when none */
 	struct node *next_id;
 	struct node *next_name;
@@ -40,6 +43,7 @@ struct nodes {
 	char *base;
 	uint64_t next;
 	struct keepstate *ks;  /* take-over state, NULL until adopted */
+	size_t nhidden;        /* nodes with a hidden name */
 	struct node *by_id[NBUCKETS];
 	struct node *by_name[NBUCKETS];
 };
@@ -116,6 +120,10 @@ static void record_lookups(struct nodes *t, struct node *n)
 	n->slot = ks_node_put(t->ks, n->id, n->parent, n->name, n->nlookup);
 	if (n->slot >= 0 && n->end_known)
 		ks_node_end(t->ks, n->slot, true, n->end);
+	if (n->slot >= 0 && n->ident.known)
+		ks_node_ident(t->ks, n->slot, &n->ident);
+	if (n->slot >= 0 && n->hidden)
+		ks_node_hidden(t->ks, n->slot, true);
 }
 
 static void record_end(struct nodes *t, struct node *n)
@@ -200,7 +208,7 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 	n = get(t, id);
 	if (n)
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-	if (n && n->nlookup == 0)
+	if (n && n->nlookup == 0 && !n->pins)
 		free_node_locked(t, n);
 	else if (n)
 		record_lookups(t, n);
@@ -413,6 +421,8 @@ static void free_node_locked(struct nodes *t, struct node *n)
 	struct node **pp;
 
 	unlink_name(t, n);
+	if (n->hidden)
+		t->nhidden--;
 	if (t->ks && n->slot >= 0)
 		ks_node_drop(t->ks, n->slot);
 	pp = &t->by_id[n->id & (NBUCKETS - 1)];
@@ -433,7 +443,7 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns)
 		while (n) {
 			struct node *next = n->next_id;
 
-			if (n->id != NODE_ROOT && n->nlookup == 0 && !n->end_known &&
+			if (n->id != NODE_ROOT && n->nlookup == 0 && !n->pins && !n->end_known &&
 			    now - n->attr_time > max_age_ns)
 				free_node_locked(t, n);
 			n = next;
@@ -615,6 +625,9 @@ static void restore_one(void *arg, const struct ks_node *r, int32_t slot)
 	n->nlookup = r->nlookup;
 	n->end = r->end;
 	n->end_known = r->end_known;
+	n->ident = r->ident;
+	n->hidden = r->hidden && n->name;
+	t->nhidden += n->hidden;
 	n->slot = slot;
 	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
 	t->by_id[n->id & (NBUCKETS - 1)] = n;
@@ -633,4 +646,206 @@ void nodes_adopt(struct nodes *t, struct keepstate *ks)
 		t->next = ks_next_id(ks);
 	ks_set_next_id(ks, t->next);
 	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_pin(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	if ((n = get(t, id)))
+		n->pins++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_unpin(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->pins)
+		n->pins--;
+	if (n && !n->pins && !n->nlookup && n->id != NODE_ROOT)
+		free_node_locked(t, n);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- identity (identity.h) ---- */
+
+/* Applies fn to node id's identity and records it; false when unknown. */
+static bool ident_apply(struct nodes *t, uint64_t id,
+			void (*fn)(struct ident *, const void *), const void *arg)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n) {
+		fn(&n->ident, arg);
+		if (t->ks && n->slot >= 0)
+			ks_node_ident(t->ks, n->slot, &n->ident);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return n != NULL;
+}
+
+struct seen_arg {
+	uint64_t size;
+	bool have_mtime, quiet;
+	uint32_t mtime;
+};
+
+static void do_seen(struct ident *id, const void *arg)
+{
+	const struct seen_arg *a = arg;
+
+	ident_seen(id, a->size, a->have_mtime, a->mtime, a->quiet);
+}
+
+static void do_sent(struct ident *id, const void *arg)
+{
+	ident_sent(id, *(const uint64_t *)arg);
+}
+
+static void do_acked(struct ident *id, const void *arg)
+{
+	ident_acked(id, *(const uint64_t *)arg);
+}
+
+static void do_truncated(struct ident *id, const void *arg)
+{
+	ident_truncated(id, *(const uint64_t *)arg);
+}
+
+static void do_touched(struct ident *id, const void *arg)
+{
+	ident_touched(id);
+}
+
+void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
+		      bool have_mtime, uint32_t mtime, bool quiet)
+{
+	struct seen_arg a = { size, have_mtime, quiet, mtime };
+
+	ident_apply(t, id, do_seen, &a);
+}
+
+void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end)
+{
+	ident_apply(t, id, do_sent, &end);
+}
+
+void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end)
+{
+	ident_apply(t, id, do_acked, &end);
+}
+
+void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size)
+{
+	ident_apply(t, id, do_truncated, &size);
+}
+
+void nodes_ident_touched(struct nodes *t, uint64_t id)
+{
+	ident_apply(t, id, do_touched, NULL);
+}
+
+void nodes_ident_seed(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && !n->ident.known && n->have_attr) {
+		ident_seen(&n->ident, (uint64_t)n->attr.st_size, true,
+			   (uint32_t)n->attr.st_mtime, true);
+		if (t->ks && n->slot >= 0)
+			ks_node_ident(t->ks, n->slot, &n->ident);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n)
+		*out = n->ident;
+	pthread_mutex_unlock(&t->lock);
+	return n != NULL;
+}
+
+/* ---- hidden names of unlinked open files ---- */
+
+bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
+{
+	struct node *n;
+	char *copy = strdup(hidden);
+	bool ok = false;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->name && copy) {
+		unlink_name(t, n);
+		n->name = copy;
+		copy = NULL;
+		t->nhidden += !n->hidden;
+		n->hidden = true;
+		n->attr.st_nlink = 0;
+		link_name(t, n);
+		if (t->ks && n->slot >= 0) {
+			n->slot = ks_node_move(t->ks, n->slot, n->parent, hidden);
+			ks_node_hidden(t->ks, n->slot, true);
+		}
+		ok = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(copy);
+	return ok;
+}
+
+bool nodes_is_hidden(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+	bool h;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	h = n && n->hidden;
+	pthread_mutex_unlock(&t->lock);
+	return h;
+}
+
+void nodes_hidden_gone(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->hidden) {
+		unlink_name(t, n);
+		record_unlinked(t, n);
+		n->hidden = false;
+		t->nhidden--;
+		if (t->ks && n->slot >= 0)
+			ks_node_hidden(t->ks, n->slot, false);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+size_t nodes_hidden_list(struct nodes *t, uint64_t parent, uint64_t *ids,
+			 size_t max)
+{
+	size_t k = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; t->nhidden && i < NBUCKETS && k < max; i++)
+		for (struct node *n = t->by_id[i]; n && k < max; n = n->next_id)
+			if (n->hidden && (!parent || n->parent == parent))
+				ids[k++] = n->id;
+	pthread_mutex_unlock(&t->lock);
+	return k;
 }

@@ -17,7 +17,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <sys/stat.h>
+
+#include "identity.h"
 
 #define NODE_ROOT 1
 
@@ -41,6 +44,14 @@ void nodes_adopt(struct nodes *t, struct keepstate *ks);
 uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name);
 /* Drops n lookup references; frees the node at zero (never the root). */
 void nodes_forget(struct nodes *t, uint64_t id, uint64_t n);
+/*
+ * Pins hold a node (its name, so its path) while a file handle uses it,
+ * even after the kernel forgot it: a released handle still drains its
+ * writes, and an unlinked one's hidden file is removed after the last
+ * release (the kernel may send FORGET before RELEASE is done).
+ */
+void nodes_pin(struct nodes *t, uint64_t id);
+void nodes_unpin(struct nodes *t, uint64_t id);
 /* The id of (parent, name) if known, else 0. No reference taken. */
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
 
@@ -106,5 +117,37 @@ void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_forget(struct nodes *t, uint64_t id);
 /* The end offset if known. */
 bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end);
+
+
+/*
+ * The identity of each node's file, for the "same file?" rule
+ * (identity.h): what the server reported (quiet: no write of ours
+ * unacknowledged then), what was sent and acknowledged, sizes and mtimes
+ * steadyfs set. Recorded in the take-over state. nodes_ident_seed starts
+ * it from the cached attributes when nothing is known yet (a read-only
+ * open). get returns false when the node is unknown.
+ */
+void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
+		      bool have_mtime, uint32_t mtime, bool quiet);
+void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end);
+void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end);
+void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size);
+void nodes_ident_touched(struct nodes *t, uint64_t id);
+void nodes_ident_seed(struct nodes *t, uint64_t id);
+bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
+
+/*
+ * Hidden names (hidden.c): a file unlinked while open was renamed on the
+ * server to `hidden` in the same folder; the node takes that name (its
+ * path keeps working, recorded in the take-over state), shows nlink 0,
+ * and loses it for good with nodes_hidden_gone once the hidden file was
+ * removed. nodes_hidden_list fills ids with up to max hidden nodes in
+ * folder `parent` (0: anywhere) and returns how many.
+ */
+bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden);
+bool nodes_is_hidden(struct nodes *t, uint64_t id);
+void nodes_hidden_gone(struct nodes *t, uint64_t id);
+size_t nodes_hidden_list(struct nodes *t, uint64_t parent, uint64_t *ids,
+			 size_t max);
 
 #endif

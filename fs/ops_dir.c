@@ -428,6 +428,9 @@ static bool add_batch(struct op *lane, struct dirbuf *d, const struct sftp_reply
 			shadowed(lane);
 			continue;
 		}
+		/* Unlinked open files (hidden.c) are no entries. */
+		if (hidden_name((const char *)n.name, n.namelen))
+			continue;
 		prime(lane, &n);
 		if (dirbuf_add(d, n.name, n.namelen,
 			       (n.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) ?

@@ -1,8 +1,16 @@
 /*
- * ops_file: open files. A struct fh is one open(2) of a file: its path,
+ * ops_file: open files. A struct fh is one open(2) of a file: its node,
  * flags, the remote handle on one session (reopened on another session,
  * without O_CREAT|O_EXCL|O_TRUNC, after that session dies), and its
  * write-behind queue.
+ *
+ * Identity: a handle has no path of its own. Its path is its node's, from
+ * the node table, so it follows renames of the file and of every folder
+ * above it (and the hidden name of an unlinked open file, hidden.c). A
+ * reopen checks with the "same file?" rule (identity.h) that the path
+ * still names the file the handle had; when it does not, or the node has
+ * no name any more, the handle is lost: nothing of it is written, every
+ * call on it fails with EIO, and a data event names the unreplayed range.
  *
  * Write-behind: write() copies the data into chunks of at most the
  * server's max_write, sends them positionally (appends at the end offset
@@ -22,7 +30,7 @@
  * reference; the fh is freed at zero, after release.
  *
  * The kernel's handle (fi->fh) is a slot number + 1 in the take-over
- * state, where the handle's path, flags and unacknowledged range are
+ * state, where the handle's node, flags and unacknowledged range are
  * recorded: a daemon started after a crash finds the same handles there
  * and reopens them on first use (fh_restore_all).
  */
@@ -74,11 +82,11 @@ struct wchunk {
 struct fh {
 	struct vfs *v;
 	struct fh *next;           /* vfs->fhs, under vfs->lock */
-	/* set before the handle is on vfs->fhs, or under vfs->lock */
+	/* set before the handle is on vfs->fhs, never changed; its path
+	 * is its node's (see top) */
 	uint64_t ino;
 	pthread_mutex_t lock;      /* protects everything below */
 	int refs;
-	char *path;
 	int flags;
 	uint8_t h[SFTP_MAX_HANDLE];
 	size_t hlen;
@@ -105,6 +113,7 @@ struct fh {
 	bool released;
 	bool closing;              /* its CLOSE was sent */
 	bool broken;               /* data lost in a daemon death: EIO for good */
+	bool lost;                 /* its file cannot be reached: never reopened */
 	uint64_t drop_at;
 	int32_t slot;              /* take-over record; -1 when none */
 	struct ra ra;              /* sequential read-ahead */
@@ -126,6 +135,7 @@ static void fh_put(struct fh *fh)
 {
 	struct vfs *v = fh->v;
 	struct fh **pp;
+	uint64_t ino;
 	bool last;
 
 	/* The last reference is dropped under vfs->lock too, so the sweeper
@@ -144,24 +154,25 @@ static void fh_put(struct fh *fh)
 	pthread_mutex_unlock(&v->lock);
 	if (!last)
 		return;
+	ino = fh->ino;
 	if (fh->slot >= 0 && v->ks)
 		ks_fh_drop(v->ks, fh->slot);
 	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
-	free(fh->path);
 	free(fh);
+	hidden_release(v, ino);
+	nodes_unpin(v->nodes, ino);
 }
 
-static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flags)
+static struct fh *fh_new(struct vfs *v, uint64_t ino, int flags)
 {
 	struct fh *fh = calloc(1, sizeof(*fh));
 
-	if (!fh || !(fh->path = strdup(path))) {
-		free(fh);
+	if (!fh)
 		return NULL;
-	}
 	fh->v = v;
 	fh->ino = ino;
+	nodes_pin(v->nodes, ino);
 	fh->flags = flags;
 	fh->slot = -1;
 	fh->slo = UINT64_MAX;
@@ -174,6 +185,73 @@ static struct fh *fh_new(struct vfs *v, uint64_t ino, const char *path, int flag
 	return fh;
 }
 
+/* The handle's remote path now (malloc'd), NULL when its node has none. */
+static char *fh_path(const struct fh *fh)
+{
+	return nodes_path(fh->v->nodes, fh->ino);
+}
+
+/* For messages: the path, or a stand-in. Free with free(). */
+static char *fh_name(const struct fh *fh)
+{
+	char *p = fh_path(fh);
+
+	return p ? p : strdup("(no name)");
+}
+
+/* Whether node ino has a handle (released ones too when `released`). */
+static bool node_has_fh(struct vfs *v, uint64_t ino, bool released)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && !found; f = f->next) {
+		if (f->ino != ino)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		found = released || !f->released;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return found;
+}
+
+bool fh_node_open(struct vfs *v, uint64_t ino)
+{
+	return node_has_fh(v, ino, true);
+}
+
+bool fh_node_held(struct vfs *v, uint64_t ino)
+{
+	return node_has_fh(v, ino, false);
+}
+
+/* No handle of node ino has unacknowledged writes (lock order: v, fh). */
+static bool node_quiet(struct vfs *v, uint64_t ino)
+{
+	bool busy = false;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && !busy; f = f->next) {
+		if (f->ino != ino)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		busy = f->chunks != NULL;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return !busy;
+}
+
+/* A handle's view of its file from the server (open, reopen). */
+static void fh_seen(struct fh *fh, const struct sftp_attrs *a)
+{
+	if (a->flags & SSH_FILEXFER_ATTR_SIZE)
+		nodes_ident_seen(fh->v->nodes, fh->ino, a->size,
+				 a->flags & SSH_FILEXFER_ATTR_ACMODTIME, a->mtime,
+				 node_quiet(fh->v, fh->ino));
+}
+
 static void note_append(void *tk, uint64_t off)
 {
 	takeover_note_append(tk, off);
@@ -184,11 +262,14 @@ static void note_append(void *tk, uint64_t off)
 static uint64_t fh_register(struct fh *fh)
 {
 	struct vfs *v = fh->v;
-	int32_t slot = v->ks ? ks_fh_put(v->ks, fh->ino, fh->flags, fh->path) : -1;
+	int32_t slot = v->ks ? ks_fh_put(v->ks, fh->ino, fh->flags) : -1;
 
 	if (slot < 0) {
+		char *p = fh_name(fh);
+
 		log_warn("open '%s': %d files open already, the most a daemon restart can keep",
-			 fh->path, (int)v->fh_cap);
+			 p ? p : "?", (int)v->fh_cap);
+		free(p);
 		return 0;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -228,7 +309,7 @@ static int take_err_locked(struct fh *fh)
 	/* Not cleared once returned: a failed WRITE in the middle of a
 	 * write(2) that the kernel splits becomes a short count, and the
 	 * caller's retry must see the error, not write past a hole. */
-	if (fh->broken)
+	if (fh->broken || fh->lost)
 		return EIO;
 
 	fh->err = 0;
@@ -295,6 +376,8 @@ typedef int (*fh_enc_fn)(struct op *op, struct fh *fh);
 
 static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend);
 static void close_if_released(struct fh *fh);
+static void chunk_retire(struct wchunk *c, int err);
+static void reopen_locked(struct fh *fh);
 static void finish_ra_waiters(struct op *w);
 static void submit_chunks(struct wchunk *list);
 
@@ -311,18 +394,85 @@ static void fh_set_handle(struct fh *fh, const struct sftp_reply *r,
 /* Sends op bound to the handle; the caller encoded nothing yet. */
 static void fh_dispatch(struct op *op);
 
-static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
+/* Ends the ops parked on a reopen: sent now, or failed through their own
+ * step (which drops what each holds). */
+static void run_waiters(struct op *waiters, bool fail)
+{
+	while (waiters) {
+		struct op *next = waiters->next;
+
+		waiters->next = NULL;
+		if (fail)
+			waiters->step(waiters, NULL, -EIO);
+		else
+			fh_dispatch(waiters);
+		waiters = next;
+	}
+}
+
+/*
+ * The handle can no longer reach its file (fh->lost set): every write it
+ * still holds fails, reported once as a data event with the unreplayed
+ * range, and ops parked on it fail with EIO. Lock not held.
+ */
+static void fh_lose(struct fh *fh)
+{
+	struct wchunk *drop = NULL, **pp;
+	struct op *waiters;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	char *p;
+
+	pthread_mutex_lock(&fh->lock);
+	waiters = fh->waiters;
+	fh->waiters = NULL;
+	for (pp = &fh->chunks; *pp; pp = &(*pp)->next) {
+		struct wchunk *c = *pp;
+
+		if (c->inflight)
+			continue;
+		lo = c->off < lo ? c->off : lo;
+		hi = c->off + c->len > hi ? c->off + c->len : hi;
+		c->snext = drop;
+		drop = c;
+	}
+	if (drop)
+		set_err_locked(fh, EIO);
+	pthread_mutex_unlock(&fh->lock);
+	if (drop) {
+		p = fh_name(fh);
+		log_err("data lost: '%s' bytes %llu-%llu not written: the handle lost its file",
+			p ? p : "?", (unsigned long long)lo, (unsigned long long)hi);
+		control_event_data(fh->v->ctl, p ? p : "", lo, hi - lo, false, true);
+		free(p);
+	}
+	while (drop) {
+		struct wchunk *next = drop->snext;
+
+		drop->snext = NULL;
+		chunk_retire(drop, 0);  /* the sticky EIO is set above */
+		drop = next;
+	}
+	run_waiters(waiters, true);
+}
+
+/* The reopen is over: with the remote handle (h, hlen) on the session
+ * that served rop, or failed with `fail`. */
+static void reopen_finish(struct op *rop, const uint8_t *h, size_t hlen, int fail)
 {
 	struct fh *fh = rop->fh;
 	struct op *waiters;
 	struct wchunk *tosend = NULL;
 	uint64_t replay_off = 0, replay_len = 0;
-	int fail = 0;
+	char *p = fh_name(fh);
 
 	pthread_mutex_lock(&fh->lock);
 	fh->reopening = false;
-	if (!err && r->type == SSH_FXP_HANDLE && r->u.handle.len <= SFTP_MAX_HANDLE) {
-		fh_set_handle(fh, r, &rop->rq);
+	if (!fail) {
+		memcpy(fh->h, h, hlen);
+		fh->hlen = hlen;
+		fh->conn_idx = rop->rq.served_by;
+		fh->gen = rop->rq.served_gen;
+		fh->open = true;
 		for (struct wchunk *c = fh->chunks; c; c = c->next) {
 			if (c->inflight)
 				continue;
@@ -331,8 +481,6 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 			replay_len += c->len;
 			chunk_prep_locked(c, &tosend);
 		}
-	} else {
-		fail = err ? op_transport_errno(err) : reply_errno(r);
 	}
 	waiters = fh->waiters;
 	fh->waiters = NULL;
@@ -341,7 +489,7 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	if (fail) {
 		uint64_t off = 0, len = 0;
 
-		log_warn("reopen '%s' failed: %s", fh->path, strerror(fail));
+		log_warn("reopen '%s' failed: %s", p ? p : "?", strerror(fail));
 		pthread_mutex_lock(&fh->lock);
 		if (fh->chunks)
 			set_err_locked(fh, fail);
@@ -353,30 +501,20 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		pthread_mutex_unlock(&fh->lock);
 		/* The operator's list: this data could not be replayed (yet). */
 		if (len)
-			control_event_data(fh->v->ctl, fh->path, off, len, false, false);
-	} else if (fh->hlen) {
-		log_info("reopened '%s' on session %d", fh->path, fh->conn_idx);
+			control_event_data(fh->v->ctl, p ? p : "", off, len, false, false);
+	} else {
+		log_info("reopened '%s' on session %d", p ? p : "?", fh->conn_idx);
 		if (replay_len) {
 			/* The operator's list of files to verify after an outage. */
 			log_info("replaying '%s' unacknowledged writes from offset %llu, %llu bytes",
-				 fh->path, (unsigned long long)replay_off,
+				 p ? p : "?", (unsigned long long)replay_off,
 				 (unsigned long long)replay_len);
-			control_event_data(fh->v->ctl, fh->path, replay_off,
+			control_event_data(fh->v->ctl, p ? p : "", replay_off,
 					   replay_len, true, false);
 		}
 	}
-	while (waiters) {
-		struct op *next = waiters->next;
-
-		waiters->next = NULL;
-		/* A failed reopen ends each waiter through its own step,
-		 * which drops what it holds. */
-		if (fail)
-			waiters->step(waiters, NULL, -EIO);
-		else
-			fh_dispatch(waiters);
-		waiters = next;
-	}
+	free(p);
+	run_waiters(waiters, fail != 0);
 	if (!fail)
 		close_if_released(fh);
 	rop->fh = NULL;
@@ -384,20 +522,126 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	fh_put(fh);
 }
 
-/* Opens the path again on a live session. Lock held by caller. */
+static void reopen_closed(struct op *cop, const struct sftp_reply *r, int err)
+{
+	op_free(cop);
+}
+
+/* Closes a remote handle nobody will use (best effort). */
+static void close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
+{
+	struct op *cop = op_new(rop->v, NULL, "close");
+
+	if (!cop)
+		return;
+	if (sftp_enc_close(&cop->rq.pkt, 0, h, hlen) < 0) {
+		op_free(cop);
+		return;
+	}
+	op_send_on(cop, reopen_closed, rop->rq.served_by, rop->rq.served_gen);
+}
+
+/*
+ * The FSTAT of the reopened handle: the "same file?" rule decides whether
+ * its queued writes may go there. The new handle waits in rop->data.
+ */
+static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
+{
+	struct fh *fh = rop->fh;
+	struct ident id = IDENT_INIT;
+	const char *why;
+	char *p;
+
+	if (err) {
+		/* That session died too: start over on another. */
+		pthread_mutex_lock(&fh->lock);
+		fh->reopening = false;
+		reopen_locked(fh);
+		pthread_mutex_unlock(&fh->lock);
+		rop->fh = NULL;
+		op_free(rop);
+		fh_put(fh);
+		return;
+	}
+	nodes_ident_get(fh->v->nodes, fh->ino, &id);
+	why = r->type == SSH_FXP_ATTRS ? ident_check(&id, &r->u.attrs) :
+		"the server did not say what it opened";
+	if (!why) {
+		fh_seen(fh, &r->u.attrs);
+		reopen_finish(rop, (const uint8_t *)rop->data, rop->size, 0);
+		return;
+	}
+	close_foreign(rop, (const uint8_t *)rop->data, rop->size);
+	p = fh_name(fh);
+	log_err("reopen '%s': not the file the handle had (%s): the handle fails from now on",
+		p ? p : "?", why);
+	free(p);
+	pthread_mutex_lock(&fh->lock);
+	fh->reopening = false;
+	fh->lost = true;
+	pthread_mutex_unlock(&fh->lock);
+	rop->fh = NULL;
+	op_free(rop);
+	fh_lose(fh);
+	fh_put(fh);
+}
+
+static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
+{
+	int fail = 0;
+
+	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
+		fail = err ? op_transport_errno(err) : reply_errno(r);
+		reopen_finish(rop, NULL, 0, fail);
+		return;
+	}
+	/* Keep the handle aside until the rule says it is ours. */
+	free(rop->data);
+	if (!(rop->data = malloc(r->u.handle.len ? r->u.handle.len : 1))) {
+		reopen_finish(rop, NULL, 0, ENOMEM);
+		return;
+	}
+	memcpy(rop->data, r->u.handle.h, r->u.handle.len);
+	rop->size = r->u.handle.len;
+	buf_reset(&rop->rq.pkt);
+	if (sftp_enc_handle(&rop->rq.pkt, SSH_FXP_FSTAT, 0, r->u.handle.h,
+			    r->u.handle.len) < 0) {
+		close_foreign(rop, r->u.handle.h, r->u.handle.len);
+		reopen_finish(rop, NULL, 0, ENOMEM);
+		return;
+	}
+	op_send_on(rop, reopen_checked, rop->rq.served_by, rop->rq.served_gen);
+}
+
+/*
+ * Opens the handle's file again on a live session, under the path its
+ * node has now. A node without a name (unlinked, not hidden) cannot be
+ * reached: the handle is lost (the sweeper fails what it holds).
+ * Lock held by caller.
+ */
 static void reopen_locked(struct fh *fh)
 {
 	struct op *rop;
+	char *path;
 
-	if (fh->reopening)
+	if (fh->reopening || fh->lost)
 		return;
-	if (!(rop = op_new(fh->v, NULL, "reopen")))
+	if (!(path = fh_path(fh))) {
+		log_err("reopen of node %llu: its file has no name any more: the handle fails from now on",
+			(unsigned long long)fh->ino);
+		fh->lost = true;
 		return;
+	}
+	if (!(rop = op_new(fh->v, NULL, "reopen"))) {
+		free(path);
+		return;
+	}
+	rop->path = path;
 	rop->fh = fh;
 	fh->refs++;
 	/* No deadline: queued writes must go out whenever a session is up. */
 	rop->rq.deadline = 0;
-	if (sftp_enc_open(&rop->rq.pkt, 0, fh->path, pflags_of(fh->flags, false),
+	if (sftp_enc_open(&rop->rq.pkt, 0, path, pflags_of(fh->flags, false),
 			  &(struct sftp_attrs){ 0 }) < 0) {
 		fh->refs--;
 		op_free(rop);
@@ -458,6 +702,11 @@ static void fh_dispatch(struct op *op)
 		/* Closed with its session already (see fh_op_done). */
 		pthread_mutex_unlock(&fh->lock);
 		fh_op_end(op);
+		return;
+	}
+	if (!fh->open && fh->lost) {
+		pthread_mutex_unlock(&fh->lock);
+		op->step(op, NULL, -EIO);
 		return;
 	}
 	if (!fh->open) {
@@ -758,10 +1007,14 @@ static void chunk_retire(struct wchunk *c, int err)
 	d = collect_waiters(fh, &w, &tosend);
 	pthread_mutex_unlock(&fh->lock);
 	submit_chunks(tosend);
-	if (err)
+	if (err) {
+		char *p = fh_name(fh);
+
 		log_err("write '%s' bytes %llu-%llu refused by the server: %s",
-			fh->path, (unsigned long long)c->off,
+			p ? p : "?", (unsigned long long)c->off,
 			(unsigned long long)(c->off + c->len), strerror(err));
+		free(p);
+	}
 	chunk_free(c);
 	run_drainers(d);
 	reply_writers(w);
@@ -785,21 +1038,42 @@ static void chunk_statvfs_done(struct sreq *rq, const struct sftp_reply *r, int 
 static void chunk_check_space(struct wchunk *c)
 {
 	struct fh *fh = c->fh;
+	char *p;
 
 	if (vfs_missing_ext(fh->v, SFTP_EXT_STATVFS)) {
 		chunk_retire(c, EIO);
 		return;
 	}
 	memset(&c->rq, 0, sizeof(c->rq));
-	if (sftp_enc_statvfs(&c->rq.pkt, 0, fh->path) < 0) {
+	/* The file's folder tree; any path on the server would do. */
+	if (!(p = fh_path(fh)))
+		p = nodes_path(fh->v->nodes, NODE_ROOT);
+	if (!p || sftp_enc_statvfs(&c->rq.pkt, 0, p) < 0) {
+		free(p);
 		chunk_retire(c, EIO);
 		return;
 	}
+	free(p);
 	c->rq.conn_idx = -1;
 	c->rq.idempotent = true;
 	c->rq.deadline = clock_mono_ns() + fh->v->op_timeout_ns;
 	c->rq.done = chunk_statvfs_done;
 	pool_submit(fh->v->pool, &c->rq);
+}
+
+/* A released handle's chunk still unacknowledged at drop_at: reported
+ * lost (log line, data event) and dropped. */
+static void drop_after_close(struct wchunk *c)
+{
+	struct fh *fh = c->fh;
+	char *p = fh_name(fh);
+
+	log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
+		p ? p : "?", (unsigned long long)c->off,
+		(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
+	control_event_data(fh->v->ctl, p ? p : "", c->off, c->len, false, true);
+	free(p);
+	chunk_retire(c, EIO);
 }
 
 static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
@@ -810,10 +1084,13 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 	/* Not sent and never sendable: the handle's error, once; resending
 	 * (reopening the session or the handle) cannot help. */
 	if (err == -EMSGSIZE || err == -ENOMEM) {
+		char *p = fh_name(fh);
+
 		log_err("write '%s' bytes %llu-%llu cannot be sent: %s",
-			fh->path, (unsigned long long)c->off,
+			p ? p : "?", (unsigned long long)c->off,
 			(unsigned long long)(c->off + c->len), strerror(-err));
-		control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
+		control_event_data(fh->v->ctl, p ? p : "", c->off, c->len, false, true);
+		free(p);
 		chunk_retire(c, EIO);
 		return;
 	}
@@ -826,11 +1103,7 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 		c->inflight = false;
 		if (fh->released && fh->drop_at && clock_mono_ns() >= fh->drop_at) {
 			pthread_mutex_unlock(&fh->lock);
-			log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
-				fh->path, (unsigned long long)c->off,
-				(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
-			control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
-			chunk_retire(c, EIO);
+			drop_after_close(c);
 			return;
 		}
 		chunk_prep_locked(c, &tosend);
@@ -840,6 +1113,7 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
 		chunk_adapt(fh, c, clock_mono_ns());
+		nodes_ident_acked(fh->v->nodes, fh->ino, c->off + c->len);
 		control_add_bytes(fh->v->ctl, 0, c->len);
 		chunk_retire(c, 0);
 	}
@@ -957,7 +1231,7 @@ static void write_wait(fuse_req_t req, struct fh *fh, uint64_t ino, int kind,
 	op->stage = kind;
 	op->wchunks = list;
 	op->fh = fh;
-	op->path = strdup(fh->path);
+	op->path = fh_name(fh);
 	fh_get(fh);
 	pthread_mutex_lock(&fh->lock);
 	for (pp = &fh->writers; *pp; pp = &(*pp)->next)
@@ -1007,8 +1281,11 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	/* The end is learnt at open and kept across daemon restarts; never
 	 * guess it (an append at 0 would overwrite the file). */
 	if (append && !nodes_end_known(v->nodes, ino)) {
+		char *p = fh_name(fh);
+
 		log_err("write '%s': append offset unknown (not kept across the daemon restart)",
-			fh->path);
+			p ? p : "?");
+		free(p);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -1031,6 +1308,10 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Before any of it can be sent (or acknowledged): the "same
+	 * file?" rule's upper bound. A write that fails later only leaves
+	 * that bound a little wide. */
+	nodes_ident_sent(v->nodes, ino, at + size);
 	pthread_mutex_lock(&fh->lock);
 	queued = !fh->writers && room_for_locked(fh, size, chunk_count(list));
 	if (queued)
@@ -1181,7 +1462,7 @@ void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (!(op = op_new(vfs_of(req), req, "flush")))
 		return;
-	op->path = strdup(fh->path);
+	op->path = fh_name(fh);
 	when_drained(op, fh, flush_drained);
 }
 
@@ -1220,7 +1501,7 @@ static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
 	if (e == EIO && err)
 		op_log_error(op, e, "transport");
 	else if (e && !err && !ok)
-		log_err("fsync '%s' refused by the server: %s", op->fh->path,
+		log_err("fsync '%s' refused by the server: %s", op->path ? op->path : "?",
 			strerror(e));
 	fh_op_fail(op, e);
 }
@@ -1258,7 +1539,7 @@ void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	}
 	if (!(op = op_new(vfs_of(req), req, "fsync")))
 		return;
-	op->path = strdup(fh->path);
+	op->path = fh_name(fh);
 	when_drained(op, fh, fsync_drained);
 }
 
@@ -1273,6 +1554,7 @@ void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void close_failed(struct fh *fh, int e, const char *cause)
 {
 	uint64_t lo, hi;
+	char *p = fh_name(fh);
 
 	pthread_mutex_lock(&fh->lock);
 	lo = fh->slo;
@@ -1282,12 +1564,13 @@ static void close_failed(struct fh *fh, int e, const char *cause)
 		lo = hi = 0;
 	if (hi)
 		log_err("close '%s' failed: %s (cause %s); bytes %llu-%llu written since the last fsync are unconfirmed",
-			fh->path, strerror(e), cause, (unsigned long long)lo,
+			p ? p : "?", strerror(e), cause, (unsigned long long)lo,
 			(unsigned long long)hi);
 	else
-		log_err("close '%s' failed: %s (cause %s)", fh->path,
+		log_err("close '%s' failed: %s (cause %s)", p ? p : "?",
 			strerror(e), cause);
-	control_event_close_failed(fh->v->ctl, fh->path, lo, hi - lo, e, cause);
+	control_event_close_failed(fh->v->ctl, p ? p : "", lo, hi - lo, e, cause);
+	free(p);
 }
 
 static void close_done(struct op *op, const struct sftp_reply *r, int err)
@@ -1427,6 +1710,7 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 	/* Raise, never lower: another handle's appends may already be
 	 * queued past the server's size. */
 	nodes_end_raise(op->v->nodes, op->ino, r->u.attrs.size);
+	fh_seen(fh, &r->u.attrs);
 	fh_put(fh);      /* the seeding ref; the kernel's stays */
 	open_reply(op);
 }
@@ -1439,6 +1723,17 @@ static bool other_writer(struct vfs *v, struct fh *self)
 	for (struct fh *f = v->fhs; f && !found; f = f->next)
 		found = f != self && f->ino == self->ino && writable(f->flags) &&
 			!f->released;
+	pthread_mutex_unlock(&v->lock);
+	return found;
+}
+
+static bool other_handle(struct vfs *v, struct fh *self)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f && !found; f = f->next)
+		found = f != self && f->ino == self->ino;
 	pthread_mutex_unlock(&v->lock);
 	return found;
 }
@@ -1456,7 +1751,7 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		op_fail(op, reply_errno(r));
 		return;
 	}
-	if (!(fh = fh_new(op->v, op->ino, op->path, op->fi.flags))) {
+	if (!(fh = fh_new(op->v, op->ino, op->fi.flags))) {
 		op_fail(op, ENOMEM);
 		return;
 	}
@@ -1464,11 +1759,17 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	op->fh = fh;
 	if (op->fi.flags & O_TRUNC)
 		fh_ino_changed(op->v, op->ino);
+	/* A reader's baseline for the "same file?" rule: the attributes the
+	 * lookup or getattr before this open saw, unless another handle
+	 * keeps its own. */
+	if (!writable(fh->flags) && !other_handle(op->v, fh))
+		nodes_ident_seed(op->v->nodes, op->ino);
 	/* Appends need the true end: every writable open learns the
 	 * server's size before it answers (two opens may race). */
 	if (writable(fh->flags)) {
 		if ((op->fi.flags & O_TRUNC) && !other_writer(op->v, fh)) {
 			nodes_end_set(op->v->nodes, op->ino, 0);
+			nodes_ident_truncated(op->v->nodes, op->ino, 0);
 		} else {
 			op->fh = NULL;
 			op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
@@ -1523,20 +1824,15 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	struct fuse_entry_param e;
 	struct stat st;
 	struct sftp_attrs a = { 0 };
-	uint64_t id;
+	uint64_t id = fh->ino;
 
-	if (!err && r->type == SSH_FXP_ATTRS)
+	if (!err && r->type == SSH_FXP_ATTRS) {
 		a = r->u.attrs;
-	else  /* the file exists: answer with what we asked for */
+		fh_seen(fh, &a);
+	} else {  /* the file exists: answer with what we asked for */
 		a = (struct sftp_attrs){ .flags = SSH_FILEXFER_ATTR_PERMISSIONS |
 			SSH_FILEXFER_ATTR_SIZE, .perm = S_IFREG | op->mode };
-	if (!(id = nodes_ref(v->nodes, op->parent, op->leaf))) {
-		fh_op_fail(op, ENOMEM);
-		return;
 	}
-	pthread_mutex_lock(&v->lock);  /* scans read it under vfs->lock */
-	fh->ino = id;
-	pthread_mutex_unlock(&v->lock);
 	vfs_attr_to_stat(v, &a, id, &st);
 	nodes_set_attr(v->nodes, id, &st);
 	if ((op->fi.flags & O_TRUNC) && !other_writer(v, fh))
@@ -1561,6 +1857,7 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh;
+	uint64_t id;
 
 	if (op_maybe_done(op, r, err) && (op->fi.flags & O_EXCL)) {
 		/* Lost reply to an exclusive create: never repeat it blindly.
@@ -1601,7 +1898,13 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		op_fail(op, reply_errno(r));
 		return;
 	}
-	if (!(fh = fh_new(op->v, 0, op->path, op->fi.flags))) {
+	/* The node first: the handle's path is its node's. */
+	if (!(id = nodes_ref(op->v->nodes, op->parent, op->leaf))) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	if (!(fh = fh_new(op->v, id, op->fi.flags))) {
+		nodes_forget(op->v->nodes, id, 1);
 		op_fail(op, ENOMEM);
 		return;
 	}
@@ -1921,7 +2224,7 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (!(op = op_new(v, req, "read")))
 		return;
-	op->path = strdup(fh->path);
+	op->path = fh_name(fh);
 	op->off = (uint64_t)off;
 	op->size = size;
 	if (!(op->data = malloc(size ? size : 1))) {
@@ -1965,26 +2268,25 @@ static void drop_unsent(struct fh *fh)
 		if (!c->inflight)
 			break;
 	pthread_mutex_unlock(&fh->lock);
-	if (c) {
-		log_err("data lost: '%s' bytes %llu-%llu unacknowledged %.1f s after close",
-			fh->path, (unsigned long long)c->off,
-			(unsigned long long)(c->off + c->len), fh->v->o->op_timeout);
-		control_event_data(fh->v->ctl, fh->path, c->off, c->len, false, true);
-		chunk_retire(c, EIO);
-	}
+	if (c)
+		drop_after_close(c);
 }
 
 static void sweep_one(struct fh *fh, uint64_t now)
 {
 	struct op *w, *d, *q;
-	bool drop;
+	bool drop, lose;
 
 	pthread_mutex_lock(&fh->lock);
 	w = take_expired(&fh->waiters, now);
 	d = take_expired(&fh->drainers, now);
 	q = take_expired(&fh->writers, now);
 	drop = fh->released && fh->drop_at && now >= fh->drop_at && fh->chunks;
+	lose = fh->lost && !fh->open && (fh->waiters || fh->chunks);
 	pthread_mutex_unlock(&fh->lock);
+	/* A handle that lost its file (no name at its reopen). */
+	if (lose)
+		fh_lose(fh);
 	/* Each waiting op ends through its own step, which knows what it
 	 * holds (an open's or create's handle the kernel never saw). */
 	for (struct op *n; w; w = n) {
@@ -2063,7 +2365,6 @@ void fh_free_all(struct vfs *v)
 		}
 		ra_release(&fh->ra);
 		pthread_mutex_destroy(&fh->lock);
-		free(fh->path);
 		free(fh);
 	}
 }
@@ -2090,11 +2391,14 @@ static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
 	struct fh *fh;
 
 	if (r->unacked) {
+		char *p = nodes_path(v->nodes, r->ino);
+
 		log_err("data lost: '%s' bytes %llu-%llu were held only by the daemon that died",
-			r->path, (unsigned long long)r->lo, (unsigned long long)r->hi);
-		control_event_data(v->ctl, r->path, r->lo, r->hi - r->lo, false, true);
+			p ? p : "(no name)", (unsigned long long)r->lo, (unsigned long long)r->hi);
+		control_event_data(v->ctl, p ? p : "", r->lo, r->hi - r->lo, false, true);
+		free(p);
 	}
-	if (r->released || !(fh = fh_new(v, r->ino, r->path, r->flags))) {
+	if (r->released || !(fh = fh_new(v, r->ino, r->flags))) {
 		ks_fh_drop(v->ks, slot);
 		return;
 	}

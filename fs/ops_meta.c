@@ -269,8 +269,12 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	if (op->to_set & FUSE_SET_ATTR_SIZE) {
 		nodes_end_set(op->v->nodes, op->ino, (uint64_t)op->st.st_size);
+		nodes_ident_truncated(op->v->nodes, op->ino, (uint64_t)op->st.st_size);
 		fh_ino_changed(op->v, op->ino);
 	}
+	/* A time we set: the "same file?" rule no longer compares mtimes. */
+	if (op->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		nodes_ident_touched(op->v->nodes, op->ino);
 	stat_path(op, op->path, getattr_done);
 }
 
@@ -557,20 +561,38 @@ static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 }
 
-static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
-			bool rmdir)
+/* Sends the REMOVE or RMDIR (the signature of a stat_path step). */
+static void remove_send(struct op *op, const struct sftp_attrs *a, int err)
 {
-	struct op *op = name_op(req, parent, name, rmdir ? "rmdir" : "unlink");
+	bool rmdir = op->flags;
 
-	if (!op)
-		return;
-	op->flags = rmdir;
+	buf_reset(&op->rq.pkt);
 	if (sftp_enc_path(&op->rq.pkt, rmdir ? SSH_FXP_RMDIR : SSH_FXP_REMOVE,
 			  0, op->path) < 0) {
 		op_fail(op, ENOMEM);
 		return;
 	}
 	op_send(op, remove_done, false);
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			bool rmdir)
+{
+	struct op *op = name_op(req, parent, name, rmdir ? "rmdir" : "unlink");
+	uint64_t id;
+
+	if (!op)
+		return;
+	op->flags = rmdir;
+	id = nodes_find(op->v->nodes, parent, name);
+	/* An open file keeps working under a hidden name (hidden.c); a
+	 * folder lets its hidden files still open go first. */
+	if (!rmdir && id && fh_node_held(op->v, id))
+		hidden_unlink(op, id, remove_send);
+	else if (rmdir && id)
+		hidden_evacuate(op, id, remove_send);
+	else
+		remove_send(op, NULL, 0);
 }
 
 void vfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -235,6 +235,8 @@ void vfs_attr_to_stat(struct vfs *v, const struct sftp_attrs *a, uint64_t ino,
 		st->st_mode = S_IFREG | 0644;
 	if (S_ISDIR(st->st_mode))
 		st->st_nlink = 2;
+	else if (nodes_is_hidden(v->nodes, ino))
+		st->st_nlink = 0;  /* unlinked while open (hidden.c) */
 	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
 		st->st_uid = a->uid;
 		st->st_gid = a->gid;
@@ -540,6 +542,8 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	handles_set_generation(v->snaps, gen);
 	if (fh_restore_all(v) < 0)
 		return -1;
+	/* Hidden files whose last handle went with the previous daemon. */
+	hidden_release_all(v);
 	if (takeover_mode(t) != TK_START) {
 		ks_last_reason(v->ks, reason, sizeof(reason));
 		log_info("daemon generation %llu continues the mount (%s)",

@@ -207,6 +207,29 @@ void fh_when_ino_drained(struct op *op,
 void fh_ino_changed(struct vfs *v, uint64_t ino);
 /* Age in seconds of the oldest unacknowledged write, 0 when none. */
 double fh_oldest_unacked(struct vfs *v);
+/* True when node ino has a handle (open, or released and draining). */
+bool fh_node_open(struct vfs *v, uint64_t ino);
+/* True when node ino has a handle the kernel has not released. */
+bool fh_node_held(struct vfs *v, uint64_t ino);
+
+/* ---- unlinked open files (hidden.c) ---- */
+/* True for a hidden name (never listed). */
+bool hidden_name(const char *name, size_t len);
+/* Unlinks (op->parent, op->leaf), node `id`, which has handles the
+ * kernel has not released (a released one still draining writes to it
+ * needs no name: its writes go to the removed file, as locally), by
+ * renaming it to a hidden name; answers op. When the server refuses the
+ * rename, continues in plain(op, NULL, 0) (a plain REMOVE). */
+void hidden_unlink(struct op *op, uint64_t id,
+		   void (*plain)(struct op *, const struct sftp_attrs *, int));
+/* Removes node id's hidden file once it has no handle left. */
+void hidden_release(struct vfs *v, uint64_t id);
+/* The same for every hidden node (after a take-over). */
+void hidden_release_all(struct vfs *v);
+/* Moves the hidden files of open handles out of folder node `dir` (to
+ * the root), then continues in then(op, NULL, 0). */
+void hidden_evacuate(struct op *op, uint64_t dir,
+		     void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* ---- .control/ (ops_ctl.c) ---- */
 /* Each returns true when it handled the call (the ino or name is ours). */

@@ -183,7 +183,6 @@ static void raw_fh(struct keepstate *ks, struct input *in)
 	s->unacked = get_num(in);
 	s->lo = get_num(in);
 	s->hi = get_num(in);
-	get_bytes(in, s->path, sizeof(s->path));
 	note_id(in, s->ino);
 	raise_hwm(&ks->h->fh_hwm, slot);
 }
@@ -274,7 +273,6 @@ static void api_event(struct keepstate *ks, struct input *in)
 
 static void api_fh(struct keepstate *ks, struct input *in)
 {
-	char path[1024];
 	uint64_t ino = get_num(in);
 	int flags = (int)get_num(in);
 	int32_t slot;
@@ -282,14 +280,13 @@ static void api_fh(struct keepstate *ks, struct input *in)
 	uint64_t bytes = 0, lo = 0, hi = 0;
 	bool unacked;
 
-	get_cstr(in, path, sizeof(path));
 	if ((unacked = get_u8(in) & 1)) {
 		bytes = get_num(in);
 		lo = get_num(in);
 		hi = get_num(in);
 	}
 	note_id(in, ino);
-	slot = ks_fh_put(ks, ino, flags, path);
+	slot = ks_fh_put(ks, ino, flags);
 	if (slot >= 0 && unacked)
 		ks_fh_unacked(ks, slot, bytes, lo, hi);
 }
@@ -373,11 +370,9 @@ static void on_fh(void *arg, const struct ks_fh *f, int32_t slot)
 	char *p;
 
 	FUZZ_ASSERT(slot >= 0 && (uint32_t)slot < FH_CAP);
-	FUZZ_ASSERT(memchr(f->path, 0, sizeof(f->path)) != NULL);
 	FUZZ_ASSERT((f->flags & 3) != 3 && f->flags >= 0);
 	FUZZ_ASSERT(!f->unacked || (f->lo <= f->hi && f->hi <= OFF_MAX));
 	FUZZ_ASSERT(f->err >= 0 && f->err < 4096);
-	check_path(s->base, f->path);
 	/* The handle's node: its path must come back (or NULL: unlinked). */
 	p = nodes_path(s->nodes, f->ino);
 	if (p)

@@ -1,0 +1,276 @@
+/*
+ * hidden: files unlinked while open, the libfuse way. POSIX lets a
+ * descriptor outlive its file's last name; SFTP has no such thing (a
+ * handle on a removed file works on some servers and not after a
+ * reopen). So the unlink of a file that has open handles renames it on
+ * the server to a hidden name in the same folder:
+ *
+ *   .steadyfs_hidden<node id, 16 hex><random, 8 hex>
+ *
+ * The node takes that name (nodes_hide): its path, and so every reopen of
+ * its handles, follows, the take-over state records it (a restarted
+ * daemon still knows it), getattr shows nlink 0, and listings skip such
+ * names. When the last handle of the node is gone the hidden file is
+ * removed. rmdir of a folder holding hidden files still open moves them
+ * to the mount's root first, so the folder can go, as on a local disk.
+ *
+ * Not seen by this: a hidden file left by a steadyfs killed together with
+ * its keeper (the take-over state is gone with it): it stays on the
+ * server, not listed, and keeps its folder from being removed until it is
+ * deleted by name or on the server (docs/retries.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "clock.h"
+#include "log.h"
+#include "vfs_int.h"
+
+#define HIDDEN_PREFIX ".steadyfs_hidden"
+#define EVACUATE_MAX 64
+
+bool hidden_name(const char *name, size_t len)
+{
+	size_t pl = sizeof(HIDDEN_PREFIX) - 1;
+
+	return len >= pl && !memcmp(name, HIDDEN_PREFIX, pl);
+}
+
+/* A fresh hidden name for node id. */
+static char *make_name(uint64_t id)
+{
+	uint32_t r;
+	char *s;
+
+	/* Random, so two mounts of one folder never pick the same name
+	 * (node ids are per mount); plain RENAME refuses a taken one. */
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)clock_mono_ns();
+	if (asprintf(&s, HIDDEN_PREFIX "%016llx%08x", (unsigned long long)id, r) < 0)
+		return NULL;
+	return s;
+}
+
+/* ---- unlink of an open file -------------------------------------------- */
+
+static void hidden_ok(struct op *op)
+{
+	nodes_hide(op->v->nodes, op->ino, op->leaf2);
+	log_info("unlink '%s': open, kept as '%s' until closed", op->path, op->path2);
+	op_fail(op, 0);
+}
+
+/* Lost reply: done when the hidden name exists. */
+static void settle_hidden(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a) {
+		hidden_ok(op);
+		return;
+	}
+	op_log_error(op, EIO, "transport");
+	op_fail(op, EIO);
+}
+
+static void hide_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (op_maybe_done(op, r, err)) {
+		stat_path(op, op->path2, settle_hidden);
+		return;
+	}
+	if (err) {
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
+		hidden_ok(op);
+		return;
+	}
+	/* The server will not rename it: unlink it plainly (its handles
+	 * then fail at their next reopen rather than reach another file). */
+	op->then(op, NULL, 0);
+}
+
+void hidden_unlink(struct op *op, uint64_t id,
+		   void (*plain)(struct op *, const struct sftp_attrs *, int))
+{
+	struct vfs *v = op->v;
+
+	op->ino = id;
+	op->then = plain;
+	if (!(op->leaf2 = make_name(id)) ||
+	    !(op->path2 = nodes_child_path(v->nodes, op->parent, op->leaf2))) {
+		plain(op, NULL, 0);
+		return;
+	}
+	buf_reset(&op->rq.pkt);
+	/* Plain v3 RENAME: it never replaces an existing file. */
+	if (sftp_enc_rename(&op->rq.pkt, 0, op->path, op->path2) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, hide_done, false);
+}
+
+/* ---- the last handle gone ---------------------------------------------- */
+
+static void removed(struct op *op, const struct sftp_reply *r, int err)
+{
+	bool missing = !err && r->type == SSH_FXP_STATUS &&
+		       r->u.status.code == SSH_FX_NO_SUCH_FILE;
+	char *now = missing ? nodes_path(op->v->nodes, op->ino) : NULL;
+
+	/* Moved meanwhile (an rmdir of its folder): remove it there. */
+	if (now && strcmp(now, op->path)) {
+		free(op->path);
+		op->path = now;
+		buf_reset(&op->rq.pkt);
+		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) == 0) {
+			op_send(op, removed, true);
+			return;
+		}
+		now = NULL;
+	}
+	free(now);
+	if (!err && r->type == SSH_FXP_STATUS &&
+	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE))
+		nodes_hidden_gone(op->v->nodes, op->ino);
+	else
+		log_warn("cannot remove hidden file '%s': %s", op->path,
+			 err ? "no session" : strerror(reply_errno(r)));
+	nodes_unpin(op->v->nodes, op->ino);
+	op_free(op);
+}
+
+void hidden_release(struct vfs *v, uint64_t id)
+{
+	struct op *op;
+
+	if (!nodes_is_hidden(v->nodes, id) || fh_node_open(v, id))
+		return;
+	if (!(op = op_new(v, NULL, "unlink")))
+		return;
+	op->ino = id;
+	op->rq.deadline = 0;  /* whenever a session is up */
+	if (!(op->path = nodes_path(v->nodes, id)) ||
+	    sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
+		op_free(op);
+		return;
+	}
+	/* Repeating it is harmless: the name is ours alone. */
+	nodes_pin(v->nodes, id);
+	op_send(op, removed, true);
+}
+
+void hidden_release_all(struct vfs *v)
+{
+	uint64_t ids[EVACUATE_MAX];
+	size_t n = nodes_hidden_list(v->nodes, 0, ids, EVACUATE_MAX);
+
+	for (size_t i = 0; i < n; i++)
+		hidden_release(v, ids[i]);
+}
+
+/* ---- rmdir of a folder holding hidden files ---------------------------- */
+
+struct evacuation {
+	uint64_t dir;
+	size_t n, next;
+	uint64_t ids[EVACUATE_MAX];
+	char *leaf;                /* of the file being moved */
+	bool moving;               /* moved (still open), else removed */
+	void (*then)(struct op *, const struct sftp_attrs *, int);
+};
+
+static void evacuate_next(struct op *op);
+
+/* Every hidden file dealt with: on to the rmdir. */
+static void evacuated(struct op *op)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	void (*then)(struct op *, const struct sftp_attrs *, int) = e->then;
+
+	free(e->leaf);
+	free(e);
+	op->data = NULL;
+	then(op, NULL, 0);
+}
+
+static void moved(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	bool ok = !err && r->type == SSH_FXP_STATUS;
+
+	/* No answer: the rmdir fails as any call the link failed (never
+	 * ENOTEMPTY for a folder we could not empty). */
+	if (err) {
+		free(e->leaf);
+		e->leaf = NULL;
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
+	if (ok && r->u.status.code == SSH_FX_OK && e->moving)
+		nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
+	else if (ok && !e->moving && (r->u.status.code == SSH_FX_OK ||
+				      r->u.status.code == SSH_FX_NO_SUCH_FILE))
+		nodes_hidden_gone(op->v->nodes, e->ids[e->next - 1]);
+	/* A failure leaves it: the rmdir then says ENOTEMPTY. */
+	evacuate_next(op);
+}
+
+static void evacuate_next(struct op *op)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	char *from = NULL, *to = NULL;
+
+	while (e->next < e->n) {
+		uint64_t id = e->ids[e->next++];
+		char *slash;
+
+		free(from);
+		free(to);
+		free(e->leaf);
+		e->leaf = NULL;
+		to = NULL;
+		if (!(from = nodes_path(op->v->nodes, id)) ||
+		    !(slash = strrchr(from, '/')) || !(e->leaf = strdup(slash + 1)) ||
+		    !(to = nodes_child_path(op->v->nodes, NODE_ROOT, e->leaf)))
+			continue;
+		buf_reset(&op->rq.pkt);
+		/* Still open: moved out. Released (its last close on the
+		 * way): removed now, not moved under that close's feet. */
+		e->moving = fh_node_held(op->v, id);
+		if ((e->moving ? sftp_enc_rename(&op->rq.pkt, 0, from, to) :
+		     sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, from)) < 0)
+			continue;
+		free(from);
+		free(to);
+		op_send(op, moved, false);
+		return;
+	}
+	free(from);
+	free(to);
+	evacuated(op);
+}
+
+void hidden_evacuate(struct op *op, uint64_t dir,
+		     void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	struct evacuation *e = calloc(1, sizeof(*e));
+
+	if (!e || !dir ||
+	    !(e->n = nodes_hidden_list(op->v->nodes, dir, e->ids, EVACUATE_MAX))) {
+		free(e);
+		then(op, NULL, 0);
+		return;
+	}
+	e->dir = dir;
+	e->then = then;
+	free(op->data);
+	op->data = (char *)e;
+	evacuate_next(op);
+}

@@ -1,0 +1,337 @@
+"""Issue 14, part A: open handles keep their identity.
+
+- Finding 1: a descriptor follows renames of its file and of any folder
+  above it. After its session dies (the sftp-server serving the mount is
+  SIGKILLed: a private sshd, its processes found by pid), the handle is
+  reopened under the name the node table holds now, never under the name
+  it was opened with, so the write after the reconnect lands in the file
+  the descriptor was opened on and not in a new file of the old name.
+- The "same file?" rule (fs/identity.h): a file replaced on the server
+  behind steadyfs's back (other size, or same size and another mtime)
+  fails the rule at the reopen: fsync gets EIO, the replacement is never
+  written, and a `data` event names the path and the unreplayed range.
+- Finding 10 (pjdfstest unlink/14.t): an unlinked open file keeps
+  working (libfuse-style hiding): read and write through the descriptor,
+  fstat shows nlink 0, listings do not show the hidden name, the hidden
+  file is gone from the server after close, and the folder can be
+  removed, even while the descriptor is still open.
+- Both across a SIGKILL of the daemon (the keeper starts the next one):
+  the take-over state records a handle's node, not a path, and the
+  hidden name.
+"""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import mounts
+from workloads import MOUNT_OPTS, RECOVERY_BOUND
+
+pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
+                                reason="/dev/fuse is missing")
+
+FIRST = b"0123456789"
+SECOND = b"abcde"
+OTHER = b"another file, not ours: keep me"
+
+
+def wait_until(fn, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def events(m):
+    p = subprocess.run(["cat", m.path(".control", "events")], capture_output=True,
+                       text=True, timeout=5, stdin=subprocess.DEVNULL)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def private(make_sshd, mount_steadyfs):
+    """A mount on its own sshd, so killing that sshd's sftp-servers ends
+    this mount's sessions and nothing else: (mount, sshd, remote dir)."""
+    def make(expect_errors=False):
+        server = make_sshd()
+        m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=expect_errors)
+        return m, server, server.remote_dir
+    return make
+
+
+def kill_sessions(server):
+    """SIGKILL every sftp-server under our private sshd (found by parent
+    pid) and wait until they are gone."""
+    pids = wait_until(server.sftp_server_pids, 10)
+    assert pids, "no sftp-server session under the test's sshd"
+    for p in pids:
+        try:
+            os.kill(p, 9)
+        except ProcessLookupError:
+            pass
+    assert wait_until(lambda: not any(alive(p) for p in pids), 10)
+    return pids
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def write_after_reconnect(fd, server):
+    """Kills the sessions, then writes SECOND at the end through fd and
+    fsyncs; returns the fsync's errno (0 when it succeeded)."""
+    kill_sessions(server)
+    assert os.write(fd, SECOND) == len(SECOND)
+    try:
+        os.fsync(fd)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+@pytest.mark.timeout(60)
+def test_renamed_file_keeps_its_descriptor(private):
+    m, server, remote = private()
+    fd = os.open(m.path("a"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.rename(m.path("a"), m.path("b"))
+        with open(m.path("a"), "wb") as f:
+            f.write(OTHER)
+        assert write_after_reconnect(fd, server) == 0
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(remote, "b")) == FIRST + SECOND
+    assert read_file(os.path.join(remote, "a")) == OTHER
+
+
+@pytest.mark.timeout(60)
+def test_renamed_folder_keeps_its_descriptor(private):
+    m, server, remote = private()
+    os.mkdir(m.path("d"))
+    fd = os.open(m.path("d", "a"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.rename(m.path("d"), m.path("e"))
+        os.mkdir(m.path("d"))
+        with open(m.path("d", "a"), "wb") as f:
+            f.write(OTHER)
+        assert write_after_reconnect(fd, server) == 0
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(remote, "e", "a")) == FIRST + SECOND
+    assert read_file(os.path.join(remote, "d", "a")) == OTHER
+
+
+def replace_behind(remote, same_size):
+    """Replaces remote/a on the server itself (steadyfs never sees it)."""
+    a = os.path.join(remote, "a")
+    os.rename(a, os.path.join(remote, "a.old"))
+    data = b"X" * len(FIRST) if same_size else OTHER
+    with open(a, "wb") as f:
+        f.write(data)
+    if same_size:
+        # Same size, another second: only the mtime can tell.
+        t = time.time() - 3600
+        os.utime(a, (t, t))
+    return data
+
+
+def assert_lost_for_good(fd):
+    """The descriptor never reaches the replacement: EIO from now on."""
+    with pytest.raises(OSError) as e:
+        os.write(fd, SECOND)
+        os.fsync(fd)
+    assert e.value.errno == errno.EIO
+
+
+def close_lost(fd):
+    """close(2) of a lost descriptor: 0 or EIO (its flush says it)."""
+    try:
+        os.close(fd)
+    except OSError as e:
+        assert e.errno == errno.EIO
+
+
+@pytest.mark.timeout(60)
+def test_replaced_file_is_never_written(private):
+    """The descriptor wrote FIRST; the file is replaced on the server by one
+    of another size: the reopen's size check fails."""
+    m, server, remote = private(expect_errors=True)
+    fd = os.open(m.path("a"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        data = replace_behind(remote, same_size=False)
+        assert write_after_reconnect(fd, server) == errno.EIO
+        assert_lost_for_good(fd)
+    finally:
+        close_lost(fd)
+    assert read_file(os.path.join(remote, "a")) == data
+    assert read_file(os.path.join(remote, "a.old")) == FIRST
+    ev = [e for e in events(m) if e.get("type") == "data" and
+          e.get("path", "").endswith("/a") and not e.get("replayed")]
+    assert ev, events(m)
+    assert ev[-1]["offset"] == len(FIRST) and ev[-1]["length"] == len(SECOND), ev
+
+
+@pytest.mark.timeout(60)
+def test_replaced_file_same_size_is_never_written(private):
+    """Nothing written through the descriptor since its open: a file of
+    the same size but another mtime fails the rule at the reopen a read
+    makes, and a later write never reaches it."""
+    m, server, remote = private(expect_errors=True)
+    with open(m.path("a"), "wb") as f:
+        f.write(FIRST)
+    fd = os.open(m.path("a"), os.O_RDWR | os.O_APPEND)
+    try:
+        data = replace_behind(remote, same_size=True)
+        kill_sessions(server)
+        with pytest.raises(OSError) as e:
+            os.pread(fd, 100, 0)
+        assert e.value.errno == errno.EIO
+        assert_lost_for_good(fd)
+    finally:
+        close_lost(fd)
+    assert read_file(os.path.join(remote, "a")) == data
+
+
+# ---- unlinked open files (finding 10) ----------------------------------------
+
+def server_names(d):
+    return sorted(os.listdir(d))
+
+
+@pytest.mark.timeout(60)
+def test_unlinked_open_file_keeps_working(private):
+    m, server, remote = private()
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.unlink(m.path("f"))
+        assert not os.path.exists(m.path("f"))
+        assert [n for n in os.listdir(m.mountpoint) if n != ".control"] == []
+        assert os.write(fd, SECOND) == len(SECOND)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+        st = os.fstat(fd)
+        assert st.st_nlink == 0 and st.st_size == len(FIRST + SECOND)
+        os.fsync(fd)
+        # A new file of the same name is another file.
+        with open(m.path("f"), "wb") as f:
+            f.write(OTHER)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert read_file(m.path("f")) == OTHER
+    assert wait_until(lambda: server_names(remote) == ["f"], 5), server_names(remote)
+
+
+@pytest.mark.timeout(60)
+def test_unlinked_file_survives_reconnect(private):
+    m, server, remote = private()
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("f"))
+        assert write_after_reconnect(fd, server) == 0
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+@pytest.mark.timeout(60)
+def test_rmdir_after_unlink_of_open_file(private):
+    m, server, remote = private()
+    os.mkdir(m.path("d"))
+    fd = os.open(m.path("d", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, FIRST)
+        os.unlink(m.path("d", "f"))
+        # Still open: the folder goes all the same, and the file works.
+        os.rmdir(m.path("d"))
+        assert not os.path.exists(os.path.join(remote, "d"))
+        assert os.pread(fd, 100, 0) == FIRST
+        assert os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    os.mkdir(m.path("d2"))
+    fd = os.open(m.path("d2", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, FIRST)
+    os.unlink(m.path("d2", "f"))
+    os.close(fd)
+    os.rmdir(m.path("d2"))
+    assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+# ---- across a daemon restart (the take-over state) ---------------------------
+
+def restart_daemon(m):
+    """SIGKILL the keeper's daemon child; wait for its successor."""
+    old = m.daemon_pid()
+    assert old
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: m.daemon_pid() not in (None, old), 10), \
+        "no new daemon after the kill"
+
+
+@pytest.mark.timeout(60)
+def test_renamed_file_keeps_its_descriptor_across_daemon_kill(private):
+    """The take-over state records the handle's node, not a path."""
+    m, server, remote = private(expect_errors=True)
+    fd = os.open(m.path("a"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.rename(m.path("a"), m.path("b"))
+        with open(m.path("a"), "wb") as f:
+            f.write(OTHER)
+        restart_daemon(m)
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(remote, "b")) == FIRST + SECOND
+    assert read_file(os.path.join(remote, "a")) == OTHER
+
+
+@pytest.mark.timeout(60)
+def test_unlinked_file_across_daemon_kill(private):
+    """The hidden name is in the take-over state: the next daemon reads
+    and writes the file through it and removes it after the close."""
+    m, server, remote = private(expect_errors=True)
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("f"))
+        restart_daemon(m)
+        assert os.pread(fd, 100, 0) == FIRST
+        assert os.fstat(fd).st_nlink == 0
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)

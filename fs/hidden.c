@@ -11,7 +11,9 @@
  * its handles, follows, the take-over state records it (a restarted
  * daemon still knows it), getattr shows nlink 0, and listings skip such
  * names. When the last handle of the node is gone the hidden file is
- * removed. rmdir of a folder holding hidden files still open moves them
+ * removed. A rename onto a file with open handles moves that file aside
+ * the same way first (hidden_replace), so its descriptors keep reading
+ * and writing the replaced file, as on a local disk. rmdir of a folder holding hidden files still open moves them
  * to the mount's root first, so the folder can go, as on a local disk.
  *
  * Not seen by this: a hidden file left by a steadyfs killed together with
@@ -113,6 +115,99 @@ void hidden_unlink(struct op *op, uint64_t id,
 		return;
 	}
 	op_send(op, hide_done, false);
+}
+
+/* ---- rename over an open file ------------------------------------------ */
+
+/* What a rename's op carries while its target is moved aside (op->data). */
+struct replaced {
+	uint64_t id;
+	char *leaf, *path;         /* the target's hidden name and path */
+	void (*then)(struct op *, const struct sftp_attrs *, int);
+};
+
+/* Drops op->data; returns the step to go on with. */
+static void (*replaced_end(struct op *op))(struct op *, const struct sftp_attrs *, int)
+{
+	struct replaced *rp = (struct replaced *)op->data;
+	void (*then)(struct op *, const struct sftp_attrs *, int) = rp->then;
+
+	free(rp->leaf);
+	free(rp->path);
+	free(rp);
+	op->data = NULL;
+	return then;
+}
+
+/* The target is at its hidden name (or the server would not move it:
+ * the rename then replaces it plainly, and its handles fail at their
+ * next reopen rather than reach the file that took its name). */
+static void replaced_go_on(struct op *op, bool hidden)
+{
+	struct replaced *rp = (struct replaced *)op->data;
+
+	if (hidden) {
+		nodes_hide(op->v->nodes, rp->id, rp->leaf);
+		log_info("rename onto '%s': the file there is open, kept as '%s' until closed",
+			 op->path2, rp->path);
+	}
+	replaced_end(op)(op, NULL, 0);
+}
+
+/* Lost reply: moved when the hidden name exists; not when it is missing. */
+static void settle_replaced(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a || err == ENOENT) {
+		replaced_go_on(op, a != NULL);
+		return;
+	}
+	replaced_end(op);
+	op_log_error(op, EIO, "transport");
+	op_fail(op, EIO);
+}
+
+static void replace_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct replaced *rp = (struct replaced *)op->data;
+
+	if (op_maybe_done(op, r, err)) {
+		stat_path(op, rp->path, settle_replaced);
+		return;
+	}
+	if (err) {
+		replaced_end(op);
+		op_log_error(op, op_transport_errno(err), "transport");
+		op_fail(op, op_transport_errno(err));
+		return;
+	}
+	replaced_go_on(op, r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK);
+}
+
+void hidden_replace(struct op *op, uint64_t id,
+		    void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	struct replaced *rp = calloc(1, sizeof(*rp));
+
+	if (!rp || !(rp->leaf = make_name(id)) ||
+	    !(rp->path = nodes_child_path(op->v->nodes, op->newparent, rp->leaf))) {
+		if (rp)
+			free(rp->leaf);
+		free(rp);
+		then(op, NULL, 0);
+		return;
+	}
+	rp->id = id;
+	rp->then = then;
+	free(op->data);
+	op->data = (char *)rp;
+	buf_reset(&op->rq.pkt);
+	/* Plain v3 RENAME: it never replaces an existing file. */
+	if (sftp_enc_rename(&op->rq.pkt, 0, op->path2, rp->path) < 0) {
+		replaced_end(op);
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, replace_done, false);
 }
 
 /* ---- the last handle gone ---------------------------------------------- */

@@ -257,6 +257,7 @@ static void node_fill(struct keepstate *ks, struct nslot *s, uint64_t id,
 	s->nlookup = nlookup;
 	s->end = end;
 	s->flags = flags;
+	s->twins = 0;
 	s->namelen = (uint16_t)len;
 	memcpy(s->name, name, len);
 	s->name[len] = 0;
@@ -324,6 +325,11 @@ void ks_node_ident(struct keepstate *ks, int32_t slot, const struct ident *id)
 					     (id->have_mtime ? NF_ID_MTIME : 0)));
 }
 
+void ks_node_twins(struct keepstate *ks, int32_t slot, uint32_t twins)
+{
+	__atomic_store_n(&ks->nodes[slot].twins, twins, __ATOMIC_RELEASE);
+}
+
 int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
 		     const char *name)
 {
@@ -341,6 +347,7 @@ int32_t ks_node_move(struct keepstate *ks, int32_t slot, uint64_t parent,
 	ks->nodes[ns].id_lo = old->id_lo;
 	ks->nodes[ns].id_hi = old->id_hi;
 	ks->nodes[ns].id_mtime = old->id_mtime;
+	ks->nodes[ns].twins = old->twins;
 	publish(&ks->nodes[ns].state, ST_LIVE);
 	node_free(ks, slot);
 	return ns;
@@ -423,6 +430,7 @@ void ks_nodes_each(struct keepstate *ks,
 		rec->end_known = s->flags & NF_END_KNOWN;
 		rec->unlinked = s->flags & NF_UNLINKED;
 		rec->hidden = s->flags & NF_HIDDEN;
+		rec->twins = s->twins;
 		rec->ident = (struct ident){
 			.known = s->flags & NF_ID_KNOWN,
 			.written = s->flags & NF_ID_WRITTEN,

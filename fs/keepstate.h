@@ -75,6 +75,7 @@ struct ks_node {
 	bool unlinked;            /* the name no longer leads to it */
 	bool hidden;              /* unlinked while open: `name` is hidden */
 	struct ident ident;       /* what the "same file?" rule compares */
+	uint32_t twins;           /* link group: one file (nodes.h), 0 none */
 	char name[KS_NAME_MAX + 1];
 };
 /* Records a node; returns its slot, or -1 when the table is full. */
@@ -85,6 +86,7 @@ void ks_node_end(struct keepstate *ks, int32_t slot, bool known, uint64_t end);
 void ks_node_unlinked(struct keepstate *ks, int32_t slot);
 void ks_node_hidden(struct keepstate *ks, int32_t slot, bool hidden);
 void ks_node_ident(struct keepstate *ks, int32_t slot, const struct ident *id);
+void ks_node_twins(struct keepstate *ks, int32_t slot, uint32_t twins);
 /* A new name: returns the new slot (the old one is freed; the other
  * fields move along), or `slot` unchanged and its record marked unlinked
  * when the table is full. */

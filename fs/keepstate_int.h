@@ -71,7 +71,7 @@ struct nslot {
 	uint64_t seq, id, parent, nlookup, end;
 	uint64_t id_lo, id_hi;     /* struct ident, flags NF_ID_* */
 	uint32_t id_mtime;
-	uint32_t pad;
+	uint32_t twins;            /* link group (nodes.c), 0 none */
 	char name[KS_NAME_MAX + 1];
 };
 

@@ -32,6 +32,8 @@ struct node {
 	uint64_t end;          /* end-of-file offset for appends */
 	struct ident ident;    /* for the "same file?" rule (identity.h) */
 	bool hidden;           /* unlinked while open: name is a hidden one */
+	uint32_t twins;        /* link group (nodes_twin), 0 none */
+	struct node *twin;     /* next of its group's ring, NULL alone */
 	uint32_t pins;         /* open handles: kept after the kernel forgets */
 	int32_t slot;          /* take-over record, -1 when none */
 	struct node *next_id;
@@ -44,6 +46,7 @@ struct nodes {
 	uint64_t next;
 	struct keepstate *ks;  /* take-over state, NULL until adopted */
 	size_t nhidden;        /* nodes with a hidden name */
+	uint32_t next_twins;   /* the last link group handed out */
 	struct node *by_id[NBUCKETS];
 	struct node *by_name[NBUCKETS];
 };
@@ -74,6 +77,12 @@ static struct node *find(struct nodes *t, uint64_t parent, const char *name)
 	while (n && !(n->parent == parent && n->name && !strcmp(n->name, name)))
 		n = n->next_name;
 	return n;
+}
+
+/* One node, or two of one link group (nodes_twin): one file. */
+static bool same_file(const struct node *a, const struct node *b)
+{
+	return a && b && (a == b || (a->twins && a->twins == b->twins));
 }
 
 static void link_name(struct nodes *t, struct node *n)
@@ -124,6 +133,24 @@ static void record_lookups(struct nodes *t, struct node *n)
 		ks_node_ident(t->ks, n->slot, &n->ident);
 	if (n->slot >= 0 && n->hidden)
 		ks_node_hidden(t->ks, n->slot, true);
+	if (n->slot >= 0 && n->twins)
+		ks_node_twins(t->ks, n->slot, n->twins);
+}
+
+/* Takes n out of its link group's ring. Lock held. */
+static void twin_leave(struct nodes *t, struct node *n)
+{
+	struct node *p = n->twin;
+
+	if (!p)
+		return;
+	while (p->twin != n)
+		p = p->twin;
+	p->twin = n->twin == p ? NULL : n->twin;
+	n->twin = NULL;
+	n->twins = 0;
+	if (t->ks && n->slot >= 0)
+		ks_node_twins(t->ks, n->slot, 0);
 }
 
 static void record_end(struct nodes *t, struct node *n)
@@ -316,6 +343,12 @@ void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 	pthread_mutex_lock(&t->lock);
 	victim = find(t, newparent, newname);
 	n = find(t, oldparent, oldname);
+	/* Two links of one file: rename(2) does nothing. */
+	if (victim && victim != n && same_file(victim, n)) {
+		pthread_mutex_unlock(&t->lock);
+		free(copy);
+		return;
+	}
 	if (victim && victim != n) {
 		unlink_name(t, victim);
 		record_unlinked(t, victim);
@@ -421,6 +454,7 @@ static void free_node_locked(struct nodes *t, struct node *n)
 	struct node **pp;
 
 	unlink_name(t, n);
+	twin_leave(t, n);
 	if (n->hidden)
 		t->nhidden--;
 	if (t->ks && n->slot >= 0)
@@ -628,6 +662,7 @@ static void restore_one(void *arg, const struct ks_node *r, int32_t slot)
 	n->ident = r->ident;
 	n->hidden = r->hidden && n->name;
 	t->nhidden += n->hidden;
+	n->twins = r->twins;
 	n->slot = slot;
 	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
 	t->by_id[n->id & (NBUCKETS - 1)] = n;
@@ -637,11 +672,57 @@ static void restore_one(void *arg, const struct ks_node *r, int32_t slot)
 		t->next = n->id + 1;
 }
 
+static int by_twins(const void *a, const void *b)
+{
+	uint32_t x = (*(struct node *const *)a)->twins;
+	uint32_t y = (*(struct node *const *)b)->twins;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The link groups' rings again, from the restored group numbers. A group
+ * with one node left is none. Lock held. */
+static void rebuild_twins(struct nodes *t)
+{
+	struct node **v = NULL, **nv;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct node *x = t->by_id[i]; x; x = x->next_id) {
+			if (!x->twins)
+				continue;
+			if (x->twins > t->next_twins)
+				t->next_twins = x->twins;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				if (!(nv = realloc(v, cap * sizeof(*v)))) {
+					x->twins = 0;  /* alone: its rule then judges it alone */
+					cap = n;
+					continue;
+				}
+				v = nv;
+			}
+			v[n++] = x;
+		}
+	if (n)
+		qsort(v, n, sizeof(*v), by_twins);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && v[j]->twins == v[i]->twins; j++)
+			v[j - 1]->twin = v[j];
+		if (j - i > 1)
+			v[j - 1]->twin = v[i];
+		else
+			v[i]->twins = 0;
+	}
+	free(v);
+}
+
 void nodes_adopt(struct nodes *t, struct keepstate *ks)
 {
 	pthread_mutex_lock(&t->lock);
 	t->ks = ks;
 	ks_nodes_each(ks, restore_one, t);
+	rebuild_twins(t);
 	if (ks_next_id(ks) > t->next)
 		t->next = ks_next_id(ks);
 	ks_set_next_id(ks, t->next);
@@ -681,10 +762,11 @@ static bool ident_apply(struct nodes *t, uint64_t id,
 
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
-	if (n) {
-		fn(&n->ident, arg);
-		if (t->ks && n->slot >= 0)
-			ks_node_ident(t->ks, n->slot, &n->ident);
+	/* One file, one identity: every node of its link group. */
+	for (struct node *m = n; m; m = m->twin == n ? NULL : m->twin) {
+		fn(&m->ident, arg);
+		if (t->ks && m->slot >= 0)
+			ks_node_ident(t->ks, m->slot, &m->ident);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return n != NULL;
@@ -760,10 +842,64 @@ void nodes_ident_seed(struct nodes *t, uint64_t id)
 	if (n && !n->ident.known && n->have_attr) {
 		ident_seen(&n->ident, (uint64_t)n->attr.st_size, true,
 			   (uint32_t)n->attr.st_mtime, true);
-		if (t->ks && n->slot >= 0)
-			ks_node_ident(t->ks, n->slot, &n->ident);
+		for (struct node *m = n; m; m = m->twin == n ? NULL : m->twin) {
+			m->ident = n->ident;
+			if (t->ks && m->slot >= 0)
+				ks_node_ident(t->ks, m->slot, &m->ident);
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+void nodes_twin(struct nodes *t, uint64_t src, uint64_t dst)
+{
+	struct node *a, *b;
+
+	pthread_mutex_lock(&t->lock);
+	a = get(t, src);
+	b = get(t, dst);
+	if (a && b && a != b && (!a->twins || a->twins != b->twins)) {
+		twin_leave(t, b);
+		if (!a->twins) {
+			if (!++t->next_twins)
+				t->next_twins = 1;
+			a->twins = t->next_twins;
+			if (t->ks && a->slot >= 0)
+				ks_node_twins(t->ks, a->slot, a->twins);
+		}
+		b->twins = a->twins;
+		b->twin = a->twin ? a->twin : a;
+		a->twin = b;
+		b->ident = a->ident;
+		if (t->ks && b->slot >= 0) {
+			ks_node_twins(t->ks, b->slot, b->twins);
+			ks_node_ident(t->ks, b->slot, &b->ident);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b)
+{
+	bool same;
+
+	pthread_mutex_lock(&t->lock);
+	same = same_file(get(t, a), get(t, b));
+	pthread_mutex_unlock(&t->lock);
+	return same;
+}
+
+size_t nodes_twins(struct nodes *t, uint64_t id, uint64_t *ids, size_t max)
+{
+	struct node *n;
+	size_t k = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	for (struct node *m = n; m && k < max; m = m->twin == n ? NULL : m->twin)
+		ids[k++] = m->id;
+	pthread_mutex_unlock(&t->lock);
+	return k;
 }
 
 bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out)

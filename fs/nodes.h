@@ -137,6 +137,22 @@ void nodes_ident_seed(struct nodes *t, uint64_t id);
 bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
 
 /*
+ * Link groups: nodes that name one file, because steadyfs made the hard
+ * link (SFTP v3 has no inode numbers: links made elsewhere are not
+ * known). A write or truncate through any of them is the file's, so the
+ * group shares one identity: each nodes_ident_* call applies to all of
+ * them. nodes_twin puts dst (the new link) in src's group and gives it
+ * src's identity; the group number is kept in the take-over state. A
+ * rename of one onto another of its group changes nothing (rename(2)).
+ * nodes_twins fills ids with id and the rest of its group (up to max)
+ * and returns how many.
+ */
+void nodes_twin(struct nodes *t, uint64_t src, uint64_t dst);
+size_t nodes_twins(struct nodes *t, uint64_t id, uint64_t *ids, size_t max);
+/* Whether a and b are one node or in one link group (one file). */
+bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b);
+
+/*
  * Hidden names (hidden.c): a file unlinked while open was renamed on the
  * server to `hidden` in the same folder; the node takes that name (its
  * path keeps working, recorded in the take-over state), shows nlink 0,

@@ -66,6 +66,8 @@
 #define FH_MIN_CHUNKS 32u
 #define FH_MAX_CHUNKS 1024u
 #define QUEUE_SLACK_NS (2u * 1000 * 1000)
+/* Hard links of one file (nodes_twins) a quiet check looks at. */
+#define QUIET_TWINS_MAX 16u
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -226,14 +228,27 @@ bool fh_node_held(struct vfs *v, uint64_t ino)
 	return node_has_fh(v, ino, false);
 }
 
-/* No handle of node ino has unacknowledged writes (lock order: v, fh). */
+/* Whether ino is one of the n ids. */
+static bool among(uint64_t ino, const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == ino)
+			return true;
+	return false;
+}
+
+/* No handle of node ino's file (its link group too) has unacknowledged
+ * writes (lock order: v, fh). A group too large to list is never quiet:
+ * the rule then only narrows its bounds. */
 static bool node_quiet(struct vfs *v, uint64_t ino)
 {
-	bool busy = false;
+	uint64_t ids[QUIET_TWINS_MAX + 1];
+	size_t n = nodes_twins(v->nodes, ino, ids, QUIET_TWINS_MAX + 1);
+	bool busy = n > QUIET_TWINS_MAX;
 
 	pthread_mutex_lock(&v->lock);
 	for (struct fh *f = v->fhs; f && !busy; f = f->next) {
-		if (f->ino != ino)
+		if (f->ino != ino && !among(f->ino, ids, n))
 			continue;
 		pthread_mutex_lock(&f->lock);
 		busy = f->chunks != NULL;

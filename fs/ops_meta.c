@@ -405,10 +405,26 @@ void vfs_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- creating names: mkdir, symlink, link -------------------------------- */
 
+/* The new name exists: its entry. A hard link (op->ino, its source)
+ * joins its source's link group first: one file, one identity. */
+static void name_made(struct op *op, const struct sftp_attrs *a)
+{
+	struct nodes *t = op->v->nodes;
+	uint64_t id;
+
+	if (!op->ino || !(id = nodes_ref(t, op->parent, op->leaf))) {
+		vfs_reply_entry(op, a);
+		return;
+	}
+	nodes_twin(t, op->ino, id);
+	vfs_reply_entry(op, a);
+	nodes_forget(t, id, 1);
+}
+
 static void entry_then(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a)
-		vfs_reply_entry(op, a);
+		name_made(op, a);
 	else
 		op_fail(op, err);
 }
@@ -427,7 +443,7 @@ static void settle_created(struct op *op, const struct sftp_attrs *a, int err)
 	if (a) {
 		log_info("%s '%s': reply lost, settled by checking the server: done",
 			 op->name, op->path);
-		vfs_reply_entry(op, a);
+		name_made(op, a);
 	} else {
 		op_log_error(op, EIO, "transport");
 		op_fail(op, EIO);
@@ -500,6 +516,7 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	}
 	if (!(op = name_op(req, newparent, newname, "link")))
 		return;
+	op->ino = ino;  /* the source: the new name joins its link group */
 	/* No hardlink@: EXDEV, so callers that consolidate with link() fall
 	 * back to copying, as they do across filesystems. */
 	if (vfs_missing_ext(op->v, SFTP_EXT_HARDLINK)) {
@@ -687,10 +704,19 @@ static void rename_send(struct op *op, bool posix)
 	op_send(op, rename_done, false);
 }
 
+/* The rename itself (the signature of a stat_path step). */
+static void rename_start(struct op *op, const struct sftp_attrs *a, int err)
+{
+	/* NOREPLACE wants plain RENAME, which refuses an existing target. */
+	rename_send(op, !(op->flags & RENAME_NOREPLACE) &&
+		    !vfs_missing_ext(op->v, SFTP_EXT_POSIX_RENAME));
+}
+
 void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct op *op;
+	uint64_t victim, src;
 	int err;
 
 	if (flags & ~RENAME_NOREPLACE) {
@@ -717,9 +743,15 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		op_fail(op, err == ESTALE ? ENOENT : err);
 		return;
 	}
-	/* NOREPLACE wants plain RENAME, which refuses an existing target. */
-	rename_send(op, !(flags & RENAME_NOREPLACE) &&
-		    !vfs_missing_ext(op->v, SFTP_EXT_POSIX_RENAME));
+	/* A file open at the target keeps working under a hidden name
+	 * (hidden.c); not when both names are one file (nothing changes). */
+	victim = nodes_find(op->v->nodes, newparent, newname);
+	src = nodes_find(op->v->nodes, parent, name);
+	if (!(flags & RENAME_NOREPLACE) && victim && victim != src &&
+	    !nodes_same_file(op->v->nodes, src, victim) && fh_node_held(op->v, victim))
+		hidden_replace(op, victim, rename_start);
+	else
+		rename_start(op, NULL, 0);
 }
 
 /* ---- statfs ------------------------------------------------------------- */

@@ -222,6 +222,14 @@ bool hidden_name(const char *name, size_t len);
  * rename, continues in plain(op, NULL, 0) (a plain REMOVE). */
 void hidden_unlink(struct op *op, uint64_t id,
 		   void (*plain)(struct op *, const struct sftp_attrs *, int));
+/* Before a rename (op->path -> op->path2, op->newparent) replaces node
+ * `id`, which has handles the kernel has not released: renames it to a
+ * hidden name in its folder, so those handles keep their file; then
+ * continues in then(op, NULL, 0) (also when the server refused, or
+ * nothing could be allocated: the rename then replaces it plainly).
+ * Uses op->data meanwhile. */
+void hidden_replace(struct op *op, uint64_t id,
+		    void (*then)(struct op *, const struct sftp_attrs *, int));
 /* Removes node id's hidden file once it has no handle left. */
 void hidden_release(struct vfs *v, uint64_t id);
 /* The same for every hidden node (after a take-over). */

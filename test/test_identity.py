@@ -15,9 +15,14 @@
   fstat shows nlink 0, listings do not show the hidden name, the hidden
   file is gone from the server after close, and the folder can be
   removed, even while the descriptor is still open.
+- A rename onto an open file hides that file the same way: its
+  descriptor keeps reading and writing the replaced file.
+- Hard links made through the mount are one file to the rule: a write
+  through one name is no "size outside what was written" for a
+  descriptor opened under the other.
 - Both across a SIGKILL of the daemon (the keeper starts the next one):
-  the take-over state records a handle's node, not a path, and the
-  hidden name.
+  the take-over state records a handle's node, not a path, the hidden
+  name and the link group.
 """
 
 import errno
@@ -283,6 +288,73 @@ def test_rmdir_after_unlink_of_open_file(private):
     os.close(fd)
     os.rmdir(m.path("d2"))
     assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+@pytest.mark.timeout(60)
+def test_rename_over_open_file_keeps_it(private):
+    """rename(2) onto a file that is open: the replaced file stays
+    readable and writable through its descriptor (hidden like an unlinked
+    one), also after a reconnect, and is removed at its close."""
+    m, server, remote = private()
+    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        with open(m.path("s"), "wb") as f:
+            f.write(OTHER)
+        os.rename(m.path("s"), m.path("t"))
+        assert read_file(m.path("t")) == OTHER
+        assert os.pread(fd, 100, 0) == FIRST
+        assert os.fstat(fd).st_nlink == 0
+        assert [n for n in os.listdir(m.mountpoint) if n != ".control"] == ["t"]
+        assert write_after_reconnect(fd, server) == 0
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(remote, "t")) == OTHER
+    assert wait_until(lambda: server_names(remote) == ["t"], 5), server_names(remote)
+
+
+# ---- hard links made through the mount -------------------------------------
+
+def write_through_link(private, restart):
+    """a is open and written; b, a hard link to it made through the mount,
+    is written to (the file grows through another name), after a daemon
+    kill when `restart`; then the sessions die and a's descriptor writes
+    again: its reopen must accept the larger size."""
+    m, server, remote = private(expect_errors=restart)
+    fd = os.open(m.path("a"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.link(m.path("a"), m.path("b"))
+        if restart:
+            restart_daemon(m)
+        with open(m.path("b"), "r+b") as f:
+            f.seek(0, os.SEEK_END)
+            f.write(OTHER)
+        kill_sessions(server)
+        # (Not a read: the kernel caches a's size apart from b's.)
+        assert os.pwrite(fd, SECOND, 0) == len(SECOND)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    want = SECOND + FIRST[len(SECOND):] + OTHER
+    assert read_file(os.path.join(remote, "a")) == want
+    assert read_file(os.path.join(remote, "b")) == want
+
+
+@pytest.mark.timeout(60)
+def test_hard_link_written_elsewhere_passes_the_rule(private):
+    """A write through another name steadyfs linked is the same file's
+    (the rule judged each name alone and failed the descriptor: EIO)."""
+    write_through_link(private, restart=False)
+
+
+@pytest.mark.timeout(60)
+def test_hard_link_group_across_daemon_kill(private):
+    """The link group is in the take-over state."""
+    write_through_link(private, restart=True)
 
 
 # ---- across a daemon restart (the take-over state) ---------------------------

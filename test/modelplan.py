@@ -32,8 +32,10 @@ SETTLED = ("mkdir", "rmdir", "unlink", "rename", "link", "symlink")
 # makes those calls, and its traces run in `make check`.
 # f2, f3 and m8 are fixed (branch `writes`: truncate and O_TRUNC wait for
 # queued writes, a failed write queues nothing, mmap write-back through an
-# O_APPEND handle is positional).
-OPEN_BUGS = frozenset(KNOWN_BUGS) - {"f2", "f3", "m8"}
+# O_APPEND handle is positional); f1 and f10 too (branch `identity2`: a
+# handle's path is its node's, one same-file rule on every reopen, an
+# unlinked or replaced open file is hidden).
+OPEN_BUGS = frozenset(KNOWN_BUGS) - {"f1", "f2", "f3", "f10", "m8"}
 
 
 def parse_known(s):

@@ -11,7 +11,8 @@
  * its handles, follows, the take-over state records it (a restarted
  * daemon still knows it), getattr shows nlink 0, and listings skip such
  * names. When the last handle of the node is gone the hidden file is
- * removed. A rename onto a file with open handles moves that file aside
+ * removed (its folder then gets back the times it had just before: the
+ * unlink already moved them, as a local unlink does). A rename onto a file with open handles moves that file aside
  * the same way first (hidden_replace), so its descriptors keep reading
  * and writing the replaced file, as on a local disk. rmdir of a folder holding hidden files still open moves them
  * to the mount's root first, so the folder can go, as on a local disk.
@@ -212,16 +213,50 @@ void hidden_replace(struct op *op, uint64_t id,
 
 /* ---- the last handle gone ---------------------------------------------- */
 
+static void release_end(struct op *op)
+{
+	nodes_unpin(op->v->nodes, op->ino);
+	op_free(op);
+}
+
+static void times_restored(struct op *op, const struct sftp_reply *r, int err)
+{
+	release_end(op);
+}
+
+/*
+ * The hidden file's REMOVE changed its folder's mtime, which the unlink
+ * (the rename to the hidden name) had already moved, as a local unlink
+ * does, and which nothing since may have moved: the folder gets back the
+ * times it had just before (best effort; a change made by someone else
+ * in between is rolled back with them, docs/retries.md).
+ */
+static void restore_folder_times(struct op *op)
+{
+	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_ACMODTIME,
+				.atime = op->pre.atime, .mtime = op->pre.mtime };
+
+	buf_reset(&op->rq.pkt);
+	if (!op->have_pre || !op->path2 ||
+	    sftp_enc_setstat(&op->rq.pkt, 0, op->path2, &a) < 0) {
+		release_end(op);
+		return;
+	}
+	op_send(op, times_restored, true);
+}
+
 static void removed(struct op *op, const struct sftp_reply *r, int err)
 {
 	bool missing = !err && r->type == SSH_FXP_STATUS &&
 		       r->u.status.code == SSH_FX_NO_SUCH_FILE;
 	char *now = missing ? nodes_path(op->v->nodes, op->ino) : NULL;
 
-	/* Moved meanwhile (an rmdir of its folder): remove it there. */
+	/* Moved meanwhile (an rmdir of its folder): remove it there, and
+	 * leave that folder's times alone. */
 	if (now && strcmp(now, op->path)) {
 		free(op->path);
 		op->path = now;
+		op->have_pre = false;
 		buf_reset(&op->rq.pkt);
 		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) == 0) {
 			op_send(op, removed, true);
@@ -231,13 +266,32 @@ static void removed(struct op *op, const struct sftp_reply *r, int err)
 	}
 	free(now);
 	if (!err && r->type == SSH_FXP_STATUS &&
-	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE))
+	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE)) {
 		nodes_hidden_gone(op->v->nodes, op->ino);
-	else
+		if (r->u.status.code == SSH_FX_OK) {
+			restore_folder_times(op);
+			return;
+		}
+	} else {
 		log_warn("cannot remove hidden file '%s': %s", op->path,
 			 err ? "no session" : strerror(reply_errno(r)));
-	nodes_unpin(op->v->nodes, op->ino);
-	op_free(op);
+	}
+	release_end(op);
+}
+
+/* The folder's times seen (or not): now the REMOVE. */
+static void folder_seen(struct op *op, const struct sftp_attrs *a, int err)
+{
+	op->have_pre = a && (a->flags & SSH_FILEXFER_ATTR_ACMODTIME);
+	if (op->have_pre)
+		op->pre = *a;
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
+		release_end(op);
+		return;
+	}
+	/* Repeating it is harmless: the name is ours alone. */
+	op_send(op, removed, true);
 }
 
 void hidden_release(struct vfs *v, uint64_t id)
@@ -250,14 +304,21 @@ void hidden_release(struct vfs *v, uint64_t id)
 		return;
 	op->ino = id;
 	op->rq.deadline = 0;  /* whenever a session is up */
-	if (!(op->path = nodes_path(v->nodes, id)) ||
-	    sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
+	if (!(op->path = nodes_path(v->nodes, id))) {
 		op_free(op);
 		return;
 	}
-	/* Repeating it is harmless: the name is ours alone. */
 	nodes_pin(v->nodes, id);
-	op_send(op, removed, true);
+	/* Its folder's times first, to put back after the REMOVE. */
+	if ((op->path2 = strdup(op->path)) && strrchr(op->path2, '/') &&
+	    strrchr(op->path2, '/') != op->path2) {
+		*strrchr(op->path2, '/') = 0;
+		stat_path(op, op->path2, folder_seen);
+		return;
+	}
+	free(op->path2);
+	op->path2 = NULL;
+	folder_seen(op, NULL, 0);
 }
 
 void hidden_release_all(struct vfs *v)

@@ -51,6 +51,17 @@ void ident_truncated(struct ident *id, uint64_t size)
 	id->known = true;
 }
 
+void ident_maybe_truncated(struct ident *id, uint64_t size)
+{
+	if (!id->known)
+		return;  /* nothing to widen: the rule fails an unknown file */
+	if (size < id->lo)
+		id->lo = size;
+	if (size > id->hi)
+		id->hi = size;
+	id->written = true;
+}
+
 void ident_touched(struct ident *id)
 {
 	id->written = true;

@@ -56,6 +56,9 @@ void ident_sent(struct ident *id, uint64_t end);
 void ident_acked(struct ident *id, uint64_t end);
 /* steadyfs set the size to `size` (truncate, O_TRUNC). */
 void ident_truncated(struct ident *id, uint64_t size);
+/* A truncate to `size` whose outcome is unknown (its reply was lost): the
+ * file may have either size, so the bounds widen to take both. */
+void ident_maybe_truncated(struct ident *id, uint64_t size);
 /* steadyfs set the mtime (utimens): it is no longer compared. */
 void ident_touched(struct ident *id);
 

@@ -85,6 +85,19 @@ static bool same_file(const struct node *a, const struct node *b)
 	return a && b && (a == b || (a->twins && a->twins == b->twins));
 }
 
+/*
+ * Whether nothing needs node n any more: no lookups, no handles, and not
+ * a named member of a link group. A group member is kept while it has
+ * its name even after the kernel forgot it: a later lookup of that name
+ * finds it again, still in its group (a new node would judge the file
+ * alone). Lock held.
+ */
+static bool unused(const struct node *n)
+{
+	return n->id != NODE_ROOT && !n->nlookup && !n->pins &&
+	       !(n->name && n->twin);
+}
+
 static void link_name(struct nodes *t, struct node *n)
 {
 	uint32_t h = hash_name(n->parent, n->name);
@@ -165,6 +178,16 @@ static void record_unlinked(struct nodes *t, struct node *n)
 		ks_node_unlinked(t->ks, n->slot);
 }
 
+/* n's name is gone from the server: a link group member kept only for
+ * its name (unused) goes too. Lock held. */
+static void drop_name(struct nodes *t, struct node *n)
+{
+	unlink_name(t, n);
+	record_unlinked(t, n);
+	if (unused(n))
+		free_node_locked(t, n);
+}
+
 struct nodes *nodes_new(const char *base)
 {
 	struct nodes *t = calloc(1, sizeof(*t));
@@ -235,7 +258,7 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 	n = get(t, id);
 	if (n)
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-	if (n && n->nlookup == 0 && !n->pins)
+	if (n && unused(n))
 		free_node_locked(t, n);
 	else if (n)
 		record_lookups(t, n);
@@ -349,10 +372,8 @@ void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		free(copy);
 		return;
 	}
-	if (victim && victim != n) {
-		unlink_name(t, victim);
-		record_unlinked(t, victim);
-	}
+	if (victim && victim != n)
+		drop_name(t, victim);
 	if (n && copy) {
 		unlink_name(t, n);
 		n->parent = newparent;
@@ -372,10 +393,8 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)
 
 	pthread_mutex_lock(&t->lock);
 	n = find(t, parent, name);
-	if (n) {
-		unlink_name(t, n);
-		record_unlinked(t, n);
-	}
+	if (n)
+		drop_name(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -477,8 +496,7 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns)
 		while (n) {
 			struct node *next = n->next_id;
 
-			if (n->id != NODE_ROOT && n->nlookup == 0 && !n->pins && !n->end_known &&
-			    now - n->attr_time > max_age_ns)
+			if (unused(n) && !n->end_known && now - n->attr_time > max_age_ns)
 				free_node_locked(t, n);
 			n = next;
 		}
@@ -747,7 +765,7 @@ void nodes_unpin(struct nodes *t, uint64_t id)
 	n = get(t, id);
 	if (n && n->pins)
 		n->pins--;
-	if (n && !n->pins && !n->nlookup && n->id != NODE_ROOT)
+	if (n && unused(n))
 		free_node_locked(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
@@ -800,6 +818,11 @@ static void do_truncated(struct ident *id, const void *arg)
 	ident_truncated(id, *(const uint64_t *)arg);
 }
 
+static void do_maybe_truncated(struct ident *id, const void *arg)
+{
+	ident_maybe_truncated(id, *(const uint64_t *)arg);
+}
+
 static void do_touched(struct ident *id, const void *arg)
 {
 	ident_touched(id);
@@ -826,6 +849,11 @@ void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end)
 void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size)
 {
 	ident_apply(t, id, do_truncated, &size);
+}
+
+void nodes_ident_maybe_truncated(struct nodes *t, uint64_t id, uint64_t size)
+{
+	ident_apply(t, id, do_maybe_truncated, &size);
 }
 
 void nodes_ident_touched(struct nodes *t, uint64_t id)

@@ -123,7 +123,8 @@ bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end);
  * The identity of each node's file, for the "same file?" rule
  * (identity.h): what the server reported (quiet: no write of ours
  * unacknowledged then), what was sent and acknowledged, sizes and mtimes
- * steadyfs set. Recorded in the take-over state. nodes_ident_seed starts
+ * steadyfs set (or may have set: a truncate whose reply was lost).
+ * Recorded in the take-over state. nodes_ident_seed starts
  * it from the cached attributes when nothing is known yet (a read-only
  * open). get returns false when the node is unknown.
  */
@@ -132,6 +133,7 @@ void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
 void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size);
+void nodes_ident_maybe_truncated(struct nodes *t, uint64_t id, uint64_t size);
 void nodes_ident_touched(struct nodes *t, uint64_t id);
 void nodes_ident_seed(struct nodes *t, uint64_t id);
 bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);

@@ -1758,6 +1758,9 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	struct fh *fh;
 
 	if (err) {
+		/* An O_TRUNC open may have truncated: the rule takes both. */
+		if (op->fi.flags & O_TRUNC)
+			nodes_ident_maybe_truncated(op->v->nodes, op->ino, 0);
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
 		return;

@@ -260,6 +260,10 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
+		/* It may have been done: the "same file?" rule takes both sizes. */
+		if (op->to_set & FUSE_SET_ATTR_SIZE)
+			nodes_ident_maybe_truncated(op->v->nodes, op->ino,
+						    (uint64_t)op->st.st_size);
 		fail_transport(op, err);
 		return;
 	}

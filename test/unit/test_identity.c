@@ -2,11 +2,13 @@
  * test_identity: the "same file?" rule (fs/identity.c) as plain data:
  * nothing seen fails; the type, the size bounds (confirmed end, highest
  * end sent) and the mtime (only while nothing was written) each decide;
- * acknowledgements, truncation and a touch move the bounds as documented.
+ * acknowledgements, truncation (done or maybe done) and a touch move the
+ * bounds as documented; the nodes of a link group share one identity.
  */
 #include <sys/stat.h>
 
 #include "identity.h"
+#include "nodes.h"
 #include "sftp.h"
 #include "unit.h"
 
@@ -109,6 +111,64 @@ static void test_truncate_and_touch(void)
 	CHECK_EQU(id.hi, 40);
 }
 
+static void test_maybe_truncated(void)
+{
+	struct ident id = IDENT_INIT;
+	struct sftp_attrs a = file(100, 5);
+
+	ident_maybe_truncated(&id, 0);  /* nothing known: stays unknown */
+	CHECK(!id.known);
+	ident_seen(&id, 100, true, 5, true);
+	ident_maybe_truncated(&id, 10); /* reply lost: 10 or 100 */
+	CHECK(ident_check(&id, &a) == NULL);
+	a.size = 10;
+	CHECK(ident_check(&id, &a) == NULL);
+	a.size = 101;
+	CHECK(ident_check(&id, &a) != NULL);
+	ident_maybe_truncated(&id, 200);
+	a.size = 200;
+	CHECK(ident_check(&id, &a) == NULL);
+}
+
+static void test_link_group(void)
+{
+	struct nodes *t = nodes_new("/base");
+	uint64_t a, b, c, ids[4];
+	struct ident x, y;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	a = nodes_ref(t, NODE_ROOT, "a");
+	b = nodes_ref(t, NODE_ROOT, "b");
+	c = nodes_ref(t, NODE_ROOT, "c");
+	nodes_ident_seen(t, a, 10, true, 5, true);
+	nodes_twin(t, a, b);            /* link a b: b takes a's identity */
+	CHECK(nodes_ident_get(t, b, &y) && y.known && y.hi == 10);
+	CHECK(nodes_same_file(t, a, b));
+	CHECK(!nodes_same_file(t, a, c));
+	nodes_ident_sent(t, b, 50);     /* grown through b: a's too */
+	CHECK(nodes_ident_get(t, a, &x) && x.hi == 50 && x.written);
+	nodes_twin(t, b, c);
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 3);
+	nodes_ident_truncated(t, c, 7);
+	CHECK(nodes_ident_get(t, a, &x) && x.lo == 7 && x.hi == 7);
+	nodes_forget(t, b, 1);          /* forgotten, still named: kept */
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 3);
+	CHECK_EQU(nodes_ref(t, NODE_ROOT, "b"), b);
+	nodes_forget(t, b, 1);
+	nodes_unlink(t, NODE_ROOT, "b"); /* its name gone: it goes */
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
+	CHECK(nodes_same_file(t, a, c));
+	nodes_unlink(t, NODE_ROOT, "c"); /* unlinked, still looked up */
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
+	nodes_forget(t, c, 1);
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 1);
+	nodes_ident_sent(t, a, 70);
+	CHECK(nodes_ident_get(t, a, &x) && x.hi == 70);
+	nodes_free(t);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_unknown_fails);
@@ -116,5 +176,7 @@ int main(void)
 	UNIT_RUN(test_written_bounds);
 	UNIT_RUN(test_seen_while_busy_narrows);
 	UNIT_RUN(test_truncate_and_touch);
+	UNIT_RUN(test_maybe_truncated);
+	UNIT_RUN(test_link_group);
 	return unit_summary("test_identity");
 }

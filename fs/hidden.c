@@ -12,10 +12,12 @@
  * daemon still knows it), getattr shows nlink 0, and listings skip such
  * names. When the last handle of the node is gone the hidden file is
  * removed (its folder then gets back the times it had just before: the
- * unlink already moved them, as a local unlink does). A rename onto a file with open handles moves that file aside
- * the same way first (hidden_replace), so its descriptors keep reading
- * and writing the replaced file, as on a local disk. rmdir of a folder holding hidden files still open moves them
- * to the mount's root first, so the folder can go, as on a local disk.
+ * unlink already moved them, as a local unlink does). A rename onto a
+ * file with open handles moves that file aside the same way first
+ * (hidden_replace), so its descriptors keep reading and writing the
+ * replaced file. rmdir of a folder that holds nothing but hidden files
+ * moves those still open to the mount's root first, so the folder can
+ * go, as on a local disk.
  *
  * Not seen by this: a hidden file left by a steadyfs killed together with
  * its keeper (the take-over state is gone with it): it stays on the
@@ -338,6 +340,9 @@ struct evacuation {
 	uint64_t ids[EVACUATE_MAX];
 	char *leaf;                /* of the file being moved */
 	bool moving;               /* moved (still open), else removed */
+	bool other;                /* the folder holds a name not hidden */
+	uint8_t h[SFTP_MAX_HANDLE];  /* its listing's handle */
+	size_t hlen;
 	void (*then)(struct op *, const struct sftp_attrs *, int);
 };
 
@@ -413,6 +418,76 @@ static void evacuate_next(struct op *op)
 	evacuated(op);
 }
 
+/*
+ * First the folder is listed: when it holds anything besides hidden
+ * files, nothing is moved (the rmdir then fails with ENOTEMPTY and leaves
+ * the folder and the root as they were, times included). A listing that
+ * fails moves them all the same (the rmdir decides).
+ */
+static void listing_closed(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	if (e->other)
+		evacuated(op);
+	else
+		evacuate_next(op);
+}
+
+static void listing_close(struct op *op)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_close(&op->rq.pkt, 0, e->h, e->hlen) < 0) {
+		listing_closed(op, NULL, 0);
+		return;
+	}
+	op_send_on(op, listing_closed, op->rq.served_by, op->rq.served_gen);
+}
+
+static void listed(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	struct sftp_reply rr;
+	struct sftp_name n;
+
+	if (err || r->type != SSH_FXP_NAME) {
+		listing_close(op);  /* EOF, or no answer: the listing is over */
+		return;
+	}
+	rr = *r;
+	while (!e->other && sftp_name_next(&rr, &n) == 0)
+		e->other = !hidden_name((const char *)n.name, n.namelen) &&
+			   !(n.namelen == 1 && n.name[0] == '.') &&
+			   !(n.namelen == 2 && !memcmp(n.name, "..", 2));
+	buf_reset(&op->rq.pkt);
+	if (e->other || sftp_enc_handle(&op->rq.pkt, SSH_FXP_READDIR, 0,
+					e->h, e->hlen) < 0) {
+		listing_close(op);
+		return;
+	}
+	op_send_on(op, listed, op->rq.served_by, op->rq.served_gen);
+}
+
+static void list_opened(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
+		evacuate_next(op);
+		return;
+	}
+	memcpy(e->h, r->u.handle.h, r->u.handle.len);
+	e->hlen = r->u.handle.len;
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_handle(&op->rq.pkt, SSH_FXP_READDIR, 0, e->h, e->hlen) < 0) {
+		listing_close(op);
+		return;
+	}
+	op_send_on(op, listed, op->rq.served_by, op->rq.served_gen);
+}
+
 void hidden_evacuate(struct op *op, uint64_t dir,
 		     void (*then)(struct op *, const struct sftp_attrs *, int))
 {
@@ -428,5 +503,10 @@ void hidden_evacuate(struct op *op, uint64_t dir,
 	e->then = then;
 	free(op->data);
 	op->data = (char *)e;
-	evacuate_next(op);
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) < 0) {
+		evacuate_next(op);
+		return;
+	}
+	op_send(op, list_opened, true);
 }

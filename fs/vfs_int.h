@@ -234,8 +234,9 @@ void hidden_replace(struct op *op, uint64_t id,
 void hidden_release(struct vfs *v, uint64_t id);
 /* The same for every hidden node (after a take-over). */
 void hidden_release_all(struct vfs *v);
-/* Moves the hidden files of open handles out of folder node `dir` (to
- * the root), then continues in then(op, NULL, 0). */
+/* When folder node `dir` (at op->path) holds nothing but hidden files,
+ * moves those of open handles out of it (to the root) and removes the
+ * others; then continues in then(op, NULL, 0). Uses op->data. */
 void hidden_evacuate(struct op *op, uint64_t dir,
 		     void (*then)(struct op *, const struct sftp_attrs *, int));
 

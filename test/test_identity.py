@@ -315,6 +315,33 @@ def test_rename_over_open_file_keeps_it(private):
     assert wait_until(lambda: server_names(remote) == ["t"], 5), server_names(remote)
 
 
+@pytest.mark.timeout(60)
+def test_hidden_file_leaves_folder_times_alone(private):
+    """An rmdir that fails (the folder holds another file) moves no hidden
+    file out, and the hidden file's removal at close gives the folder its
+    times back: its mtime stays the one set after the unlink (both moved
+    it before)."""
+    m, server, remote = private()
+    os.mkdir(m.path("d"))
+    with open(m.path("d", "g"), "wb") as f:
+        f.write(OTHER)
+    fd = os.open(m.path("d", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, FIRST)
+        os.unlink(m.path("d", "f"))
+        os.utime(m.path("d"), (1000000000, 1000000000))
+        with pytest.raises(OSError) as e:
+            os.rmdir(m.path("d"))
+        assert e.value.errno == errno.ENOTEMPTY
+        assert os.stat(os.path.join(remote, "d")).st_mtime == 1000000000
+        assert os.pread(fd, 100, 0) == FIRST
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(os.path.join(remote, "d")) == ["g"], 5)
+    assert wait_until(lambda: os.stat(os.path.join(remote, "d")).st_mtime == 1000000000, 5), \
+        os.stat(os.path.join(remote, "d")).st_mtime
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):

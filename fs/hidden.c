@@ -151,6 +151,7 @@ static void replaced_go_on(struct op *op, bool hidden)
 
 	if (hidden) {
 		nodes_hide(op->v->nodes, rp->id, rp->leaf);
+		op->ino = rp->id;  /* to put back if the rename fails */
 		log_info("rename onto '%s': the file there is open, kept as '%s' until closed",
 			 op->path2, rp->path);
 	}
@@ -211,6 +212,37 @@ void hidden_replace(struct op *op, uint64_t id,
 		return;
 	}
 	op_send(op, replace_done, false);
+}
+
+static void unreplaced(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (!err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK)
+		nodes_unhide(op->v->nodes, op->ino, op->newparent, op->leaf2);
+	else
+		log_err("rename onto '%s' failed, and the open file moved aside for it could not be put back: it stays hidden until closed",
+			op->path2);
+	op_fail(op, op->err);
+}
+
+void hidden_replace_undo(struct op *op, int err)
+{
+	char *from;
+
+	if (!op->ino || !nodes_is_hidden(op->v->nodes, op->ino) ||
+	    !(from = nodes_path(op->v->nodes, op->ino))) {
+		op_fail(op, err);
+		return;
+	}
+	op->err = err;
+	buf_reset(&op->rq.pkt);
+	/* Plain RENAME: a name taken meanwhile is not replaced. */
+	if (sftp_enc_rename(&op->rq.pkt, 0, from, op->path2) < 0) {
+		free(from);
+		op_fail(op, err);
+		return;
+	}
+	free(from);
+	op_send(op, unreplaced, false);
 }
 
 /* ---- the last handle gone ---------------------------------------------- */

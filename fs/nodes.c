@@ -971,6 +971,33 @@ bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
 	return ok;
 }
 
+void nodes_unhide(struct nodes *t, uint64_t id, uint64_t parent, const char *name)
+{
+	struct node *n, *other;
+	char *copy = strdup(name);
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	if (n && n->hidden && copy) {
+		if ((other = find(t, parent, name)) && other != n)
+			drop_name(t, other);
+		unlink_name(t, n);
+		n->parent = parent;
+		n->name = copy;
+		copy = NULL;
+		n->hidden = false;
+		t->nhidden--;
+		n->attr.st_nlink = 1;
+		link_name(t, n);
+		if (t->ks && n->slot >= 0) {
+			n->slot = ks_node_move(t->ks, n->slot, parent, name);
+			ks_node_hidden(t->ks, n->slot, false);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(copy);
+}
+
 bool nodes_is_hidden(struct nodes *t, uint64_t id)
 {
 	struct node *n;

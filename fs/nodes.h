@@ -163,6 +163,9 @@ bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b);
  * folder `parent` (0: anywhere) and returns how many.
  */
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden);
+/* The hidden file got back a real name (a rename that had moved it
+ * aside failed): (parent, name), nlink 1, no longer hidden. */
+void nodes_unhide(struct nodes *t, uint64_t id, uint64_t parent, const char *name);
 bool nodes_is_hidden(struct nodes *t, uint64_t id);
 void nodes_hidden_gone(struct nodes *t, uint64_t id);
 size_t nodes_hidden_list(struct nodes *t, uint64_t parent, uint64_t *ids,

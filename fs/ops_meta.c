@@ -654,7 +654,11 @@ static void settle_renamed_old(struct op *op, const struct sftp_attrs *a, int er
 		return;
 	}
 	op_log_error(op, EIO, "transport");
-	op_fail(op, EIO);
+	/* The old name is there: not done (a target moved aside comes back). */
+	if (a)
+		hidden_replace_undo(op, EIO);
+	else
+		op_fail(op, EIO);
 }
 
 static void rename_send(struct op *op, bool posix);
@@ -668,7 +672,8 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (err) {
-		fail_transport(op, err);
+		op_log_error(op, op_transport_errno(err), "transport");
+		hidden_replace_undo(op, op_transport_errno(err));
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
@@ -692,7 +697,7 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 		stat_path(op, op->path2, refine_exists);
 		return;
 	}
-	op_fail(op, reply_errno(r));
+	hidden_replace_undo(op, reply_errno(r));
 }
 
 static void rename_send(struct op *op, bool posix)

@@ -230,6 +230,10 @@ void hidden_unlink(struct op *op, uint64_t id,
  * Uses op->data meanwhile. */
 void hidden_replace(struct op *op, uint64_t id,
 		    void (*then)(struct op *, const struct sftp_attrs *, int));
+/* The rename after hidden_replace failed with err and was not done: the
+ * file moved aside (op->ino, when it was) gets the target name back;
+ * then op fails with err. */
+void hidden_replace_undo(struct op *op, int err);
 /* Removes node id's hidden file once it has no handle left. */
 void hidden_release(struct vfs *v, uint64_t id);
 /* The same for every hidden node (after a take-over). */

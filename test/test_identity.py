@@ -316,6 +316,32 @@ def test_rename_over_open_file_keeps_it(private):
 
 
 @pytest.mark.timeout(60)
+def test_failed_rename_over_open_file_puts_it_back(private):
+    """The rename onto an open file fails (its source went missing on the
+    server): the file moved aside for it gets its name back."""
+    m, server, remote = private()
+    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        with open(m.path("s"), "wb") as f:
+            f.write(OTHER)
+        os.unlink(os.path.join(remote, "s"))  # behind the mount's back
+        with pytest.raises(OSError) as e:
+            os.rename(m.path("s"), m.path("t"))
+        assert e.value.errno == errno.ENOENT
+        assert server_names(remote) == ["t"]
+        assert read_file(os.path.join(remote, "t")) == FIRST
+        assert os.fstat(fd).st_nlink == 1
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(m.path("t")) == FIRST + SECOND
+    assert server_names(remote) == ["t"]
+
+
+@pytest.mark.timeout(60)
 def test_hidden_file_leaves_folder_times_alone(private):
     """An rmdir that fails (the folder holds another file) moves no hidden
     file out, and the hidden file's removal at close gives the folder its

@@ -290,18 +290,24 @@ def test_rmdir_after_unlink_of_open_file(private):
     assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
 
 
+def open_target_and_source(m):
+    """t, open (its descriptor returned) and holding FIRST; s holding OTHER."""
+    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    assert os.write(fd, FIRST) == len(FIRST)
+    os.fsync(fd)
+    with open(m.path("s"), "wb") as f:
+        f.write(OTHER)
+    return fd
+
+
 @pytest.mark.timeout(60)
 def test_rename_over_open_file_keeps_it(private):
     """rename(2) onto a file that is open: the replaced file stays
     readable and writable through its descriptor (hidden like an unlinked
     one), also after a reconnect, and is removed at its close."""
     m, server, remote = private()
-    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_target_and_source(m)
     try:
-        assert os.write(fd, FIRST) == len(FIRST)
-        os.fsync(fd)
-        with open(m.path("s"), "wb") as f:
-            f.write(OTHER)
         os.rename(m.path("s"), m.path("t"))
         assert read_file(m.path("t")) == OTHER
         assert os.pread(fd, 100, 0) == FIRST
@@ -320,12 +326,8 @@ def test_failed_rename_over_open_file_puts_it_back(private):
     """The rename onto an open file fails (its source went missing on the
     server): the file moved aside for it gets its name back."""
     m, server, remote = private()
-    fd = os.open(m.path("t"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_target_and_source(m)
     try:
-        assert os.write(fd, FIRST) == len(FIRST)
-        os.fsync(fd)
-        with open(m.path("s"), "wb") as f:
-            f.write(OTHER)
         os.unlink(os.path.join(remote, "s"))  # behind the mount's back
         with pytest.raises(OSError) as e:
             os.rename(m.path("s"), m.path("t"))

@@ -92,9 +92,16 @@ def run(argv, timeout, cwd=None, check=True):
 
 
 def apt(*args):
+    """apt-get's output; the lines the maintainer scripts wrote are
+    printed (pytest -s shows them)."""
     p = run(["apt-get", "-y", "-o", "DPkg::Lock::Timeout=120",
              "--no-install-recommends"] + list(args), APT_TIMEOUT)
-    return p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    print(f"apt-get {' '.join(args)}:")
+    for line in out.splitlines():
+        if line.startswith("steadyfs:"):
+            print("  " + line)
+    return out
 
 
 def pkg_status():
@@ -230,7 +237,7 @@ def package_files():
 
 def ours(path):
     """A path of the package's own, not a folder it shares (/usr/bin...)."""
-    return not os.path.isdir(path) or os.path.islink(path) or "steadyfs" in path
+    return not os.path.isdir(path) or "steadyfs" in path
 
 
 def enabled_units():

@@ -9,7 +9,7 @@ One test walks an operator's whole life of the package on this machine:
   docs/packaging.md;
 - `apt-get install ./steadyfs_VERSION_ARCH.deb`: the programs, man pages,
   units (in /lib/systemd/system, enabled by nobody), alert rules and docs
-  are there, /etc/steadyfs and /var/lib/steadyfs are root's alone (0700),
+  are there, exactly the operator guide's package table, /etc/steadyfs and /var/lib/steadyfs are root's alone (0700),
   the recover sentinel is not;
 - an fstab line of type fuse.steadyfs, through `mount -T OWN_FSTAB`, mounts
   with the installed binary (mount.fuse3 finds it on its fixed PATH);
@@ -47,6 +47,7 @@ import pytest
 
 import mounts
 import sshdfix
+import test_docs
 import test_packaging
 
 REPO = mounts.REPO
@@ -431,6 +432,10 @@ def test_package_install_mount_upgrade_remove_purge(builds, machine, sshd, remot
     check_installed(v1)
     listed = [p for p in package_files() if p]
     assert BIN in listed and f"{UNITDIR}/steadyfs@.service" in listed, listed
+    unlisted, absent = test_docs.table_mismatch(
+        [p for p in listed if not os.path.isdir(p)], test_docs.installed_table("package-files"))
+    assert not unlisted, f"installed by the package but not in the operator guide: {unlisted}"
+    assert not absent, f"in the operator guide's package table but not installed: {absent}"
 
     # Recover's state goes where the package made room for it (a dry run:
     # no sentinel, nothing to do).

@@ -418,7 +418,54 @@ def end_mount(mnt, pids):
     mounts.Mount("steadyfs", [], mnt, os.devnull, None).remove_mirror()
 
 
-# ---- the test ----------------------------------------------------------------
+# ---- package-mounts on its own -------------------------------------------------
+
+def _fresh_copy(src, dst):
+    """What dpkg does: a new file (a new inode) renamed over the old one."""
+    shutil.copy2(src, dst + ".dpkg-new")
+    os.rename(dst + ".dpkg-new", dst)
+
+
+@pytest.mark.timeout(240)
+def test_package_mounts_touches_only_mounts_of_its_binary(sshd, remote_subdir,
+                                                          mount_steadyfs, tmp_path):
+    """debian/package-mounts with a copy of the build standing in for
+    /usr/bin/steadyfs: after the copy is replaced, `upgrade` switches its
+    mount to the new file and names it; a mount of another steadyfs binary
+    (a /usr/local install, another build) is neither upgraded nor named,
+    by `upgrade` or by `remove`. The whole package is test_deb's other
+    test; this one needs no dpkg."""
+    if os.geteuid() != 0:
+        pytest.skip("package-mounts looks at root's mounts")
+    script = os.path.join(REPO, "debian", "package-mounts")
+    src = os.path.join(mounts.build_dir(), "steadyfs")
+    pkg_bin, other_bin = str(tmp_path / "pkg" / "steadyfs"), str(tmp_path / "other" / "steadyfs")
+    for b in (pkg_bin, other_bin):
+        os.makedirs(os.path.dirname(b))
+        shutil.copy2(src, b)
+    ours_m = mount_steadyfs(sshd, remote_subdir=remote_subdir, program=pkg_bin)
+    other_m = mount_steadyfs(sshd, remote_subdir=remote_subdir, program=other_bin)
+    other_before = status_json(other_m.mountpoint)
+    _fresh_copy(src, pkg_bin)
+    new = os.stat(pkg_bin)
+
+    r = run([script, "upgrade", pkg_bin], 150)
+    out = r.stdout + r.stderr
+    assert f"steadyfs: '{ours_m.mountpoint}' upgraded: daemon generation 2 serves" in out, out
+    assert other_m.mountpoint not in out and "NOT" not in out, out
+    daemon = status_json(ours_m.mountpoint)["daemon_pid"]
+    exe = os.stat(f"/proc/{daemon}/exe")
+    assert (exe.st_dev, exe.st_ino) == (new.st_dev, new.st_ino), os.readlink(f"/proc/{daemon}/exe")
+    other_after = status_json(other_m.mountpoint)
+    assert (other_after["generation"], other_after["daemon_pid"]) == \
+        (other_before["generation"], other_before["daemon_pid"]), (other_before, other_after)
+
+    r = run([script, "remove", pkg_bin], 60)
+    assert f"steadyfs:   {ours_m.mountpoint} (keeper pid {ours_m.pid})" in r.stdout, r.stdout
+    assert other_m.mountpoint not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# ---- the package -----------------------------------------------------------------
 
 @pytest.mark.timeout(900)
 def test_package_install_mount_upgrade_remove_purge(builds, machine, sshd, remote_subdir,

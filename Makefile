@@ -362,6 +362,8 @@ DEB_SRC = $(DEB_TOP)/steadyfs-$(DEB_VERSION)
 DEB_STAMP = $$(git log -1 --format=%ct 2>/dev/null || date +%s)
 deb:
 	@test -n "$(DEB_VERSION)" || { echo "deb: no STEADYFS_VERSION in lib/version.h" >&2; exit 1; }
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+		$(MAKE) --no-print-directory deps-build
 	rm -rf $(DEB_TOP) && mkdir -p $(DEB_SRC)
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		git ls-files -z -co --exclude-standard | \

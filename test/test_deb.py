@@ -426,15 +426,43 @@ def _fresh_copy(src, dst):
     os.rename(dst + ".dpkg-new", dst)
 
 
+def _keepers_of(binary):
+    """Pids running `binary` (or the file it replaced) whose parent does not."""
+    def runs(pid):
+        try:
+            return os.readlink(f"/proc/{pid}/exe") in (binary, binary + " (deleted)")
+        except OSError:
+            return False
+    return [int(n) for n in os.listdir("/proc")
+            if n.isdigit() and runs(n) and not runs(sshdfix._ppid(int(n)))]
+
+
+def _hidden_mount(sshd, remote, mnt, program):
+    """A mount of `program` made in a private mount namespace (as in a
+    container): its keeper runs here, its mount is not in our table.
+    Returns the keeper's pid."""
+    before = set(_keepers_of(program))
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", program,
+                        f"{sshd.user}@{sshd.host}:{remote}", mnt, "-p", str(sshd.port),
+                        "-o", f"IdentityFile={sshd.key},UserKnownHostsFile={sshd.known_hosts},"
+                        f"op_timeout={OP_TIMEOUT}"], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p
+    new = set(_keepers_of(program)) - before
+    assert len(new) == 1, new
+    return new.pop()
+
+
 @pytest.mark.timeout(240)
 def test_package_mounts_touches_only_mounts_of_its_binary(sshd, remote_subdir,
                                                           mount_steadyfs, tmp_path):
     """debian/package-mounts with a copy of the build standing in for
     /usr/bin/steadyfs: after the copy is replaced, `upgrade` switches its
-    mount to the new file and names it; a mount of another steadyfs binary
-    (a /usr/local install, another build) is neither upgraded nor named,
-    by `upgrade` or by `remove`. The whole package is test_deb's other
-    test; this one needs no dpkg."""
+    mount to the new file and names it; a keeper of that binary whose mount
+    is in another mount namespace is reported as NOT upgraded; a mount of
+    another steadyfs binary (a /usr/local install, another build) is
+    neither upgraded nor named, by `upgrade` or by `remove`. The whole
+    package is test_deb's other test; this one needs no dpkg."""
     if os.geteuid() != 0:
         pytest.skip("package-mounts looks at root's mounts")
     script = os.path.join(REPO, "debian", "package-mounts")
@@ -445,24 +473,42 @@ def test_package_mounts_touches_only_mounts_of_its_binary(sshd, remote_subdir,
         shutil.copy2(src, b)
     ours_m = mount_steadyfs(sshd, remote_subdir=remote_subdir, program=pkg_bin)
     other_m = mount_steadyfs(sshd, remote_subdir=remote_subdir, program=other_bin)
-    other_before = status_json(other_m.mountpoint)
-    _fresh_copy(src, pkg_bin)
-    new = os.stat(pkg_bin)
+    hidden_mnt = str(tmp_path / "hidden")
+    os.makedirs(hidden_mnt)
+    hidden = None
+    try:
+        hidden = _hidden_mount(sshd, os.path.join(sshd.remote_dir, remote_subdir),
+                               hidden_mnt, pkg_bin)
+        other_before = status_json(other_m.mountpoint)
+        _fresh_copy(src, pkg_bin)
+        new = os.stat(pkg_bin)
 
-    r = run([script, "upgrade", pkg_bin], 150)
-    out = r.stdout + r.stderr
-    assert f"steadyfs: '{ours_m.mountpoint}' upgraded: daemon generation 2 serves" in out, out
-    assert other_m.mountpoint not in out and "NOT" not in out, out
-    daemon = status_json(ours_m.mountpoint)["daemon_pid"]
-    exe = os.stat(f"/proc/{daemon}/exe")
-    assert (exe.st_dev, exe.st_ino) == (new.st_dev, new.st_ino), os.readlink(f"/proc/{daemon}/exe")
-    other_after = status_json(other_m.mountpoint)
-    assert (other_after["generation"], other_after["daemon_pid"]) == \
-        (other_before["generation"], other_before["daemon_pid"]), (other_before, other_after)
+        r = run([script, "upgrade", pkg_bin], 150)
+        out = r.stdout + r.stderr
+        assert f"steadyfs: '{ours_m.mountpoint}' upgraded: daemon generation 2 serves" \
+            in r.stdout, out
+        assert f"keeper pid {hidden} runs the old steadyfs but no mount of it was found " \
+            "here; NOT upgraded" in r.stderr, out
+        assert "1 mount(s) upgraded, 1 NOT" in r.stderr, out
+        assert other_m.mountpoint not in out, out
+        daemon = status_json(ours_m.mountpoint)["daemon_pid"]
+        exe = os.stat(f"/proc/{daemon}/exe")
+        assert (exe.st_dev, exe.st_ino) == (new.st_dev, new.st_ino), \
+            os.readlink(f"/proc/{daemon}/exe")
+        other_after = status_json(other_m.mountpoint)
+        assert (other_after["generation"], other_after["daemon_pid"]) == \
+            (other_before["generation"], other_before["daemon_pid"]), (other_before, other_after)
 
-    r = run([script, "remove", pkg_bin], 60)
-    assert f"steadyfs:   {ours_m.mountpoint} (keeper pid {ours_m.pid})" in r.stdout, r.stdout
-    assert other_m.mountpoint not in r.stdout + r.stderr, r.stdout + r.stderr
+        r = run([script, "remove", pkg_bin], 60)
+        assert f"steadyfs:   {ours_m.mountpoint} (keeper pid {ours_m.pid})" in r.stdout, r.stdout
+        assert f"a mount not visible here (keeper pid {hidden})" in r.stdout, r.stdout
+        assert other_m.mountpoint not in r.stdout + r.stderr, r.stdout + r.stderr
+    finally:
+        if hidden is not None:
+            # SIGTERM: the keeper detaches its mount and stops its daemon.
+            os.kill(hidden, signal.SIGTERM)
+            assert mounts.wait_gone([hidden], STOP_BOUND), f"keeper {hidden} still runs"
+        mounts.Mount("steadyfs", [], hidden_mnt, os.devnull, None).remove_mirror()
 
 
 # ---- the package -----------------------------------------------------------------

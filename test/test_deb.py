@@ -77,8 +77,10 @@ def _cannot(reason):
 
 
 def _clean_env():
+    """No outer make's jobserver, and no SANITIZE (make check SANITIZE=1
+    would put the clone's .deb under build/san/)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZE")}
     env["DEBIAN_FRONTEND"] = "noninteractive"
     return env
 

@@ -209,27 +209,9 @@ def machine(builds):
 
 # ---- what the package holds --------------------------------------------------
 
-def expected_paths():
-    """Installed path -> what it is, from what the repo holds (man pages and
-    most docs are compressed by the package: either name is fine)."""
-    out = {f"{PREFIX}/bin/steadyfs": "program",
-           f"{PREFIX}/sbin/steadyfs-probe": "program",
-           f"{PREFIX}/sbin/steadyfs-recover": "program"}
-    for sect in ("1", "8"):
-        for m in sorted(os.listdir(os.path.join(REPO, "docs"))):
-            if m.endswith("." + sect):
-                out[f"{PREFIX}/share/man/man{sect}/{m}"] = "man page"
-    for sub, kind, dest in (("docs/systemd", "unit", UNITDIR),
-                            ("docs/alerts", "alert rules", f"{PREFIX}/share/steadyfs/alerts"),
-                            ("docs", "doc", f"{PREFIX}/share/doc/steadyfs")):
-        for n in sorted(os.listdir(os.path.join(REPO, sub))):
-            path = os.path.join(REPO, sub, n)
-            if os.path.isfile(path) and (sub != "docs" or n.endswith(".md")):
-                out[f"{dest}/{n}"] = kind
-    return out
-
-
 def present(path):
+    """Man pages and the longer docs are gzipped by the package: either
+    name is fine."""
     return os.path.exists(path) or os.path.exists(path + ".gz")
 
 
@@ -252,7 +234,7 @@ def enabled_units():
 
 def check_installed(version):
     assert installed_version() == version, pkg_status()
-    missing = [p for p in expected_paths() if not present(p)]
+    missing = [p for p in test_packaging.expected_files(PREFIX, UNITDIR) if not present(p)]
     assert not missing, f"the package lacks {missing}"
     for prog in ("steadyfs", "steadyfs-probe", "steadyfs-recover"):
         path = shutil.which(prog, path="/usr/sbin:/usr/bin")
@@ -283,21 +265,6 @@ def lintian_problems(deb):
 
 
 # ---- the mount and its writer ----------------------------------------------
-
-def daemon_pids(mountpoint):
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")[:-1]
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) == b"steadyfs" and \
-                    mountpoint.encode() in argv[1:]:
-                out.append(int(name))
-    return out
-
 
 def status_json(mountpoint):
     with open(os.path.join(mountpoint, ".control", "status.json")) as f:
@@ -408,7 +375,7 @@ def end_mount(mnt, pids):
     """Unmount (lazily when busy) and end its processes, by pid."""
     if any(m["fstype"] == "fuse.steadyfs" for m in mounts.mounts_at(mnt)):
         subprocess.run(["umount", "-l", mnt], timeout=10, stderr=subprocess.DEVNULL)
-    for pid in set(pids) | set(daemon_pids(mnt)):
+    for pid in set(pids) | set(test_packaging.daemon_pids(mnt)):
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if sshdfix.proc_state(pid) in (None, "Z"):
                 break
@@ -417,7 +384,7 @@ def end_mount(mnt, pids):
             except ProcessLookupError:
                 break
             mounts.wait_gone([pid], STOP_BOUND)
-    mounts.Mount("steadyfs", [], mnt, os.devnull, None).remove_mirror()
+    test_packaging.remove_mirror(mnt)
 
 
 # ---- package-mounts on its own -------------------------------------------------
@@ -512,7 +479,7 @@ def test_package_mounts_touches_only_mounts_of_its_binary(sshd, remote_subdir,
             # SIGTERM: the keeper detaches its mount and stops its daemon.
             os.kill(hidden, signal.SIGTERM)
             assert mounts.wait_gone([hidden], STOP_BOUND), f"keeper {hidden} still runs"
-        mounts.Mount("steadyfs", [], hidden_mnt, os.devnull, None).remove_mirror()
+        test_packaging.remove_mirror(hidden_mnt)
 
 
 # ---- the package -----------------------------------------------------------------
@@ -556,7 +523,7 @@ def test_package_install_mount_upgrade_remove_purge(builds, machine, sshd, remot
     writer = None
     try:
         before = fstab_mount(sshd, remote, mnt, str(tmp_path / "fstab"))
-        pids = daemon_pids(mnt)
+        pids = test_packaging.daemon_pids(mnt)
         assert len(pids) == 2, pids
         for pid in pids:
             assert os.readlink(f"/proc/{pid}/exe") == BIN, pid
@@ -611,7 +578,7 @@ def test_package_install_mount_upgrade_remove_purge(builds, machine, sshd, remot
             f.write("still here\n")
         with open(os.path.join(remote, "after-remove")) as f:
             assert f.read() == "still here\n"
-        pids = daemon_pids(mnt)
+        pids = test_packaging.daemon_pids(mnt)
 
         # The operator stops the mount, then purges.
         r = subprocess.run(["umount", mnt], capture_output=True, text=True, timeout=30)

@@ -475,10 +475,10 @@ class UnitRun:
                 except subprocess.TimeoutExpired:
                     pass
         self.notify.close()
-        _remove_mirror(self.mountpoint)
+        remove_mirror(self.mountpoint)
 
 
-def _remove_mirror(mountpoint):
+def remove_mirror(mountpoint):
     """Remove the /run/steadyfs mirror a test mount left, as mounts.Mount's
     cleanup does for mounts it made."""
     mounts.Mount("steadyfs", [], mountpoint, os.devnull, None).remove_mirror()
@@ -761,7 +761,7 @@ def test_fstab_line_mounts_with_mount(real_install, sshd, remote_subdir, tmp_pat
                     break
                 os.kill(pid, sig)
                 _wait_gone([pid], STOP_BOUND)
-        _remove_mirror(mnt)
+        remove_mirror(mnt)
 
 
 # ---- operator docs ---------------------------------------------------------

@@ -12,6 +12,9 @@
 #   make conformance PEERS_DIR=...  pjdfstest, fsx, fsstress, fio, stress-ng
 #                        on steadyfs and sshfs; writes docs/conformance.md
 #   make install [DESTDIR=...] [PREFIX=/usr/local]
+#   make deb             build/deb/steadyfs_VERSION_ARCH.deb (docs/packaging.md)
+#   make deb-check       build it from a fresh clone, lintian, install, mount,
+#                        upgrade under a writer, remove, purge (as root)
 #
 # Sources are found by folder: lib/*.c is the shared library, fs/*.c the
 # filesystem, probe/*.c and recover/*.c the tools, test/unit/test_*.c one
@@ -28,7 +31,8 @@ B        := build
 DEB_PKGS := make gcc clang pkg-config libfuse3-dev fuse3 libssh-dev \
 	libmount-dev libsystemd-dev libjson-c-dev openssh-server \
 	openssh-client sshfs python3-pytest prometheus \
-	prometheus-node-exporter man-db groff-base systemd util-linux
+	prometheus-node-exporter man-db groff-base systemd util-linux \
+	git dpkg-dev debhelper lintian
 # `make conformance` only: building pjdfstest and xfstests' fsx/fsstress,
 # and the suites Debian ships. `make deps` installs them too; the build's
 # own check (the stamp below) looks at DEB_PKGS only, so `make check` on a
@@ -82,15 +86,19 @@ ifneq ($(RECOVER_SRC),)
 endif
 
 .PHONY: all deps deps-build check unit pytest fuzz fuzz-replay fuzz-restore \
-	fuzz-restore-coverage demo bench soak conformance install uninstall clean
+	fuzz-restore-coverage demo bench soak conformance install uninstall clean \
+	deb deb-check
 all: $(PROGS)
 
 # ---- dependencies --------------------------------------------------------
 # The stamp is remade (and `make deps-build` run) whenever a library or tool is
-# missing, so a fresh machine needs nothing but `make check`.
+# missing, so a fresh machine needs nothing but `make check`. DEPS_CHECK=0
+# skips that (the package build: Build-Depends bring the libraries, and the
+# test suite's tools are not needed).
+DEPS_CHECK ?= 1
 $(B)/.deps-ok:
 	@mkdir -p $(B)
-	@if ! pkg-config --exists $(PKGS_FS) 2>/dev/null || \
+	@if [ "$(DEPS_CHECK)" = 0 ]; then :; elif ! pkg-config --exists $(PKGS_FS) 2>/dev/null || \
 	    ! command -v sshfs >/dev/null || ! test -x /usr/sbin/sshd || \
 	    ! /usr/bin/python3 -c 'import pytest' 2>/dev/null; then \
 		$(MAKE) --no-print-directory deps-build; fi
@@ -338,6 +346,43 @@ uninstall:
 	for m in $(notdir $(MAN8)); do rm -f $(DESTDIR)$(PREFIX)/share/man/man8/$$m; done
 	for u in $(notdir $(UNITS)); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 	rm -rf $(DESTDIR)$(PREFIX)/share/steadyfs $(DESTDIR)$(DOCDIR)
+
+# ---- Debian package --------------------------------------------------------
+# dpkg-buildpackage on a copy of the source tree (what git tracks, plus new
+# files it does not ignore; the whole folder but build/ outside git), so the
+# package never sees build/ and the tree gets no debian/ build leftovers.
+# The version is lib/version.h's, written into a generated
+# debian/changelog: there is no second place to bump. The .deb, its
+# -dbgsym and .changes land in build/deb/. docs/packaging.md says why each
+# file of debian/ is as it is.
+DEB_VERSION = $(shell sed -n 's/^.define STEADYFS_VERSION "\([^"]*\)".*/\1/p' lib/version.h)
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null)
+DEB_TOP := $(B)/deb
+DEB_SRC = $(DEB_TOP)/steadyfs-$(DEB_VERSION)
+DEB_STAMP = $$(git log -1 --format=%ct 2>/dev/null || date +%s)
+deb:
+	@test -n "$(DEB_VERSION)" || { echo "deb: no STEADYFS_VERSION in lib/version.h" >&2; exit 1; }
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+		$(MAKE) --no-print-directory deps-build
+	rm -rf $(DEB_TOP) && mkdir -p $(DEB_SRC)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z -co --exclude-standard | \
+			tar --null -T - --ignore-failed-read -cf -; \
+	else tar --exclude=./build --exclude=./.git -cf - .; fi | tar -xf - -C $(DEB_SRC)
+	{ printf 'steadyfs (%s) bookworm; urgency=medium\n\n' '$(DEB_VERSION)'; \
+	  printf '  * Built from %s.\n\n' \
+		"$$(git describe --always --dirty 2>/dev/null || echo 'a source tree')"; \
+	  printf ' -- %s  %s\n' "$$(sed -n 's/^Maintainer: //p' debian/control)" \
+		"$$(date -R -u -d @$(DEB_STAMP))"; } > $(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -us -uc -b -jauto
+	@echo "deb: $(DEB_TOP)/steadyfs_$(DEB_VERSION)_$(DEB_ARCH).deb"
+
+# test/test_deb.py, which make check runs too when it can (root, the tools
+# present); here a missing tool fails instead of skipping.
+deb-check: all
+	STEADYFS_BUILD=$(CURDIR)/$(B) STEADYFS_DEB_CHECK=required \
+		timeout 900 $(PYTEST) -q -p no:cacheprovider test/test_deb.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(B)

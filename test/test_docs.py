@@ -223,13 +223,23 @@ def test_guide_make_targets_exist(guide):
     assert not missing, f"{guide} runs make targets the Makefile lacks: {missing}"
 
 
-def installed_table():
-    """Paths in the operator guide's table after `<!-- installed-files -->`."""
+def installed_table(name="installed-files"):
+    """Paths in the operator guide's table after `<!-- NAME -->`
+    (installed-files: `make install`'s; package-files: the package's,
+    checked by test_deb.py)."""
     text = read_repo("docs/operator-guide.md")
-    _, marker, rest = text.partition("<!-- installed-files -->")
-    assert marker, "the operator guide has no installed-files table"
+    _, marker, rest = text.partition(f"<!-- {name} -->")
+    assert marker, f"the operator guide has no {name} table"
     table = rest.strip().split("\n\n", 1)[0]
     return re.findall(r"^\|\s*`(/[^`]+)`", table, re.M)
+
+
+def table_mismatch(installed, listed):
+    """(installed paths no glob of the table matches, globs of the table
+    that match no installed path)."""
+    unlisted = [p for p in installed if not any(fnmatch.fnmatch(p, g) for g in listed)]
+    absent = [g for g in listed if not any(fnmatch.fnmatch(p, g) for p in installed)]
+    return unlisted, absent
 
 
 @pytest.mark.timeout(120)
@@ -244,8 +254,7 @@ def test_operator_guide_lists_what_make_install_installs(tmp_path):
                        for d, _, files in os.walk(dest) for f in files)
     listed = installed_table()
     assert len(listed) >= 10, listed
-    unlisted = [p for p in installed if not any(fnmatch.fnmatch(p, g) for g in listed)]
-    absent = [g for g in listed if not any(fnmatch.fnmatch(p, g) for p in installed)]
+    unlisted, absent = table_mismatch(installed, listed)
     assert not unlisted, f"installed but not in the operator guide: {unlisted}"
     assert not absent, f"in the operator guide but not installed: {absent}"
 

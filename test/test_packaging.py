@@ -475,10 +475,10 @@ class UnitRun:
                 except subprocess.TimeoutExpired:
                     pass
         self.notify.close()
-        _remove_mirror(self.mountpoint)
+        remove_mirror(self.mountpoint)
 
 
-def _remove_mirror(mountpoint):
+def remove_mirror(mountpoint):
     """Remove the /run/steadyfs mirror a test mount left, as mounts.Mount's
     cleanup does for mounts it made."""
     mounts.Mount("steadyfs", [], mountpoint, os.devnull, None).remove_mirror()
@@ -659,21 +659,31 @@ def _wait_gone(pids, timeout):
     return False
 
 
+def take_install_lock(timeout):
+    """The lock that serialises real installs (this /usr/local one and
+    test_deb.py's package) between concurrent test runs: an open file,
+    closed to release it; None when not had within `timeout` s."""
+    lock = open(INSTALL_LOCK, "w")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                return None
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def real_install():
     """`make install` into PREFIX=/usr/local on the real root, removed
     with `make uninstall` afterwards (and the folders it created). Skips
     when another install is there that this test did not make."""
-    lock = open(INSTALL_LOCK, "w")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                pytest.skip("another test run holds the /usr/local install")
-            time.sleep(0.2)
+    lock = take_install_lock(60)
+    if lock is None:
+        pytest.skip("another test run holds the /usr/local install")
     want = expected_files()
     present = [p for p in want if os.path.lexists(p)]
     if present and not os.path.exists(INSTALL_MARKER):
@@ -751,7 +761,7 @@ def test_fstab_line_mounts_with_mount(real_install, sshd, remote_subdir, tmp_pat
                     break
                 os.kill(pid, sig)
                 _wait_gone([pid], STOP_BOUND)
-        _remove_mirror(mnt)
+        remove_mirror(mnt)
 
 
 # ---- operator docs ---------------------------------------------------------

@@ -173,17 +173,17 @@ class World:
                       if p and p.startswith(pre) and "/" not in p[len(pre):])
 
     def _walk_err(self, path):
-        """ENOENT/ENOTDIR for a path whose parent folder is missing."""
-        par = parent(path)
-        while True:
-            n = self.node(par)
+        """ENOENT/ENOTDIR for a path whose parent folder is missing, from
+        the first component that fails, root first, as the kernel walks
+        (c/a/b with c a file is ENOTDIR, not ENOENT for the missing c/a)."""
+        parts = parent(path).split("/") if parent(path) else []
+        for k in range(1, len(parts) + 1):
+            n = self.node("/".join(parts[:k]))
             if n is None:
                 return errno.ENOENT
             if n.kind != "d":
                 return errno.ENOTDIR
-            if par == "":
-                return 0
-            par = parent(par)
+        return 0
 
     def _missing(self, path):
         return Expect(self._walk_err(path) or errno.ENOENT)

@@ -76,6 +76,8 @@ const char *ident_check(const struct ident *id, const struct sftp_attrs *a)
 		return "the server gave no type or size";
 	if ((a->perm & S_IFMT) != S_IFREG)
 		return "not a regular file";
+	if (id->shared)
+		return NULL;
 	if (a->size < id->lo || a->size > id->hi)
 		return "size outside what was written";
 	if (id->written)

@@ -12,6 +12,10 @@
  *   - when nothing was written (or truncated) since steadyfs last saw the
  *     file quiet, its mtime equals the one it saw then.
  *
+ * A file shared with names steadyfs no longer follows (a hard link it
+ * made whose node was forgotten, nodes.h) may have been written through
+ * them: only its type is judged.
+ *
  * What it cannot see: another client replacing the file by one of the
  * same type and size within the same second (or at the same mtime), or
  * rewriting bytes in place without changing size or mtime (see
@@ -35,6 +39,7 @@ struct ident {
 	bool known;        /* a baseline was seen */
 	bool written;      /* written or truncated since the mtime was seen */
 	bool have_mtime;
+	bool shared;       /* names steadyfs no longer follows may write it */
 	uint32_t mtime;    /* seconds, as SFTP v3 carries it */
 	uint64_t lo;       /* the end the server confirmed */
 	uint64_t hi;       /* the highest end steadyfs sent */

@@ -322,7 +322,8 @@ void ks_node_ident(struct keepstate *ks, int32_t slot, const struct ident *id)
 	__atomic_store_n(&s->id_mtime, id->mtime, __ATOMIC_RELAXED);
 	node_flags(s, NF_ID_ALL, (uint16_t)((id->known ? NF_ID_KNOWN : 0) |
 					     (id->written ? NF_ID_WRITTEN : 0) |
-					     (id->have_mtime ? NF_ID_MTIME : 0)));
+					     (id->have_mtime ? NF_ID_MTIME : 0) |
+					     (id->shared ? NF_ID_SHARED : 0)));
 }
 
 void ks_node_twins(struct keepstate *ks, int32_t slot, uint32_t twins)
@@ -435,6 +436,7 @@ void ks_nodes_each(struct keepstate *ks,
 			.known = s->flags & NF_ID_KNOWN,
 			.written = s->flags & NF_ID_WRITTEN,
 			.have_mtime = s->flags & NF_ID_MTIME,
+			.shared = s->flags & NF_ID_SHARED,
 			.mtime = s->id_mtime, .lo = s->id_lo, .hi = s->id_hi,
 		};
 		memcpy(rec->name, s->name, sizeof(rec->name));

@@ -46,7 +46,8 @@
 #define NF_ID_KNOWN 8u
 #define NF_ID_WRITTEN 16u
 #define NF_ID_MTIME 32u
-#define NF_ID_ALL (NF_ID_KNOWN | NF_ID_WRITTEN | NF_ID_MTIME)
+#define NF_ID_SHARED 64u
+#define NF_ID_ALL (NF_ID_KNOWN | NF_ID_WRITTEN | NF_ID_MTIME | NF_ID_SHARED)
 /* Every flag a node record may carry: ks_validate drops a record with any
  * other bit set, so a new flag goes here too. */
 #define NF_ALL (NF_END_KNOWN | NF_UNLINKED | NF_HIDDEN | NF_ID_ALL)

@@ -85,17 +85,10 @@ static bool same_file(const struct node *a, const struct node *b)
 	return a && b && (a == b || (a->twins && a->twins == b->twins));
 }
 
-/*
- * Whether nothing needs node n any more: no lookups, no handles, and not
- * a named member of a link group. A group member is kept while it has
- * its name even after the kernel forgot it: a later lookup of that name
- * finds it again, still in its group (a new node would judge the file
- * alone). Lock held.
- */
+/* Whether nothing needs node n any more: no lookups, no handles. */
 static bool unused(const struct node *n)
 {
-	return n->id != NODE_ROOT && !n->nlookup && !n->pins &&
-	       !(n->name && n->twin);
+	return n->id != NODE_ROOT && !n->nlookup && !n->pins;
 }
 
 static void link_name(struct nodes *t, struct node *n)
@@ -150,7 +143,12 @@ static void record_lookups(struct nodes *t, struct node *n)
 		ks_node_twins(t->ks, n->slot, n->twins);
 }
 
-/* Takes n out of its link group's ring. Lock held. */
+/*
+ * Takes n out of its link group's ring. When n still has its name, the
+ * file can be written through that name without steadyfs knowing it is
+ * the group's (a later lookup makes a node of its own): the rest of the
+ * group is judged by type only from then on (identity.h). Lock held.
+ */
 static void twin_leave(struct nodes *t, struct node *n)
 {
 	struct node *p = n->twin;
@@ -160,6 +158,11 @@ static void twin_leave(struct nodes *t, struct node *n)
 	while (p->twin != n)
 		p = p->twin;
 	p->twin = n->twin == p ? NULL : n->twin;
+	for (struct node *m = p; n->name && m; m = m->twin == p ? NULL : m->twin) {
+		m->ident.shared = true;
+		if (t->ks && m->slot >= 0)
+			ks_node_ident(t->ks, m->slot, &m->ident);
+	}
 	n->twin = NULL;
 	n->twins = 0;
 	if (t->ks && n->slot >= 0)
@@ -472,8 +475,8 @@ static void free_node_locked(struct nodes *t, struct node *n)
 {
 	struct node **pp;
 
+	twin_leave(t, n);  /* before its name goes: see there */
 	unlink_name(t, n);
-	twin_leave(t, n);
 	if (n->hidden)
 		t->nhidden--;
 	if (t->ks && n->slot >= 0)

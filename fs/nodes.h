@@ -146,6 +146,9 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
  * them. nodes_twin puts dst (the new link) in src's group and gives it
  * src's identity; the group number is kept in the take-over state. A
  * rename of one onto another of its group changes nothing (rename(2)).
+ * A member freed while it still has its name (the kernel forgot it)
+ * leaves the rest judged by type only (identity.h): memory stays bounded
+ * by what the kernel holds.
  * nodes_twins fills ids with id and the rest of its group (up to max)
  * and returns how many.
  */

@@ -721,6 +721,42 @@ static void rename_start(struct op *op, const struct sftp_attrs *a, int err)
 		    !vfs_missing_ext(op->v, SFTP_EXT_POSIX_RENAME));
 }
 
+/* Whether two names may be links of one file: SFTP v3 has no inode
+ * number, but one file has one set of attributes. */
+static bool may_be_one_file(const struct sftp_attrs *a, const struct sftp_attrs *b)
+{
+	const uint32_t need = SSH_FILEXFER_ATTR_SIZE | SSH_FILEXFER_ATTR_PERMISSIONS |
+			      SSH_FILEXFER_ATTR_ACMODTIME;
+
+	if ((a->flags & need) != need || (b->flags & need) != need)
+		return true;  /* cannot tell: assume the worst */
+	return a->size == b->size && a->perm == b->perm && a->mtime == b->mtime &&
+	       (!(a->flags & b->flags & SSH_FILEXFER_ATTR_UIDGID) ||
+		(a->uid == b->uid && a->gid == b->gid));
+}
+
+/* The target's attributes: when they match the source's, the two may be
+ * hard links of one file (made elsewhere), for which rename(2) does
+ * nothing; moving the target aside would take that file's name away.
+ * Then the rename is sent as it is. */
+static void target_seen(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (a && !may_be_one_file(&op->pre, a))
+		hidden_replace(op, op->ino, rename_start);
+	else
+		rename_start(op, NULL, 0);
+}
+
+static void source_seen(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a) {
+		rename_start(op, NULL, 0);  /* it fails as it will */
+		return;
+	}
+	op->pre = *a;
+	stat_path(op, op->path2, target_seen);
+}
+
 void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
@@ -757,10 +793,12 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	victim = nodes_find(op->v->nodes, newparent, newname);
 	src = nodes_find(op->v->nodes, parent, name);
 	if (!(flags & RENAME_NOREPLACE) && victim && victim != src &&
-	    !nodes_same_file(op->v->nodes, src, victim) && fh_node_held(op->v, victim))
-		hidden_replace(op, victim, rename_start);
-	else
+	    !nodes_same_file(op->v->nodes, src, victim) && fh_node_held(op->v, victim)) {
+		op->ino = victim;
+		stat_path(op, op->path, source_seen);
+	} else {
 		rename_start(op, NULL, 0);
+	}
 }
 
 /* ---- statfs ------------------------------------------------------------- */

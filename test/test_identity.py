@@ -324,7 +324,8 @@ def test_rename_over_open_file_keeps_it(private):
 @pytest.mark.timeout(60)
 def test_failed_rename_over_open_file_puts_it_back(private):
     """The rename onto an open file fails (its source went missing on the
-    server): the file moved aside for it gets its name back."""
+    server): the open target keeps its name (it was moved aside for good
+    before: only its hidden name was left)."""
     m, server, remote = private()
     fd = open_target_and_source(m)
     try:

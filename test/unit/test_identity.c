@@ -130,6 +130,19 @@ static void test_maybe_truncated(void)
 	CHECK(ident_check(&id, &a) == NULL);
 }
 
+static void test_shared_judges_type_only(void)
+{
+	struct ident id = IDENT_INIT;
+	struct sftp_attrs a = file(500, 9);
+
+	ident_seen(&id, 10, true, 5, true);
+	CHECK(ident_check(&id, &a) != NULL);
+	id.shared = true;
+	CHECK(ident_check(&id, &a) == NULL);
+	a.perm = S_IFDIR | 0755;
+	CHECK(ident_check(&id, &a) != NULL);
+}
+
 static void test_link_group(void)
 {
 	struct nodes *t = nodes_new("/base");
@@ -153,17 +166,14 @@ static void test_link_group(void)
 	CHECK_EQU(nodes_twins(t, a, ids, 4), 3);
 	nodes_ident_truncated(t, c, 7);
 	CHECK(nodes_ident_get(t, a, &x) && x.lo == 7 && x.hi == 7);
-	nodes_forget(t, b, 1);          /* forgotten, still named: kept */
-	CHECK_EQU(nodes_twins(t, a, ids, 4), 3);
-	CHECK_EQU(nodes_ref(t, NODE_ROOT, "b"), b);
-	nodes_forget(t, b, 1);
-	nodes_unlink(t, NODE_ROOT, "b"); /* its name gone: it goes */
-	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
-	CHECK(nodes_same_file(t, a, c));
 	nodes_unlink(t, NODE_ROOT, "c"); /* unlinked, still looked up */
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 3);
+	nodes_forget(t, c, 1);          /* no name left: no other writer */
 	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
-	nodes_forget(t, c, 1);
+	CHECK(nodes_ident_get(t, a, &x) && !x.shared);
+	nodes_forget(t, b, 1);          /* forgotten, still named */
 	CHECK_EQU(nodes_twins(t, a, ids, 4), 1);
+	CHECK(nodes_ident_get(t, a, &x) && x.shared);
 	nodes_ident_sent(t, a, 70);
 	CHECK(nodes_ident_get(t, a, &x) && x.hi == 70);
 	nodes_free(t);
@@ -177,6 +187,7 @@ int main(void)
 	UNIT_RUN(test_seen_while_busy_narrows);
 	UNIT_RUN(test_truncate_and_touch);
 	UNIT_RUN(test_maybe_truncated);
+	UNIT_RUN(test_shared_judges_type_only);
 	UNIT_RUN(test_link_group);
 	return unit_summary("test_identity");
 }

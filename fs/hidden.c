@@ -11,8 +11,9 @@
  * its handles, follows, the take-over state records it (a restarted
  * daemon still knows it), getattr shows nlink 0, and listings skip such
  * names. When the last handle of the node is gone the hidden file is
- * removed (its folder then gets back the times it had just before: the
- * unlink already moved them, as a local unlink does). A rename onto a
+ * removed (which moves its folder's mtime once more, unlike a local
+ * disk: putting the times back would race the caller's own utimens of
+ * that folder). A rename onto a
  * file with open handles moves that file aside the same way first
  * (hidden_replace), so its descriptors keep reading and writing the
  * replaced file. rmdir of a folder that holds nothing but hidden files
@@ -253,44 +254,16 @@ static void release_end(struct op *op)
 	op_free(op);
 }
 
-static void times_restored(struct op *op, const struct sftp_reply *r, int err)
-{
-	release_end(op);
-}
-
-/*
- * The hidden file's REMOVE changed its folder's mtime, which the unlink
- * (the rename to the hidden name) had already moved, as a local unlink
- * does, and which nothing since may have moved: the folder gets back the
- * times it had just before (best effort; a change made by someone else
- * in between is rolled back with them, docs/retries.md).
- */
-static void restore_folder_times(struct op *op)
-{
-	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_ACMODTIME,
-				.atime = op->pre.atime, .mtime = op->pre.mtime };
-
-	buf_reset(&op->rq.pkt);
-	if (!op->have_pre || !op->path2 ||
-	    sftp_enc_setstat(&op->rq.pkt, 0, op->path2, &a) < 0) {
-		release_end(op);
-		return;
-	}
-	op_send(op, times_restored, true);
-}
-
 static void removed(struct op *op, const struct sftp_reply *r, int err)
 {
 	bool missing = !err && r->type == SSH_FXP_STATUS &&
 		       r->u.status.code == SSH_FX_NO_SUCH_FILE;
 	char *now = missing ? nodes_path(op->v->nodes, op->ino) : NULL;
 
-	/* Moved meanwhile (an rmdir of its folder): remove it there, and
-	 * leave that folder's times alone. */
+	/* Moved meanwhile (an rmdir of its folder): remove it there. */
 	if (now && strcmp(now, op->path)) {
 		free(op->path);
 		op->path = now;
-		op->have_pre = false;
 		buf_reset(&op->rq.pkt);
 		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) == 0) {
 			op_send(op, removed, true);
@@ -300,32 +273,12 @@ static void removed(struct op *op, const struct sftp_reply *r, int err)
 	}
 	free(now);
 	if (!err && r->type == SSH_FXP_STATUS &&
-	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE)) {
+	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE))
 		nodes_hidden_gone(op->v->nodes, op->ino);
-		if (r->u.status.code == SSH_FX_OK) {
-			restore_folder_times(op);
-			return;
-		}
-	} else {
+	else
 		log_warn("cannot remove hidden file '%s': %s", op->path,
 			 err ? "no session" : strerror(reply_errno(r)));
-	}
 	release_end(op);
-}
-
-/* The folder's times seen (or not): now the REMOVE. */
-static void folder_seen(struct op *op, const struct sftp_attrs *a, int err)
-{
-	op->have_pre = a && (a->flags & SSH_FILEXFER_ATTR_ACMODTIME);
-	if (op->have_pre)
-		op->pre = *a;
-	buf_reset(&op->rq.pkt);
-	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
-		release_end(op);
-		return;
-	}
-	/* Repeating it is harmless: the name is ours alone. */
-	op_send(op, removed, true);
 }
 
 void hidden_release(struct vfs *v, uint64_t id)
@@ -342,17 +295,13 @@ void hidden_release(struct vfs *v, uint64_t id)
 		op_free(op);
 		return;
 	}
-	nodes_pin(v->nodes, id);
-	/* Its folder's times first, to put back after the REMOVE. */
-	if ((op->path2 = strdup(op->path)) && strrchr(op->path2, '/') &&
-	    strrchr(op->path2, '/') != op->path2) {
-		*strrchr(op->path2, '/') = 0;
-		stat_path(op, op->path2, folder_seen);
+	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
+		op_free(op);
 		return;
 	}
-	free(op->path2);
-	op->path2 = NULL;
-	folder_seen(op, NULL, 0);
+	nodes_pin(v->nodes, id);
+	/* Repeating it is harmless: the name is ours alone. */
+	op_send(op, removed, true);
 }
 
 void hidden_release_all(struct vfs *v)

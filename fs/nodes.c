@@ -360,34 +360,48 @@ char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name)
 	return s;
 }
 
+/* Gives n the name (parent, name), which is free in the table. Lock held;
+ * `copy` is a malloc'd copy of name, taken over. */
+static void give_name(struct nodes *t, struct node *n, uint64_t parent,
+		      const char *name, char *copy)
+{
+	unlink_name(t, n);
+	n->parent = parent;
+	n->name = copy;
+	link_name(t, n);
+	if (t->ks && n->slot >= 0)
+		n->slot = ks_node_move(t->ks, n->slot, parent, name);
+}
+
 void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		  uint64_t newparent, const char *newname)
 {
 	struct node *n, *victim;
-	char *copy = strdup(newname);
+	char *copy = strdup(newname), *back = strdup(oldname);
 
 	pthread_mutex_lock(&t->lock);
 	victim = find(t, newparent, newname);
 	n = find(t, oldparent, oldname);
-	/* Two links of one file: rename(2) does nothing. */
-	if (victim && victim != n && same_file(victim, n)) {
-		pthread_mutex_unlock(&t->lock);
-		free(copy);
-		return;
-	}
-	if (victim && victim != n)
-		drop_name(t, victim);
-	if (n && copy) {
-		unlink_name(t, n);
-		n->parent = newparent;
-		n->name = copy;
-		copy = NULL;
-		link_name(t, n);
-		if (t->ks && n->slot >= 0)
-			n->slot = ks_node_move(t->ks, n->slot, newparent, newname);
+	if (n && copy && back && victim && victim != n && same_file(victim, n)) {
+		/* Two links of one file: rename(2) did nothing on the server,
+		 * but the kernel now has n at the new name and the victim
+		 * unlinked. The names swap, so both nodes keep one that leads
+		 * to the file (the victim's handles still reopen it). */
+		unlink_name(t, victim);
+		give_name(t, n, newparent, newname, copy);
+		give_name(t, victim, oldparent, oldname, back);
+		copy = back = NULL;
+	} else {
+		if (victim && victim != n)
+			drop_name(t, victim);
+		if (n && copy) {
+			give_name(t, n, newparent, newname, copy);
+			copy = NULL;
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(copy);
+	free(back);
 }
 
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)

@@ -145,7 +145,9 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
  * group shares one identity: each nodes_ident_* call applies to all of
  * them. nodes_twin puts dst (the new link) in src's group and gives it
  * src's identity; the group number is kept in the take-over state. A
- * rename of one onto another of its group changes nothing (rename(2)).
+ * rename of one onto another of its group changes nothing on the server
+ * (rename(2)); the two nodes swap names, as the kernel now has the
+ * source's node at the new name.
  * A member freed while it still has its name (the kernel forgot it)
  * leaves the rest judged by type only (identity.h): memory stays bounded
  * by what the kernel holds.

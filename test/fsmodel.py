@@ -52,7 +52,7 @@ def under(path, folder):
 
 class Inode:
     __slots__ = ("kind", "base", "log", "target", "perm", "mtime", "linked",
-                 "suspect", "_data")
+                 "suspect", "hidden_in", "_data")
 
     def __init__(self, kind, perm, target=None):
         self.kind, self.perm, self.target = kind, perm, target
@@ -61,6 +61,9 @@ class Inode:
         self.mtime = None      # known only after utime, until the next change
         self.linked = False    # had a second name: two kernel inodes, two caches
         self.suspect = False   # lost data the kernel may still have cached
+        # unlinked while open: the folder (inode) steadyfs keeps it in
+        # under a hidden name, whose mtime moves again at its last close
+        self.hidden_in = None
         self._data = None
 
     def data(self):
@@ -217,9 +220,16 @@ class World:
 
     def _drop_name(self, path):
         self._touch_dir(path)
+        d = self.names[parent(path)]
         i = self.names.pop(path)
         if self.nlink(i) == 0 and self.open_count(i) == 0:
             del self.inodes[i]
+        elif self.nlink(i) == 0:
+            self.inodes[i].hidden_in = d
+        # An rmdir moves the hidden files still open to the root first.
+        for n in self.inodes.values():
+            if n.hidden_in == i:
+                n.hidden_in = self.names[""]
 
     def _move(self, src, dst):
         self._touch_dir(src)
@@ -232,7 +242,10 @@ class World:
     def forget_fd(self, fid):
         f = self.fds.pop(fid)
         if self.nlink(f.ino) == 0 and self.open_count(f.ino) == 0:
-            self.inodes.pop(f.ino, None)
+            n = self.inodes.pop(f.ino, None)
+            # Its hidden file is removed from its folder (retries.md).
+            if n is not None and n.hidden_in in self.inodes:
+                self.inodes[n.hidden_in].mtime = None
 
     def unsettled(self):
         """(who, [changes]) for each holder of writes not yet known on
@@ -531,11 +544,12 @@ class World:
     def _x_rename(self, req):
         src, dst = req["path"], req["to"]
         a, b = self.node(src), self.node(dst)
-        if a is None:
-            return self._missing(src)
-        e = self._walk_err(dst)
+        # Both parents are walked before the source is looked up.
+        e = self._walk_err(src) or self._walk_err(dst)
         if e:
             return Expect(e)
+        if a is None:
+            return Expect(errno.ENOENT)
         if a.kind == "d" and under(dst, src) and dst != src:
             return Expect(errno.EINVAL)
         if under(src, dst) and src != dst:

@@ -439,18 +439,7 @@ class Run:
         for fid in sorted(self.worlds.all[0].fds):
             self.call(i, {"op": "close", "fd": fid})
         self.wait_hidden_gone(i, end)
-        # A hidden file's removal ends by giving its folder its times back,
-        # a moment after the name is gone (nothing to wait on): the last
-        # check of the server's copy may look again within a second.
-        deadline = time.monotonic() + 1.0
-        while True:
-            try:
-                self.settle(i, end)
-                break
-            except Divergence:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        self.settle(i, end)
         w = self.worlds.all[0]
         for p in sorted(w.names):
             n = w.node(p)

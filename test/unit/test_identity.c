@@ -158,6 +158,11 @@ static void test_link_group(void)
 	nodes_ident_seen(t, a, 10, true, 5, true);
 	nodes_twin(t, a, b);            /* link a b: b takes a's identity */
 	CHECK(nodes_ident_get(t, b, &y) && y.known && y.hi == 10);
+	nodes_rename(t, NODE_ROOT, "b", NODE_ROOT, "a");  /* one file: swap */
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "a"), b);
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "b"), a);
+	nodes_rename(t, NODE_ROOT, "b", NODE_ROOT, "a");
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "a"), a);
 	CHECK(nodes_same_file(t, a, b));
 	CHECK(!nodes_same_file(t, a, c));
 	nodes_ident_sent(t, b, 50);     /* grown through b: a's too */

@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "mounttab.h"
 #include "opts.h"
+#include "statuskeys.h"
 
 /* connect_timeout (10 s) for the new daemon's first session, the old
  * one's drain (op_timeout, 20 s), and slack. */
@@ -41,17 +42,17 @@ static int read_status(const char *mp, long *keeper, long *gen, long *failed)
 	char path[PATH_MAX];
 	struct json_object *o, *k, *g, *f;
 
-	snprintf(path, sizeof(path), "%s/.control/status.json", mp);
+	snprintf(path, sizeof(path), "%s/.control/" STATUS_FILE, mp);
 	if (!(o = json_object_from_file(path)))
 		return -1;
-	if (!json_object_object_get_ex(o, "keeper_pid", &k) ||
-	    !json_object_object_get_ex(o, "generation", &g)) {
+	if (!json_object_object_get_ex(o, STATUS_KEEPER_PID, &k) ||
+	    !json_object_object_get_ex(o, STATUS_GENERATION, &g)) {
 		json_object_put(o);
 		return -1;
 	}
 	*keeper = (long)json_object_get_int64(k);
 	*gen = (long)json_object_get_int64(g);
-	*failed = json_object_object_get_ex(o, "upgrades_failed", &f) ?
+	*failed = json_object_object_get_ex(o, STATUS_UPGRADES_FAILED, &f) ?
 		(long)json_object_get_int64(f) : 0;
 	json_object_put(o);
 	return 0;

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "mounttab.h"
 #include "statedir.h"
+#include "statuskeys.h"
 
 /* The program name of a steadyfs binary, whatever folder it is in. */
 #define STEADYFS_EXE "steadyfs"
@@ -65,7 +66,7 @@ static int root_only(const char *dir)
 	char file[600];
 	struct stat d, f;
 
-	snprintf(file, sizeof(file), "%s/status.json", dir);
+	snprintf(file, sizeof(file), "%s/" STATUS_FILE, dir);
 	return stat(dir, &d) == 0 && S_ISDIR(d.st_mode) && d.st_uid == 0 &&
 	       !(d.st_mode & (S_IWGRP | S_IWOTH)) &&
 	       stat(file, &f) == 0 && f.st_uid == 0;

@@ -16,6 +16,7 @@
 #include "gates.h"
 #include "hooks.h"
 #include "journal.h"
+#include "jsonutil.h"
 #include "lock.h"
 #include "log.h"
 #include "manifest.h"

@@ -2,7 +2,8 @@
 #
 #   make                 build/steadyfs, build/steadyfs-probe, build/steadyfs-recover
 #   make deps            install the Debian packages the build and tests need
-#   make check           C unit tests, fuzz corpus replay, integration tests
+#   make check           C unit tests, fuzz corpus replay, the call graph's
+#                        loops (make callgraph), integration tests
 #   make check SANITIZE=1  the same under ASan+UBSan
 #   make mutants [MUTANTS="name ..."]  each test/mutants/*.patch must fail a unit test
 #   make fuzz            libFuzzer on the SFTP codec (clang)
@@ -85,9 +86,9 @@ ifneq ($(RECOVER_SRC),)
   PROGS += $(B)/steadyfs-recover
 endif
 
-.PHONY: all deps deps-build check unit mutants pytest fuzz fuzz-replay fuzz-restore \
-	fuzz-restore-coverage demo bench soak conformance install uninstall clean \
-	deb deb-check
+.PHONY: all deps deps-build check unit mutants callgraph pytest fuzz fuzz-replay \
+	fuzz-restore fuzz-restore-coverage demo bench soak conformance install uninstall \
+	clean deb deb-check
 all: $(PROGS)
 
 # ---- dependencies --------------------------------------------------------
@@ -205,7 +206,12 @@ pytest: all $(TEST_TOOLS)
 	STEADYFS_BUILD=$(CURDIR)/$(B) SANITIZE=$(SANITIZE) \
 		timeout 1500 $(PYTEST) -q -p no:cacheprovider test $(PYTEST_ARGS)
 
-check: all unit fuzz-replay pytest
+# The file-level call graph has no loop outside fs/, and fs/'s loops are
+# the listed ones (test/callgraph.py says why; docs/architecture.md).
+callgraph: all
+	/usr/bin/python3 test/callgraph.py $(OBJ) --allow test/callgraph-allow.txt
+
+check: all unit fuzz-replay callgraph pytest
 
 FUZZ_SECONDS ?= 60
 fuzz: $(B)/libsteadyfs.a

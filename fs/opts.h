@@ -73,7 +73,7 @@ struct steadyfs_opts {
 	bool show_help, show_version;
 };
 
-/* Exit codes shared by the three programs (DESIGN.md). */
+/* Exit codes shared by the three programs (docs/design.md). */
 enum {
 	EXIT_OK_ = 0,
 	EXIT_CONNECT = 1,   /* cannot connect, authenticate, verify host key */

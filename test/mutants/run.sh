@@ -23,7 +23,8 @@ mkdir -p "$tree/$build"
 # The sources as they are now (tracked or not) and the build's objects,
 # timestamps kept, so a mutant recompiles only the file it changes.
 (cd "$top" && tar -cf - Makefile lib fs probe recover test) | tar -xf - -C "$tree" || exit 2
-(cd "$top/$build" && tar --exclude=./mutants -cf - .) | tar -xf - -C "$tree/$build" || exit 2
+(cd "$top/$build" && tar -cf - $(ls -d obj unit libsteadyfs.a ks-corrupt .flags .deps-ok \
+	2>/dev/null)) | tar -xf - -C "$tree/$build" || exit 2
 
 if [ $# -eq 0 ]; then
 	set -- $(cd "$top/test/mutants" && ls *.patch | sed 's/\.patch$//')

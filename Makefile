@@ -144,11 +144,12 @@ $(B)/steadyfs-recover: $(RECOVER_OBJ) $(B)/libsteadyfs.a
 
 # Unit tests may use any folder's modules: each program folder (fs/,
 # recover/, probe/) is an archive of its objects without main.o, linked
-# before the shared library, so a test pulls in only the modules it uses
-# (two folders may define the same static-free name without a clash as
-# long as one test does not need both). A test includes a folder's header
-# by its path from the top ("recover/plan.h"); fs/ is also on the include
-# path for the older tests.
+# before the shared library, so a test pulls in only the modules it uses:
+# two folders may define the same global name as long as one test does
+# not need both, and a test may define a lower module's functions itself
+# to stand in for it (test_pool.c's fake sessions). A test includes a
+# folder's header by its path from the top ("recover/plan.h"); fs/ is
+# also on the include path for the older tests.
 UNIT_PARTS := fs recover probe
 UNIT_ARCH  := $(UNIT_PARTS:%=$(B)/unit/lib%.a)
 define unit_part

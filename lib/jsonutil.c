@@ -8,9 +8,7 @@
 
 int jput(struct json_object *o, const char *key, struct json_object *val)
 {
-	if (!o || !val)
-		return -1;
-	if (json_object_object_add(o, key, val) < 0) {
+	if (!o || !val || json_object_object_add(o, key, val) < 0) {
 		json_object_put(val);
 		return -1;
 	}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fuseconn.h"
 #include "mounttab.h"
 #include "statedir.h"
 #include "statuskeys.h"
@@ -54,8 +55,15 @@ int live_keeper_holds(long pid, dev_t dev)
 	 * a dead keeper's pid with a program they named steadyfs. */
 	if (stat(path, &st) < 0 || st.st_uid != 0 || !exe_is_steadyfs(pid))
 		return 0;
+	/* Its mount table lists every mount of the namespace, so finding the
+	 * device there says little: a mirror left by a dead mount may name a
+	 * pid now reused by another steadyfs, and its device may now be a
+	 * stranger's (the kernel reuses anonymous device numbers at once).
+	 * The device must be a steadyfs mount, and this process must hold
+	 * that very FUSE connection (when the kernel says which it holds). */
 	snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
-	return mounttab_has_dev(path, dev) == 1;
+	return mounttab_has_dev(path, dev, MT_FSTYPE_STEADYFS) == 1 &&
+	       fuseconn_held_by(pid, dev) >= 0;
 }
 
 /* 1 if mirror `dir` (through the symlink to a state_dir= folder) and its

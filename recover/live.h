@@ -10,7 +10,9 @@
  * root; one whose folder or status.json is not root's, or whose folder
  * others may write, is ignored. A device is live when some mirror records it and that keeper
  * is alive now: /proc/PID exists, is owned by root, its executable is a
- * steadyfs binary, and its mount table lists the device. A mirror left
+ * steadyfs binary, its mount table lists the device as a fuse.steadyfs
+ * mount, and it holds that mount's FUSE connection (/dev/fuse; checked
+ * when the kernel's fdinfo says which connection a descriptor serves). A mirror left
  * behind by a dead mount names a pid that is gone or another program.
  *
  * During an outage a live steadyfs answers slowly by design (up to its

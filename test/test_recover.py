@@ -733,6 +733,50 @@ def test_bind_of_live_steadyfs_default_settings_two_minute_outage(scene, sshd,
                      outage=140, gap=20)
 
 
+def leftover_mirror(name, keeper_pid, device):
+    """A mirror as a dead steadyfs mount leaves it in /run/steadyfs (root's,
+    0700, fresh), naming `keeper_pid` and `device`. Returns its path; the
+    caller removes it."""
+    d = os.path.join("/run/steadyfs", name)
+    os.makedirs(d, mode=0o700)
+    with open(os.path.join(d, "status.json"), "w") as f:
+        json.dump({"state": "connected", "updated": time.time(), "pid": keeper_pid,
+                   "keeper_pid": keeper_pid, "device": device}, f)
+    return d
+
+
+@pytest.mark.timeout(120)
+def test_leftover_mirror_naming_live_keeper_shields_nothing(scene, mount_steadyfs):
+    """A mirror left by a dead mount whose keeper pid is now another live
+    steadyfs's and whose device the kernel has since given to a stale sshfs
+    mount: the keeper's mount table lists every mount of the namespace, so
+    the old check (the device is in /proc/PID/mountinfo) called the sshfs a
+    live steadyfs and left it alone. It is neither that keeper's FUSE
+    connection nor a steadyfs mount: it is recovered."""
+    if not os.access(os.path.join(mounts.build_dir(), "steadyfs"), os.X_OK):
+        pytest.skip("build/steadyfs is not built")
+    sub = scene.remote(os.path.basename(scene.tmp) + "-live", {"f": "x\n"})
+    live = mount_steadyfs(scene.sshd, mountpoint=os.path.join(scene.tmp, "live"),
+                          remote_subdir=sub)
+    stale_base(scene)
+    dev = [e for e in mounts.mountinfo() if e["target"] == scene.path("base")][-1]["dev"]
+    mirror = leftover_mirror(f"test-leftover-{os.getpid()}-{os.path.basename(scene.tmp)}",
+                             live.pid, dev)
+    try:
+        r = scene.run("--pre", f"{scene.hook} {scene.hooklog} pre")
+        assert "left alone" not in r.stdout, r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"lazy unmount {scene.path('base')}" in r.stdout
+        assert scene.hooks() == ["pre"]
+    finally:
+        shutil.rmtree(mirror, ignore_errors=True)
+    assert live.alive() and names_ok(live.mountpoint)
+
+
+def names_ok(path):
+    return mounts.call_in_child("listdir", path)["status"] == "ok"
+
+
 @pytest.mark.timeout(60)
 def test_steadyfs_manifest_entry_never_mounted_by_recovery(scene):
     """A fuse.steadyfs entry makes steadyfs mounts of that source ours, but

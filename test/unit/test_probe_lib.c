@@ -217,9 +217,12 @@ static void test_mounttab(void)
 	CHECK_EQ(mount_fuse_user(&mt.v[3]), -1);   /* fuse.steadyfs without user_id */
 	CHECK_EQ(mount_fuse_user(&mt.v[0]), -1);   /* not FUSE */
 	mounttab_release(&mt);
-	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45)), 1);
-	CHECK_EQ(mounttab_has_dev(file, makedev(0, 99)), 0);
-	CHECK_EQ(mounttab_has_dev("/nonexistent/mountinfo", makedev(0, 45)), -1);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45), NULL), 1);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 99), NULL), 0);
+	CHECK_EQ(mounttab_has_dev("/nonexistent/mountinfo", makedev(0, 45), NULL), -1);
+	/* The device of an sshfs mount is not a steadyfs one. */
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45), MT_FSTYPE_STEADYFS), 0);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 42), MT_FSTYPE_STEADYFS), 1);
 	CHECK_EQ(mounttab_load(&mt, "relative", file, err, sizeof(err)), -1);
 	CHECK_EQ(mounttab_load(&mt, "/", "/nonexistent/mountinfo", err, sizeof(err)), -1);
 	CHECK(strstr(err, "/nonexistent/mountinfo") != NULL);

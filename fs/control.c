@@ -717,11 +717,12 @@ static void deadline_ts(uint64_t ns, struct timespec *ts)
 }
 
 /* Writes every CTL_MIRROR_PERIOD, and soon after an event, coalescing
- * bursts to one write per CTL_MIRROR_MIN_GAP. */
+ * bursts to one write per CTL_MIRROR_MIN_GAP. control_start() wrote the
+ * first snapshot. */
 static void *mirror_thread(void *arg)
 {
 	struct control *c = arg;
-	uint64_t last = 0;
+	uint64_t last = clock_mono_ns();
 
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
@@ -729,7 +730,7 @@ static void *mirror_thread(void *arg)
 		uint64_t due = last + clock_s_to_ns(c->dirty ? CTL_MIRROR_MIN_GAP : CTL_MIRROR_PERIOD);
 		struct timespec ts;
 
-		if (last && now < due) {
+		if (now < due) {
 			deadline_ts(due, &ts);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 			continue;
@@ -755,6 +756,11 @@ int control_start(struct control *c, char *err, size_t errsz)
 		log_warn("%s", err);
 	if (c->textfile && atomicfile_check_dir(c->textfile, err, errsz) < 0)
 		log_warn("metrics_textfile: %s", err);
+	/* The first snapshot before the daemon says it serves: the keeper
+	 * then reports the mount ready (systemd's READY=1, the command's
+	 * return), and a probe or recovery run at once must find the mirror
+	 * of a healthy mount, not call it missing. */
+	mirror_write(c, true);
 	if (pthread_create(&c->thread, NULL, mirror_thread, c) != 0) {
 		snprintf(err, errsz, "cannot start the mirror thread");
 		return -1;

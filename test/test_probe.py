@@ -527,6 +527,35 @@ def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, fault_proxy, sd):
         proxy.restore()
 
 
+@pytest.mark.timeout(60)
+def test_bind_of_steadyfs_reported_as_the_same_healthy_mount(sshd, remote_subdir,
+                                                             mount_steadyfs, sd, tmp_path):
+    """`mount --bind` of a steadyfs mount, and of a folder in it, show the
+    same device at another path, where there is no mirror: the probe reads
+    the mirror of the live steadyfs that serves that device, so the bind is
+    as healthy as the mount (before: "mirror missing" and hung)."""
+    os.mkdir(os.path.join(sshd.remote_dir, remote_subdir, "d"))
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
+    whole, sub = str(tmp_path / "bind-whole"), str(tmp_path / "bind-sub")
+    made = []
+    try:
+        for src, dst in ((m.mountpoint, whole), (m.path("d"), sub)):
+            os.mkdir(dst)
+            subprocess.run(["mount", "--bind", src, dst], check=True, timeout=10)
+            made.append(dst)
+        r = probe("--json", "--timeout", 5, m.mountpoint, whole, sub, state_dir=sd)
+        got = r.by_path()
+        for p in (m.mountpoint, whole, sub):
+            e = got[p]
+            assert e["state"] == "ok" and e["fstype"] == "fuse.steadyfs", r
+            assert e["mirror"] and e["mirror"]["health"] == "fresh", r
+            assert e["mirror"]["dir"] == got[m.mountpoint]["mirror"]["dir"], r
+        assert r.rc == 0, r
+    finally:
+        for dst in reversed(made):
+            subprocess.run(["umount", "-l", dst], check=False, timeout=10)
+
+
 SLOW_FSYNC = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>

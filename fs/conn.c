@@ -209,7 +209,7 @@ static void tune_socket(struct conn *c)
 {
 	int fd = ssh_get_fd(c->ssh);
 	int one = 1;
-	unsigned int ms = (unsigned int)(opts_dead_after(c->o) * 1000);
+	unsigned int ms = (unsigned int)(steadyfs_opts_dead_after(c->o) * 1000);
 
 	if (fd < 0)
 		return;
@@ -753,7 +753,7 @@ static void expire(struct conn *c, uint64_t now)
 
 static bool is_dead(struct conn *c, uint64_t now)
 {
-	uint64_t limit = clock_s_to_ns(opts_dead_after(c->o));
+	uint64_t limit = clock_s_to_ns(steadyfs_opts_dead_after(c->o));
 	uint64_t ref;
 	unsigned n;
 
@@ -770,7 +770,8 @@ static bool is_dead(struct conn *c, uint64_t now)
 
 static void maybe_ping(struct conn *c, uint64_t now)
 {
-	double interval = opts_dead_after(c->o) / (c->o->alive_count_max > 0 ? c->o->alive_count_max : 1);
+	double interval = steadyfs_opts_dead_after(c->o) /
+		(c->o->alive_count_max > 0 ? c->o->alive_count_max : 1);
 	unsigned n;
 
 	pthread_mutex_lock(&c->lock);
@@ -870,7 +871,7 @@ static void serve(struct conn *c)
 		expire(c, now);
 		if (is_dead(c, now)) {
 			log_warn("session %d: no answer for %.1f s, declaring it dead",
-				 c->idx, opts_dead_after(c->o));
+				 c->idx, steadyfs_opts_dead_after(c->o));
 			break;
 		}
 		maybe_ping(c, now);

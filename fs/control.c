@@ -27,11 +27,13 @@
 
 #include "atomicfile.h"
 #include "clock.h"
+#include "jsonutil.h"
 #include "keepstate.h"
 #include "ksvalid.h"
 #include "log.h"
 #include "mounttab.h"
 #include "paths.h"
+#include "statuskeys.h"
 #include "sftp.h"
 #include "statedir.h"
 
@@ -39,7 +41,7 @@
 #define CTL_MIRROR_MIN_GAP 0.5
 
 const char *const control_files[] = {
-	"status", "status.json", "metrics", "events", "connections", NULL
+	"status", STATUS_FILE, "metrics", "events", "connections", NULL
 };
 
 const char *const ctl_ops[CTL_NOPS] = {
@@ -192,14 +194,13 @@ static struct json_object *event_new_locked(struct control *c, enum ctl_event_ty
 {
 	struct json_object *o = json_object_new_object();
 	double now = clock_wall();
-	char iso[40], num[40];
+	char iso[40];
 
 	if (!o)
 		return NULL;
 	ctl_iso_time(now, iso, sizeof(iso));
-	snprintf(num, sizeof(num), "%.3f", now);
 	json_object_object_add(o, "time", json_object_new_string(iso));
-	json_object_object_add(o, "epoch", json_object_new_double_s(now, num));
+	json_object_object_add(o, "epoch", jsecs(now));
 	json_object_object_add(o, "seq", json_object_new_int64((int64_t)c->seq + 1));
 	json_object_object_add(o, "type", json_object_new_string(ctl_event_types[t]));
 	return o;
@@ -320,13 +321,12 @@ static void run_end_locked(struct control *c, int idx)
 
 static void run_fields(struct json_object *o, const struct ctl_fail_run *r)
 {
-	char iso[40], num[40];
+	char iso[40];
 
 	ctl_iso_time(r->first, iso, sizeof(iso));
-	snprintf(num, sizeof(num), "%.3f", r->first);
 	json_object_object_add(o, "count", json_object_new_int64((int64_t)r->count));
 	json_object_object_add(o, "first_time", json_object_new_string(iso));
-	json_object_object_add(o, "first_epoch", json_object_new_double_s(r->first, num));
+	json_object_object_add(o, "first_epoch", jsecs(r->first));
 }
 
 void control_event_conn(struct control *c, int idx, const char *what,
@@ -717,11 +717,12 @@ static void deadline_ts(uint64_t ns, struct timespec *ts)
 }
 
 /* Writes every CTL_MIRROR_PERIOD, and soon after an event, coalescing
- * bursts to one write per CTL_MIRROR_MIN_GAP. */
+ * bursts to one write per CTL_MIRROR_MIN_GAP. control_start() wrote the
+ * first snapshot. */
 static void *mirror_thread(void *arg)
 {
 	struct control *c = arg;
-	uint64_t last = 0;
+	uint64_t last = clock_mono_ns();
 
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
@@ -729,7 +730,7 @@ static void *mirror_thread(void *arg)
 		uint64_t due = last + clock_s_to_ns(c->dirty ? CTL_MIRROR_MIN_GAP : CTL_MIRROR_PERIOD);
 		struct timespec ts;
 
-		if (last && now < due) {
+		if (now < due) {
 			deadline_ts(due, &ts);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 			continue;
@@ -755,6 +756,11 @@ int control_start(struct control *c, char *err, size_t errsz)
 		log_warn("%s", err);
 	if (c->textfile && atomicfile_check_dir(c->textfile, err, errsz) < 0)
 		log_warn("metrics_textfile: %s", err);
+	/* The first snapshot before the daemon says it serves: the keeper
+	 * then reports the mount ready (systemd's READY=1, the command's
+	 * return), and a probe or recovery run at once must find the mirror
+	 * of a healthy mount, not call it missing. */
+	mirror_write(c, true);
 	if (pthread_create(&c->thread, NULL, mirror_thread, c) != 0) {
 		snprintf(err, errsz, "cannot start the mirror thread");
 		return -1;

@@ -39,7 +39,9 @@ struct control *control_new(const struct steadyfs_opts *o, struct pool *p,
 void control_set_gauges(struct control *c, control_gauge_fn fn, void *arg);
 /*
  * Prepares state_dir (creating it; with a non-default state_dir, a symlink
- * at the default path pointing to it) and starts the mirror thread. On
+ * at the default path pointing to it), writes the first mirror before it
+ * returns (the daemon says it serves only after: a probe run as soon as
+ * the mount is reported ready finds it) and starts the mirror thread. On
  * failure writes one line to err and returns -1 (the mount still works).
  */
 int control_start(struct control *c, char *err, size_t errsz);

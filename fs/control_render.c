@@ -19,9 +19,11 @@
 #include <json-c/json.h>
 
 #include "clock.h"
+#include "jsonutil.h"
 #include "keepstate.h"
 #include "prom.h"
 #include "sftp.h"
+#include "statuskeys.h"
 
 /* The extensions steadyfs uses; one the server does not offer is missing. */
 #define CTL_KNOWN_EXTS (SFTP_EXT_POSIX_RENAME | SFTP_EXT_STATVFS | SFTP_EXT_FSYNC | \
@@ -257,15 +259,6 @@ static void render_status(struct control *c, const struct ctl_snap *s, struct st
 
 /* ---- status.json -------------------------------------------------------- */
 
-/* A number written with `prec` decimals (json-c would print 17 digits). */
-static struct json_object *jnum(double v, int prec)
-{
-	char num[64];
-
-	snprintf(num, sizeof(num), "%.*f", prec, v);
-	return json_object_new_double_s(v, num);
-}
-
 struct json_object *ctl_jstr(const char *v)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -292,7 +285,7 @@ static struct json_object *json_last_error(const struct ctl_last_error *e)
 
 	if (!e->set || !(o = json_object_new_object()))
 		return NULL;
-	json_object_object_add(o, "time", jnum(e->time, 3));
+	json_object_object_add(o, "time", jsecs(e->time));
 	json_object_object_add(o, "time_iso", jtime_iso(e->time));
 	json_object_object_add(o, "op", json_object_new_string(e->op ? e->op : "?"));
 	json_object_object_add(o, "path", ctl_jstr(e->path));
@@ -310,7 +303,7 @@ static struct json_object *json_last_session(const struct ctl_last_session *ls)
 
 	if (!ls->set || !(o = json_object_new_object()))
 		return NULL;
-	json_object_object_add(o, "time", jnum(ls->time, 3));
+	json_object_object_add(o, "time", jsecs(ls->time));
 	json_object_object_add(o, "time_iso", jtime_iso(ls->time));
 	json_object_object_add(o, "session", json_object_new_int(ls->idx));
 	json_object_object_add(o, "event", ctl_jstr(ls->what));
@@ -338,17 +331,17 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 		sb->oom = 1;
 		return;
 	}
-	json_object_object_add(o, "state", json_object_new_string(s->state));
-	json_object_object_add(o, "since", jnum(s->since, 3));
+	json_object_object_add(o, STATUS_STATE, json_object_new_string(s->state));
+	json_object_object_add(o, STATUS_SINCE, jsecs(s->since));
 	json_object_object_add(o, "since_iso", jtime_iso(s->since));
 	json_object_object_add(o, "sessions_up", json_object_new_int(s->up));
 	json_object_object_add(o, "sessions_total", json_object_new_int(s->total));
 	json_object_object_add(o, "reconnect_attempts", json_object_new_int64((int64_t)s->attempts));
 	json_object_object_add(o, "reconnects", json_object_new_int64((int64_t)s->reconnects));
 	json_object_object_add(o, "calls_inflight", json_object_new_int64(s->g.calls_inflight));
-	json_object_object_add(o, "oldest_call_age", jnum(s->g.oldest_call_age, 3));
+	json_object_object_add(o, "oldest_call_age", jsecs(s->g.oldest_call_age));
 	json_object_object_add(o, "unacked_bytes", json_object_new_int64((int64_t)s->g.unacked_bytes));
-	json_object_object_add(o, "oldest_unacked_age", jnum(s->g.oldest_unacked_age, 3));
+	json_object_object_add(o, "oldest_unacked_age", jsecs(s->g.oldest_unacked_age));
 	json_object_object_add(o, "missing_extensions", json_exts(s->missing));
 	json_object_object_add(o, "last_error", json_last_error(&c->last_err));
 	json_object_object_add(o, "last_session_error", json_last_session(&c->last_sess));
@@ -361,19 +354,19 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "mirror_error",
 			       c->mirror_error[0] ? json_object_new_string(c->mirror_error) : NULL);
 	json_object_object_add(o, "version", json_object_new_string(STEADYFS_VERSION));
-	json_object_object_add(o, "started", jnum(c->started_wall, 3));
-	json_object_object_add(o, "uptime", jnum(s->uptime, 3));
-	json_object_object_add(o, "pid", json_object_new_int64((int64_t)getpid()));
+	json_object_object_add(o, "started", jsecs(c->started_wall));
+	json_object_object_add(o, "uptime", jsecs(s->uptime));
+	json_object_object_add(o, STATUS_PID, json_object_new_int64((int64_t)getpid()));
 	json_object_object_add(o, "daemon_pid", json_object_new_int64((int64_t)getpid()));
-	json_object_object_add(o, "keeper_pid", json_object_new_int64(s->keeper_pid));
-	json_object_object_add(o, "device",
+	json_object_object_add(o, STATUS_KEEPER_PID, json_object_new_int64(s->keeper_pid));
+	json_object_object_add(o, STATUS_DEVICE,
 			       c->device[0] ? json_object_new_string(c->device) : NULL);
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)c->generation));
+	json_object_object_add(o, STATUS_GENERATION, json_object_new_int64((int64_t)c->generation));
 	json_object_object_add(o, "restarts", json_object_new_int64((int64_t)s->restarts));
 	json_object_object_add(o, "last_restart_reason", ctl_jstr(s->restart_reason));
-	json_object_object_add(o, "upgrades_failed", json_object_new_int64((int64_t)s->upgrades_failed));
+	json_object_object_add(o, STATUS_UPGRADES_FAILED, json_object_new_int64((int64_t)s->upgrades_failed));
 	json_object_object_add(o, "running", json_object_new_boolean(s->running));
-	json_object_object_add(o, "updated", jnum(s->now, 3));
+	json_object_object_add(o, STATUS_UPDATED, jsecs(s->now));
 	txt = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 					     JSON_C_TO_STRING_SPACED |
 					     JSON_C_TO_STRING_NOSLASHESCAPE);

@@ -302,24 +302,24 @@ int main(int argc, char **argv)
 		}
 		return upgrade_request(argv[2]);
 	}
-	if (opts_parse(&o, argc, argv, err, sizeof(err)) < 0) {
+	if (steadyfs_opts_parse(&o, argc, argv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "steadyfs: %s\n", err);
-		opts_release(&o);
+		steadyfs_opts_release(&o);
 		return EXIT_USAGE;
 	}
 	if (o.show_help) {
-		opts_usage(stdout);
-		opts_release(&o);
+		steadyfs_opts_usage(stdout);
+		steadyfs_opts_release(&o);
 		return 0;
 	}
 	if (o.show_version) {
 		printf("steadyfs %s\n", STEADYFS_VERSION);
-		opts_release(&o);
+		steadyfs_opts_release(&o);
 		return 0;
 	}
 	if (o.debug)
 		log_init("steadyfs", SLOG_DEBUG);
 	status = getenv(KEEPER_ENV) ? daemon_run(&o) : keeper_main(&o, argv);
-	opts_release(&o);
+	steadyfs_opts_release(&o);
 	return status;
 }

@@ -908,7 +908,7 @@ static int parse_args(struct parser *p, int argc, char **argv)
 	return finish(p);
 }
 
-int opts_parse(struct steadyfs_opts *o, int argc, char **argv,
+int steadyfs_opts_parse(struct steadyfs_opts *o, int argc, char **argv,
 	       char *err, size_t errsz)
 {
 	struct parser p = { .o = o, .err = err, .errsz = errsz };
@@ -924,14 +924,14 @@ int opts_parse(struct steadyfs_opts *o, int argc, char **argv,
 	if (rc < 0) {
 		/* Leave nothing allocated, so a failed parse needs no release
 		 * (and a release is still safe). */
-		opts_release(o);
+		steadyfs_opts_release(o);
 		set_defaults(o);
 		return -1;
 	}
 	return 0;
 }
 
-void opts_release(struct steadyfs_opts *o)
+void steadyfs_opts_release(struct steadyfs_opts *o)
 {
 	free(o->user);
 	free(o->host);
@@ -946,14 +946,14 @@ void opts_release(struct steadyfs_opts *o)
 	o->state_dir = o->metrics_textfile = NULL;
 }
 
-double opts_dead_after(const struct steadyfs_opts *o)
+double steadyfs_opts_dead_after(const struct steadyfs_opts *o)
 {
 	double d = o->alive_interval * o->alive_count_max;
 
 	return d < o->op_timeout / 2 ? d : o->op_timeout / 2;
 }
 
-void opts_usage(FILE *fp)
+void steadyfs_opts_usage(FILE *fp)
 {
 	fputs(
 "usage: steadyfs [user@]host:[dir] MOUNTPOINT [-p PORT] [-f] [-d] [-o opt[,opt...]]\n"

@@ -3,7 +3,7 @@
  *
  *   steadyfs [user@]host:[dir] MOUNTPOINT [-p PORT] [-f] [-d] [-o opt[,opt...]]
  *
- * opts_parse() fills a struct steadyfs_opts from argv, validating every
+ * steadyfs_opts_parse() fills a struct steadyfs_opts from argv, validating every
  * value. Options steadyfs does not need but sshfs/ssh know are accepted with
  * one warning line each (via log_warn); generic mount(8) options are
  * accepted silently; anything else is an error. Also handles being started
@@ -73,7 +73,7 @@ struct steadyfs_opts {
 	bool show_help, show_version;
 };
 
-/* Exit codes shared by the three programs (DESIGN.md). */
+/* Exit codes shared by the three programs (docs/design.md). */
 enum {
 	EXIT_OK_ = 0,
 	EXIT_CONNECT = 1,   /* cannot connect, authenticate, verify host key */
@@ -90,14 +90,14 @@ enum {
  * the positional arguments. Warnings for accepted-but-unused options go to
  * log_warn().
  */
-int opts_parse(struct steadyfs_opts *o, int argc, char **argv,
+int steadyfs_opts_parse(struct steadyfs_opts *o, int argc, char **argv,
 	       char *err, size_t errsz);
 /* Frees the strings in *o. */
-void opts_release(struct steadyfs_opts *o);
+void steadyfs_opts_release(struct steadyfs_opts *o);
 /* Writes the --help text to `fp` (marks options not effective yet). */
-void opts_usage(FILE *fp);
+void steadyfs_opts_usage(FILE *fp);
 /* Session liveness bound: alive_interval * alive_count_max capped at
  * op_timeout / 2, in seconds. */
-double opts_dead_after(const struct steadyfs_opts *o);
+double steadyfs_opts_dead_after(const struct steadyfs_opts *o);
 
 #endif

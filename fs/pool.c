@@ -239,6 +239,18 @@ static struct sreq *take_held(struct pool *p)
 	return q;
 }
 
+/* Ends every request of list `q` with `err` (no pool lock held). */
+static void fail_all(struct sreq *q, int err)
+{
+	while (q) {
+		struct sreq *next = q->next;
+
+		q->next = NULL;
+		q->done(q, NULL, err);
+		q = next;
+	}
+}
+
 static void resubmit_all(struct pool *p, struct sreq *q)
 {
 	while (q) {
@@ -327,13 +339,7 @@ static void *timer_thread(void *arg)
 		}
 		if (expired) {
 			pthread_mutex_unlock(&p->lock);
-			while (expired) {
-				struct sreq *next = expired->next;
-
-				expired->next = NULL;
-				expired->done(expired, NULL, -ETIMEDOUT);
-				expired = next;
-			}
+			fail_all(expired, -ETIMEDOUT);
 			pthread_mutex_lock(&p->lock);
 			continue;
 		}
@@ -380,13 +386,7 @@ void pool_stop(struct pool *p)
 	pthread_mutex_lock(&p->lock);
 	q = take_held(p);
 	pthread_mutex_unlock(&p->lock);
-	while (q) {
-		struct sreq *next = q->next;
-
-		q->next = NULL;
-		q->done(q, NULL, -ECONNRESET);
-		q = next;
-	}
+	fail_all(q, -ECONNRESET);
 }
 
 void pool_free(struct pool *p)

@@ -9,7 +9,6 @@
  */
 #include "upgrade.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -27,8 +26,10 @@
 #include <libmount/libmount.h>
 
 #include "clock.h"
+#include "fuseconn.h"
 #include "mounttab.h"
 #include "opts.h"
+#include "statuskeys.h"
 
 /* connect_timeout (10 s) for the new daemon's first session, the old
  * one's drain (op_timeout, 20 s), and slack. */
@@ -41,17 +42,17 @@ static int read_status(const char *mp, long *keeper, long *gen, long *failed)
 	char path[PATH_MAX];
 	struct json_object *o, *k, *g, *f;
 
-	snprintf(path, sizeof(path), "%s/.control/status.json", mp);
+	snprintf(path, sizeof(path), "%s/.control/" STATUS_FILE, mp);
 	if (!(o = json_object_from_file(path)))
 		return -1;
-	if (!json_object_object_get_ex(o, "keeper_pid", &k) ||
-	    !json_object_object_get_ex(o, "generation", &g)) {
+	if (!json_object_object_get_ex(o, STATUS_KEEPER_PID, &k) ||
+	    !json_object_object_get_ex(o, STATUS_GENERATION, &g)) {
 		json_object_put(o);
 		return -1;
 	}
 	*keeper = (long)json_object_get_int64(k);
 	*gen = (long)json_object_get_int64(g);
-	*failed = json_object_object_get_ex(o, "upgrades_failed", &f) ?
+	*failed = json_object_object_get_ex(o, STATUS_UPGRADES_FAILED, &f) ?
 		(long)json_object_get_int64(f) : 0;
 	json_object_put(o);
 	return 0;
@@ -114,60 +115,6 @@ static int exe_of(const char *pid, char *out, size_t outsz)
 	return 0;
 }
 
-/* The kernel's number for a FUSE connection (its device, as fdinfo's
- * "fuse_connection:" shows it: the in-kernel MKDEV encoding). */
-static unsigned long kernel_devno(dev_t d)
-{
-	return ((unsigned long)major(d) << 20) | minor(d);
-}
-
-/*
- * Whether `pid` holds the /dev/fuse descriptor of connection `dev`: 1 yes,
- * 0 it holds /dev/fuse but the kernel does not say which connection (no
- * "fuse_connection:" in fdinfo before Linux 6.x), -1 no.
- */
-static int holds_connection(long pid, dev_t dev)
-{
-	char dir[64], path[320], link[64];
-	bool fuse_fd = false, shown = false, match = false;
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
-	if (!(d = opendir(dir)))
-		return -1;
-	while (!match && (de = readdir(d))) {
-		char line[128];
-		ssize_t n;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (strcmp(link, "/dev/fuse"))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/fdinfo/%s", pid, de->d_name);
-		if (!(f = fopen(path, "re")))
-			continue;
-		fuse_fd = true;
-		while (fgets(line, sizeof(line), f)) {
-			unsigned long conn;
-
-			if (sscanf(line, "fuse_connection: %lu", &conn) == 1) {
-				shown = true;
-				match |= conn == kernel_devno(dev);
-			}
-		}
-		fclose(f);
-	}
-	closedir(d);
-	if (match)
-		return 1;
-	return fuse_fd && !shown ? 0 : -1;
-}
-
 /*
  * Checks that `pid` (read from the mount's own status.json, which a file
  * on the server or a user's FUSE mount could forge) is the keeper of the
@@ -207,7 +154,7 @@ static int check_keeper(long pid, const struct target *t, char *why, size_t whys
 			 pid, exe_of(pids, exe, sizeof(exe)) < 0 ? "?" : exe);
 		return -1;
 	}
-	held = holds_connection(pid, t->dev);
+	held = fuseconn_held_by(pid, t->dev);
 	if (held < 0) {
 		snprintf(why, whysz, "pid %ld named in its status.json does not hold this mount's FUSE connection (%u:%u)",
 			 pid, major(t->dev), minor(t->dev));

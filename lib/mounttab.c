@@ -271,7 +271,7 @@ int mounttab_device_of(const char *target, const char *fstype, dev_t *dev)
 	return found ? 0 : -1;
 }
 
-int mounttab_has_dev(const char *mountinfo, dev_t dev)
+int mounttab_has_dev(const char *mountinfo, dev_t dev, const char *fstype)
 {
 	struct mounttab mt = MOUNTTAB_INIT;
 	char err[256];
@@ -280,7 +280,7 @@ int mounttab_has_dev(const char *mountinfo, dev_t dev)
 	if (mounttab_load(&mt, "/", mountinfo, err, sizeof(err)) < 0)
 		return -1;
 	for (size_t i = 0; i < mt.n && !has; i++)
-		has = mt.v[i].dev == dev;
+		has = mt.v[i].dev == dev && (!fstype || !strcmp(mt.v[i].fstype, fstype));
 	mounttab_release(&mt);
 	return has;
 }

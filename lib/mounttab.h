@@ -94,8 +94,9 @@ long mount_fuse_user(const struct mount_entry *e);
  */
 int mounttab_device_of(const char *target, const char *fstype, dev_t *dev);
 /* 1 if any mount in `mountinfo` (NULL: /proc/self/mountinfo; a process's
- * /proc/PID/mountinfo) has device `dev`, 0 if none, -1 unreadable. */
-int mounttab_has_dev(const char *mountinfo, dev_t dev);
+ * /proc/PID/mountinfo) has device `dev` and fstype `fstype` (NULL: any),
+ * 0 if none, -1 unreadable. */
+int mounttab_has_dev(const char *mountinfo, dev_t dev, const char *fstype);
 
 /* 1 if `path` is `root` or lies below it, comparing whole components
  * ("/a/bc" is not below "/a/b"). Both must be normalised. */

@@ -34,6 +34,7 @@
 #include "atomicfile.h"
 #include "clock.h"
 #include "mounttab.h"
+#include "paths.h"
 
 /* Entries a directory probe reads: enough to make the server list it. */
 #define PROBE_READDIR_ENTRIES 4
@@ -370,30 +371,6 @@ static int stuck_record(const char *dir, pid_t pid, double started, const char *
 	return rc;
 }
 
-/* mkdir -p with mode 0755. 0 or -1 with errno. */
-static int mkdir_p(const char *dir)
-{
-	char tmp[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(tmp, dir, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 /* ---- the parent ---------------------------------------------------------- */
 
 /* Everything one probe_run() call works on. */
@@ -721,7 +698,7 @@ int probe_run(const struct probe_opts *opts, const struct probe_req *reqs, size_
 	if (ensure_fd_room(n, err, errsz) < 0)
 		goto out;
 	if (opts->state_dir) {
-		if (mkdir_p(opts->state_dir) < 0) {
+		if (mkdir_p(opts->state_dir, 0755) < 0) {
 			snprintf(err, errsz, "cannot create state dir '%s': %s",
 				 opts->state_dir, strerror(errno));
 			goto out;

@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonutil.h"
 #include "paths.h"
+#include "statuskeys.h"
 
 /* systemd keeps these bytes as they are (unit_name_escape's whitelist). */
 static int escape_keeps(unsigned char c, int first)
@@ -154,18 +156,6 @@ const char *mirror_health_name(enum mirror_health h)
 	return "bad";
 }
 
-/* A number field, or `dflt` when absent or not a number. */
-static double json_num(struct json_object *o, const char *key, double dflt)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v))
-		return dflt;
-	if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
-		return dflt;
-	return json_object_get_double(v);
-}
-
 /* Fills `st` from a parsed status.json; 0, or -1 with st->error set. */
 static int mirror_from_json(struct json_object *o, double mtime, struct mirror_status *st)
 {
@@ -176,17 +166,17 @@ static int mirror_from_json(struct json_object *o, double mtime, struct mirror_s
 		snprintf(st->error, sizeof(st->error), "status.json is not a JSON object");
 		return -1;
 	}
-	if (!json_object_object_get_ex(o, "state", &v) || !json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(o, STATUS_STATE, &v) || !json_object_is_type(v, json_type_string)) {
 		snprintf(st->error, sizeof(st->error), "status.json has no \"state\" string");
 		return -1;
 	}
 	state = json_object_get_string(v);
 	snprintf(st->state, sizeof(st->state), "%s", state);
-	st->since = json_num(o, "since", 0);
-	st->updated = json_num(o, "updated", mtime);
-	st->pid = (long)json_num(o, "pid", 0);
-	st->keeper_pid = (long)json_num(o, "keeper_pid", 0);
-	if (json_object_object_get_ex(o, "device", &v) && json_object_is_type(v, json_type_string))
+	st->since = jget_num(o, STATUS_SINCE, 0);
+	st->updated = jget_num(o, STATUS_UPDATED, mtime);
+	st->pid = (long)jget_num(o, STATUS_PID, 0);
+	st->keeper_pid = (long)jget_num(o, STATUS_KEEPER_PID, 0);
+	if (json_object_object_get_ex(o, STATUS_DEVICE, &v) && json_object_is_type(v, json_type_string))
 		snprintf(st->device, sizeof(st->device), "%s", json_object_get_string(v));
 	return 0;
 }
@@ -199,7 +189,7 @@ void mirror_read(const char *dir, double now, struct mirror_status *st)
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->dir, sizeof(st->dir), "%s", dir);
-	snprintf(file, sizeof(file), "%s/status.json", dir);
+	snprintf(file, sizeof(file), "%s/" STATUS_FILE, dir);
 	if (stat(file, &sb) < 0) {
 		st->health = errno == ENOENT || errno == ENOTDIR ? MIRROR_MISSING : MIRROR_BAD;
 		snprintf(st->error, sizeof(st->error), "cannot read 'status.json': %s",

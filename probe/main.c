@@ -19,11 +19,13 @@
 #include <sys/stat.h>
 
 #include "atomicfile.h"
+#include "live.h"
 #include "log.h"
 #include "version.h"
 #include "mounttab.h"
 #include "probe.h"
 #include "report.h"
+#include "statedir.h"
 
 enum { EXIT_HEALTHY = 0, EXIT_UNHEALTHY = 1, EXIT_USAGE = 2, EXIT_INTERNAL = 3 };
 
@@ -48,6 +50,7 @@ struct cli {
 struct app {
 	struct cli cli;
 	struct mounttab mt;
+	struct live_set live;     /* live steadyfs devices and their mirrors */
 	struct target *targets;   /* report.h: what is probed and how it is shown */
 	size_t ntargets;
 	struct probe_req *reqs;
@@ -131,6 +134,18 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	return 0;
 }
 
+/* The mirror to read for a path on `mnt`: --mirror's, else the live
+ * steadyfs's that serves its device (a bind mount of it has none at its
+ * own path), else NULL (target_init() takes a steadyfs mount's default). */
+static const char *mirror_of(const struct app *a, const struct mount_entry *mnt)
+{
+	const struct live_dev *live = mnt ? live_find(&a->live, mnt->dev) : NULL;
+
+	if (a->cli.mirror)
+		return a->cli.mirror;
+	return live ? live->mirror : NULL;
+}
+
 /* Adds one target unless its normalised path is already there. */
 static int add_target(struct app *a, const char *path, const struct mount_entry *mnt,
 		      int hidden)
@@ -155,7 +170,7 @@ static int add_target(struct app *a, const char *path, const struct mount_entry 
 	a->targets = t;
 	t = &a->targets[a->ntargets++];
 	mnt = mnt ? mnt : mounttab_containing(&a->mt, norm);
-	if (target_init(t, path, norm, mnt, a->cli.mirror, hidden) < 0) {
+	if (target_init(t, path, norm, mnt, mirror_of(a, mnt), hidden) < 0) {
 		log_err("bad path '%s': %s", path, strerror(errno));
 		return EXIT_USAGE;
 	}
@@ -292,6 +307,10 @@ static int prepare(struct app *a)
 		log_err("%s", err);
 		return EXIT_INTERNAL;
 	}
+	if (live_scan(&a->live, STATEDIR_BASE) < 0) {
+		log_err("cannot read the mirrors: %s", strerror(ENOMEM));
+		return EXIT_INTERNAL;
+	}
 	fuse_timeout_read(NULL, &a->kt);
 	return collect_targets(a);
 }
@@ -301,12 +320,13 @@ static void app_release(struct app *a)
 	free(a->res);
 	free(a->reqs);
 	free(a->targets);
+	live_release(&a->live);
 	mounttab_release(&a->mt);
 }
 
 int main(int argc, char **argv)
 {
-	struct app a = { .mt = MOUNTTAB_INIT, .root_idx = -1 };
+	struct app a = { .mt = MOUNTTAB_INIT, .live = LIVE_SET_INIT, .root_idx = -1 };
 	int rc;
 
 	log_init("steadyfs-probe", SLOG_INFO);

@@ -10,6 +10,7 @@
 
 #include "atomicfile.h"
 #include "clock.h"
+#include "jsonutil.h"
 #include "prom.h"
 #include "statedir.h"
 #include "strbuf.h"
@@ -144,14 +145,6 @@ int report_table(FILE *out, const struct target *t, const struct probe_result *r
 }
 
 /* ---- JSON ----------------------------------------------------------------- */
-
-/* Adds `v` (NULL: JSON null) under `key`; counts a failure in *bad, which
- * can only be out of memory. json-c owns `v` from here on either way. */
-static void jadd(struct json_object *o, const char *key, struct json_object *v, int *bad)
-{
-	if (json_object_object_add(o, key, v) != 0)
-		(*bad)++;
-}
 
 static struct json_object *json_mirror(const struct mirror_status *m, int *bad)
 {

@@ -11,6 +11,7 @@
 #include "fusectl.h"
 #include "hooks.h"
 #include "journal.h"
+#include "jsonutil.h"
 #include "mountops.h"
 #include "observe.h"
 

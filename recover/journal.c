@@ -11,20 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void jput(struct json_object *o, const char *key, struct json_object *val)
-{
-	if (o && val && json_object_object_add(o, key, val) < 0)
-		json_object_put(val);
-}
-
-struct json_object *jsecs(double v)
-{
-	char buf[64];
-
-	snprintf(buf, sizeof(buf), "%.3f", v);
-	return json_object_new_double_s(v, buf);
-}
-
 int journal_append(const char *path, struct json_object *rec, char *err, size_t errsz)
 {
 	const char *text = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |

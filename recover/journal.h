@@ -11,14 +11,6 @@
 
 struct json_object;
 
-/* Adds `key: val` to object `o` when both exist (json-c takes `val`; a
- * NULL from a failed allocation is skipped, so records are built without
- * a check per field and are at worst missing a field). */
-void jput(struct json_object *o, const char *key, struct json_object *val);
-/* A JSON number with millisecond precision (times, durations): json-c's
- * default prints 17 digits. */
-struct json_object *jsecs(double v);
-
 /* Appends `rec` as one line to `path`. Returns 0, or -1 with `err`. */
 int journal_append(const char *path, struct json_object *rec, char *err, size_t errsz);
 

@@ -56,12 +56,12 @@ int main(int argc, char **argv)
 	int code;
 
 	log_init("steadyfs-recover", SLOG_INFO);
-	opts_defaults(&o);
-	code = opts_parse(&o, argc, argv, err, sizeof(err));
+	recover_opts_defaults(&o);
+	code = recover_opts_parse(&o, argc, argv, err, sizeof(err));
 	if (code != 0) {
 		if (code < 0)
 			log_err("%s", err);
-		opts_release(&o);
+		recover_opts_release(&o);
 		return code > 0 ? RX_OK : RX_USAGE;
 	}
 	if (o.drill) {
@@ -71,6 +71,6 @@ int main(int argc, char **argv)
 		if (code == RX_OK)
 			code = o.watch > 0 ? watch(&o) : pass_run(&o, stdout);
 	}
-	opts_release(&o);
+	recover_opts_release(&o);
 	return code;
 }

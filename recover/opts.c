@@ -47,7 +47,7 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-void opts_usage(FILE *out)
+void recover_opts_usage(FILE *out)
 {
 	fputs("usage: steadyfs-recover --root DIR --manifest FSTAB [--apply]\n"
 	      "         [--sentinel FILE] [--confirm-runs N] [--min-age S] [--cooldown S]\n"
@@ -59,7 +59,7 @@ void opts_usage(FILE *out)
 	      "      3 internal error, 4 recovery attempted and failed\n", out);
 }
 
-void opts_defaults(struct recover_opts *o)
+void recover_opts_defaults(struct recover_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->sentinel = RECOVER_DEFAULT_SENTINEL;
@@ -198,7 +198,7 @@ static int check_combination(struct recover_opts *o, char *err, size_t errsz)
 	return 0;
 }
 
-int opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t errsz)
+int recover_opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t errsz)
 {
 	int c, lock_set = 0;
 
@@ -206,7 +206,7 @@ int opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
 		if (c == 'h' || c == O_HELP) {
-			opts_usage(stdout);
+			recover_opts_usage(stdout);
 			return 1;
 		}
 		if (c == O_VERSION) {
@@ -234,7 +234,7 @@ int opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t 
 	return check_combination(o, err, errsz);
 }
 
-void opts_release(struct recover_opts *o)
+void recover_opts_release(struct recover_opts *o)
 {
 	free(o->pre);
 	free(o->post);

@@ -37,14 +37,14 @@ struct recover_opts {
 };
 
 /* Fills `o` with the defaults (no root, no manifest). */
-void opts_defaults(struct recover_opts *o);
+void recover_opts_defaults(struct recover_opts *o);
 
 /*
- * Parses argv into `o` (after opts_defaults). Returns 0, 1 when --help was
+ * Parses argv into `o` (after recover_opts_defaults). Returns 0, 1 when --help was
  * asked (usage printed on stdout), or -1 with a one-line reason in `err`.
  */
-int opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t errsz);
-void opts_release(struct recover_opts *o);
-void opts_usage(FILE *out);
+int recover_opts_parse(struct recover_opts *o, int argc, char **argv, char *err, size_t errsz);
+void recover_opts_release(struct recover_opts *o);
+void recover_opts_usage(FILE *out);
 
 #endif

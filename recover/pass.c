@@ -13,8 +13,10 @@
 
 #include "act.h"
 #include "clock.h"
+#include "gates.h"
 #include "hooks.h"
 #include "journal.h"
+#include "jsonutil.h"
 #include "lock.h"
 #include "log.h"
 #include "manifest.h"
@@ -143,43 +145,10 @@ static struct json_object *seen_json(const struct pass *ps)
 	return arr;
 }
 
-/* The gates other than the guard; each failing one adds a reason.
- * Returns 1 if all allow acting. */
-static int gates_allow(struct pass *ps)
+/* gates_open()'s reasons go where add_reason() puts them. */
+static void gate_reason(void *ctx, const char *reason)
 {
-	const struct recover_opts *o = ps->o;
-	size_t recent = state_attempts_since(&ps->st, ps->now, o->window);
-	double since = ps->now - ps->st.last_attempt;
-	int ok = 1;
-
-	if (ps->plan.blocked) {
-		add_reason(ps, "blocked, a person must look: %s", ps->plan.blocked_why);
-		ok = 0;
-	}
-	if (!o->apply) {
-		add_reason(ps, "dry run (--apply not given)");
-		ok = 0;
-	}
-	if (!ps->enabled) {
-		add_reason(ps, "disabled: sentinel '%s' is missing", o->sentinel);
-		ok = 0;
-	}
-	if (!ps->plan.nconfirmed) {
-		add_reason(ps, "waiting for confirmation (%ld passes and %.0f s of being bad)",
-			   o->confirm_runs, o->min_age);
-		ok = 0;
-	}
-	if (ps->st.last_attempt > 0 && since < o->cooldown) {
-		add_reason(ps, "cooldown: last recovery %.0f s ago, --cooldown %.0f s",
-			   since, o->cooldown);
-		ok = 0;
-	}
-	if (recent >= (size_t)o->max_recoveries) {
-		add_reason(ps, "cap: %zu recoveries in the last %.0f s (--max-recoveries %ld)",
-			   recent, o->window, o->max_recoveries);
-		ok = 0;
-	}
-	return ok;
+	add_reason(ctx, "%s", reason);
 }
 
 /* Runs the guard. Returns 1 if it allows acting. */
@@ -304,7 +273,8 @@ static int decide_and_act(struct pass *ps)
 	}
 	plan_print(ps->out, &ps->in, &ps->plan);
 	start_record(ps);
-	if (!gates_allow(ps) || !guard_allows(ps)) {
+	if (!gates_open(&ps->plan, &ps->st, ps->o, ps->enabled, ps->now, gate_reason, ps) ||
+	    !guard_allows(ps)) {
 		ps->result = "not-taken";
 		return RX_NOT_TAKEN;
 	}

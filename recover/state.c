@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
+#include "jsonutil.h"
 #include "mounttab.h"
 
 #define STATE_VERSION 1
@@ -177,12 +178,6 @@ int state_load(struct recover_state *st, const char *path, char *err, size_t err
 	return 0;
 }
 
-/* Adds `key: val` to `o`; json-c takes ownership of `val`. */
-static int put(struct json_object *o, const char *key, struct json_object *val)
-{
-	return val ? json_object_object_add(o, key, val) : -1;
-}
-
 static struct json_object *build_state(const struct recover_state *st)
 {
 	struct json_object *root = json_object_new_object();
@@ -195,25 +190,25 @@ static struct json_object *build_state(const struct recover_state *st)
 		struct json_object *o = json_object_new_object();
 
 		bad |= !o;
-		bad |= put(o, "state", json_object_new_string(s->kind)) < 0;
-		bad |= put(o, "count", json_object_new_int64(s->count)) < 0;
-		bad |= put(o, "first_seen", json_object_new_double(s->first_seen)) < 0;
-		bad |= put(o, "last_seen", json_object_new_double(s->last_seen)) < 0;
-		bad |= put(sights, s->path, o) < 0;
+		bad |= jput(o, "state", json_object_new_string(s->kind)) < 0;
+		bad |= jput(o, "count", json_object_new_int64(s->count)) < 0;
+		bad |= jput(o, "first_seen", json_object_new_double(s->first_seen)) < 0;
+		bad |= jput(o, "last_seen", json_object_new_double(s->last_seen)) < 0;
+		bad |= jput(sights, s->path, o) < 0;
 	}
 	for (size_t i = 0; !bad && i < st->nattempts; i++)
 		bad |= json_object_array_add(att, json_object_new_double(st->attempts[i])) < 0;
 	if (!bad) {
-		bad |= put(root, "version", json_object_new_int(STATE_VERSION)) < 0;
-		bad |= put(root, "sightings", sights) < 0;
+		bad |= jput(root, "version", json_object_new_int(STATE_VERSION)) < 0;
+		bad |= jput(root, "sightings", sights) < 0;
 		sights = NULL;
-		bad |= put(root, "attempts", att) < 0;
+		bad |= jput(root, "attempts", att) < 0;
 		att = NULL;
-		bad |= put(root, "recoveries_total", json_object_new_int64(st->recoveries_total)) < 0;
-		bad |= put(root, "recoveries_failed", json_object_new_int64(st->recoveries_failed)) < 0;
-		bad |= put(root, "last_attempt", json_object_new_double(st->last_attempt)) < 0;
-		bad |= put(root, "last_success", json_object_new_double(st->last_success)) < 0;
-		bad |= put(root, "last_apply_ok", json_object_new_boolean(st->last_apply_ok)) < 0;
+		bad |= jput(root, "recoveries_total", json_object_new_int64(st->recoveries_total)) < 0;
+		bad |= jput(root, "recoveries_failed", json_object_new_int64(st->recoveries_failed)) < 0;
+		bad |= jput(root, "last_attempt", json_object_new_double(st->last_attempt)) < 0;
+		bad |= jput(root, "last_success", json_object_new_double(st->last_success)) < 0;
+		bad |= jput(root, "last_apply_ok", json_object_new_boolean(st->last_apply_ok)) < 0;
 	}
 	json_object_put(sights);
 	json_object_put(att);

@@ -25,6 +25,7 @@ to change it.
 
 import os
 import re
+import shutil
 import signal
 import sys
 
@@ -155,6 +156,53 @@ def mount_steadyfs(request, tmp_path):
 @pytest.fixture
 def mount_sshfs(request, tmp_path):
     yield from _mount_factory(request, tmp_path, mounts.mount_sshfs)
+
+
+# ---- mirrors -------------------------------------------------------------------
+
+def _unescape_path(name):
+    """`systemd-escape --unescape --path NAME`: "-" is "/", "\\xNN" a byte."""
+    parts = [re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                    p.encode()) for p in name.split("-")]
+    return "/" + b"/".join(parts).decode(errors="replace")
+
+
+def _mirror_names():
+    try:
+        return set(os.listdir(mounts.MIRROR_BASE))
+    except OSError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_mirror(tmp_path_factory):
+    """A test removes the /run/steadyfs mirrors it made: a leftover one
+    names a keeper pid and a device the kernel will give to others, and
+    piles up. Checked for the steadyfs Mounts the test made, and for any
+    new mirror of a path under this session's temporary folder (others'
+    tests share /run/steadyfs: only ours are removed)."""
+    first = len(mounts.STEADYFS_MADE)
+    before = _mirror_names()
+    yield
+    left = []
+    for m in mounts.STEADYFS_MADE[first:]:
+        p = m.mirror_path()
+        if p and os.path.lexists(p) and not m.is_mounted():
+            left.append(p)
+            m.remove_mirror()
+    del mounts.STEADYFS_MADE[first:]
+    base = os.path.realpath(str(tmp_path_factory.getbasetemp()))
+    for name in sorted(_mirror_names() - before):
+        p = os.path.join(mounts.MIRROR_BASE, name)
+        if _unescape_path(name).startswith(base + "/") and p not in left:
+            left.append(p)
+            if os.path.islink(p) or not os.path.isdir(p):
+                os.unlink(p)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+    if left:
+        pytest.fail("the test left mirrors behind (now removed): " + ", ".join(left),
+                    pytrace=False)
 
 
 # ---- fault proxy ------------------------------------------------------------

@@ -40,6 +40,7 @@ import sshdfix
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOUNT_TIMEOUT = 10.0
 FUSECTL = "/sys/fs/fuse/connections"
+MIRROR_BASE = "/run/steadyfs"  # statedir.h STATEDIR_BASE
 
 # Lines on a daemon's stderr that fail a test unless it expects errors;
 # sanitizer reports fail it always.
@@ -234,6 +235,11 @@ class MountError(RuntimeError):
     pass
 
 
+# Every steadyfs Mount made in this process, in order: conftest checks that
+# a test leaves no mirror of one it made behind.
+STEADYFS_MADE = []
+
+
 class Mount:
     """A running FUSE daemon and its mountpoint. Attributes: kind
     ("steadyfs" or "sshfs"), cmd, mountpoint, proc, pid (for steadyfs the
@@ -251,6 +257,8 @@ class Mount:
         self.proc = None
         self.fstype = "fuse." + kind
         self.dev = None
+        if kind == "steadyfs":
+            STEADYFS_MADE.append(self)
 
     @property
     def pid(self):
@@ -413,19 +421,26 @@ class Mount:
         """A steadyfs mount leaves its state_dir mirror under
         /run/steadyfs (its last words, which some tests read after
         cleanup()); the fixture removes it at teardown."""
-        if self.kind != "steadyfs":
+        path = self.mirror_path()
+        if path is None:
             return
+        if os.path.islink(path):
+            os.unlink(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def mirror_path(self):
+        """Where a steadyfs mount's mirror is (a folder, or a symlink to
+        its state_dir=), or None for sshfs."""
+        if self.kind != "steadyfs":
+            return None
         try:
             name = subprocess.run(["systemd-escape", "--path", self.mountpoint],
                                   capture_output=True, text=True, timeout=10,
                                   check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
-            return
-        path = os.path.join("/run/steadyfs", name)
-        if os.path.islink(path):
-            os.unlink(path)
-        elif os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+            return None
+        return os.path.join(MIRROR_BASE, name)
 
     def __enter__(self):
         return self

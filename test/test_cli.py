@@ -155,6 +155,7 @@ def test_archive_sshfs_line(sshd, remote):
         assert m.alive()
     finally:
         m.cleanup()
+        m.remove_mirror()
         assert not m.is_mounted()
         os.rmdir(mp)
     assert not m.problems(), m.problems()
@@ -348,6 +349,7 @@ def _stale_then_mount(sshd, srv, mount_sshfs, wait_stat):
         assert m.mountpoint in logged[0]
     finally:
         m.cleanup()
+        m.remove_mirror()
     assert not m.problems(), m.problems()
 
 

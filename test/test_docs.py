@@ -25,11 +25,13 @@ detaches and kills by pid whatever is.
 """
 
 import fnmatch
+import glob
 import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -186,26 +188,73 @@ def test_guides_run_every_program():
             assert any(used[prog]), f"{guide} never runs {prog} with an option"
 
 
-@pytest.mark.parametrize("guide", GUIDES)
-def test_guide_links_resolve(guide):
-    text = read_repo(guide)
-    here = os.path.dirname(os.path.join(REPO, guide))
-    links = re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", prose(text))
-    assert links, f"{guide} links nowhere"
+def link_problems(rel):
+    """What is wrong with the links of markdown file `rel`: a relative link
+    to a file that does not exist or lies outside the repository (a user's
+    clone has nothing beside it), an anchor to a heading that does not
+    exist, and a path in a code span that leaves the repository
+    (`../elsewhere/FILE.md`) or names nothing in it."""
+    text = read_repo(rel)
+    here = os.path.dirname(os.path.join(REPO, rel))
     bad = []
-    for link in links:
+    for link in re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", prose(text)):
         if re.match(r"[a-z]+:", link):
             continue  # https:, mailto:
         path, _, anchor = link.partition("#")
         target = os.path.normpath(os.path.join(here, path)) if path else \
-            os.path.join(REPO, guide)
-        if not os.path.exists(target):
+            os.path.join(REPO, rel)
+        if os.path.relpath(target, REPO).startswith(".."):
+            bad.append(f"{link}: outside the repository")
+        elif not os.path.exists(target):
             bad.append(f"{link}: no file {os.path.relpath(target, REPO)}")
         elif anchor and target.endswith(".md"):
             with open(target) as f:
                 if anchor not in anchors(f.read()):
                     bad.append(f"{link}: no heading with anchor #{anchor}")
+    for span in re.findall(r"`([^`\n]+)`", prose(text)):
+        if re.match(r"\.\./[\w.-]", span):
+            target = os.path.normpath(os.path.join(here, span.split()[0]))
+            if os.path.relpath(target, REPO).startswith(".."):
+                bad.append(f"`{span}`: a path outside the repository")
+            elif not os.path.exists(target):
+                bad.append(f"`{span}`: no file {os.path.relpath(target, REPO)}")
+    return bad
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_guide_links_resolve(guide):
+    text = read_repo(guide)
+    assert re.search(r"\[[^\]]*\]\(([^)\s]+)\)", prose(text)), f"{guide} links nowhere"
+    bad = link_problems(guide)
     assert not bad, f"{guide}: " + "; ".join(bad)
+
+
+def all_markdown():
+    docs = sorted(os.path.relpath(p, REPO) for p in
+                  glob.glob(os.path.join(REPO, "docs", "**", "*.md"), recursive=True))
+    return ["README.md"] + docs
+
+
+@pytest.mark.parametrize("doc", all_markdown())
+def test_docs_link_only_inside_the_repository(doc):
+    """README.md and every docs/ page: links resolve, inside the clone."""
+    bad = link_problems(doc)
+    assert not bad, f"{doc}: " + "; ".join(bad)
+
+
+def test_link_check_catches_outside_links(tmp_path, monkeypatch):
+    """The check itself: a link or a code-span path out of the repository,
+    and a missing file, are each reported."""
+    page = tmp_path / "docs" / "x.md"
+    page.parent.mkdir()
+    page.write_text("See [d](../../shared/DESIGN.md), `../../shared/FACTS.md`, "
+                    "`../shared/STYLE.md`, `../docs/x.md`, [m](missing.md) "
+                    "and [ok](x.md).\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", str(tmp_path))
+    bad = link_problems("docs/x.md")
+    assert len(bad) == 4, bad
+    assert "outside the repository" in bad[0] and "missing.md" in bad[1]
+    assert "outside the repository" in bad[2] and "shared/STYLE.md" in bad[3]
 
 
 def makefile_targets():

@@ -527,6 +527,82 @@ def test_degraded_real_steadyfs(make_sshd, mount_steadyfs, fault_proxy, sd):
         proxy.restore()
 
 
+@pytest.mark.timeout(60)
+def test_bind_of_steadyfs_reported_as_the_same_healthy_mount(sshd, remote_subdir,
+                                                             mount_steadyfs, sd, tmp_path):
+    """`mount --bind` of a steadyfs mount, and of a folder in it, show the
+    same device at another path, where there is no mirror: the probe reads
+    the mirror of the live steadyfs that serves that device, so the bind is
+    as healthy as the mount (before: "mirror missing" and hung)."""
+    os.mkdir(os.path.join(sshd.remote_dir, remote_subdir, "d"))
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
+    whole, sub = str(tmp_path / "bind-whole"), str(tmp_path / "bind-sub")
+    made = []
+    try:
+        for src, dst in ((m.mountpoint, whole), (m.path("d"), sub)):
+            os.mkdir(dst)
+            subprocess.run(["mount", "--bind", src, dst], check=True, timeout=10)
+            made.append(dst)
+        r = probe("--json", "--timeout", 5, m.mountpoint, whole, sub, state_dir=sd)
+        got = r.by_path()
+        for p in (m.mountpoint, whole, sub):
+            e = got[p]
+            assert e["state"] == "ok" and e["fstype"] == "fuse.steadyfs", r
+            assert e["mirror"] and e["mirror"]["health"] == "fresh", r
+            assert e["mirror"]["dir"] == got[m.mountpoint]["mirror"]["dir"], r
+        assert r.rc == 0, r
+    finally:
+        for dst in reversed(made):
+            subprocess.run(["umount", "-l", dst], check=False, timeout=10)
+
+
+SLOW_FSYNC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <unistd.h>
+/* fsync() 0.2 s slower: a busy machine's disk, made certain. */
+int fsync(int fd)
+{
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+
+	usleep(200000);
+	return real ? real(fd) : -1;
+}
+"""
+
+
+def slow_fsync_library(tmp_path):
+    """An LD_PRELOAD library that delays every fsync(), or None without a
+    C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    src, lib = tmp_path / "slowfsync.c", tmp_path / "slowfsync.so"
+    src.write_text(SLOW_FSYNC)
+    r = subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"],
+                       capture_output=True, text=True, timeout=60)
+    return str(lib) if r.returncode == 0 else None
+
+
+@pytest.mark.timeout(120)
+def test_mirror_fresh_as_soon_as_mount_serves(sshd, remote_subdir, mount_steadyfs, sd,
+                                              tmp_path):
+    """The daemon writes its first mirror before it says it serves: a probe
+    run the moment the mount answers finds it fresh, however slow the
+    mirror's disk (fsync delayed here). Before, the mirror thread's first
+    write raced the mount becoming ready, and a probe could see the mirror
+    "missing" (test_degraded_real_steadyfs failed so once)."""
+    lib = slow_fsync_library(tmp_path)
+    if not lib:
+        pytest.skip("no C compiler for the LD_PRELOAD library")
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, timeout=60,
+                       env={"LD_PRELOAD": lib})
+    r = probe("--json", "--timeout", 5, m.mountpoint, state_dir=sd)
+    e = r.json()["paths"][0]
+    assert e["mirror"] is not None and e["mirror"]["health"] == "fresh", r
+    assert r.rc == 0 and e["state"] == "ok", r
+
+
 def test_kernel_request_timeout_reported(sshd, remote_subdir, mount_steadyfs, sd, tmp_path):
     """Issue 15 finding 10: with fs.fuse.max_request_timeout set (600 s,
     restored at once), the probe names the timeout in a FUSE path's

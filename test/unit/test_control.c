@@ -60,7 +60,7 @@ static void fix_init(struct fix *f, const char *extra_opts)
 	for (char *t = strtok_r(line, " ", &save); t && argc < 15; t = strtok_r(NULL, " ", &save))
 		argv[argc++] = t;
 	argv[argc] = NULL;
-	if (!CHECK_EQ(opts_parse(&f->o, argc, argv, err, sizeof(err)), 0)) {
+	if (!CHECK_EQ(steadyfs_opts_parse(&f->o, argc, argv, err, sizeof(err)), 0)) {
 		fprintf(stderr, "  %s\n", err);
 		abort();
 	}
@@ -74,7 +74,7 @@ static void fix_release(struct fix *f)
 {
 	control_free(f->ctl);
 	pool_free(f->pool);
-	opts_release(&f->o);
+	steadyfs_opts_release(&f->o);
 }
 
 static char *render(struct control *c, const char *name)

@@ -74,7 +74,7 @@ static void run(struct run *r, const char *line)
 	unlink(tmpl);
 	if (!CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO))
 		abort();
-	r->rc = opts_parse(&r->o, argc, argv, r->err, sizeof(r->err));
+	r->rc = steadyfs_opts_parse(&r->o, argc, argv, r->err, sizeof(r->err));
 	if (!CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO))
 		abort();
 	close(saved);
@@ -114,7 +114,7 @@ static void bad(const char *line, const char *want)
 	/* A failed parse leaves nothing to free. */
 	CHECK(r.o.host == NULL && r.o.mountpoint == NULL &&
 	      r.o.identity_file == NULL);
-	opts_release(&r.o);
+	steadyfs_opts_release(&r.o);
 }
 
 /* Accepts `opt` in a full line and returns the parse for inspection. */
@@ -172,9 +172,9 @@ static void test_defaults(void)
 	CHECK(!r.o.uid_set && !r.o.gid_set && !r.o.umask_set);
 	CHECK(r.o.identity_file == NULL && r.o.known_hosts == NULL);
 	CHECK(r.o.state_dir == NULL && r.o.metrics_textfile == NULL);
-	CHECK(opts_dead_after(&r.o) == 10);
+	CHECK(steadyfs_opts_dead_after(&r.o) == 10);
 	CHECK_EQ(r.log_lines, 0);
-	opts_release(&r.o);
+	steadyfs_opts_release(&r.o);
 }
 
 static void test_archive_line(void)
@@ -202,9 +202,9 @@ static void test_archive_line(void)
 	CHECK(str_is(r.o.remote_dir, "/home/jobs"));
 	CHECK(str_is(r.o.mountpoint, "/srv/jobs"));
 	/* 15 x 3 = 45 s is capped at op_timeout / 2. */
-	CHECK(opts_dead_after(&r.o) == 10);
+	CHECK(steadyfs_opts_dead_after(&r.o) == 10);
 	CHECK_EQ(r.log_lines, 0);  /* nothing in the archive's line warns */
-	opts_release(&r.o);
+	steadyfs_opts_release(&r.o);
 }
 
 static void test_forms(void)
@@ -216,22 +216,22 @@ static void test_forms(void)
 		CHECK(r.o.allow_other && r.o.ro && r.o.foreground && r.o.debug);
 		CHECK_EQ(r.o.port, 2222);
 		CHECK(str_is(r.o.remote_dir, "d"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* -d alone implies foreground; -o debug is the same */
 	if (ok(&r, "steadyfs -d h: /m")) {
 		CHECK(r.o.debug && r.o.foreground);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs h: /m -o debug")) {
 		CHECK(r.o.debug && r.o.foreground);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* options between the positionals; last value wins; -- ends flags */
 	if (ok(&r, "steadyfs h: -o port=1 -o port=2 -- -odd")) {
 		CHECK_EQ(r.o.port, 2);
 		CHECK(str_is(r.o.mountpoint, "-odd"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* -o port= and -p agree; ssh keys are case-insensitive */
 	if (ok(&r, "steadyfs h: /m -o PORT=44,identityfile=/k,"
@@ -239,22 +239,22 @@ static void test_forms(void)
 		CHECK_EQ(r.o.port, 44);
 		CHECK(str_is(r.o.identity_file, "/k"));
 		CHECK(r.o.alive_interval == 2.5);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* empty items are nothing; a backslash escapes a comma */
 	if (ok(&r, "steadyfs h: /m -o ,allow_other,,IdentityFile=/a\\,b,")) {
 		CHECK(r.o.allow_other);
 		CHECK(str_is(r.o.identity_file, "/a,b"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* -o User= fills in a missing user only */
 	if (ok(&r, "steadyfs h: /m -o User=bob")) {
 		CHECK(str_is(r.o.user, "bob"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs -o User=bob al@h: /m")) {
 		CHECK(str_is(r.o.user, "al"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_lines[] = {
@@ -281,25 +281,25 @@ static void test_sources(void)
 		CHECK(str_is(r.o.host, "::1"));
 		CHECK(r.o.user == NULL);
 		CHECK(str_is(r.o.remote_dir, "/srv"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs u@[fe80::1%eth0]: /m")) {
 		CHECK(str_is(r.o.user, "u"));
 		CHECK(str_is(r.o.host, "fe80::1%eth0"));
 		CHECK(str_is(r.o.remote_dir, ""));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* the dir may hold colons and @; the user ends at the last @ */
 	if (ok(&r, "steadyfs a@b@h:x:y@z /m")) {
 		CHECK(str_is(r.o.user, "a@b"));
 		CHECK(str_is(r.o.host, "h"));
 		CHECK(str_is(r.o.remote_dir, "x:y@z"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs 127.0.0.1:rel/dir /m")) {
 		CHECK(str_is(r.o.host, "127.0.0.1"));
 		CHECK(str_is(r.o.remote_dir, "rel/dir"));
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_lines[] = {
@@ -330,18 +330,18 @@ static void test_own_numbers(void)
 		CHECK(r.o.connect_timeout == 7);
 		CHECK(r.o.backoff_min == 0.05 && r.o.backoff_max == 0.05);
 		/* 5 x 2 = 10 capped at 3.5 / 2 */
-		CHECK(opts_dead_after(&r.o) == 1.75);
+		CHECK(steadyfs_opts_dead_after(&r.o) == 1.75);
 		/* above 5 connections warns once */
 		CHECK_EQ(r.log_lines, 1);
 		CHECK(strstr(r.log, "connections=10") != NULL);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "connections=1,ServerAliveInterval=1,"
 		   "ServerAliveCountMax=2")) {
 		CHECK_EQ(r.o.connections, 1);
-		CHECK(opts_dead_after(&r.o) == 2);
+		CHECK(steadyfs_opts_dead_after(&r.o) == 2);
 		CHECK_EQ(r.log_lines, 0);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_opts[] = {
@@ -399,7 +399,7 @@ static void test_own_paths(void)
 			snprintf(want, sizeof(want), "%s/.ssh/k", home);
 			CHECK(str_is(r.o.identity_file, want));
 		}
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_opts[] = {
@@ -424,14 +424,14 @@ static void test_attributes(void)
 		CHECK(r.o.idmap_user && r.o.auto_cache);
 		CHECK(r.o.attr_timeout == 0 && r.o.entry_timeout == 2.5);
 		CHECK_EQU(r.o.max_write, 4096);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "idmap=user,idmap=none,umask=777,max_write=4194304")) {
 		CHECK(!r.o.idmap_user);
 		CHECK(r.o.umask == 0777);
 		CHECK_EQU(r.o.max_write, 1048576);  /* capped, with a warning */
 		CHECK_EQ(r.log_lines, 1);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_opts[] = {
@@ -468,7 +468,7 @@ static void test_host_keys(void)
 		snprintf(opt, sizeof(opt), "StrictHostKeyChecking=%s", t[i].val);
 		if (ok_opt(&r, opt)) {
 			CHECK_EQ(r.o.strict, t[i].want);
-			opts_release(&r.o);
+			steadyfs_opts_release(&r.o);
 		}
 	}
 	/* no terminal to ask on: yes, with a warning */
@@ -476,7 +476,7 @@ static void test_host_keys(void)
 		CHECK_EQ(r.o.strict, HOSTKEY_YES);
 		CHECK_EQ(r.log_lines, 1);
 		CHECK(strstr(r.log, "StrictHostKeyChecking=ask") != NULL);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	bad_opt("StrictHostKeyChecking=maybe",
 		"bad value for 'StrictHostKeyChecking': 'maybe'");
@@ -492,23 +492,23 @@ static void test_safety_options(void)
 		CHECK(r.o.default_permissions_implied);
 		CHECK(!r.o.suid && !r.o.dev && !r.o.noexec);
 		CHECK(!r.o.state_group_set);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "allow_other,default_permissions")) {
 		CHECK(r.o.default_permissions && !r.o.default_permissions_implied);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "suid,dev")) {
 		CHECK(r.o.suid && r.o.dev && !r.o.allow_other && !r.o.default_permissions);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "state_group=root")) {
 		CHECK(r.o.state_group_set && r.o.state_gid == 0);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "state_group=4242")) {
 		CHECK(r.o.state_group_set && r.o.state_gid == 4242);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	bad_opt("state_group=no-such-group-here",
 		"bad value for 'state_group': 'no-such-group-here'");
@@ -528,11 +528,11 @@ static void test_passive(void)
 		/* the last of each pair wins: nosuid, nodev, noexec */
 		CHECK(!r.o.suid && !r.o.dev && r.o.noexec);
 		CHECK_EQ(r.log_lines, 0);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok_opt(&r, "ro,rw")) {
 		CHECK(!r.o.ro);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* sshfs, ssh and FUSE options: one warning line each, naming it */
 	if (ok_opt(&r, "sshfs_sync,cache=yes,dcache_timeout=30,"
@@ -544,11 +544,11 @@ static void test_passive(void)
 		CHECK(strstr(r.log, "'fsname'") != NULL);
 		CHECK(strstr(r.log, "idmap=file") != NULL);
 		CHECK(!r.o.idmap_user);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs -C h: /m -o hostkeyalgorithms=ssh-ed25519")) {
 		CHECK_EQ(r.log_lines, 2);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 
 	static const struct bad_case bad_opts[] = {
@@ -576,12 +576,12 @@ static void test_mount_helper(void)
 		CHECK(r.o.allow_other && !r.o.ro);
 		CHECK_EQ(r.o.port, 23);
 		CHECK_EQ(r.log_lines, 0);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	/* the type given when the helper is not named after it */
 	if (ok(&r, "steadyfs h:/ /m -t fuse.steadyfs -o ro")) {
 		CHECK(r.o.ro);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	bad("steadyfs h:/ /m -t ext4", "bad value for '-t': 'ext4'");
 }
@@ -607,24 +607,24 @@ static void test_help_version(void)
 
 	if (ok(&r, "steadyfs --help")) {
 		CHECK(r.o.show_help && !r.o.show_version);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs -h -o nonsense")) {
 		CHECK(r.o.show_help);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs h: -V")) {
 		CHECK(r.o.show_version && !r.o.show_help);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	if (ok(&r, "steadyfs --version")) {
 		CHECK(r.o.show_version);
-		opts_release(&r.o);
+		steadyfs_opts_release(&r.o);
 	}
 	fp = open_memstream(&text, &len);
 	if (!CHECK(fp != NULL))
 		return;
-	opts_usage(fp);
+	steadyfs_opts_usage(fp);
 	CHECK(fclose(fp) == 0);
 	for (i = 0; i < sizeof(every) / sizeof(every[0]); i++) {
 		if (!CHECK(strstr(text, every[i]) != NULL))
@@ -643,11 +643,11 @@ static void test_err_buffer(void)
 	char *argv[] = { "steadyfs", "-o", "unknown_long_option", NULL };
 
 	/* a short buffer is truncated, a NULL one is allowed */
-	CHECK_EQ(opts_parse(&o, 3, argv, small, sizeof(small)), -1);
+	CHECK_EQ(steadyfs_opts_parse(&o, 3, argv, small, sizeof(small)), -1);
 	CHECK_EQ(strlen(small), sizeof(small) - 1);
-	CHECK_EQ(opts_parse(&o, 3, argv, NULL, 0), -1);
-	opts_release(&o);
-	opts_release(&o);  /* twice is safe */
+	CHECK_EQ(steadyfs_opts_parse(&o, 3, argv, NULL, 0), -1);
+	steadyfs_opts_release(&o);
+	steadyfs_opts_release(&o);  /* twice is safe */
 }
 
 int main(void)

@@ -20,6 +20,7 @@
 
 #include "atomicfile.h"
 #include "clock.h"
+#include "fuseconn.h"
 #include "mounttab.h"
 #include "probe.h"
 #include "prom.h"
@@ -217,9 +218,15 @@ static void test_mounttab(void)
 	CHECK_EQ(mount_fuse_user(&mt.v[3]), -1);   /* fuse.steadyfs without user_id */
 	CHECK_EQ(mount_fuse_user(&mt.v[0]), -1);   /* not FUSE */
 	mounttab_release(&mt);
-	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45)), 1);
-	CHECK_EQ(mounttab_has_dev(file, makedev(0, 99)), 0);
-	CHECK_EQ(mounttab_has_dev("/nonexistent/mountinfo", makedev(0, 45)), -1);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45), NULL), 1);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 99), NULL), 0);
+	CHECK_EQ(mounttab_has_dev("/nonexistent/mountinfo", makedev(0, 45), NULL), -1);
+	/* The device of an sshfs mount is not a steadyfs one. */
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 45), MT_FSTYPE_STEADYFS), 0);
+	CHECK_EQ(mounttab_has_dev(file, makedev(0, 42), MT_FSTYPE_STEADYFS), 1);
+	/* This process holds no /dev/fuse; a pid that cannot exist holds nothing. */
+	CHECK_EQ(fuseconn_held_by((long)getpid(), makedev(0, 42)), -1);
+	CHECK_EQ(fuseconn_held_by(-1, makedev(0, 42)), -1);
 	CHECK_EQ(mounttab_load(&mt, "relative", file, err, sizeof(err)), -1);
 	CHECK_EQ(mounttab_load(&mt, "/", "/nonexistent/mountinfo", err, sizeof(err)), -1);
 	CHECK(strstr(err, "/nonexistent/mountinfo") != NULL);

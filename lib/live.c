@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fuseconn.h"
 #include "mounttab.h"
 #include "statedir.h"
+#include "statuskeys.h"
 
 /* The program name of a steadyfs binary, whatever folder it is in. */
 #define STEADYFS_EXE "steadyfs"
@@ -53,8 +55,15 @@ int live_keeper_holds(long pid, dev_t dev)
 	 * a dead keeper's pid with a program they named steadyfs. */
 	if (stat(path, &st) < 0 || st.st_uid != 0 || !exe_is_steadyfs(pid))
 		return 0;
+	/* Its mount table lists every mount of the namespace, so finding the
+	 * device there says little: a mirror left by a dead mount may name a
+	 * pid now reused by another steadyfs, and its device may now be a
+	 * stranger's (the kernel reuses anonymous device numbers at once).
+	 * The device must be a steadyfs mount, and this process must hold
+	 * that very FUSE connection (when the kernel says which it holds). */
 	snprintf(path, sizeof(path), "/proc/%ld/mountinfo", pid);
-	return mounttab_has_dev(path, dev) == 1;
+	return mounttab_has_dev(path, dev, MT_FSTYPE_STEADYFS) == 1 &&
+	       fuseconn_held_by(pid, dev) >= 0;
 }
 
 /* 1 if mirror `dir` (through the symlink to a state_dir= folder) and its
@@ -65,7 +74,7 @@ static int root_only(const char *dir)
 	char file[600];
 	struct stat d, f;
 
-	snprintf(file, sizeof(file), "%s/status.json", dir);
+	snprintf(file, sizeof(file), "%s/" STATUS_FILE, dir);
 	return stat(dir, &d) == 0 && S_ISDIR(d.st_mode) && d.st_uid == 0 &&
 	       !(d.st_mode & (S_IWGRP | S_IWOTH)) &&
 	       stat(file, &f) == 0 && f.st_uid == 0;

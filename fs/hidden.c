@@ -35,15 +35,7 @@
 #include "log.h"
 #include "vfs_int.h"
 
-#define HIDDEN_PREFIX ".steadyfs_hidden"
 #define EVACUATE_MAX 64
-
-bool hidden_name(const char *name, size_t len)
-{
-	size_t pl = sizeof(HIDDEN_PREFIX) - 1;
-
-	return len >= pl && !memcmp(name, HIDDEN_PREFIX, pl);
-}
 
 /* A fresh hidden name for node id. */
 static char *make_name(uint64_t id)
@@ -55,7 +47,7 @@ static char *make_name(uint64_t id)
 	 * (node ids are per mount); plain RENAME refuses a taken one. */
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
 		r = (uint32_t)clock_mono_ns();
-	if (asprintf(&s, HIDDEN_PREFIX "%016llx%08x", (unsigned long long)id, r) < 0)
+	if (asprintf(&s, NODES_HIDDEN_PREFIX "%016llx%08x", (unsigned long long)id, r) < 0)
 		return NULL;
 	return s;
 }
@@ -285,7 +277,7 @@ void hidden_release(struct vfs *v, uint64_t id)
 {
 	struct op *op;
 
-	if (!nodes_is_hidden(v->nodes, id) || fh_node_open(v, id))
+	if (!nodes_is_hidden(v->nodes, id))
 		return;
 	if (!(op = op_new(v, NULL, "unlink")))
 		return;
@@ -304,15 +296,6 @@ void hidden_release(struct vfs *v, uint64_t id)
 	op_send(op, removed, true);
 }
 
-void hidden_release_all(struct vfs *v)
-{
-	uint64_t ids[EVACUATE_MAX];
-	size_t n = nodes_hidden_list(v->nodes, 0, ids, EVACUATE_MAX);
-
-	for (size_t i = 0; i < n; i++)
-		hidden_release(v, ids[i]);
-}
-
 /* ---- rmdir of a folder holding hidden files ---------------------------- */
 
 struct evacuation {
@@ -322,6 +305,7 @@ struct evacuation {
 	char *leaf;                /* of the file being moved */
 	bool moving;               /* moved (still open), else removed */
 	bool other;                /* the folder holds a name not hidden */
+	bool (*held)(struct vfs *, uint64_t);
 	uint8_t h[SFTP_MAX_HANDLE];  /* its listing's handle */
 	size_t hlen;
 	void (*then)(struct op *, const struct sftp_attrs *, int);
@@ -385,7 +369,7 @@ static void evacuate_next(struct op *op)
 		buf_reset(&op->rq.pkt);
 		/* Still open: moved out. Released (its last close on the
 		 * way): removed now, not moved under that close's feet. */
-		e->moving = fh_node_held(op->v, id);
+		e->moving = e->held(op->v, id);
 		if ((e->moving ? sftp_enc_rename(&op->rq.pkt, 0, from, to) :
 		     sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, from)) < 0)
 			continue;
@@ -439,7 +423,7 @@ static void listed(struct op *op, const struct sftp_reply *r, int err)
 	}
 	rr = *r;
 	while (!e->other && sftp_name_next(&rr, &n) == 0)
-		e->other = !hidden_name((const char *)n.name, n.namelen) &&
+		e->other = !nodes_hidden_name((const char *)n.name, n.namelen) &&
 			   !(n.namelen == 1 && n.name[0] == '.') &&
 			   !(n.namelen == 2 && !memcmp(n.name, "..", 2));
 	buf_reset(&op->rq.pkt);
@@ -470,6 +454,7 @@ static void list_opened(struct op *op, const struct sftp_reply *r, int err)
 }
 
 void hidden_evacuate(struct op *op, uint64_t dir,
+		     bool (*held)(struct vfs *v, uint64_t id),
 		     void (*then)(struct op *, const struct sftp_attrs *, int))
 {
 	struct evacuation *e = calloc(1, sizeof(*e));
@@ -481,6 +466,7 @@ void hidden_evacuate(struct op *op, uint64_t dir,
 		return;
 	}
 	e->dir = dir;
+	e->held = held;
 	e->then = then;
 	free(op->data);
 	op->data = (char *)e;

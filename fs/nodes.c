@@ -961,6 +961,13 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out)
 
 /* ---- hidden names of unlinked open files ---- */
 
+bool nodes_hidden_name(const char *name, size_t len)
+{
+	size_t pl = sizeof(NODES_HIDDEN_PREFIX) - 1;
+
+	return len >= pl && !memcmp(name, NODES_HIDDEN_PREFIX, pl);
+}
+
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
 {
 	struct node *n;

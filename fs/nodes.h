@@ -167,6 +167,9 @@ bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b);
  * removed. nodes_hidden_list fills ids with up to max hidden nodes in
  * folder `parent` (0: anywhere) and returns how many.
  */
+#define NODES_HIDDEN_PREFIX ".steadyfs_hidden"
+/* True for a hidden name (never listed). */
+bool nodes_hidden_name(const char *name, size_t len);
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden);
 /* The hidden file got back a real name (a rename that had moved it
  * aside failed): (parent, name), nlink 1, no longer hidden. */

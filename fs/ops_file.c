@@ -68,6 +68,9 @@
 #define QUEUE_SLACK_NS (2u * 1000 * 1000)
 /* Hard links of one file (nodes_twins) a quiet check looks at. */
 #define QUIET_TWINS_MAX 16u
+/* Hidden files a new daemon removes at once (more wait for their node's
+ * next handle to go). */
+#define RELEASE_HIDDEN_MAX 64u
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -162,7 +165,8 @@ static void fh_put(struct fh *fh)
 	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
 	free(fh);
-	hidden_release(v, ino);
+	if (!fh_node_open(v, ino))
+		hidden_release(v, ino);
 	nodes_unpin(v->nodes, ino);
 }
 
@@ -226,6 +230,16 @@ bool fh_node_open(struct vfs *v, uint64_t ino)
 bool fh_node_held(struct vfs *v, uint64_t ino)
 {
 	return node_has_fh(v, ino, false);
+}
+
+void fh_release_hidden(struct vfs *v)
+{
+	uint64_t ids[RELEASE_HIDDEN_MAX];
+	size_t n = nodes_hidden_list(v->nodes, 0, ids, RELEASE_HIDDEN_MAX);
+
+	for (size_t i = 0; i < n; i++)
+		if (!fh_node_open(v, ids[i]))
+			hidden_release(v, ids[i]);
 }
 
 /* Whether ino is one of the n ids. */

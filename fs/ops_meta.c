@@ -611,7 +611,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!rmdir && id && fh_node_held(op->v, id))
 		hidden_unlink(op, id, remove_send);
 	else if (rmdir && id)
-		hidden_evacuate(op, id, remove_send);
+		hidden_evacuate(op, id, fh_node_held, remove_send);
 	else
 		remove_send(op, NULL, 0);
 }

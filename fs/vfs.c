@@ -543,7 +543,7 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	if (fh_restore_all(v) < 0)
 		return -1;
 	/* Hidden files whose last handle went with the previous daemon. */
-	hidden_release_all(v);
+	fh_release_hidden(v);
 	if (takeover_mode(t) != TK_START) {
 		ks_last_reason(v->ks, reason, sizeof(reason));
 		log_info("daemon generation %llu continues the mount (%s)",

@@ -211,10 +211,11 @@ double fh_oldest_unacked(struct vfs *v);
 bool fh_node_open(struct vfs *v, uint64_t ino);
 /* True when node ino has a handle the kernel has not released. */
 bool fh_node_held(struct vfs *v, uint64_t ino);
+/* Removes the hidden files no handle holds any more (after a take-over:
+ * their last handle went with the previous daemon). */
+void fh_release_hidden(struct vfs *v);
 
 /* ---- unlinked open files (hidden.c) ---- */
-/* True for a hidden name (never listed). */
-bool hidden_name(const char *name, size_t len);
 /* Unlinks (op->parent, op->leaf), node `id`, which has handles the
  * kernel has not released (a released one still draining writes to it
  * needs no name: its writes go to the removed file, as locally), by
@@ -234,14 +235,13 @@ void hidden_replace(struct op *op, uint64_t id,
  * file moved aside (op->ino, when it was) gets the target name back;
  * then op fails with err. */
 void hidden_replace_undo(struct op *op, int err);
-/* Removes node id's hidden file once it has no handle left. */
+/* Removes node id's hidden file; the caller saw it has no handle left. */
 void hidden_release(struct vfs *v, uint64_t id);
-/* The same for every hidden node (after a take-over). */
-void hidden_release_all(struct vfs *v);
 /* When folder node `dir` (at op->path) holds nothing but hidden files,
  * moves those of open handles out of it (to the root) and removes the
  * others; then continues in then(op, NULL, 0). Uses op->data. */
 void hidden_evacuate(struct op *op, uint64_t dir,
+		     bool (*held)(struct vfs *v, uint64_t id),
 		     void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* ---- .control/ (ops_ctl.c) ---- */

@@ -721,6 +721,15 @@ static void rename_start(struct op *op, const struct sftp_attrs *a, int err)
 		    !vfs_missing_ext(op->v, SFTP_EXT_POSIX_RENAME));
 }
 
+/* Whether node id's file has names the node table no longer follows
+ * (a link group that lost a named member, identity.h "shared"). */
+static bool maybe_linked(struct nodes *t, uint64_t id)
+{
+	struct ident x;
+
+	return id && nodes_ident_get(t, id, &x) && x.shared;
+}
+
 /* Whether two names may be links of one file: SFTP v3 has no inode
  * number, but one file has one set of attributes. */
 static bool may_be_one_file(const struct sftp_attrs *a, const struct sftp_attrs *b)
@@ -735,10 +744,11 @@ static bool may_be_one_file(const struct sftp_attrs *a, const struct sftp_attrs 
 		(a->uid == b->uid && a->gid == b->gid));
 }
 
-/* The target's attributes: when they match the source's, the two may be
- * hard links of one file (made elsewhere), for which rename(2) does
- * nothing; moving the target aside would take that file's name away.
- * Then the rename is sent as it is. */
+/* The target's attributes, when the source or the target has names the
+ * table does not follow: when they match the source's, the two may be
+ * hard links of one file, for which rename(2) does nothing; moving the
+ * target aside would take that file's name away. Then the rename is sent
+ * as it is. */
 static void target_seen(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a && !may_be_one_file(&op->pre, a))
@@ -795,7 +805,10 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!(flags & RENAME_NOREPLACE) && victim && victim != src &&
 	    !nodes_same_file(op->v->nodes, src, victim) && fh_node_held(op->v, victim)) {
 		op->ino = victim;
-		stat_path(op, op->path, source_seen);
+		if (maybe_linked(op->v->nodes, src) || maybe_linked(op->v->nodes, victim))
+			stat_path(op, op->path, source_seen);
+		else
+			hidden_replace(op, victim, rename_start);
 	} else {
 		rename_start(op, NULL, 0);
 	}

@@ -52,7 +52,7 @@ def under(path, folder):
 
 class Inode:
     __slots__ = ("kind", "base", "log", "target", "perm", "mtime", "linked",
-                 "suspect", "hidden_in", "_data")
+                 "suspect", "hidden_in", "loose", "_data")
 
     def __init__(self, kind, perm, target=None):
         self.kind, self.perm, self.target = kind, perm, target
@@ -64,6 +64,9 @@ class Inode:
         # unlinked while open: the folder (inode) steadyfs keeps it in
         # under a hidden name, whose mtime moves again at its last close
         self.hidden_in = None
+        # a folder whose hidden file is being removed (after its last
+        # close, asynchronously): its mtime may move until the next settle
+        self.loose = False
         self._data = None
 
     def data(self):
@@ -246,6 +249,7 @@ class World:
             # Its hidden file is removed from its folder (retries.md).
             if n is not None and n.hidden_in in self.inodes:
                 self.inodes[n.hidden_in].mtime = None
+                self.inodes[n.hidden_in].loose = True
 
     def unsettled(self):
         """(who, [changes]) for each holder of writes not yet known on
@@ -260,6 +264,7 @@ class World:
     def settle(self):
         for n in self.inodes.values():
             n.settle()
+            n.loose = False
             if n.suspect and not any(f.ino is not None and self.inodes.get(f.ino) is n
                                      for f in self.fds.values()):
                 n.suspect = False
@@ -611,7 +616,8 @@ class World:
         ino = self.ino(req["path"])
 
         def touch(w, r):
-            w.inodes[ino].mtime = req["mtime"]
+            n = w.inodes[ino]
+            n.mtime = None if n.loose else req["mtime"]
         return Expect(apply=touch, cls="maybe")
 
     # ---- the server's copy ----------------------------------------------

@@ -227,7 +227,8 @@ class World:
         i = self.names.pop(path)
         if self.nlink(i) == 0 and self.open_count(i) == 0:
             del self.inodes[i]
-        elif self.nlink(i) == 0:
+        elif self.open_count(i):
+            # steadyfs hides a name open through it (other links or not)
             self.inodes[i].hidden_in = d
         # An rmdir moves the hidden files still open to the root first.
         for n in self.inodes.values():
@@ -244,12 +245,16 @@ class World:
 
     def forget_fd(self, fid):
         f = self.fds.pop(fid)
-        if self.nlink(f.ino) == 0 and self.open_count(f.ino) == 0:
-            n = self.inodes.pop(f.ino, None)
-            # Its hidden file is removed from its folder (retries.md).
-            if n is not None and n.hidden_in in self.inodes:
-                self.inodes[n.hidden_in].mtime = None
-                self.inodes[n.hidden_in].loose = True
+        if self.open_count(f.ino):
+            return
+        n = self.inodes.get(f.ino)
+        # Its hidden file is removed from its folder (retries.md).
+        if n is not None and n.hidden_in in self.inodes:
+            self.inodes[n.hidden_in].mtime = None
+            self.inodes[n.hidden_in].loose = True
+            n.hidden_in = None
+        if self.nlink(f.ino) == 0:
+            self.inodes.pop(f.ino, None)
 
     def unsettled(self):
         """(who, [changes]) for each holder of writes not yet known on

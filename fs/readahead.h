@@ -38,8 +38,12 @@
 /* ... and this far behind it, once engaged (the kernel's READs overtake
  * each other). */
 #define RA_BEHIND (2u * 1024 * 1024)
-/* Chunk bytes one handle may hold, over all its streams. */
-#define RA_MAX_HELD (RA_MAX_WINDOW + RA_MAX_WINDOW / 2)
+/* Chunk bytes one handle may hold, over all its streams: a full window
+ * beyond what the kernel itself may have asked for and not yet taken
+ * (max_background, 12, READs of up to 1 MiB after bdi.h): with less, a
+ * burst of the kernel's READs used up the room and the prefetch stalled
+ * until the reader caught up. */
+#define RA_MAX_HELD (RA_MAX_WINDOW + 12u * 1024 * 1024)
 
 struct op;
 

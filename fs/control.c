@@ -568,6 +568,16 @@ void control_record_call(struct control *c, const char *op, double seconds,
 	pthread_mutex_unlock(&c->lock);
 }
 
+void control_note_readahead(struct control *c, bool hit)
+{
+	pthread_mutex_lock(&c->lock);
+	if (hit)
+		c->ra_hits++;
+	else
+		c->ra_misses++;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void control_add_bytes(struct control *c, uint64_t read, uint64_t written)
 {
 	pthread_mutex_lock(&c->lock);

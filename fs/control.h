@@ -94,6 +94,8 @@ void control_note_bad_name(struct control *c);
 void control_record_call(struct control *c, const char *op, double seconds,
 			 int errnum);
 void control_add_bytes(struct control *c, uint64_t read, uint64_t written);
+/* A read answered from (or parked on) read-ahead, or sent on its own. */
+void control_note_readahead(struct control *c, bool hit);
 
 /*
  * Renders file `name` (one of control_files) into a malloc'd buffer.

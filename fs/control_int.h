@@ -114,6 +114,7 @@ struct control {
 	uint64_t close_failures;              /* (L) */
 	uint32_t missing_exts;                /* (L) noted by the vfs */
 	uint64_t bad_names;                   /* (L) listing entries skipped */
+	uint64_t ra_hits, ra_misses;          /* (L) reads served by read-ahead or not */
 	struct ctl_last_error last_err;       /* (L) */
 	struct ctl_last_session last_sess;    /* (L) */
 	double last_alive;                    /* (L) see ctl_snap_take */

@@ -240,6 +240,8 @@ static void render_status(struct control *c, const struct ctl_snap *s, struct st
 	strbuf_addf(sb, "data_replayed_bytes: %llu\n", (unsigned long long)c->replayed_bytes);
 	strbuf_addf(sb, "data_lost_bytes: %llu\n", (unsigned long long)c->lost_bytes);
 	strbuf_addf(sb, "remote_names_skipped: %llu\n", (unsigned long long)c->bad_names);
+	strbuf_addf(sb, "readahead_hits: %llu\n", (unsigned long long)c->ra_hits);
+	strbuf_addf(sb, "readahead_misses: %llu\n", (unsigned long long)c->ra_misses);
 	strbuf_adds(sb, "remote: ");
 	ctl_clean(sb, c->remote, true);
 	strbuf_adds(sb, "\nmountpoint: ");
@@ -348,6 +350,8 @@ static void render_status_json(struct control *c, const struct ctl_snap *s,
 	json_object_object_add(o, "data_replayed_bytes", json_object_new_int64((int64_t)c->replayed_bytes));
 	json_object_object_add(o, "data_lost_bytes", json_object_new_int64((int64_t)c->lost_bytes));
 	json_object_object_add(o, "remote_names_skipped", json_object_new_int64((int64_t)c->bad_names));
+	json_object_object_add(o, "readahead_hits", json_object_new_int64((int64_t)c->ra_hits));
+	json_object_object_add(o, "readahead_misses", json_object_new_int64((int64_t)c->ra_misses));
 	json_object_object_add(o, "remote", ctl_jstr(c->remote));
 	json_object_object_add(o, "mountpoint", ctl_jstr(c->mountpoint));
 	json_object_object_add(o, "state_dir", ctl_jstr(c->state_dir));
@@ -511,6 +515,10 @@ static void metrics_misc(struct control *c, const struct ctl_snap *s, struct pm 
 {
 	pm_one(pm, "steadyfs_read_bytes_total", "counter", "Bytes read from the server",
 	       (double)c->bytes_read);
+	pm_one(pm, "steadyfs_readahead_hits_total", "counter",
+	       "Reads answered from read-ahead (or waiting on a prefetch)", (double)c->ra_hits);
+	pm_one(pm, "steadyfs_readahead_misses_total", "counter",
+	       "Reads sent to the server on their own", (double)c->ra_misses);
 	pm_one(pm, "steadyfs_written_bytes_total", "counter",
 	       "Bytes written and acknowledged by the server", (double)c->bytes_written);
 	pm_one(pm, "steadyfs_unacked_write_bytes", "gauge",

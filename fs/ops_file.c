@@ -1445,9 +1445,8 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 			if (f->ino != ino)
 				continue;
 			pthread_mutex_lock(&f->lock);
-			if (f->ra.window || f->ra.chunks) {
+			if (ra_active(&f->ra)) {
 				got[n].w = ra_reset(&f->ra);
-				f->ra.window = 0;
 				f->refs++;
 				got[n++].fh = f;
 			}
@@ -2228,6 +2227,7 @@ static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
 	pthread_mutex_lock(&fh->lock);
 	res = ra_lookup(&fh->ra, op, op->off, op->size);
 	pthread_mutex_unlock(&fh->lock);
+	control_note_readahead(op->v->ctl, res != RA_MISS);
 	ra_fill_window(op->v, fh);
 	if (res == RA_HIT)
 		finish_ra_waiters(op);
@@ -2250,6 +2250,10 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
+	/* What the kernel sends, for docs/performance.md's read patterns. */
+	log_debug("read fh %llu off %lld size %zu pid %d t %.3f ms",
+		  (unsigned long long)fi->fh, (long long)off, size,
+		  (int)fuse_req_ctx(req)->pid, (double)clock_mono_ns() / 1e6);
 	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
 		fuse_reply_err(req, EAGAIN);
 		return;

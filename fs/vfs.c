@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bdi.h"
 #include "clock.h"
 #include "handles.h"
 #include "ksvalid.h"
@@ -384,6 +385,22 @@ static void on_conn_event(void *arg, int idx, const char *what, const char *deta
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* The kernel's read-ahead (bdi.h): raised before the INIT reply, which
+ * then answers the same size (the kernel keeps the smaller of the two).
+ * Without root it stays at the kernel's 128 KiB (256 after
+ * fadvise(SEQUENTIAL)) and steadyfs's own read-ahead does the rest. */
+static void kernel_read_ahead(struct vfs *v, struct fuse_conn_info *conn)
+{
+	char err[256];
+
+	if (bdi_set_read_ahead(v->mountpoint, BDI_READ_AHEAD_KB, err, sizeof(err)) < 0) {
+		log_info("kernel read-ahead stays at %u KiB: %s",
+			 conn->max_readahead / 1024, err);
+		return;
+	}
+	conn->max_readahead = BDI_READ_AHEAD_KB * 1024;
+}
+
 static void vfs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct vfs *v = userdata;
@@ -399,6 +416,7 @@ static void vfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (!v->o->auto_cache)
 		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	kernel_read_ahead(v, conn);
 	/* Every listing carries its entries' attributes (ops_dir.c), not
 	 * only the first batch of one: the lstat()s after a listing then
 	 * need no LOOKUP. */
@@ -448,11 +466,13 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	control_set_gauges(v->ctl, gauges, v);
 	v->o = o;
 	v->pool = p;
+	v->mountpoint = mountpoint ? strdup(mountpoint) : NULL;
 	v->op_timeout_ns = clock_s_to_ns(o->op_timeout);
 	v->nodes = nodes_new(o->remote_dir);
 	v->dirs = handles_new();
 	v->snaps = handles_new();
-	if (!v->nodes || !v->dirs || !v->snaps) {
+	if (!v->nodes || !v->dirs || !v->snaps || (mountpoint && !v->mountpoint)) {
+		free(v->mountpoint);
 		nodes_free(v->nodes);
 		handles_free(v->dirs, NULL);
 		handles_free(v->snaps, NULL);
@@ -570,6 +590,7 @@ void vfs_free(struct vfs *v)
 	handles_free(v->dirs, vfs_free_dirbuf);
 	handles_free(v->snaps, ctl_free_snap);
 	free(v->fh_slots);
+	free(v->mountpoint);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }

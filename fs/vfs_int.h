@@ -50,6 +50,7 @@ struct vfs {
 	struct handles *snaps;     /* fi->fh -> .control snapshot (ops_ctl.c) */
 	int32_t fh_cap;
 	uint64_t op_timeout_ns;
+	char *mountpoint;          /* resolved; for the mount's bdi at INIT */
 	uid_t remote_uid;          /* for idmap=user: owner of the base dir */
 	gid_t remote_gid;
 

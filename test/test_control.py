@@ -45,7 +45,8 @@ STATUS_KEYS = ["state", "since", "sessions", "reconnect_attempts", "reconnects",
                "calls_inflight", "oldest_call_age", "unacked_bytes",
                "oldest_unacked_age", "missing_extensions", "last_error",
                "last_session_error", "data_replayed_bytes", "data_lost_bytes",
-               "remote_names_skipped", "remote", "mountpoint", "state_dir", "mirror_error", "version", "uptime", "pid", "daemon", "running", "updated"]
+               "remote_names_skipped", "readahead_hits", "readahead_misses",
+               "remote", "mountpoint", "state_dir", "mirror_error", "version", "uptime", "pid", "daemon", "running", "updated"]
 JSON_KEYS = ["state", "since", "updated", "pid", "mountpoint", "sessions_up",
              "sessions_total", "reconnect_attempts", "reconnects",
              "calls_inflight", "oldest_call_age", "unacked_bytes",

@@ -24,6 +24,9 @@ every repetition), `--reps` times, and keeps the median:
   rename+unlink  rename then unlink each small file, ops/s (2 per file)
   stat           listdir of a folder made server-side + lstat of each entry
   random 4K      4 KiB pwrite() at random offsets in a 64 MiB file + fsync
+  readers        the tools people run, each on a fresh server-side file:
+                 cat, cp FILE /dev/null, sha256sum, dd bs=4k/32k/64k/128k/1M
+                 (--rows read_cat,read_dd_4k,...; all: --rows readers)
 
 and the link ceiling: `ssh 'cat > /dev/null'` and `ssh 'head -c N
 /dev/zero'` through the same proxy, minus the time of an `ssh true`, once
@@ -57,22 +60,26 @@ sys.path.insert(0, TEST)
 
 import demo  # noqa: E402
 import mounts  # noqa: E402
+import readers  # noqa: E402
 import sshdfix  # noqa: E402
 
 MIB = 1 << 20
-WATCHDOG = 20 * 60
+WATCHDOG = 30 * 60
 # Per profile: one-way delay and workload sizes (MiB or counts). Sizes shrink
 # with latency so that sshfs's slow rows stay within the time budget.
 # Sizes are the issue's (256 MiB sequential, 2,000 / 200 small files,
 # 10,000 stats); the others are chosen to keep a run near 10 minutes.
 PROFILES = [
     {"name": "direct", "delay_ms": 0, "seq_mib": 256, "par_mib": 128,
-     "small": 2000, "stat": 10000, "random": 2000, "ceiling_mib": 256},
+     "small": 2000, "stat": 10000, "random": 2000, "ceiling_mib": 256,
+     "reader_mib": 64},
     {"name": "+10ms", "delay_ms": 10, "seq_mib": 256, "par_mib": 128,
-     "small": 200, "stat": 10000, "random": 500, "ceiling_mib": 256},
+     "small": 200, "stat": 10000, "random": 500, "ceiling_mib": 256,
+     "reader_mib": 64},
 ]
 SLOW_PROFILE = {"name": "+50ms", "delay_ms": 50, "seq_mib": 32, "par_mib": 32,
-                "small": 30, "stat": 100, "random": 100, "ceiling_mib": 32}
+                "small": 30, "stat": 100, "random": 100, "ceiling_mib": 32,
+                "reader_mib": 16}
 RANDOM_FILE_MIB = 64
 SMALL_FILE = 16 * 1024
 KINDS = ("steadyfs", "sshfs")
@@ -260,6 +267,28 @@ def seq_read(mnt, server, mib):
     return got / dt / 1e6, got
 
 
+def reader_row(name):
+    """A row for one of the tools people run (test/readers.py: cat, cp
+    FILE /dev/null, sha256sum, dd bs=...), reading a fresh server-side
+    file through the mount, whole; MB/s of the tool's run."""
+    def row(mnt, server, mib):
+        fname = make_server_file(server, mib)
+        try:
+            t0 = time.monotonic()
+            readers.PATTERNS[name](os.path.join(mnt, fname))
+            dt = time.monotonic() - t0
+        finally:
+            os.unlink(os.path.join(server, fname))
+        return mib * MIB / dt / 1e6, mib * MIB
+    return row
+
+
+READERS = [("cat", "`cat FILE`"), ("cp", "`cp FILE /dev/null`"),
+           ("sha256sum", "`sha256sum FILE`"), ("dd_4k", "`dd bs=4k`"),
+           ("dd_32k", "`dd bs=32k`"), ("dd_64k", "`dd bs=64k`"),
+           ("dd_128k", "`dd bs=128k`"), ("dd_1M", "`dd bs=1M`")]
+
+
 def par_write(mnt, _server, mib, writers=4):
     """`writers` threads, each mib/writers MiB to its own file + fsync."""
     each = max(1, mib // writers)
@@ -394,8 +423,10 @@ ROWS = [  # key, label, unit, workload, size key
     ("rename_unlink", "rename+unlink x{small}", "ops/s", None, "small"),
     ("stat", "listdir + stat x{stat}", "ops/s", stat_files, "stat"),
     ("random", "random 4K writes x{random}", "ops/s", random_writes, "random"),
-]
+] + [(f"read_{name}", label + " {reader_mib} MiB, cold", "MB/s", reader_row(name),
+      "reader_mib") for name, label in READERS]
 SEQ_ROWS = ("seq_write", "seq_read", "par_write")
+READER_ROWS = tuple(f"read_{name}" for name, _ in READERS)
 
 
 def mount_both(sshd, port, workdir):
@@ -570,6 +601,7 @@ def summarise(prof, samples, daemons, up, down):
     # A ceiling is what the link can do: the best sample, not the median
     # (one ssh stream swings most with the other load on the machine).
     ceil = {"seq_write": max(up), "seq_read": max(down), "par_write": max(up)}
+    ceil.update({k: max(down) for k in READER_ROWS})
     for key, label, unit, _, _ in ROWS:
         s, f = median(samples["steadyfs"][key]), median(samples["sshfs"][key])
         c = ceil.get(key)
@@ -704,6 +736,8 @@ def main():
     args.profile = set(args.profile.split(",")) if args.profile else \
         {p["name"] for p in PROFILES + ([SLOW_PROFILE] if args.slow else [])}
     args.rows = set(args.rows.split(","))
+    if "readers" in args.rows:
+        args.rows |= set(READER_ROWS)
     if "rename_unlink" in args.rows:
         args.rows.add("small")
     build = os.path.abspath(args.build)

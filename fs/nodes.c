@@ -373,8 +373,23 @@ static void give_name(struct nodes *t, struct node *n, uint64_t parent,
 		n->slot = ks_node_move(t->ks, n->slot, parent, name);
 }
 
+static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldname,
+			 uint64_t newparent, const char *newname, bool maybe_one);
+
 void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		  uint64_t newparent, const char *newname)
+{
+	rename_names(t, oldparent, oldname, newparent, newname, false);
+}
+
+void nodes_rename_links(struct nodes *t, uint64_t oldparent, const char *oldname,
+			uint64_t newparent, const char *newname)
+{
+	rename_names(t, oldparent, oldname, newparent, newname, true);
+}
+
+static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldname,
+			 uint64_t newparent, const char *newname, bool maybe_one)
 {
 	struct node *n, *victim;
 	char *copy = strdup(newname), *back = strdup(oldname);
@@ -382,7 +397,8 @@ void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 	pthread_mutex_lock(&t->lock);
 	victim = find(t, newparent, newname);
 	n = find(t, oldparent, oldname);
-	if (n && copy && back && victim && victim != n && same_file(victim, n)) {
+	if (n && copy && back && victim && victim != n &&
+	    (maybe_one || same_file(victim, n))) {
 		/* Two links of one file: rename(2) did nothing on the server,
 		 * but the kernel now has n at the new name and the victim
 		 * unlinked. The names swap, so both nodes keep one that leads

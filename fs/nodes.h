@@ -70,6 +70,10 @@ char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name);
 /* Name changes that succeeded on the server. */
 void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		  uint64_t newparent, const char *newname);
+/* The same for two names that may be links of one file (the server did
+ * nothing): the nodes swap names, as for a link group. */
+void nodes_rename_links(struct nodes *t, uint64_t oldparent, const char *oldname,
+			uint64_t newparent, const char *newname);
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);
 
 /* Attribute cache: the last attributes the server gave, used only when

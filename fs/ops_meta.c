@@ -630,7 +630,9 @@ void vfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 void vfs_rename_ok(struct op *op)
 {
-	nodes_rename(op->v->nodes, op->parent, op->leaf, op->newparent, op->leaf2);
+	/* op->have_pre: the two names may be links of one file (below). */
+	(op->have_pre ? nodes_rename_links : nodes_rename)(op->v->nodes, op->parent,
+		op->leaf, op->newparent, op->leaf2);
 	op_fail(op, 0);
 }
 
@@ -751,10 +753,12 @@ static bool may_be_one_file(const struct sftp_attrs *a, const struct sftp_attrs 
  * as it is. */
 static void target_seen(struct op *op, const struct sftp_attrs *a, int err)
 {
-	if (a && !may_be_one_file(&op->pre, a))
+	if (a && !may_be_one_file(&op->pre, a)) {
 		hidden_replace(op, op->ino, rename_start);
-	else
-		rename_start(op, NULL, 0);
+		return;
+	}
+	op->have_pre = a != NULL;  /* maybe one file: the names swap */
+	rename_start(op, NULL, 0);
 }
 
 static void source_seen(struct op *op, const struct sftp_attrs *a, int err)

@@ -173,17 +173,22 @@ class World:
                       if p and p.startswith(pre) and "/" not in p[len(pre):])
 
     def _walk_err(self, path):
-        """ENOENT/ENOTDIR for a path whose parent folder is missing."""
+        """ENOENT/ENOTDIR for a path whose parent folder is missing: the
+        first folder on the way down that is missing (ENOENT) or not a
+        folder (ENOTDIR) decides, as in the kernel's walk (`a/e/c` with
+        `a` a file is ENOTDIR, not ENOENT for the missing `a/e`)."""
         par = parent(path)
-        while True:
-            n = self.node(par)
+        if not par:
+            return 0
+        cur = ""
+        for name in par.split("/"):
+            cur = f"{cur}/{name}" if cur else name
+            n = self.node(cur)
             if n is None:
                 return errno.ENOENT
             if n.kind != "d":
                 return errno.ENOTDIR
-            if par == "":
-                return 0
-            par = parent(par)
+        return 0
 
     def _missing(self, path):
         return Expect(self._walk_err(path) or errno.ENOENT)

@@ -700,11 +700,13 @@ def run_jobs(args, argv):
     finally:
         for p in procs:
             if p.poll() is None:
-                p.terminate()
+                # SIGINT, so the job's own cleanup unmounts and stops its sshd.
+                p.send_signal(signal.SIGINT)
                 try:
-                    p.wait(timeout=60)
+                    p.wait(timeout=120)
                 except subprocess.TimeoutExpired:
                     p.kill()
+                    p.wait()
         shutil.rmtree(work, ignore_errors=True)
     return total, time.monotonic() - t0
 

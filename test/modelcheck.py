@@ -700,8 +700,9 @@ def run_jobs(args, argv):
     finally:
         for p in procs:
             if p.poll() is None:
-                # SIGINT, so the job's own cleanup unmounts and stops its sshd.
-                p.send_signal(signal.SIGINT)
+                # The job turns it into KeyboardInterrupt (_interrupt_on_term)
+                # and cleans up its mount and sshd.
+                p.send_signal(signal.SIGTERM)
                 try:
                     p.wait(timeout=120)
                 except subprocess.TimeoutExpired:
@@ -732,8 +733,19 @@ def _strip_job_args(argv):
     return out
 
 
+def _interrupt_on_term():
+    """SIGTERM (and SIGINT, even when started under nohup) end a run as
+    Ctrl-C does: its mount, proxy and sshd are cleaned up on the way out."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        _interrupt_on_term()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, help="first seed (default: from the clock)")
     ap.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed")
@@ -769,10 +781,14 @@ def main(argv=None):
         return 2
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
-    if args.jobs > 1 and not args.trace:
-        total, secs = run_jobs(args, argv)
-    else:
-        total, secs = run_here(args)
+    try:
+        if args.jobs > 1 and not args.trace:
+            total, secs = run_jobs(args, argv)
+        else:
+            total, secs = run_here(args)
+    except KeyboardInterrupt:
+        print("modelcheck: interrupted (mounts and sshd cleaned up)", flush=True)
+        return 130
     print(total.report())
     print(f"modelcheck: {total.calls()} calls in {secs:.0f} s "
           f"({total.calls() / max(secs, 1e-9):.1f} calls/s)")

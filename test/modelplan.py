@@ -415,8 +415,14 @@ class Planner:
         if "op" not in step:
             return step
         op = step["op"]
-        if op in ("pread", "mmap_read", "fstat", "copy") and not self.bug("m3"):
-            ino = self.w.fds[step.get("src", step["fd"])].ino
+        if op == "copy" and not self.bug("m3"):
+            # It reads its source (M3) and writes its target (M4, M7 below).
+            src = self.w.fds[step["src"]].ino
+            for k, i in self.dirty.items():
+                if i == src:
+                    return {"op": "fsync", "fd": k}
+        if op in ("pread", "mmap_read", "fstat") and not self.bug("m3"):
+            ino = self.w.fds[step["fd"]].ino
         elif op in ("cat", "lstat") and step["path"] in self.w.names and not self.bug("m3"):
             ino = self.w.names[step["path"]]
         elif op == "utime" and step["path"] in self.w.names and not self.bug("m5"):

@@ -312,7 +312,7 @@ class Run:
             self.ex.send(s)
             if kill:
                 time.sleep(kill["during"])  # where the kill lands, not a synchronisation
-                pid = self.kill_daemon(i, s)
+                pid = self.kill_daemon(i, kill)  # counted as a kill during a call
             res = self.ex.receive()
         except Hang as e:
             raise Divergence(i, s, f"hung: {e}")

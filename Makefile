@@ -10,7 +10,8 @@
 #   make fuzz-restore    libFuzzer on the take-over state's restore path
 #   make demo            a throwaway sshd, a mount, a write, an outage, recovery
 #   make bench           throughput against sshfs, same run, printed as ratios
-#   make soak [SOAK_MINUTES=N]  the model checker over many seeds with faults
+#   make soak [SOAK_MINUTES=N] [SOAK_OPS=N] [SOAK_JOBS=N]  the model checker
+#                        over many seeds with faults
 #   make conformance PEERS_DIR=...  pjdfstest, fsx, fsstress, fio, stress-ng
 #                        on steadyfs and sshfs; writes docs/conformance.md
 #   make install [DESTDIR=...] [PREFIX=/usr/local]
@@ -253,14 +254,26 @@ bench: all
 		test/bench/bench_proxy.py
 	/usr/bin/python3 test/bench/bench.py --build $(CURDIR)/$(B) --transport
 
-# The model checker (docs/modelcheck.md) for SOAK_MINUTES over new seeds,
-# every fault kind; prints calls per type and faults per kind at the end.
-# `make check` runs it too, for a fixed budget (test/test_model.py).
-SOAK_MINUTES ?= 10
+# The model checker (docs/modelcheck.md) over new seeds, every fault kind,
+# until SOAK_MINUTES have passed or SOAK_OPS calls are done (0: no bound;
+# SOAK_OPS alone runs until that many),
+# SOAK_JOBS runs at once (each its own sshd and mount), SOAK_SEED_OPS calls
+# per seed with a fault before about one call in 1/SOAK_FAULT_RATE, the
+# server's copy also compared every SOAK_SETTLE calls; prints calls per
+# type, faults per kind and calls/s at the end. `make check` runs it too,
+# for a fixed budget (test/test_model.py).
+SOAK_OPS        ?= 0
+SOAK_MINUTES    ?= $(if $(filter 0,$(SOAK_OPS)),10,0)
+SOAK_JOBS       ?= 3
+SOAK_SEED_OPS   ?= 2000
+SOAK_FAULT_RATE ?= 0.005
+SOAK_SETTLE     ?= 250
 SOAK_ARGS ?=
 soak: all
 	STEADYFS_BUILD=$(CURDIR)/$(B) /usr/bin/python3 test/modelcheck.py \
-		--minutes $(SOAK_MINUTES) --keep-going --shrink-seconds 120 $(SOAK_ARGS)
+		--minutes $(SOAK_MINUTES) --total-ops $(SOAK_OPS) --jobs $(SOAK_JOBS) \
+		--ops $(SOAK_SEED_OPS) --fault-rate $(SOAK_FAULT_RATE) \
+		--settle-every $(SOAK_SETTLE) --keep-going --shrink-seconds 120 $(SOAK_ARGS)
 
 # ---- conformance ---------------------------------------------------------
 # Independent suites on steadyfs and sshfs over one throwaway sshd

@@ -179,12 +179,17 @@ class World:
                       if p and p.startswith(pre) and "/" not in p[len(pre):])
 
     def _walk_err(self, path):
-        """ENOENT/ENOTDIR for a path whose parent folder is missing, from
-        the first component that fails, root first, as the kernel walks
-        (c/a/b with c a file is ENOTDIR, not ENOENT for the missing c/a)."""
-        parts = parent(path).split("/") if parent(path) else []
-        for k in range(1, len(parts) + 1):
-            n = self.node("/".join(parts[:k]))
+        """ENOENT/ENOTDIR for a path whose parent folder is missing: the
+        first folder on the way down that is missing (ENOENT) or not a
+        folder (ENOTDIR) decides, as in the kernel's walk (`a/e/c` with
+        `a` a file is ENOTDIR, not ENOENT for the missing `a/e`)."""
+        par = parent(path)
+        if not par:
+            return 0
+        cur = ""
+        for name in par.split("/"):
+            cur = f"{cur}/{name}" if cur else name
+            n = self.node(cur)
             if n is None:
                 return errno.ENOENT
             if n.kind != "d":
@@ -449,10 +454,15 @@ class World:
         src, dst = self.fds.get(req["src"]), self._fd(req)
         if src is None:
             return None
+        data = self.inodes[src.ino].data()[req["src_off"]:req["src_off"] + req["len"]]
+        if not data:
+            # Nothing to copy (the source ends before src_off): the kernel
+            # answers 0 without asking the filesystem, even for a
+            # descriptor that fails every write (soak seed 306201).
+            return Expect(check=lambda r: eq("copy count", 0, r["n"]))
         dead = self._dead_check(dst)
         if dead:
             return dead
-        data = self.inodes[src.ino].data()[req["src_off"]:req["src_off"] + req["len"]]
 
         def copied(w, r):
             w._alive(req["fd"])
@@ -554,7 +564,9 @@ class World:
     def _x_rename(self, req):
         src, dst = req["path"], req["to"]
         a, b = self.node(src), self.node(dst)
-        # Both parents are walked before the source is looked up.
+        # The kernel walks to both parent folders before it looks up the
+        # source's own name (a missing source behind a file on the target's
+        # path is ENOTDIR; soak seed 306203).
         e = self._walk_err(src) or self._walk_err(dst)
         if e:
             return Expect(e)

@@ -51,8 +51,8 @@ import faultproxy  # noqa: E402
 import mounts  # noqa: E402
 import sshdfix  # noqa: E402
 from fsmodel import hidden  # noqa: E402
-from modelplan import (FAULT_KINDS, KNOWN_BUGS, KNOWN_BUGS_ENV,  # noqa: E402
-                       fmt_step, known_bugs_default, known_str, make_trace,
+from modelplan import (FAULT_KINDS, FAULT_RATE, KNOWN_BUGS,  # noqa: E402
+                       KNOWN_BUGS_ENV, fmt_step, known_bugs_default, known_str, make_trace,
                        parse_known)
 from modelworlds import MAX_WORLDS, Divergence, Worlds, ename  # noqa: E402
 
@@ -158,6 +158,11 @@ class Stats:
         self.errors = collections.Counter()   # allowed errors, by op and errno
         self.notes = set()
         self.runs = 0
+        self.settles = 0      # server copy compared with the model
+        self.failed = []      # seeds that diverged
+
+    def calls(self):
+        return sum(self.ops.values())
 
     def merge(self, o):
         self.ops.update(o.ops)
@@ -165,9 +170,27 @@ class Stats:
         self.errors.update(o.errors)
         self.notes |= o.notes
         self.runs += o.runs
+        self.settles += o.settles
+        self.failed += o.failed
+
+    def to_json(self):
+        return {"ops": self.ops, "faults": self.faults, "errors": self.errors,
+                "notes": sorted(self.notes), "runs": self.runs,
+                "settles": self.settles, "failed": self.failed}
+
+    @classmethod
+    def from_json(cls, d):
+        st = cls()
+        st.ops.update(d["ops"])
+        st.faults.update(d["faults"])
+        st.errors.update(d["errors"])
+        st.notes = set(d["notes"])
+        st.runs, st.settles, st.failed = d["runs"], d["settles"], d["failed"]
+        return st
 
     def report(self):
-        lines = [f"runs: {self.runs}, calls: {sum(self.ops.values())}"]
+        lines = [f"runs: {self.runs}, calls: {self.calls()}, faults: "
+                 f"{sum(self.faults.values())}, server copy compared: {self.settles} times"]
         lines.append("calls by type: " + ", ".join(
             f"{k} {v}" for k, v in sorted(self.ops.items())))
         lines.append("faults by kind: " + (", ".join(
@@ -196,8 +219,13 @@ class Env:
 class Run:
     """One trace against a fresh mount through a fault proxy."""
 
-    def __init__(self, env, trace, log=None):
+    def __init__(self, env, trace, log=None, settle_every=0):
         self.env, self.trace = env, trace
+        # Also a settle point after this many calls without one (0: only
+        # after outages, kills, upgrades and at the end): a long trace's
+        # server copy is compared often and the worlds' logs stay short.
+        self.settle_every = settle_every
+        self.since_settle = 0
         self.log = log or (lambda s: None)
         self.stats = Stats()
         self.stats.runs = 1
@@ -284,7 +312,7 @@ class Run:
             self.ex.send(s)
             if kill:
                 time.sleep(kill["during"])  # where the kill lands, not a synchronisation
-                pid = self.kill_daemon(i, s)
+                pid = self.kill_daemon(i, kill)  # counted as a kill during a call
             res = self.ex.receive()
         except Hang as e:
             raise Divergence(i, s, f"hung: {e}")
@@ -297,9 +325,13 @@ class Run:
                                      "fallocate; the model expects that)")
             elif self.outage is not None:
                 self.stats.errors[f"{s['op']} {ename(res['errno'])}"] += 1
+        self.since_settle += 1
         if kill:
             self.after_kill(i, kill, pid)
         elif len(self.worlds.all) > MAX_WORLDS:
+            self.settle(i, s)
+        elif self.settle_every and self.since_settle >= self.settle_every and \
+                self.outage is None and not (self.timer and self.timer.is_alive()):
             self.settle(i, s)
 
     # ---- faults --------------------------------------------------------------
@@ -311,6 +343,19 @@ class Run:
 
     def fault(self, i, s):
         kind = s["fault"]
+        if kind == "settle":
+            # Not a fault: a settle point written into a trace (the server's
+            # copy is compared right here, before later calls hide a late write).
+            if self.outage is None and not (self.timer and self.timer.is_alive()):
+                self.settle(i, s)
+            return
+        if kind == "throttle":
+            # Not a fault either (traces only): each connection's bytes
+            # limited to `rate` per second each way (0: unlimited), so
+            # writes queued on one session are still on their way when a
+            # call sent on another reaches the server.
+            self.proxy.configure(rate=s["rate"])
+            return
         self._join_timer()
         if self.kill_next:
             k, self.kill_next = self.kill_next, None
@@ -422,6 +467,8 @@ class Run:
                              f"unacked {st.get('unacked_bytes')}")
         view, mt = server_snapshot(self.remote)
         miss = self.worlds.observe(view, mt)
+        self.stats.settles += 1
+        self.since_settle = 0
         if miss:
             raise Divergence(i, s, f"{miss} (after state {st.get('state')}, "
                              f"unacked_bytes {st.get('unacked_bytes')}; "
@@ -536,10 +583,10 @@ def save_trace(trace, path, meta):
 
 
 def check_seed(env, seed, n_ops, faults, known_bugs, shrink_secs=0, log=None,
-               out=print):
+               out=print, fault_rate=FAULT_RATE, settle_every=0):
     """Run one seed. Returns (divergence or None, stats, shrunk trace)."""
-    trace = make_trace(seed, n_ops, faults, known_bugs)
-    run = Run(env, trace, log)
+    trace = make_trace(seed, n_ops, faults, known_bugs, fault_rate)
+    run = Run(env, trace, log, settle_every)
     d = run.run()
     if d is None:
         return None, run.stats, None
@@ -549,10 +596,12 @@ def check_seed(env, seed, n_ops, faults, known_bugs, shrink_secs=0, log=None,
     return d, run.stats, small
 
 
-def replay_command(seed, n_ops, faults, known_bugs):
+def replay_command(seed, n_ops, faults, known_bugs, fault_rate=FAULT_RATE):
     kb = f"{KNOWN_BUGS_ENV}={known_str(known_bugs)} " if known_bugs else ""
+    fr = f" --fault-rate {fault_rate}" if fault_rate != FAULT_RATE else ""
     return (f"{kb}STEADYFS_BUILD={mounts.build_dir()} /usr/bin/python3 "
-            f"test/modelcheck.py --seed {seed} --ops {n_ops} --faults {','.join(faults) or 'none'}")
+            f"test/modelcheck.py --seed {seed} --ops {n_ops} --faults "
+            f"{','.join(faults) or 'none'}{fr}")
 
 
 def parse_faults(s):
@@ -567,15 +616,159 @@ def parse_faults(s):
     return out
 
 
+def report_divergence(d, small, seed, args):
+    print_divergence(d, small)
+    kb = known_str(args.known_bugs) if args.known_bugs else ""
+    path = save_trace(small, os.path.join(
+        mounts.build_dir(), f"modelcheck-{seed}{'-' + kb if kb else ''}.json"),
+        {"seed": seed, "ops": args.ops, "faults": args.faults,
+         "fault_rate": args.fault_rate, "known_bugs": sorted(args.known_bugs),
+         "divergence": f"step {d.index}: {d.what}"})
+    with open(path[:-5] + ".stderr", "w") as f:
+        f.write(getattr(d, "stderr", ""))
+    print(f"daemon log: {path[:-5]}.stderr")
+    print("replay the seed:  " + replay_command(seed, args.ops, args.faults,
+                                                args.known_bugs, args.fault_rate))
+    print(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
+
+
+def run_seeds(env, args, total):
+    """New seeds (args.seed, then every args.seed_step-th) until --seeds
+    of them, --minutes or --total-ops are done."""
+    seed, t0 = args.seed, time.monotonic()
+    t_end = t0 + args.minutes * 60
+    log = print if args.verbose else None
+    n = 0
+    while True:
+        print(f"modelcheck: seed {seed}, {args.ops} calls, faults "
+              f"{','.join(args.faults) or 'none'}"
+              f"{', fault rate ' + str(args.fault_rate) if args.fault_rate != FAULT_RATE else ''}"
+              f"{', known bugs ' + known_str(args.known_bugs) if args.known_bugs else ''}",
+              flush=True)
+        t = time.monotonic()
+        d, st, small = check_seed(env, seed, args.ops, args.faults, args.known_bugs,
+                                  args.shrink_seconds, log, fault_rate=args.fault_rate,
+                                  settle_every=args.settle_every)
+        total.merge(st)
+        now = time.monotonic()
+        print(f"modelcheck: seed {seed}: {st.calls()} calls, "
+              f"{sum(st.faults.values())} faults in {now - t:.0f} s; "
+              f"{total.calls()} calls so far, {total.calls() / (now - t0):.1f} calls/s",
+              flush=True)
+        if d:
+            total.failed.append(seed)
+            report_divergence(d, small, seed, args)
+            if not args.keep_going:
+                return
+        n += 1
+        seed += args.seed_step
+        if args.total_ops and total.calls() >= args.total_ops:
+            return
+        if args.minutes and now >= t_end:
+            return
+        if not args.minutes and not args.total_ops and n >= args.seeds:
+            return
+
+
+def run_jobs(args, argv):
+    """--jobs J: J copies of this program, each with an sshd and a mount
+    of its own, taking every J-th seed; their totals are added up."""
+    work = tempfile.mkdtemp(prefix="modelcheck-jobs-")
+    procs, pumps = [], []
+    total, t0 = Stats(), time.monotonic()
+    base = _strip_job_args(argv)
+    try:
+        for k in range(args.jobs):
+            cmd = [sys.executable, os.path.abspath(__file__)] + base + [
+                "--seed", str(args.seed + k), "--seed-step", str(args.jobs * args.seed_step),
+                "--stats-json", os.path.join(work, f"{k}.json")]
+            if args.total_ops:
+                cmd += ["--total-ops", str(-(-args.total_ops // args.jobs))]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, text=True, bufsize=1)
+            procs.append(p)
+            th = threading.Thread(target=_pump, args=(p.stdout, f"[job {k}] "), daemon=True)
+            th.start()
+            pumps.append(th)
+        for p in procs:
+            p.wait()
+        for th in pumps:
+            th.join()
+        for k, p in enumerate(procs):
+            try:
+                with open(os.path.join(work, f"{k}.json")) as f:
+                    total.merge(Stats.from_json(json.load(f)))
+            except (OSError, ValueError):
+                total.failed.append(f"job {k} (exit {p.returncode}, no totals)")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                # The job turns it into KeyboardInterrupt (_interrupt_on_term)
+                # and cleans up its mount and sshd.
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    return total, time.monotonic() - t0
+
+
+def _pump(f, prefix):
+    for line in f:
+        sys.stdout.write(prefix + line)
+        sys.stdout.flush()
+
+
+def _strip_job_args(argv):
+    """argv without --jobs, --seed, --total-ops (each job gets its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in ("--jobs", "--seed", "--total-ops", "--seed-step", "--stats-json"):
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
+def _interrupt_on_term():
+    """SIGTERM (and SIGINT, even when started under nohup) end a run as
+    Ctrl-C does: its mount, proxy and sshd are cleaned up on the way out."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        _interrupt_on_term()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, help="first seed (default: from the clock)")
     ap.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed")
     ap.add_argument("--ops", type=int, default=300, help="calls per seed")
     ap.add_argument("--faults", type=parse_faults, default=list(FAULT_KINDS),
                     help="comma list of " + ",".join(FAULT_KINDS) + ", all or none")
+    ap.add_argument("--fault-rate", type=float, default=FAULT_RATE,
+                    help=f"chance of a fault before each call (default {FAULT_RATE}); "
+                    "part of what replays a seed")
+    ap.add_argument("--settle-every", type=int, default=0,
+                    help="also compare the server's copy after this many calls "
+                    "without a settle point (default 0: only after faults and at the end)")
     ap.add_argument("--minutes", type=float, default=0,
                     help="soak: new seeds until this much time has passed")
+    ap.add_argument("--total-ops", type=int, default=0,
+                    help="soak: new seeds until this many calls are done")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="soak: this many runs at once, each with its own sshd and mount")
+    ap.add_argument("--seed-step", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--stats-json", help=argparse.SUPPRESS)
     ap.add_argument("--known-bugs", type=parse_known, nargs="?", const="all",
                     default=known_bugs_default(),
                     help=f"also the calls of open findings: all, or a comma list of "
@@ -591,62 +784,48 @@ def main(argv=None):
         return 2
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
+    try:
+        if args.jobs > 1 and not args.trace:
+            total, secs = run_jobs(args, argv)
+        else:
+            total, secs = run_here(args)
+    except KeyboardInterrupt:
+        print("modelcheck: interrupted (mounts and sshd cleaned up)", flush=True)
+        return 130
+    print(total.report())
+    print(f"modelcheck: {total.calls()} calls in {secs:.0f} s "
+          f"({total.calls() / max(secs, 1e-9):.1f} calls/s)")
+    failed = total.failed
+    print(f"modelcheck: {'FAILED seeds ' + str(failed) if failed else 'no divergence'}")
+    return 1 if failed else 0
+
+
+def run_here(args):
+    t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix="modelcheck-")
     sshd = sshdfix.Sshd(os.path.join(work, "sshd")).start()
     env = Env(sshd, work)
-    total, failed = Stats(), []
-    log = print if args.verbose else None
+    total = Stats()
     try:
         if args.trace:
             with open(args.trace) as f:
                 meta = json.load(f)
             print(f"modelcheck: replaying {args.trace} ({len(meta['trace'])} steps)")
-            run = Run(env, meta["trace"], log)
+            run = Run(env, meta["trace"], print if args.verbose else None)
             d = run.run()
             total.merge(run.stats)
             if d:
                 print_divergence(d, meta["trace"][:d.index + 1])
-                failed.append(meta.get("seed"))
+                total.failed.append(meta.get("seed"))
         else:
-            seed, t_end = args.seed, time.monotonic() + args.minutes * 60
-            n = 0
-            while True:
-                print(f"modelcheck: seed {seed}, {args.ops} calls, faults "
-                      f"{','.join(args.faults) or 'none'}"
-                      f"{', known bugs ' + known_str(args.known_bugs) if args.known_bugs else ''}",
-                      flush=True)
-                d, st, small = check_seed(env, seed, args.ops, args.faults,
-                                          args.known_bugs, args.shrink_seconds, log)
-                total.merge(st)
-                if d:
-                    failed.append(seed)
-                    print_divergence(d, small)
-                    path = save_trace(small, os.path.join(
-                        mounts.build_dir(), f"modelcheck-{seed}"
-                        f"{'-' + known_str(args.known_bugs) if args.known_bugs else ''}.json"),
-                        {"seed": seed, "ops": args.ops, "faults": args.faults,
-                         "known_bugs": sorted(args.known_bugs),
-                         "divergence": f"step {d.index}: {d.what}"})
-                    with open(path[:-5] + ".stderr", "w") as f:
-                        f.write(getattr(d, "stderr", ""))
-                    print(f"daemon log: {path[:-5]}.stderr")
-                    print(f"replay the seed:  {replay_command(seed, args.ops, args.faults, args.known_bugs)}")
-                    print(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
-                    if not args.keep_going:
-                        break
-                n += 1
-                seed += 1
-                if args.minutes:
-                    if time.monotonic() >= t_end:
-                        break
-                elif n >= args.seeds:
-                    break
+            run_seeds(env, args, total)
     finally:
         sshd.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(total.report())
-    print(f"modelcheck: {'FAILED seeds ' + str(failed) if failed else 'no divergence'}")
-    return 1 if failed else 0
+        if args.stats_json:
+            with open(args.stats_json, "w") as f:
+                json.dump(total.to_json(), f)
+    return total, time.monotonic() - t0
 
 
 if __name__ == "__main__":

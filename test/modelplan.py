@@ -16,6 +16,7 @@ from fsmodel import World
 
 FAULT_KINDS = ("cut", "blackhole", "outage", "kill", "upgrade")
 MAX_FILE = 256 * 1024
+FAULT_RATE = 0.03  # a fault before about one call in 33 (make check)
 NAMES = ("a", "b", "c", "d", "e")
 KNOWN_BUGS_ENV = "STEADYFS_MODEL_KNOWN_BUGS"
 
@@ -68,7 +69,7 @@ class Planner:
     own that assumes every call does what the model says, so the trace
     depends on the seed only; the runner checks what really happens."""
 
-    def __init__(self, seed, faults, known_bugs, fault_rate=0.03):
+    def __init__(self, seed, faults, known_bugs, fault_rate=FAULT_RATE):
         self.rng = random.Random(seed)
         self.seed = seed
         self.faults = set(faults)
@@ -416,8 +417,14 @@ class Planner:
         if "op" not in step:
             return step
         op = step["op"]
-        if op in ("pread", "mmap_read", "fstat", "copy") and not self.bug("m3"):
-            ino = self.w.fds[step.get("src", step["fd"])].ino
+        if op == "copy" and not self.bug("m3"):
+            # It reads its source (M3) and writes its target (M4, M7 below).
+            src = self.w.fds[step["src"]].ino
+            for k, i in self.dirty.items():
+                if i == src:
+                    return {"op": "fsync", "fd": k}
+        if op in ("pread", "mmap_read", "fstat") and not self.bug("m3"):
+            ino = self.w.fds[step["fd"]].ino
         elif op in ("cat", "lstat") and step["path"] in self.w.names and not self.bug("m3"):
             ino = self.w.names[step["path"]]
         elif op == "utime" and step["path"] in self.w.names and not self.bug("m5"):
@@ -470,9 +477,15 @@ class Planner:
                     self.dirty[k] = ino
         if step["op"] in ("fsync", "close"):
             self.dirty.pop(step["fd"], None)
+        # Its world only needs the bytes: fold each file's log so a long
+        # trace does not replay every write since the start at each call.
+        for n in self.w.inodes.values():
+            if n.log:
+                n.settle()
 
     def make(self, n_ops):
-        while sum(1 for s in self.steps if "op" in s) < n_ops:
+        done = 0
+        while done < n_ops:
             if self.fault_rate and not self.outage_left and self.rng.random() < self.fault_rate:
                 f = self.fault()
                 self.steps.append(f)
@@ -482,6 +495,7 @@ class Planner:
                     for s in self.flood():
                         self.steps.append(s)
                         self.apply(s)
+                        done += 1
                 continue
             step = self.call()
             if step is None:
@@ -491,6 +505,7 @@ class Planner:
                 continue
             if self.blip_left:
                 self.blip_left -= 1
+            done += 1
             if self.outage_left:
                 self.outage_left -= 1
                 if not self.outage_left:
@@ -505,8 +520,10 @@ class Planner:
         return self.steps
 
 
-def make_trace(seed, n_ops, faults, known_bugs):
-    return Planner(seed, faults, known_bugs).make(n_ops)
+def make_trace(seed, n_ops, faults, known_bugs, fault_rate=FAULT_RATE):
+    """The trace of a seed. The fault rate changes every draw after the
+    first fault, so it is part of what replays a seed."""
+    return Planner(seed, faults, known_bugs, fault_rate).make(n_ops)
 
 
 def fmt_step(s):

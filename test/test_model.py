@@ -14,7 +14,7 @@
   divergence prints the shortest trace found and the command that
   replays it:
 
-      STEADYFS_BUILD=$PWD/build /usr/bin/python3 test/modelcheck.py --seed N --ops M
+      STEADYFS_BUILD=$PWD/build /usr/bin/python3 test/modelcheck.py --seed N --ops M --fault-rate R
 
 Nothing here asserts a time: the budget only decides how many seeds run.
 """
@@ -33,7 +33,12 @@ pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
                                 reason="/dev/fuse is missing")
 
 MODEL_BUDGET = float(os.environ.get("STEADYFS_MODEL_BUDGET") or 90)
-RANDOM_OPS = 120
+# Longer seeds with faults further apart than the planner's default: about
+# as many faults per second, twice the calls, and the server's copy
+# compared every RANDOM_SETTLE calls too.
+RANDOM_OPS = 300
+RANDOM_FAULT_RATE = 0.015
+RANDOM_SETTLE = 100
 SHRINK_SECONDS = 40
 
 
@@ -71,20 +76,22 @@ def env(sshd, tmp_path):
     return modelcheck.Env(sshd, str(tmp_path))
 
 
-def run_seed(env, seed, ops, faults, known, shrink=0):
+def run_seed(env, seed, ops, faults, known, shrink=0,
+             fault_rate=modelcheck.FAULT_RATE, settle_every=0):
     faults = modelcheck.parse_faults(faults)
     d, stats, small = modelcheck.check_seed(env, seed, ops, faults, known,
-                                            shrink_secs=shrink)
+                                            shrink_secs=shrink, fault_rate=fault_rate,
+                                            settle_every=settle_every)
     if d is None:
         return stats
     lines = []
     modelcheck.print_divergence(d, small, out=lines.append)
     path = modelcheck.save_trace(small, os.path.join(
         mounts.build_dir(), f"modelcheck-{seed}.json"),
-        {"seed": seed, "ops": ops, "faults": faults, "known_bugs": sorted(known),
-         "divergence": f"step {d.index}: {d.what}"})
+        {"seed": seed, "ops": ops, "faults": faults, "fault_rate": fault_rate,
+         "known_bugs": sorted(known), "divergence": f"step {d.index}: {d.what}"})
     lines.append(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
-    lines.append("replay: " + modelcheck.replay_command(seed, ops, faults, known))
+    lines.append("replay: " + modelcheck.replay_command(seed, ops, faults, known, fault_rate))
     lines.append("--- daemon log (tail) ---")
     lines.append(getattr(d, "stderr", "")[-4000:])
     pytest.fail("\n".join(lines), pytrace=False)
@@ -122,10 +129,12 @@ def test_random_seeds(env):
     total = modelcheck.Stats()
     seed, end = first, time.monotonic() + MODEL_BUDGET
     print(f"\nmodel checker: first seed {first}, {RANDOM_OPS} calls each, "
-          f"faults {faults}{', known bugs ' + modelcheck.known_str(known) if known else ''}")
+          f"faults {faults} (rate {RANDOM_FAULT_RATE})"
+          f"{', known bugs ' + modelcheck.known_str(known) if known else ''}")
     while True:
         print(f"model checker: seed {seed}", flush=True)
-        total.merge(run_seed(env, seed, RANDOM_OPS, faults, known, SHRINK_SECONDS))
+        total.merge(run_seed(env, seed, RANDOM_OPS, faults, known, SHRINK_SECONDS,
+                             RANDOM_FAULT_RATE, RANDOM_SETTLE))
         seed += 1
         if time.monotonic() >= end:
             break

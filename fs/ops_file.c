@@ -80,6 +80,7 @@ struct wchunk {
 	char *data;
 	bool inflight;             /* sent on the handle's current session */
 	uint64_t queued_at;
+	uint64_t seq;              /* from vfs->wseq: queued after every lower */
 	struct wchunk *next;       /* fh->chunks */
 	struct wchunk *snext;      /* a local to-send list */
 };
@@ -114,6 +115,8 @@ struct fh {
 	uint64_t acks;
 	int err;                   /* sticky write error */
 	struct op *drainers;       /* ops waiting for chunks == NULL */
+	struct op *barriers;       /* ops waiting for some of the chunks
+				    * (fh_when_ino_drained, reads, writes) */
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
 	bool closing;              /* its CLOSE was sent */
@@ -404,6 +407,7 @@ static bool writable(int flags)
 typedef int (*fh_enc_fn)(struct op *op, struct fh *fh);
 
 static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend);
+static void chunks_send_locked(struct fh *fh, struct wchunk **tosend);
 static void close_if_released(struct fh *fh);
 static void chunk_retire(struct wchunk *c, int err);
 static void reopen_locked(struct fh *fh);
@@ -502,13 +506,10 @@ static void reopen_finish(struct op *rop, const uint8_t *h, size_t hlen, int fai
 		fh->conn_idx = rop->rq.served_by;
 		fh->gen = rop->rq.served_gen;
 		fh->open = true;
-		for (struct wchunk *c = fh->chunks; c; c = c->next) {
-			if (c->inflight)
-				continue;
-			if (replay_len == 0)
-				replay_off = c->off;
+		chunks_send_locked(fh, &tosend);
+		for (struct wchunk *c = tosend; c; c = c->snext) {
+			replay_off = c->off;  /* the list is newest first */
 			replay_len += c->len;
-			chunk_prep_locked(c, &tosend);
 		}
 	}
 	waiters = fh->waiters;
@@ -853,14 +854,53 @@ static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
 	*tosend = c;
 }
 
+/* Lists are built newest first (chunk_prep_locked pushes): each goes
+ * out oldest first, the order write() accepted them, so of two
+ * overlapping chunks on one session the newer lands last. */
 static void submit_chunks(struct wchunk *list)
 {
+	struct wchunk *fifo = NULL;
+
 	while (list) {
 		struct wchunk *next = list->snext;
 
-		list->snext = NULL;
-		pool_submit(list->fh->v->pool, &list->rq);
+		list->snext = fifo;
+		fifo = list;
 		list = next;
+	}
+	while (fifo) {
+		struct wchunk *next = fifo->snext;
+
+		fifo->snext = NULL;
+		pool_submit(fifo->fh->v->pool, &fifo->rq);
+		fifo = next;
+	}
+}
+
+/* In flight on the handle's current session. Lock held. */
+static bool sent_now_locked(const struct fh *fh, const struct wchunk *c)
+{
+	return c->inflight && fh->open && c->rq.conn_idx == fh->conn_idx &&
+	       c->rq.conn_gen == fh->gen;
+}
+
+/*
+ * Sends, oldest first, the queued chunks not in flight on the handle's
+ * current session; none while an older one is still out on a session
+ * that died: it comes back (ESTALE) and must go again before them, or a
+ * newer overlapping write would be overwritten by an older one. Starts
+ * a reopen when the handle is closed. Lock held; see chunk_prep_locked.
+ */
+static void chunks_send_locked(struct fh *fh, struct wchunk **tosend)
+{
+	for (struct wchunk *c = fh->chunks; c; c = c->next) {
+		if (sent_now_locked(fh, c))
+			continue;
+		if (c->inflight)
+			return;
+		chunk_prep_locked(c, tosend);
+		if (!c->inflight)
+			return;   /* closed: the reopen sends them */
 	}
 }
 
@@ -966,6 +1006,119 @@ static void run_drainers(struct op *d)
 	}
 }
 
+/* ---- waiting for the writes queued before a call ------------------------ */
+
+/* Whether fh holds a write queued up to `seq` that overlaps [lo, hi).
+ * fh->lock held. */
+static bool holds_back_locked(const struct fh *fh, uint64_t seq, uint64_t lo,
+			      uint64_t hi)
+{
+	for (const struct wchunk *c = fh->chunks; c; c = c->next)
+		if (c->seq <= seq && c->off < hi && c->off + c->len > lo)
+			return true;
+	return false;
+}
+
+/* The first handle of `ino` but `skip` that holds such a write, returned
+ * locked; NULL when none does. vfs->lock held. */
+static struct fh *holder_locked(struct vfs *v, uint64_t ino,
+				const struct fh *skip, uint64_t seq,
+				uint64_t lo, uint64_t hi)
+{
+	for (struct fh *f = v->fhs; f; f = f->next) {
+		if (f->ino != ino || f == skip)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		if (holds_back_locked(f, seq, lo, hi))
+			return f;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return NULL;
+}
+
+/* Whether a handle of `ino` but `skip` has an unacknowledged write
+ * overlapping [lo, hi). */
+static bool ino_writes_overlap(struct vfs *v, uint64_t ino,
+			       const struct fh *skip, uint64_t lo, uint64_t hi)
+{
+	struct fh *f;
+
+	pthread_mutex_lock(&v->lock);
+	f = holder_locked(v, ino, skip, UINT64_MAX, lo, hi);
+	if (f)
+		pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&v->lock);
+	return f != NULL;
+}
+
+static void settle_again(struct op *op, const struct sftp_attrs *a, int err);
+
+/*
+ * Runs op->after once no handle of op->ino (but op->bar_skip) holds a
+ * write op waits for (struct op's bar_*), parking op on the first that
+ * does. The parked op needs no reference of its own on that handle: the
+ * chunk holding it back holds one, and its retirement wakes it
+ * (chunk_retire), or the sweeper answers it EIO at its deadline.
+ */
+static void when_settled(struct op *op)
+{
+	struct vfs *v = op->v;
+	struct fh *f;
+
+	pthread_mutex_lock(&v->lock);
+	f = holder_locked(v, op->ino, op->bar_skip, op->bar_seq, op->bar_lo,
+			  op->bar_hi);
+	if (f) {
+		op->then = settle_again;
+		op->next = f->barriers;
+		f->barriers = op;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (!f)
+		op->after(op, NULL, 0);
+}
+
+/* A handle let op go: another one may still hold it back. */
+static void settle_again(struct op *op, const struct sftp_attrs *a, int err)
+{
+	when_settled(op);
+}
+
+/* Takes off fh->barriers the ops fh no longer holds back. Lock held;
+ * returns them, to go on (op->then) outside the lock. */
+static struct op *settled_locked(struct fh *fh)
+{
+	struct op *out = NULL, **pp = &fh->barriers;
+
+	while (*pp) {
+		struct op *op = *pp;
+
+		if (holds_back_locked(fh, op->bar_seq, op->bar_lo, op->bar_hi)) {
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		op->next = out;
+		out = op;
+	}
+	return out;
+}
+
+/* Runs then(op, NULL, 0) once every write queued before now on a handle
+ * of op->ino but `skip` that overlaps [lo, hi) is acknowledged. */
+static void wait_writes(struct op *op, uint64_t lo, uint64_t hi,
+			const struct fh *skip,
+			void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	op->bar_seq = __atomic_load_n(&op->v->wseq, __ATOMIC_ACQUIRE);
+	op->bar_lo = lo;
+	op->bar_hi = hi;
+	op->bar_skip = skip;
+	op->after = then;
+	when_settled(op);
+}
+
 /* How a write chose its offset (op->stage of a waiting write). */
 enum { W_AT, W_APPEND, W_APPEND_RESENT };
 
@@ -975,6 +1128,10 @@ static void write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 {
 	if (kind == W_AT)
 		nodes_end_update(v->nodes, ino, at + size);
+	/* Data prefetched through any handle is stale now. After the
+	 * chunks are queued, not before: a prefetch started in between
+	 * sees them (ra_fill_window) or is dropped here. */
+	fh_ino_changed(v, ino);
 }
 
 /* A write failed before any of it was queued: an append gives back the
@@ -1007,7 +1164,7 @@ static void chunk_retire(struct wchunk *c, int err)
 	struct fh *fh = c->fh;
 	struct vfs *v = fh->v;
 	struct wchunk **pp, *prev = NULL, *tosend = NULL;
-	struct op *d, *w;
+	struct op *d, *w, *b;
 
 	pthread_mutex_lock(&fh->lock);
 	/* Acknowledgements come mostly in order: c is usually the head. */
@@ -1034,6 +1191,7 @@ static void chunk_retire(struct wchunk *c, int err)
 	}
 	__atomic_sub_fetch(&v->unacked_bytes, c->len, __ATOMIC_RELAXED);
 	d = collect_waiters(fh, &w, &tosend);
+	b = fh->barriers ? settled_locked(fh) : NULL;
 	pthread_mutex_unlock(&fh->lock);
 	submit_chunks(tosend);
 	if (err) {
@@ -1046,6 +1204,7 @@ static void chunk_retire(struct wchunk *c, int err)
 	}
 	chunk_free(c);
 	run_drainers(d);
+	run_drainers(b);
 	reply_writers(w);
 	fh_put(fh);
 }
@@ -1135,7 +1294,7 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 			drop_after_close(c);
 			return;
 		}
-		chunk_prep_locked(c, &tosend);
+		chunks_send_locked(fh, &tosend);
 		pthread_mutex_unlock(&fh->lock);
 		submit_chunks(tosend);
 		return;
@@ -1201,6 +1360,9 @@ static void chunks_queue_locked(struct fh *fh, struct wchunk *list,
 				struct wchunk **tosend)
 {
 	uint64_t now = clock_mono_ns();
+	/* Sent at once only behind chunks all out on this session (the
+	 * usual case); else in order by chunks_send_locked. */
+	bool direct = !fh->chunks || sent_now_locked(fh, fh->chunks_tail);
 
 	while (list) {
 		struct wchunk *c = list;
@@ -1208,6 +1370,7 @@ static void chunks_queue_locked(struct fh *fh, struct wchunk *list,
 		list = c->next;
 		c->next = NULL;
 		c->queued_at = now;
+		c->seq = __atomic_add_fetch(&fh->v->wseq, 1, __ATOMIC_ACQ_REL);
 		fh->refs++;
 		fh->nchunks++;
 		fh->unacked += c->len;
@@ -1225,8 +1388,11 @@ static void chunks_queue_locked(struct fh *fh, struct wchunk *list,
 			fh->uhi = c->off + c->len;
 		}
 		fh->chunks_tail = c;
-		chunk_prep_locked(c, tosend);
+		if (direct)
+			chunk_prep_locked(c, tosend);
 	}
+	if (!direct)
+		chunks_send_locked(fh, tosend);
 	record_unacked_locked(fh);
 }
 
@@ -1240,19 +1406,18 @@ static void write_expired(struct op *op)
 	fh_op_fail(op, EIO);
 }
 
-/* The window is full: the write waits for room with its data aside,
- * queued only once all of it fits, within op_timeout (write_expired). */
-static void write_wait(fuse_req_t req, struct fh *fh, uint64_t ino, int kind,
-		       uint64_t at, size_t size, struct wchunk *list)
+/* A write that cannot be queued at once, its data (list) aside; NULL
+ * when out of memory (then answered ENOMEM, and nothing queued). */
+static struct op *write_op(fuse_req_t req, struct fh *fh, uint64_t ino,
+			   int kind, uint64_t at, size_t size,
+			   struct wchunk *list)
 {
-	struct vfs *v = fh->v;
-	struct wchunk *tosend = NULL;
-	struct op *op, **pp, *now;
+	struct op *op = op_new(fh->v, req, "write");
 
-	if (!(op = op_new(v, req, "write"))) {  /* answered ENOMEM */
+	if (!op) {
 		chunks_free(list);
-		write_dropped(v, ino, kind, at, size);
-		return;
+		write_dropped(fh->v, ino, kind, at, size);
+		return NULL;
 	}
 	op->size = size;
 	op->off = at;
@@ -1262,6 +1427,18 @@ static void write_wait(fuse_req_t req, struct fh *fh, uint64_t ino, int kind,
 	op->fh = fh;
 	op->path = fh_name(fh);
 	fh_get(fh);
+	return op;
+}
+
+/* The write waits for window room, behind the handle's older waiting
+ * writes, queued only once all of it fits, within op_timeout
+ * (write_expired). */
+static void write_wait(struct op *op)
+{
+	struct fh *fh = op->fh;
+	struct wchunk *tosend = NULL;
+	struct op **pp, *now;
+
 	pthread_mutex_lock(&fh->lock);
 	for (pp = &fh->writers; *pp; pp = &(*pp)->next)
 		;
@@ -1273,6 +1450,12 @@ static void write_wait(fuse_req_t req, struct fh *fh, uint64_t ino, int kind,
 	reply_writers(now);
 }
 
+/* No other handle holds an older overlapping write any more. */
+static void write_settled(struct op *op, const struct sftp_attrs *a, int err)
+{
+	write_wait(op);
+}
+
 void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	       off_t off, struct fuse_file_info *fi)
 {
@@ -1280,6 +1463,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	struct fh *fh = fh_of(v, fi);
 	uint64_t at = (uint64_t)off;
 	struct wchunk *list, *tosend = NULL;
+	struct op *op;
 	int err, kind = W_AT;
 	bool append, queued;
 
@@ -1302,8 +1486,6 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, err);
 		return;
 	}
-	/* The write makes data prefetched through any handle stale. */
-	fh_ino_changed(v, ino);
 	/* Page-cache write-back (mmap) carries the page's own offset, even
 	 * through a handle opened O_APPEND. */
 	append = (fh->flags & O_APPEND) && !fi->writepage;
@@ -1341,13 +1523,23 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	 * file?" rule's upper bound. A write that fails later only leaves
 	 * that bound a little wide. */
 	nodes_ident_sent(v->nodes, ino, at + size);
+	/* Overlapping writes reach the server in write() order: one of
+	 * this handle follows the older ones on its session (submit_chunks),
+	 * one overlapping an older write still queued on another handle,
+	 * maybe on another session, waits until that one is acknowledged. */
+	if (ino_writes_overlap(v, ino, fh, at, at + size)) {
+		if ((op = write_op(req, fh, ino, kind, at, size, list)))
+			wait_writes(op, at, at + size, fh, write_settled);
+		return;
+	}
 	pthread_mutex_lock(&fh->lock);
 	queued = !fh->writers && room_for_locked(fh, size, chunk_count(list));
 	if (queued)
 		chunks_queue_locked(fh, list, &tosend);
 	pthread_mutex_unlock(&fh->lock);
 	if (!queued) {
-		write_wait(req, fh, ino, kind, at, size, list);
+		if ((op = write_op(req, fh, ino, kind, at, size, list)))
+			write_wait(op);
 		return;
 	}
 	submit_chunks(tosend);
@@ -1376,59 +1568,10 @@ static void when_drained(struct op *op, struct fh *fh,
 	then(op, NULL, 0);
 }
 
-/* A handle of `ino` with unacknowledged writes, referenced; NULL if none. */
-static struct fh *busy_fh_of_ino(struct vfs *v, uint64_t ino)
-{
-	struct fh *found = NULL;
-
-	pthread_mutex_lock(&v->lock);
-	for (struct fh *f = v->fhs; f && !found; f = f->next) {
-		if (f->ino != ino)
-			continue;
-		pthread_mutex_lock(&f->lock);
-		if (f->chunks) {
-			f->refs++;
-			found = f;
-		}
-		pthread_mutex_unlock(&f->lock);
-	}
-	pthread_mutex_unlock(&v->lock);
-	return found;
-}
-
-/* One handle drained: look for the next busy one (writes may have been
- * queued on another meanwhile). */
-static void ino_drained_again(struct op *op, const struct sftp_attrs *a, int err)
-{
-	fh_when_ino_drained(op, op->after);
-}
-
 void fh_when_ino_drained(struct op *op,
 			 void (*then)(struct op *, const struct sftp_attrs *, int))
 {
-	struct fh *fh;
-	bool parked;
-
-	/* op->fh (the caller's own, if any) is left alone: op waits on the
-	 * busy handle's drainers list, which needs no reference of its own
-	 * (each queued chunk holds one, and the last to retire runs the
-	 * drainers). The sweeper answers EIO at op's deadline, as for any
-	 * drainer. */
-	while ((fh = busy_fh_of_ino(op->v, op->ino))) {
-		pthread_mutex_lock(&fh->lock);
-		parked = fh->chunks != NULL;
-		if (parked) {
-			op->after = then;
-			op->then = ino_drained_again;
-			op->next = fh->drainers;
-			fh->drainers = op;
-		}
-		pthread_mutex_unlock(&fh->lock);
-		fh_put(fh);
-		if (parked)
-			return;
-	}
-	then(op, NULL, 0);
+	wait_writes(op, 0, UINT64_MAX, NULL, then);
 }
 
 void fh_ino_changed(struct vfs *v, uint64_t ino)
@@ -1691,7 +1834,7 @@ static void fh_discard(struct fh *fh)
 		pthread_mutex_unlock(&v->lock);
 	}
 	pthread_mutex_lock(&fh->lock);
-	fh->released = true;       /* no writer to count (other_writer) */
+	fh->released = true;       /* not open for the kernel any more */
 	pthread_mutex_unlock(&fh->lock);
 	if ((cop = op_new(v, NULL, "close")))
 		when_drained(cop, fh, close_drained);
@@ -1743,18 +1886,6 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 	open_reply(op);
 }
 
-static bool other_writer(struct vfs *v, struct fh *self)
-{
-	bool found = false;
-
-	pthread_mutex_lock(&v->lock);
-	for (struct fh *f = v->fhs; f && !found; f = f->next)
-		found = f != self && f->ino == self->ino && writable(f->flags) &&
-			!f->released;
-	pthread_mutex_unlock(&v->lock);
-	return found;
-}
-
 static bool other_handle(struct vfs *v, struct fh *self)
 {
 	bool found = false;
@@ -1788,25 +1919,25 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	fh_set_handle(fh, r, &op->rq);
 	op->fh = fh;
-	if (op->fi.flags & O_TRUNC)
+	if (op->fi.flags & O_TRUNC) {
+		/* The file is empty now, for every descriptor: the next
+		 * append through any of them lands at 0 (the writes queued
+		 * before were acknowledged first, vfs_open). */
 		fh_ino_changed(op->v, op->ino);
-	/* A reader's baseline for the "same file?" rule: the attributes the
-	 * lookup or getattr before this open saw, unless another handle
-	 * keeps its own. */
-	if (!writable(fh->flags) && !other_handle(op->v, fh))
+		nodes_end_set(op->v->nodes, op->ino, 0);
+		nodes_ident_truncated(op->v->nodes, op->ino, 0);
+	} else if (!writable(fh->flags) && !other_handle(op->v, fh)) {
+		/* A reader's baseline for the "same file?" rule: the
+		 * attributes the lookup or getattr before this open saw,
+		 * unless another handle keeps its own. */
 		nodes_ident_seed(op->v->nodes, op->ino);
-	/* Appends need the true end: every writable open learns the
-	 * server's size before it answers (two opens may race). */
-	if (writable(fh->flags)) {
-		if ((op->fi.flags & O_TRUNC) && !other_writer(op->v, fh)) {
-			nodes_end_set(op->v->nodes, op->ino, 0);
-			nodes_ident_truncated(op->v->nodes, op->ino, 0);
-		} else {
-			op->fh = NULL;
-			op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
-			fh_start(op, fh, FH_FSTAT, seed_done);
-			return;
-		}
+	} else if (writable(fh->flags)) {
+		/* Appends need the true end: every writable open learns the
+		 * server's size before it answers (two opens may race). */
+		op->fh = NULL;
+		op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
+		fh_start(op, fh, FH_FSTAT, seed_done);
+		return;
 	}
 	open_reply(op);
 }
@@ -1866,7 +1997,7 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	vfs_attr_to_stat(v, &a, id, &st);
 	nodes_set_attr(v->nodes, id, &st);
-	if ((op->fi.flags & O_TRUNC) && !other_writer(v, fh))
+	if (op->fi.flags & O_TRUNC)  /* for every descriptor (open_done) */
 		nodes_end_set(v->nodes, id, a.size);
 	else
 		nodes_end_raise(v->nodes, id, a.size);
@@ -2191,7 +2322,7 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 	for (;;) {
 		uint64_t off;
 		uint32_t len, gen;
-		struct op *pf;
+		struct op *pf = NULL;
 		bool more;
 
 		pthread_mutex_lock(&fh->lock);
@@ -2200,10 +2331,14 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 		pthread_mutex_unlock(&fh->lock);
 		if (!more)
 			return;
-		if (!(pf = op_new(v, NULL, "readahead")) || !(pf->data = malloc(len))) {
+		/* A write still queued there may land after this READ: no
+		 * prefetch (checked after ra_next: one queued later drops it,
+		 * write_queued). */
+		if (ino_writes_overlap(v, fh->ino, NULL, off, off + len) ||
+		    !(pf = op_new(v, NULL, "readahead")) || !(pf->data = malloc(len))) {
 			struct op *w;
 
-			/* Out of memory: fail the chunk so its readers go direct. */
+			/* Fail the chunk so its readers go direct. */
 			op_free(pf);
 			pthread_mutex_lock(&fh->lock);
 			w = ra_fill(&fh->ra, gen, off, NULL, 0, false, true);
@@ -2269,8 +2404,14 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	pool_server(v->pool, &sv);
 	op->flags = (unsigned)(sv.max_read && size > sv.max_read ? sv.max_read : size);
-	/* Read your own writes: wait for this handle's queue to drain. */
-	when_drained(op, fh, read_drained);
+	op->ino = ino;
+	op->fh = fh;
+	fh_get(fh);
+	/* Read what write() accepted, through any descriptor: the writes
+	 * queued before this read from its offset on (past its end too: one
+	 * past the server's end would make the read end early) reach the
+	 * server first. */
+	wait_writes(op, op->off, UINT64_MAX, NULL, read_drained);
 }
 
 /* ---- the sweeper -------------------------------------------------------- */
@@ -2310,13 +2451,14 @@ static void drop_unsent(struct fh *fh)
 
 static void sweep_one(struct fh *fh, uint64_t now)
 {
-	struct op *w, *d, *q;
+	struct op *w, *d, *q, *b;
 	bool drop, lose;
 
 	pthread_mutex_lock(&fh->lock);
 	w = take_expired(&fh->waiters, now);
 	d = take_expired(&fh->drainers, now);
 	q = take_expired(&fh->writers, now);
+	b = take_expired(&fh->barriers, now);
 	drop = fh->released && fh->drop_at && now >= fh->drop_at && fh->chunks;
 	lose = fh->lost && !fh->open && (fh->waiters || fh->chunks);
 	pthread_mutex_unlock(&fh->lock);
@@ -2342,6 +2484,17 @@ static void sweep_one(struct fh *fh, uint64_t now)
 		n = q->next;
 		q->next = NULL;
 		write_expired(q);
+	}
+	for (struct op *n; b; b = n) {
+		n = b->next;
+		b->next = NULL;
+		if (b->wchunks) {
+			write_expired(b);
+			continue;
+		}
+		if (b->req)
+			op_log_error(b, EIO, "transport");
+		fh_op_fail(b, EIO);
 	}
 	if (drop)
 		drop_unsent(fh);

@@ -356,9 +356,13 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		op_fail(op, err);
 		return;
 	}
-	/* A new size must not be overtaken by writes queued before it: one
-	 * past the new end landing later would grow the file back. */
-	if (to_set & FUSE_SET_ATTR_SIZE)
+	/* A change that writes queued before it would undo when they land
+	 * later waits for them: one past a new end grows the file back, any
+	 * one sets the mtime to now (cp -p, tar -x, rsync -t), and the
+	 * server drops a setuid or setgid bit at a write. */
+	if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+		       FUSE_SET_ATTR_MTIME_NOW)) ||
+	    ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID))))
 		fh_when_ino_drained(op, setattr_send);
 	else
 		setattr_send(op, NULL, 0);

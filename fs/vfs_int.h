@@ -58,6 +58,10 @@ struct vfs {
 	 * (a handle changes it under its own lock, which comes after
 	 * vfs->lock in the lock order) */
 	size_t unacked_bytes;
+	/* write-behind chunks queued so far, __atomic_*: each chunk's
+	 * sequence number, so a call can wait for the writes queued before
+	 * it and not for those queued after (fh_when_ino_drained) */
+	uint64_t wseq;
 
 	pthread_mutex_t lock;      /* protects the fields below */
 	struct fh *fhs;            /* every open file handle */
@@ -88,6 +92,10 @@ struct op {
 	void (*then)(struct op *op, const struct sftp_attrs *a, int err);
 	/* continuation of fh_when_ino_drained() */
 	void (*after)(struct op *op, const struct sftp_attrs *a, int err);
+	/* what it waits for: the writes queued up to bar_seq overlapping
+	 * [bar_lo, bar_hi), on every handle of ino except bar_skip */
+	uint64_t bar_seq, bar_lo, bar_hi;
+	const struct fh *bar_skip;
 	const char *name;          /* operation name, for logs */
 	int stage;
 	uint64_t ino, parent, newparent;
@@ -197,9 +205,11 @@ void rename_fallback(struct op *op);
 int fh_restore_all(struct vfs *v);
 void fh_sweep(struct vfs *v, uint64_t now);
 /*
- * Runs then(op, NULL, 0) once no handle of op->ino has unacknowledged
- * writes (at once when none has): a truncation must not be overtaken by
- * writes queued before it. Past op's deadline the call is answered EIO
+ * Runs then(op, NULL, 0) once every write queued on any handle of op->ino
+ * before this call is acknowledged (at once when none is left): a
+ * truncation or a utimens must not be overtaken by writes queued before
+ * it. Writes queued later are not waited for, so a busy writer cannot
+ * hold the call back. Past op's deadline the call is answered EIO
  * instead and op freed; then() is not called.
  */
 void fh_when_ino_drained(struct op *op,

@@ -382,3 +382,131 @@ def test_handle_reopened_after_its_release_is_closed(sshd, remote_subdir,
     assert wait_for(lambda: open_files_under(sshd.sftp_server_pids(),
                                              folder) == 0, 10), \
         open_files_under(sshd.sftp_server_pids(), folder)
+
+
+# ---- queued writes against the calls of other descriptors ---------------------------
+
+@pytest.fixture
+def slow_fs(sshd, remote_subdir, fault_proxy, mount_steadyfs):
+    """(mount, server folder, proxy) through a link throttled to 512 KiB/s
+    each way: a 1 MiB write stays queued (unacknowledged) for about two
+    seconds, while a request on another session (the pool picks the one
+    with the fewest in flight) is answered at once."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, port=proxy.port,
+                       opts={"connections": 4})
+    # Every session up: with one, requests would stay in order anyway.
+    assert wait_for(lambda: control_status(m)["sessions"].strip() == "4/4", 20), \
+        control_status(m)
+    proxy.throttle(512 * 1024)
+    return m, os.path.join(sshd.remote_dir, remote_subdir), proxy
+
+
+@pytest.mark.timeout(120)
+def test_append_after_truncating_open_of_another_descriptor(fs):
+    """M1: an O_APPEND descriptor stays open while another one opens the
+    file with O_TRUNC: the next append lands at 0, not at the old end
+    past a hole of zeros."""
+    m, srv = fs
+    fd = os.open(m.path("log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        assert os.write(fd, b"x" * 5000) == 5000
+        os.fsync(fd)
+        os.close(os.open(m.path("log"), os.O_WRONLY | os.O_TRUNC))
+        assert os.write(fd, b"abc") == 3
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == 3
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "log")) == b"abc"
+    assert read_file(m.path("log")) == b"abc"
+
+
+@pytest.mark.timeout(120)
+def test_read_through_another_descriptor_sees_queued_writes(slow_fs):
+    """M3: what write() accepted is what a read through another
+    descriptor returns (a `cat` right after the write), although the
+    server has not acknowledged it yet."""
+    m, srv, _ = slow_fs
+    rnd = random.Random(31)
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        old = rnd.randbytes(MiB)
+        assert os.pwrite(fd, old, 0) == MiB
+        os.fsync(fd)
+        new = rnd.randbytes(MiB // 2)
+        assert os.pwrite(fd, new, 1000) == len(new)
+        assert os.pwrite(fd, b"tail", 2 * MiB) == 4
+        want = old[:1000] + new + old[1000 + len(new):] + bytes(MiB) + b"tail"
+        assert read_file(m.path("f")) == want
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "f")) == want
+
+
+@pytest.mark.timeout(120)
+def test_overlapping_writes_of_two_descriptors_land_in_order(slow_fs):
+    """M4: a write overlapping one still queued through another
+    descriptor (maybe on another session) lands after it."""
+    m, srv, _ = slow_fs
+    rnd = random.Random(41)
+    fd1 = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd2 = os.open(m.path("f"), os.O_RDWR)
+    try:
+        first = rnd.randbytes(MiB)
+        assert os.pwrite(fd1, first, 0) == MiB
+        second = rnd.randbytes(4096)
+        assert os.pwrite(fd2, second, 8192) == 4096
+        os.fsync(fd1)
+        os.fsync(fd2)
+    finally:
+        os.close(fd1)
+        os.close(fd2)
+    want = first[:8192] + second + first[12288:]
+    assert read_file(os.path.join(srv, "f")) == want
+
+
+@pytest.mark.timeout(120)
+def test_utime_after_writes_still_queued_keeps_its_time(slow_fs):
+    """M5: utimens while writes are queued (cp -p, tar -x, rsync -t):
+    the writes land first, so they do not set the mtime to now after
+    it."""
+    m, srv, _ = slow_fs
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.pwrite(fd, random.Random(51).randbytes(MiB), 0) == MiB
+        os.utime(m.path("f"), (1_500_000_000, 1_500_000_000))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert os.stat(os.path.join(srv, "f")).st_mtime == 1_500_000_000
+
+
+@pytest.mark.timeout(120)
+def test_overlapping_writes_during_an_outage_replay_in_order(sshd, remote_subdir,
+                                                             fault_proxy,
+                                                             mount_steadyfs):
+    """M7: two overlapping writes of one descriptor queued while the link
+    is cut are sent again after the reconnect in the order write()
+    accepted them: the newer bytes win."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, port=proxy.port,
+                       expect_errors=True,
+                       opts={"connect_timeout": 1, "backoff_max": 0.5})
+    rnd = random.Random(61)
+    fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, b"x") == 1
+        os.fsync(fd)
+        older, newer = rnd.randbytes(200_000), rnd.randbytes(100_000)
+        proxy.cut()
+        try:
+            assert os.pwrite(fd, older, 0) == len(older)
+            assert os.pwrite(fd, newer, 50_000) == len(newer)
+        finally:
+            proxy.restore()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    want = older[:50_000] + newer + older[150_000:]
+    assert read_file(os.path.join(sshd.remote_dir, remote_subdir, "f")) == want

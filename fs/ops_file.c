@@ -20,7 +20,12 @@
  * fits (bounded by op_timeout: a write that fails queued nothing, and an
  * append gives its end offset back).
  * Chunks stay queued until the server acknowledges them and are resent
- * after a reconnect. flush/fsync wait for the queue to drain; a server
+ * after a reconnect, oldest first, so overlapping writes of a handle land
+ * in write() order. Calls that must see what write() accepted through any
+ * handle of the file (a read, a truncate, a utimens, an overlapping write
+ * through another handle) wait for the chunks queued before them
+ * (wait_writes: each chunk has a sequence number from vfs->wseq).
+ * flush/fsync wait for the queue to drain; a server
  * refusal becomes a sticky error returned by the next write, flush or
  * fsync. A handle released with data still unacknowledged lives on until
  * it drains or op_timeout passes; what is then dropped is logged with its

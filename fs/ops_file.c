@@ -1056,6 +1056,26 @@ static bool ino_writes_overlap(struct vfs *v, uint64_t ino,
 	return f != NULL;
 }
 
+/* The end of the furthest write queued up to `seq` still queued on a
+ * handle of `ino`, 0 when none is. */
+static uint64_t ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
+{
+	uint64_t end = 0;
+
+	pthread_mutex_lock(&v->lock);
+	for (struct fh *f = v->fhs; f; f = f->next) {
+		if (f->ino != ino)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		for (const struct wchunk *c = f->chunks; c; c = c->next)
+			if (c->seq <= seq && c->off + c->len > end)
+				end = c->off + c->len;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return end;
+}
+
 static void settle_again(struct op *op, const struct sftp_attrs *a, int err);
 
 /*
@@ -2228,6 +2248,16 @@ static void read_done(struct op *op, const struct sftp_reply *r, int err)
 		fh_op_fail(op, reply_errno(r));
 		return;
 	}
+	/* The server's end of file, before a write queued past it lands:
+	 * what lies in between is a hole. (A short read would also make
+	 * the kernel think the file ends here.) */
+	if (op->got < op->size && op->queued_end > op->off + op->got) {
+		size_t to = op->queued_end - op->off < op->size ?
+			(size_t)(op->queued_end - op->off) : op->size;
+
+		memset(op->data + op->got, 0, to - op->got);
+		op->got = to;
+	}
 	fuse_reply_buf(op->req, op->data, op->got);
 	control_add_bytes(op->v->ctl, op->got, 0);
 	op->req = NULL;
@@ -2336,10 +2366,10 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 		pthread_mutex_unlock(&fh->lock);
 		if (!more)
 			return;
-		/* A write still queued there may land after this READ: no
-		 * prefetch (checked after ra_next: one queued later drops it,
-		 * write_queued). */
-		if (ino_writes_overlap(v, fh->ino, NULL, off, off + len) ||
+		/* A write still queued there, or past it (the READ would end
+		 * early), may land after this READ: no prefetch (checked after
+		 * ra_next: one queued later drops it, write_queued). */
+		if (ino_writes_overlap(v, fh->ino, NULL, off, UINT64_MAX) ||
 		    !(pf = op_new(v, NULL, "readahead")) || !(pf->data = malloc(len))) {
 			struct op *w;
 
@@ -2364,6 +2394,7 @@ static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
 	struct fh *fh = op->fh;
 	enum ra_result res;
 
+	op->queued_end = ino_queued_end(op->v, op->ino, op->bar_seq);
 	pthread_mutex_lock(&fh->lock);
 	res = ra_lookup(&fh->ra, op, op->off, op->size);
 	pthread_mutex_unlock(&fh->lock);
@@ -2413,10 +2444,9 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	op->fh = fh;
 	fh_get(fh);
 	/* Read what write() accepted, through any descriptor: the writes
-	 * queued before this read from its offset on (past its end too: one
-	 * past the server's end would make the read end early) reach the
-	 * server first. */
-	wait_writes(op, op->off, UINT64_MAX, NULL, read_drained);
+	 * queued before this read that overlap it reach the server first
+	 * (one past it only makes the file longer: read_done). */
+	wait_writes(op, op->off, op->off + size, NULL, read_drained);
 }
 
 /* ---- the sweeper -------------------------------------------------------- */

@@ -96,6 +96,10 @@ struct op {
 	 * [bar_lo, bar_hi), on every handle of ino except bar_skip */
 	uint64_t bar_seq, bar_lo, bar_hi;
 	const struct fh *bar_skip;
+	/* a read: the end of the writes queued before it and not yet
+	 * acknowledged when it was sent (the file is at least that long
+	 * once they land) */
+	uint64_t queued_end;
 	const char *name;          /* operation name, for logs */
 	int stage;
 	uint64_t ino, parent, newparent;

@@ -439,9 +439,19 @@ def test_read_through_another_descriptor_sees_queued_writes(slow_fs):
         assert os.pwrite(fd, b"tail", 2 * MiB) == 4
         want = old[:1000] + new + old[1000 + len(new):] + bytes(MiB) + b"tail"
         assert read_file(m.path("f")) == want
+        # Behind a megabyte still queued, a write far past the server's
+        # end: a read of the hole before it is zeros, not the end of file.
+        assert os.pwrite(fd, rnd.randbytes(MiB), 0) == MiB
+        assert os.pwrite(fd, b"end", 8 * MiB) == 3
+        fd2 = os.open(m.path("f"), os.O_RDONLY)
+        try:
+            assert os.pread(fd2, 4096, 4 * MiB) == bytes(4096)
+        finally:
+            os.close(fd2)
+        os.fsync(fd)
     finally:
         os.close(fd)
-    assert read_file(os.path.join(srv, "f")) == want
+    assert os.stat(os.path.join(srv, "f")).st_size == 8 * MiB + 3
 
 
 @pytest.mark.timeout(120)

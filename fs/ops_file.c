@@ -1215,6 +1215,11 @@ static void chunk_retire(struct wchunk *c, int err)
 			fh->shi = c->off + c->len;
 	}
 	__atomic_sub_fetch(&v->unacked_bytes, c->len, __ATOMIC_RELAXED);
+	/* c may have held newer chunks back (chunks_send_locked): one
+	 * refused, asking statvfs@ why. (A closed handle sends them when
+	 * it is reopened.) */
+	if (fh->open && fh->chunks && !sent_now_locked(fh, fh->chunks_tail))
+		chunks_send_locked(fh, &tosend);
 	d = collect_waiters(fh, &w, &tosend);
 	b = fh->barriers ? settled_locked(fh) : NULL;
 	pthread_mutex_unlock(&fh->lock);

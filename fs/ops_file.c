@@ -1013,6 +1013,30 @@ static void run_drainers(struct op *d)
 
 /* ---- waiting for the writes queued before a call ------------------------ */
 
+/* The nodes that name one file: its writes, wherever queued, are ordered
+ * with each other. */
+#define FILE_NODES_MAX 16
+struct file_nodes {
+	uint64_t ids[FILE_NODES_MAX];
+	size_t n;
+};
+
+/* Without inode numbers (SFTP v3) another name of the file is not known
+ * here: only `ino` itself. */
+static void file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn)
+{
+	fn->ids[0] = ino;
+	fn->n = 1;
+}
+
+static bool file_nodes_has(const struct file_nodes *fn, uint64_t ino)
+{
+	for (size_t i = 0; i < fn->n; i++)
+		if (fn->ids[i] == ino)
+			return true;
+	return false;
+}
+
 /* Whether fh holds a write queued up to `seq` that overlaps [lo, hi).
  * fh->lock held. */
 static bool holds_back_locked(const struct fh *fh, uint64_t seq, uint64_t lo,
@@ -1024,14 +1048,14 @@ static bool holds_back_locked(const struct fh *fh, uint64_t seq, uint64_t lo,
 	return false;
 }
 
-/* The first handle of `ino` but `skip` that holds such a write, returned
- * locked; NULL when none does. vfs->lock held. */
-static struct fh *holder_locked(struct vfs *v, uint64_t ino,
+/* The first handle of the file but `skip` that holds such a write,
+ * returned locked; NULL when none does. vfs->lock held. */
+static struct fh *holder_locked(struct vfs *v, const struct file_nodes *fn,
 				const struct fh *skip, uint64_t seq,
 				uint64_t lo, uint64_t hi)
 {
 	for (struct fh *f = v->fhs; f; f = f->next) {
-		if (f->ino != ino || f == skip)
+		if (!file_nodes_has(fn, f->ino) || f == skip)
 			continue;
 		pthread_mutex_lock(&f->lock);
 		if (holds_back_locked(f, seq, lo, hi))
@@ -1041,15 +1065,17 @@ static struct fh *holder_locked(struct vfs *v, uint64_t ino,
 	return NULL;
 }
 
-/* Whether a handle of `ino` but `skip` has an unacknowledged write
- * overlapping [lo, hi). */
+/* Whether a handle of the file of `ino` but `skip` has an
+ * unacknowledged write overlapping [lo, hi). */
 static bool ino_writes_overlap(struct vfs *v, uint64_t ino,
 			       const struct fh *skip, uint64_t lo, uint64_t hi)
 {
+	struct file_nodes fn;
 	struct fh *f;
 
+	file_nodes_of(v, ino, &fn);
 	pthread_mutex_lock(&v->lock);
-	f = holder_locked(v, ino, skip, UINT64_MAX, lo, hi);
+	f = holder_locked(v, &fn, skip, UINT64_MAX, lo, hi);
 	if (f)
 		pthread_mutex_unlock(&f->lock);
 	pthread_mutex_unlock(&v->lock);
@@ -1057,14 +1083,16 @@ static bool ino_writes_overlap(struct vfs *v, uint64_t ino,
 }
 
 /* The end of the furthest write queued up to `seq` still queued on a
- * handle of `ino`, 0 when none is. */
+ * handle of the file of `ino`, 0 when none is. */
 static uint64_t ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
 {
+	struct file_nodes fn;
 	uint64_t end = 0;
 
+	file_nodes_of(v, ino, &fn);
 	pthread_mutex_lock(&v->lock);
 	for (struct fh *f = v->fhs; f; f = f->next) {
-		if (f->ino != ino)
+		if (!file_nodes_has(&fn, f->ino))
 			continue;
 		pthread_mutex_lock(&f->lock);
 		for (const struct wchunk *c = f->chunks; c; c = c->next)
@@ -1088,10 +1116,12 @@ static void settle_again(struct op *op, const struct sftp_attrs *a, int err);
 static void when_settled(struct op *op)
 {
 	struct vfs *v = op->v;
+	struct file_nodes fn;
 	struct fh *f;
 
+	file_nodes_of(v, op->ino, &fn);
 	pthread_mutex_lock(&v->lock);
-	f = holder_locked(v, op->ino, op->bar_skip, op->bar_seq, op->bar_lo,
+	f = holder_locked(v, &fn, op->bar_skip, op->bar_seq, op->bar_lo,
 			  op->bar_hi);
 	if (f) {
 		op->then = settle_again;
@@ -1607,7 +1637,10 @@ void fh_when_ino_drained(struct op *op,
 void fh_ino_changed(struct vfs *v, uint64_t ino)
 {
 	struct { struct fh *fh; struct op *w; } got[16];
+	struct file_nodes fn;
 	size_t n;
+
+	file_nodes_of(v, ino, &fn);
 
 	/* Each handle is reset once (its window goes to 0), so taking them
 	 * 16 at a time ends. The waiters are read outside the locks. */
@@ -1615,7 +1648,7 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 		n = 0;
 		pthread_mutex_lock(&v->lock);
 		for (struct fh *f = v->fhs; f && n < 16; f = f->next) {
-			if (f->ino != ino)
+			if (!file_nodes_has(&fn, f->ino))
 				continue;
 			pthread_mutex_lock(&f->lock);
 			if (ra_active(&f->ra)) {

@@ -1960,6 +1960,19 @@ static bool other_handle(struct vfs *v, struct fh *self)
 	return found;
 }
 
+/* The attributes kept for the node say it is empty (answered during a
+ * short outage, they must not show the size before an O_TRUNC open). */
+static void cached_size_zero(struct vfs *v, uint64_t ino)
+{
+	struct stat st;
+
+	if (!nodes_get_attr(v->nodes, ino, &st))
+		return;
+	st.st_size = 0;
+	st.st_blocks = 0;
+	nodes_set_attr(v->nodes, ino, &st);
+}
+
 static void open_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh;
@@ -1988,6 +2001,7 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		 * before were acknowledged first, vfs_open). */
 		fh_ino_changed(op->v, op->ino);
 		nodes_end_set(op->v->nodes, op->ino, 0);
+		cached_size_zero(op->v, op->ino);
 		nodes_ident_truncated(op->v->nodes, op->ino, 0);
 	} else if (!writable(fh->flags) && !other_handle(op->v, fh)) {
 		/* A reader's baseline for the "same file?" rule: the

@@ -1013,28 +1013,25 @@ static void run_drainers(struct op *d)
 
 /* ---- waiting for the writes queued before a call ------------------------ */
 
-/* The nodes that name one file: its writes, wherever queued, are ordered
- * with each other. */
-#define FILE_NODES_MAX 16
+/* The nodes that name one file (its link group, up to QUIET_TWINS_MAX):
+ * its writes, through whichever name, are ordered with each other. */
 struct file_nodes {
-	uint64_t ids[FILE_NODES_MAX];
+	uint64_t ids[QUIET_TWINS_MAX];
 	size_t n;
 };
 
-/* Without inode numbers (SFTP v3) another name of the file is not known
- * here: only `ino` itself. */
 static void file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn)
 {
-	fn->ids[0] = ino;
-	fn->n = 1;
+	fn->n = nodes_twins(v->nodes, ino, fn->ids, QUIET_TWINS_MAX);
+	if (fn->n == 0) {  /* forgotten meanwhile: its handles keep its id */
+		fn->ids[0] = ino;
+		fn->n = 1;
+	}
 }
 
 static bool file_nodes_has(const struct file_nodes *fn, uint64_t ino)
 {
-	for (size_t i = 0; i < fn->n; i++)
-		if (fn->ids[i] == ino)
-			return true;
-	return false;
+	return among(ino, fn->ids, fn->n);
 }
 
 /* Whether fh holds a write queued up to `seq` that overlaps [lo, hi).

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from test_ops import MiB, fs, read_file  # noqa: F401 - fs is a fixture
+from test_ops import MiB, fs, read_file, write_file  # noqa: F401 - fs is a fixture
 from test_server_input import lying_sshd
 
 
@@ -520,3 +520,28 @@ def test_overlapping_writes_during_an_outage_replay_in_order(sshd, remote_subdir
         os.close(fd)
     want = older[:50_000] + newer + older[150_000:]
     assert read_file(os.path.join(sshd.remote_dir, remote_subdir, "f")) == want
+
+
+@pytest.mark.timeout(120)
+def test_overlapping_writes_through_two_links_land_in_order(slow_fs):
+    """M4 through two names of one file (a hard link made through the
+    mount: two nodes, maybe two sessions): the newer write lands last, and
+    a read through one name sees what was written through the other."""
+    m, srv, _ = slow_fs
+    rnd = random.Random(43)
+    write_file(m.path("a"), rnd.randbytes(64 * 1024))
+    os.link(m.path("a"), m.path("b"))
+    fd1 = os.open(m.path("a"), os.O_RDWR)
+    fd2 = os.open(m.path("b"), os.O_RDWR)
+    try:
+        first = rnd.randbytes(MiB)
+        assert os.pwrite(fd1, first, 0) == MiB
+        second = rnd.randbytes(4096)
+        assert os.pwrite(fd2, second, 8192) == 4096
+        os.fsync(fd1)
+        os.fsync(fd2)
+    finally:
+        os.close(fd1)
+        os.close(fd2)
+    want = first[:8192] + second + first[12288:]
+    assert read_file(os.path.join(srv, "a")) == want

@@ -2090,6 +2090,55 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 	fh_op_end(op);
 }
 
+static void create_send(struct op *op, bool idempotent);
+
+/*
+ * The settling open found no file: the exclusive create died with its
+ * session before the server made the file, so it is sent again, within
+ * the call's deadline (a short cut must be invisible; retries.md). A
+ * refusal of it is settled again: the first one may have landed since.
+ */
+static void create_resend(struct op *op)
+{
+	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS,
+				.perm = op->mode };
+
+	log_info("create '%s': reply lost, not done on the server: sending it again",
+		 op->path);
+	op->fi.flags |= O_CREAT | O_EXCL;
+	op->stage = 0;
+	op->resent = true;
+	op->have_pre = false;
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(op->fi.flags, true),
+			  &a) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	create_send(op, false);
+}
+
+/* The settling open of an exclusive create failed with reply `r`. */
+static void create_not_there(struct op *op, const struct sftp_reply *r)
+{
+	int e;
+
+	if (op->lost && r->type == SSH_FXP_STATUS &&
+	    r->u.status.code == SSH_FX_NO_SUCH_FILE) {
+		create_resend(op);
+		return;
+	}
+	/* A resent create the server refused: that refusal is the answer
+	 * ("failure" says nothing: EIO, as an unknown outcome). */
+	e = op->lost || op->refused == SSH_FX_FAILURE ? 0 :
+		sftp_status_errno(op->refused);
+	if (!e) {
+		e = EIO;
+		op_log_error(op, EIO, "transport");
+	}
+	op_fail(op, e);
+}
+
 static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh;
@@ -2101,6 +2150,9 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		 * create is what made it (see docs/retries.md). */
 		log_info("create '%s': reply lost, settling by opening without O_EXCL",
 			 op->path);
+		op->lost = err != 0;
+		op->refused = err ? 0 : r->type == SSH_FXP_STATUS ?
+			r->u.status.code : SSH_FX_FAILURE;
 		op->fi.flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
 		op->stage = 1;  /* settling: ENOENT now means "not created" */
 		buf_reset(&op->rq.pkt);
@@ -2125,10 +2177,7 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 			return;
 		}
 		if (op->stage == 1) {
-			/* The create never reached the server: its outcome is
-			 * unknown to the caller, as after any lost call. */
-			op_log_error(op, EIO, "transport");
-			op_fail(op, EIO);
+			create_not_there(op, r);
 			return;
 		}
 		op_fail(op, reply_errno(r));

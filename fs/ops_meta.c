@@ -411,6 +411,72 @@ void vfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	op_send(op, readlink_done, true);
 }
 
+/* ---- settling a call that may have been done --------------------------- */
+
+/*
+ * A non-idempotent call whose reply was lost, or that the kernel resent
+ * and the server refused (op_maybe_done), is settled by checking its
+ * postcondition on the server: LSTAT `path`, then `then`. Remembers why.
+ */
+static void settle(struct op *op, const struct sftp_reply *r, int err,
+		   const char *path,
+		   void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	op->lost = err != 0;
+	op->refused = err ? 0 : r->type == SSH_FXP_STATUS ? r->u.status.code :
+		SSH_FX_FAILURE;
+	stat_path(op, path, then);
+}
+
+static void settled_done(struct op *op)
+{
+	log_info("%s '%s': reply lost, settled by checking the server: done",
+		 op->name, op->path);
+}
+
+/* Answers a resent call the server refused as any refusal (`done` is the
+ * call's reply step; the call no longer counts as resent). */
+static void answer_refusal(struct op *op, op_step_fn done)
+{
+	struct sftp_reply r = { .type = SSH_FXP_STATUS };
+
+	r.u.status.code = op->refused;
+	op->resent = false;
+	done(op, &r, 0);
+}
+
+/*
+ * The check found the call not done. Its reply lost: the request died
+ * with its session before the server did it, so it is sent again, within
+ * the call's own deadline (a short cut must be invisible); a refusal of
+ * this resend is settled the same way (the first request may still have
+ * been done meanwhile). A resent call the server refused: that refusal
+ * is the answer.
+ */
+static void settled_not_done(struct op *op, op_step_fn done)
+{
+	if (!op->lost) {
+		answer_refusal(op, done);
+		return;
+	}
+	log_info("%s '%s': reply lost, not done on the server: sending it again",
+		 op->name, op->path);
+	op->resent = true;
+	op->rq.cache_ok = false;
+	op->resend(op);
+}
+
+/* The server could not be asked (or its answer says nothing). */
+static void settled_unknown(struct op *op, op_step_fn done)
+{
+	if (!op->lost) {
+		answer_refusal(op, done);
+		return;
+	}
+	op_log_error(op, EIO, "transport");
+	op_fail(op, EIO);
+}
+
 /* ---- creating names: mkdir, symlink, link -------------------------------- */
 
 /* The new name exists: its entry. A hard link (op->ino, its source)
@@ -445,16 +511,18 @@ static void refine_exists(struct op *op, const struct sftp_attrs *a, int err)
 	op_fail(op, a ? EEXIST : op->err);
 }
 
-/* Settling a create whose reply was lost: it exists -> it worked. */
+static void create_name_done(struct op *op, const struct sftp_reply *r, int err);
+
+/* Settling a create: the name exists -> it was done. */
 static void settle_created(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
-		log_info("%s '%s': reply lost, settled by checking the server: done",
-			 op->name, op->path);
+		settled_done(op);
 		name_made(op, a);
+	} else if (err == ENOENT) {
+		settled_not_done(op, create_name_done);
 	} else {
-		op_log_error(op, EIO, "transport");
-		op_fail(op, EIO);
+		settled_unknown(op, create_name_done);
 	}
 }
 
@@ -466,7 +534,7 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (op_maybe_done(op, r, err)) {
-		stat_path(op, op->path, settle_created);
+		settle(op, r, err, op->path, settle_created);
 		return;
 	}
 	if (err) {
@@ -483,19 +551,43 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 }
 
+/* Sends op->rq.pkt, freshly encoded by `enc` (< 0: not encodable). */
+static void send_encoded(struct op *op, int enc, op_step_fn step)
+{
+	if (enc < 0) {
+		op_fail(op, enc == BUF_E_TOOBIG ? ENAMETOOLONG : ENOMEM);
+		return;
+	}
+	op_send(op, step, false);
+}
+
+static void mkdir_send(struct op *op)
+{
+	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS,
+				.perm = op->mode };
+
+	buf_reset(&op->rq.pkt);
+	send_encoded(op, sftp_enc_mkdir(&op->rq.pkt, 0, op->path, &a),
+		     create_name_done);
+}
+
 void vfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct op *op = name_op(req, parent, name, "mkdir");
-	struct sftp_attrs a = { .flags = SSH_FILEXFER_ATTR_PERMISSIONS };
 
 	if (!op)
 		return;
-	a.perm = mode & 07777 & ~fuse_req_ctx(req)->umask;
-	if (sftp_enc_mkdir(&op->rq.pkt, 0, op->path, &a) < 0) {
-		op_fail(op, ENOMEM);
-		return;
-	}
-	op_send(op, create_name_done, false);
+	op->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
+	op->resend = mkdir_send;
+	mkdir_send(op);
+}
+
+/* op->path2 is the link's target. */
+static void symlink_send(struct op *op)
+{
+	buf_reset(&op->rq.pkt);
+	send_encoded(op, sftp_enc_symlink(&op->rq.pkt, 0, op->path2, op->path),
+		     create_name_done);
 }
 
 void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -505,11 +597,20 @@ void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 
 	if (!op)
 		return;
-	if (sftp_enc_symlink(&op->rq.pkt, 0, link, op->path) < 0) {
+	if (!(op->path2 = strdup(link))) {
 		op_fail(op, ENOMEM);
 		return;
 	}
-	op_send(op, create_name_done, false);
+	op->resend = symlink_send;
+	symlink_send(op);
+}
+
+/* op->path2 is the existing name. */
+static void link_send(struct op *op)
+{
+	buf_reset(&op->rq.pkt);
+	send_encoded(op, sftp_enc_hardlink(&op->rq.pkt, 0, op->path2, op->path),
+		     create_name_done);
 }
 
 void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -531,26 +632,29 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		op_fail(op, EXDEV);
 		return;
 	}
-	if ((err = nodes_path_get(op->v->nodes, ino, NULL, &op->path2)) ||
-	    sftp_enc_hardlink(&op->rq.pkt, 0, op->path2, op->path) < 0) {
-		op_fail(op, err ? err : ENOMEM);
+	if ((err = nodes_path_get(op->v->nodes, ino, NULL, &op->path2))) {
+		op_fail(op, err);
 		return;
 	}
-	op_send(op, create_name_done, false);
+	op->resend = link_send;
+	link_send(op);
 }
 
 /* ---- removing names: unlink, rmdir -------------------------------------- */
 
+static void remove_done(struct op *op, const struct sftp_reply *r, int err);
+
+/* Settling a removal: the name gone -> it was done. */
 static void settle_removed(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err == ENOENT) {
-		log_info("%s '%s': reply lost, settled by checking the server: done",
-			 op->name, op->path);
+		settled_done(op);
 		nodes_unlink(op->v->nodes, op->parent, op->leaf);
 		op_fail(op, 0);
+	} else if (a) {
+		settled_not_done(op, remove_done);
 	} else {
-		op_log_error(op, EIO, "transport");
-		op_fail(op, EIO);
+		settled_unknown(op, remove_done);
 	}
 }
 
@@ -569,7 +673,7 @@ static void refine_remove(struct op *op, const struct sftp_attrs *a, int err)
 static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (op_maybe_done(op, r, err)) {
-		stat_path(op, op->path, settle_removed);
+		settle(op, r, err, op->path, settle_removed);
 		return;
 	}
 	if (err) {
@@ -586,18 +690,18 @@ static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 }
 
+static void remove_resend(struct op *op)
+{
+	buf_reset(&op->rq.pkt);
+	send_encoded(op, sftp_enc_path(&op->rq.pkt, op->flags ? SSH_FXP_RMDIR :
+				       SSH_FXP_REMOVE, 0, op->path), remove_done);
+}
+
 /* Sends the REMOVE or RMDIR (the signature of a stat_path step). */
 static void remove_send(struct op *op, const struct sftp_attrs *a, int err)
 {
-	bool rmdir = op->flags;
-
-	buf_reset(&op->rq.pkt);
-	if (sftp_enc_path(&op->rq.pkt, rmdir ? SSH_FXP_RMDIR : SSH_FXP_REMOVE,
-			  0, op->path) < 0) {
-		op_fail(op, ENOMEM);
-		return;
-	}
-	op_send(op, remove_done, false);
+	op->resend = remove_resend;
+	remove_resend(op);
 }
 
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -640,41 +744,73 @@ void vfs_rename_ok(struct op *op)
 	op_fail(op, 0);
 }
 
+static void rename_done(struct op *op, const struct sftp_reply *r, int err);
+
 static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
-		log_info("rename '%s': reply lost, settled by checking the server: done",
-			 op->path);
+		settled_done(op);
 		vfs_rename_ok(op);
 	} else {
-		op_log_error(op, EIO, "transport");
-		op_fail(op, EIO);
+		settled_unknown(op, rename_done);
 	}
 }
 
-/* Lost reply: done when the old name is gone and the new one exists. */
+/* Settling a rename: the old name gone and the new one there -> done. */
 static void settle_renamed_old(struct op *op, const struct sftp_attrs *a, int err)
 {
-	if (!a && err == ENOENT) {
+	if (!a && err == ENOENT)
 		stat_path(op, op->path2, settle_renamed_new);
+	else if (a)
+		settled_not_done(op, rename_done);
+	else
+		settled_unknown(op, rename_done);
+}
+
+/* A rename the server refused with "failure" (posix-rename@ says only
+ * that for ENOTEMPTY, EBUSY, ...): the types of the two names tell
+ * which. op->mode is the source's type. */
+static void refine_rename_target(struct op *op, const struct sftp_attrs *a, int err)
+{
+	mode_t t = a && (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? a->perm : 0;
+
+	if (!a)  /* no target (or no answer): a reason it did not name */
+		hidden_replace_undo(op, EIO);
+	else if (S_ISDIR(t) && S_ISDIR(op->mode))
+		/* a folder over a folder fails only when the target has
+		 * entries (an empty one is replaced) */
+		hidden_replace_undo(op, ENOTEMPTY);
+	else if (S_ISDIR(t))
+		hidden_replace_undo(op, EISDIR);
+	else if (S_ISDIR(op->mode))
+		hidden_replace_undo(op, ENOTDIR);
+	else
+		hidden_replace_undo(op, EIO);
+}
+
+static void refine_rename_source(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a) {
+		hidden_replace_undo(op, err == ENOENT ? ENOENT : EIO);
 		return;
 	}
-	op_log_error(op, EIO, "transport");
-	/* The old name is there: not done (a target moved aside comes back). */
-	if (a)
-		hidden_replace_undo(op, EIO);
-	else
-		op_fail(op, EIO);
+	op->mode = (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? a->perm : S_IFREG;
+	stat_path(op, op->path2, refine_rename_target);
 }
 
 static void rename_send(struct op *op, bool posix);
+
+static void rename_resend(struct op *op)
+{
+	rename_send(op, op->stage == 0);
+}
 
 static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	bool plain = op->stage == 1;
 
 	if (op_maybe_done(op, r, err)) {
-		stat_path(op, op->path, settle_renamed_old);
+		settle(op, r, err, op->path, settle_renamed_old);
 		return;
 	}
 	if (err) {
@@ -701,6 +837,10 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 	    (op->flags & RENAME_NOREPLACE)) {
 		op->err = EIO;
 		stat_path(op, op->path2, refine_exists);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
+		stat_path(op, op->path, refine_rename_source);
 		return;
 	}
 	hidden_replace_undo(op, reply_errno(r));
@@ -798,6 +938,7 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	op->newparent = newparent;
 	op->flags = flags;
+	op->resend = rename_resend;
 	if (!(op->leaf2 = strdup(newname))) {
 		op_fail(op, ENOMEM);
 		return;

@@ -130,11 +130,16 @@ static void moved_ok(struct op *op)
 		vfs_rename_ok(op);
 }
 
-/* The move's reply was lost: the source gone means it was done. */
+static void send_move(struct op *op);
+
+/* The move's reply was lost: the source gone means it was done; still
+ * there, the request died with its session and is sent again. */
 static void move_settled(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err == ENOENT) {
 		moved_ok(op);
+	} else if (a && op->lost) {
+		send_move(op);
 	} else if (a) {
 		op->err = EIO;
 		undo(op);
@@ -146,6 +151,7 @@ static void move_settled(struct op *op, const struct sftp_attrs *a, int err)
 static void moved(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
+		op->lost = err == -ECONNRESET;
 		stat_path(op, op->path, move_settled);
 		return;
 	}
@@ -172,11 +178,16 @@ static void room_refused(struct op *op, int e)
 	op_fail(op, e);
 }
 
-/* The reply to making room was lost: the target gone means it was done. */
+static void send_room(struct op *op);
+
+/* The reply to making room was lost: the target gone means it was done;
+ * still there, the request died with its session and is sent again. */
 static void room_settled(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err == ENOENT)
 		send_move(op);
+	else if (a && op->lost)
+		send_room(op);
 	else if (a)
 		room_refused(op, EIO);
 	else
@@ -187,6 +198,7 @@ static void room_settled(struct op *op, const struct sftp_attrs *a, int err)
 static void room_made(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
+		op->lost = err == -ECONNRESET;
 		stat_path(op, op->path2, room_settled);
 		return;
 	}
@@ -198,6 +210,15 @@ static void room_made(struct op *op, const struct sftp_reply *r, int err)
 	 * exists: LSTAT just saw it). */
 	room_refused(op, !aside_of(op) && r->type == SSH_FXP_STATUS &&
 		     r->u.status.code == SSH_FX_FAILURE ? ENOTEMPTY : reply_errno(r));
+}
+
+/* Makes room: an empty folder target removed, any other moved aside. */
+static void send_room(struct op *op)
+{
+	if (aside_of(op))
+		send_two(op, op->path2, aside_of(op), room_made);
+	else
+		send_one(op, SSH_FXP_RMDIR, op->path2, room_made);
 }
 
 /* A name in the target's folder for the target while it is replaced. */
@@ -236,19 +257,15 @@ static void target_seen(struct op *op, const struct sftp_attrs *a, int err)
 		return;
 	}
 	op->st.st_mode = tmode;
-	if (S_ISDIR(tmode)) {
-		send_one(op, SSH_FXP_RMDIR, op->path2, room_made);
-		return;
-	}
-	if (!(op->data = aside_path(op->path2))) {
+	if (!S_ISDIR(tmode) && !(op->data = aside_path(op->path2))) {
 		op_fail(op, ENOMEM);
 		return;
 	}
-	if (strlen(op->data) > SFTP_MAX_PATH) {
+	if (aside_of(op) && strlen(aside_of(op)) > SFTP_MAX_PATH) {
 		op_fail(op, ENAMETOOLONG);
 		return;
 	}
-	send_two(op, op->path2, op->data, room_made);
+	send_room(op);
 }
 
 static void source_seen(struct op *op, const struct sftp_attrs *a, int err)

@@ -118,7 +118,14 @@ struct op {
 	struct op *next;           /* waiting lists */
 	struct op *live_prev, *live_next;  /* vfs->live list, under vfs->lock */
 	uint64_t start_ns;
-	bool resent;               /* the kernel resent it after a daemon died */
+	bool resent;               /* the kernel resent it after a daemon died,
+				    * or settling sent it again (ops_meta.c) */
+	/* settling a non-idempotent call (ops_meta.c): its reply was lost
+	 * (then a call found not done is sent again), else `refused` is the
+	 * status the server refused a resent call with */
+	bool lost;
+	uint32_t refused;
+	void (*resend)(struct op *op);  /* encodes and sends the call again */
 	bool live;                 /* on vfs->live */
 	bool logged;               /* its failure was logged already */
 	int result;                /* errno the call ended with */

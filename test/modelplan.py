@@ -39,9 +39,11 @@ SETTLED = ("mkdir", "rmdir", "unlink", "rename", "link", "symlink")
 # (branch `writes2`: an O_TRUNC open empties the append end of every
 # descriptor, reads, utimens and overlapping writes through another
 # descriptor wait for the writes queued before them, a handle's writes
-# are sent and replayed in write() order).
+# are sent and replayed in write() order); m2 and m9 too (branch
+# `namespace`: a folder over a non-empty one is ENOTEMPTY, a call that died
+# with its session before the server did it is sent again).
 OPEN_BUGS = frozenset(KNOWN_BUGS) - {"f1", "f2", "f3", "f10", "m8",
-                                     "m1", "m3", "m4", "m5", "m7"}
+                                     "m1", "m3", "m4", "m5", "m7", "m2", "m9"}
 
 
 def parse_known(s):

@@ -22,6 +22,15 @@ comes from a JSON file named on its command line:
   "lose_rename_to": hex  a RENAME whose new name contains these bytes is
                          done by the server, then the shim exits before
                          relaying the reply (a reply lost with its session)
+  "lose_before": [hex, ...], "lose_flags": DIR
+                         the first MKDIR, RMDIR, REMOVE, RENAME, SYMLINK,
+                         exclusive OPEN, posix-rename@ or hardlink@ one of
+                         whose paths contains one of these (hex-encoded)
+                         byte strings is never passed on: the shim exits
+                         instead (the request dies with its session before
+                         the server saw it). Each string is lost once: a
+                         file named by its hex in DIR remembers it across
+                         the shim processes of later sessions
   "serve_reads": true    READ requests are answered by the shim itself,
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
@@ -48,6 +57,9 @@ REAL = "/usr/lib/openssh/sftp-server"
 FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_READDIR, FXP_RENAME, FXP_EXTENDED = 3, 4, 5, 12, 18, 200
 FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_NAME, FXP_EXT_REPLY = 101, 102, 103, 104, 201
 FXP_FSTAT = 8
+FXP_REMOVE, FXP_MKDIR, FXP_RMDIR, FXP_SYMLINK = 13, 14, 15, 20
+FXF_EXCL = 0x20
+LOSABLE_EXT = (b"posix-rename@openssh.com", b"hardlink@openssh.com")
 FX_EOF, FX_FAILURE = 1, 4
 REFUSABLE = {"open": FXP_OPEN, "close": FXP_CLOSE, "fstat": FXP_FSTAT}
 ATTR_SIZE, ATTR_PERM, ATTR_TIME = 0x1, 0x4, 0x8
@@ -101,6 +113,8 @@ class Relay:
         self.vague_renames = cfg.get("vague_renames", False)
         self.lose_rename_to = bytes.fromhex(cfg.get("lose_rename_to", ""))
         self.refuse = cfg.get("refuse", {})
+        self.lose_before = [bytes.fromhex(h) for h in cfg.get("lose_before", [])]
+        self.lose_flags = cfg.get("lose_flags", "")
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
@@ -130,6 +144,8 @@ class Relay:
         the request itself."""
         if ptype == 1:  # INIT has no id
             return False
+        if self.lose_before and self.losing(ptype, body):
+            os._exit(0)  # the request dies with the session, never done
         rid = struct.unpack_from(">I", body)[0]
         self.note_refusal(ptype, rid, body)
         if ptype == FXP_CLOSE:
@@ -160,6 +176,37 @@ class Relay:
             if h in self.handles:
                 offset, length = struct.unpack_from(">QI", body, off)
                 self.serve_read(rid, self.handles[h], offset, length)
+                return True
+        return False
+
+    def losing(self, ptype, body):
+        """True when this request is the first one to be lost for one of
+        the "lose_before" strings (remembered in "lose_flags")."""
+        off, nstr = 4, 2
+        if ptype == FXP_EXTENDED:
+            name, off = get_str(body, off)
+            if name not in LOSABLE_EXT:
+                return False
+        elif ptype == FXP_OPEN:
+            path, off = get_str(body, off)
+            if not struct.unpack_from(">I", body, off)[0] & FXF_EXCL:
+                return False
+            off, nstr = 4, 1
+        elif ptype in (FXP_REMOVE, FXP_MKDIR, FXP_RMDIR):
+            nstr = 1
+        elif ptype not in (FXP_RENAME, FXP_SYMLINK):
+            return False
+        paths = []
+        for _ in range(nstr):
+            p, off = get_str(body, off)
+            paths.append(p)
+        for m in self.lose_before:
+            if any(m in p for p in paths):
+                try:
+                    os.close(os.open(os.path.join(self.lose_flags, m.hex()),
+                                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                except FileExistsError:
+                    continue
                 return True
         return False
 

@@ -258,3 +258,83 @@ def test_listing_survives_cut_midway(proxied):
     assert lister.returncode == 0
     got = json.loads(out)
     assert len(got) == len(want) and set(got) == want
+
+
+# ---- M9: a call that died with its session is sent again --------------------
+
+def lost_names(tmp_path, *names):
+    """The shim options that lose the first request naming each of `names`
+    (test/sftpshim.py "lose_before"), and the folder that records it."""
+    flags = tmp_path / "lost"
+    flags.mkdir()
+    return flags, {"lose_before": [n.encode().hex() for n in names],
+                   "lose_flags": str(flags)}
+
+
+@pytest.mark.timeout(90)
+def test_lost_request_not_done_is_sent_again(make_sshd, mount_steadyfs, tmp_path):
+    """M9: mkdir, rmdir, unlink, rename, link, symlink and an exclusive
+    create whose request dies with its session before the server saw it
+    (the settling LSTAT finds it not done) are sent again on the new
+    session and succeed: a short cut is invisible, no EIO."""
+    from test_server_input import lying_sshd
+    names = ["lost-mk", "lost-rd", "lost-ul", "lost-rn", "lost-ln", "lost-sl",
+             "lost-cx"]
+    flags, cfg = lost_names(tmp_path, *names)
+    s = lying_sshd(make_sshd, tmp_path, **cfg)
+    srv = s.remote_dir
+    os.mkdir(os.path.join(srv, "lost-rd"))
+    for n in ("lost-ul", "lost-rn", "f"):
+        with open(os.path.join(srv, n), "wb") as f:
+            f.write(n.encode())
+    m = mount_steadyfs(s, expect_errors=True,
+                       opts={"connections": 2, "op_timeout": 10})
+    os.mkdir(m.path("lost-mk"), 0o750)
+    os.rmdir(m.path("lost-rd"))
+    os.unlink(m.path("lost-ul"))
+    os.rename(m.path("lost-rn"), m.path("renamed"))
+    os.link(m.path("f"), m.path("lost-ln"))
+    os.symlink("f", m.path("lost-sl"))
+    fd = os.open(m.path("lost-cx"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        os.write(fd, b"new")
+    finally:
+        os.close(fd)
+    # Each request really died once (the shim recorded it).
+    assert sorted(os.listdir(flags)) == sorted(n.encode().hex() for n in names)
+    got = sorted(os.listdir(srv))
+    assert got == sorted(["f", "lost-mk", "renamed", "lost-ln", "lost-sl",
+                          "lost-cx"]), got
+    assert os.path.isdir(os.path.join(srv, "lost-mk"))
+    assert os.stat(os.path.join(srv, "lost-ln")).st_ino == \
+        os.stat(os.path.join(srv, "f")).st_ino
+    assert os.readlink(os.path.join(srv, "lost-sl")) == "f"
+    with open(os.path.join(srv, "renamed"), "rb") as f:
+        assert f.read() == b"lost-rn"
+    with open(os.path.join(srv, "lost-cx"), "rb") as f:
+        assert f.read() == b"new"
+    assert len(re.findall(r"not done on the server: sending it again",
+                          m.stderr_text())) == len(names)
+
+
+@pytest.mark.timeout(90)
+def test_lost_rename_without_posix_rename_is_sent_again(make_sshd, mount_steadyfs,
+                                                        tmp_path):
+    """M9 without posix-rename@: a plain RENAME, and the fallback's step
+    that moves the target aside, whose requests die with their session
+    are sent again: both renames succeed, nothing is left aside."""
+    from test_server_input import lying_sshd
+    flags, cfg = lost_names(tmp_path, "lost-pr", ".steadyfs-replaced-")
+    s = lying_sshd(make_sshd, tmp_path, server_args=["-P", "posix-rename"], **cfg)
+    srv = s.remote_dir
+    for n, data in (("lost-pr", b"a"), ("src", b"new"), ("target", b"old")):
+        with open(os.path.join(srv, n), "wb") as f:
+            f.write(data)
+    m = mount_steadyfs(s, expect_errors=True,
+                       opts={"connections": 2, "op_timeout": 10})
+    os.rename(m.path("lost-pr"), m.path("moved"))
+    os.rename(m.path("src"), m.path("target"))
+    assert len(os.listdir(flags)) == 2
+    assert sorted(os.listdir(srv)) == ["moved", "target"]
+    with open(os.path.join(srv, "target"), "rb") as f:
+        assert f.read() == b"new"

@@ -506,6 +506,25 @@ def test_rename_replaces_atomically(fs):
     assert errno_of(os.rename, m.path("missing"), m.path("x")) == errno.ENOENT
 
 
+def test_rename_folder_over_nonempty_folder(fs):
+    """M2: a folder renamed over a folder with entries is ENOTEMPTY (the
+    server says only "failure"), and nothing moves; over an empty one it
+    replaces it."""
+    m, srv = fs
+    os.mkdir(m.path("a"))
+    write_file(m.path("a", "in-a"), b"a")
+    os.mkdir(m.path("full"))
+    write_file(m.path("full", "in-full"), b"f")
+    assert errno_of(os.rename, m.path("a"), m.path("full")) in (errno.ENOTEMPTY,
+                                                                errno.EEXIST)
+    assert sorted(os.listdir(os.path.join(srv, "a"))) == ["in-a"]
+    assert sorted(os.listdir(os.path.join(srv, "full"))) == ["in-full"]
+    os.mkdir(m.path("empty"))
+    os.rename(m.path("a"), m.path("empty"))
+    assert sorted(os.listdir(os.path.join(srv, "empty"))) == ["in-a"]
+    assert not os.path.exists(os.path.join(srv, "a"))
+
+
 def _renameat2(old, new, flags):
     libc = ctypes.CDLL(None, use_errno=True)
     at_fdcwd = -100

@@ -445,6 +445,22 @@ void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st)
 	pthread_mutex_unlock(&t->lock);
 }
 
+size_t nodes_link_peers(struct nodes *t, uint64_t id, uint64_t *out, size_t max)
+{
+	struct node *n;
+	size_t k = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = get(t, id);
+	for (struct node *p = n ? n->twin : NULL; p && p != n && k < max;
+	     p = p->twin) {
+		p->attr_time = 0;  /* no longer fresh: ask the server */
+		out[k++] = p->id;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return k;
+}
+
 bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
 			  struct stat *st)
 {
@@ -644,6 +660,13 @@ void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end)
 		n->end = end;
 		n->end_known = true;
 		record_end(t, n);
+	}
+	/* The other names of the file: an end they know is this one now. */
+	for (struct node *p = n ? n->twin : NULL; p && p != n; p = p->twin) {
+		if (p->end_known) {
+			p->end = end;
+			record_end(t, p);
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 }

@@ -16,8 +16,8 @@
 #define STEADYFS_NODES_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "identity.h"
@@ -81,6 +81,10 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);
  * is cached. */
 void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st);
 bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st);
+/* The other names of the file of `id` (its link group, nodes_twin; at
+ * most `max` in out[]); their cached attributes are no longer fresh
+ * (nodes_get_fresh_attr): the file changed through `id`. */
+size_t nodes_link_peers(struct nodes *t, uint64_t id, uint64_t *out, size_t max);
 /* Cached attributes no older than max_age_ns (CLOCK_MONOTONIC). */
 bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
 			  struct stat *st);
@@ -115,6 +119,8 @@ uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
 bool nodes_append_unreserve(struct nodes *t, uint64_t id, uint64_t off,
 			    uint64_t len);
 void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
+/* Sets the end (a truncation): also of the file's other names that
+ * know theirs (its link group, nodes_twin). */
 void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
 /* Makes the end at least `end` (known from then on). */
 void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end);

@@ -1673,8 +1673,17 @@ static int take_err(struct fh *fh)
 	return e;
 }
 
+/* Every write of fh is acknowledged: the file's other names (made by
+ * link()) show a size and mtime that may be stale now. */
+static void links_written(struct op *op, struct fh *fh)
+{
+	if (writable(fh->flags))
+		vfs_links_changed(op->v, fh->ino);
+}
+
 static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 {
+	links_written(op, op->fh);
 	fh_op_fail(op, take_err(op->fh));
 }
 
@@ -1741,6 +1750,7 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 {
 	struct fh *fh = op->fh;
 
+	links_written(op, fh);
 	/* Without fsync@ the acknowledgements are all we can wait for. */
 	if (vfs_missing_ext(op->v, SFTP_EXT_FSYNC)) {
 		fh_op_fail(op, take_err(fh));
@@ -2000,6 +2010,7 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		nodes_end_set(op->v->nodes, op->ino, 0);
 		cached_size_zero(op->v, op->ino);
 		nodes_ident_truncated(op->v->nodes, op->ino, 0);
+		vfs_links_changed(op->v, op->ino);
 	} else if (!writable(fh->flags) && !other_handle(op->v, fh)) {
 		/* A reader's baseline for the "same file?" rule: the
 		 * attributes the lookup or getattr before this open saw,

@@ -279,6 +279,7 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 	/* A time we set: the "same file?" rule no longer compares mtimes. */
 	if (op->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
 		nodes_ident_touched(op->v->nodes, op->ino);
+	vfs_links_changed(op->v, op->ino);
 	stat_path(op, op->path, getattr_done);
 }
 

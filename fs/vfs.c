@@ -291,6 +291,28 @@ void vfs_reply_entry(struct op *op, const struct sftp_attrs *a)
 	op_free(op);
 }
 
+/* Most other names of one file made stale per change; more are left to
+ * their attr_timeout. */
+#define LINK_PEERS_MAX 16
+
+void vfs_links_changed(struct vfs *v, uint64_t ino)
+{
+	uint64_t ids[LINK_PEERS_MAX];
+	size_t n = nodes_link_peers(v->nodes, ino, ids, LINK_PEERS_MAX);
+
+	for (size_t i = 0; i < n && v->se; i++) {
+		/* Attributes only (a negative offset): the kernel takes no
+		 * page lock for that, so it is safe from a session thread
+		 * while calls on that inode wait. -ENOENT: the kernel holds
+		 * no inode for that name, nothing to refresh. */
+		int rc = fuse_lowlevel_notify_inval_inode(v->se, ids[i], -1, 0);
+
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("refreshing the attributes of another name of a changed file failed: %s",
+				 strerror(-rc));
+	}
+}
+
 /* The server's extensions minus those refused at use; false when no
  * session has connected yet (nothing is known). */
 static bool known_exts(struct vfs *v, uint32_t *exts)

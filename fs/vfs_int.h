@@ -188,6 +188,10 @@ void vfs_fill_entry(struct vfs *v, struct fuse_entry_param *e, uint64_t ino,
 		    const struct stat *st);
 /* After a successful LSTAT of (parent, leaf): ref the node, cache, reply. */
 void vfs_reply_entry(struct op *op, const struct sftp_attrs *a);
+/* The attributes of the file of node `ino` changed (size, mode, times):
+ * those cached for its other names (its link group, nodes_twin), by
+ * steadyfs and by the kernel, are stale now. */
+void vfs_links_changed(struct vfs *v, uint64_t ino);
 /* True (and logs once) when the server lacks `ext`. */
 bool vfs_missing_ext(struct vfs *v, uint32_t ext);
 uint32_t vfs_exts(struct vfs *v);

@@ -561,6 +561,49 @@ def test_link(fs):
     assert os.stat(os.path.join(srv, "hard")).st_nlink == 1
 
 
+def test_link_names_share_attribute_changes(fs):
+    """Two names of one file made by link(): a truncate, chmod or utimens
+    through one is seen at once through the other (fsstress found a
+    stale size: each name had its own cached attributes)."""
+    m, srv = fs
+    write_file(m.path("a"), b"x" * 10000)
+    os.link(m.path("a"), m.path("b"))
+    assert os.stat(m.path("b")).st_size == 10000
+    os.truncate(m.path("a"), 100)
+    assert os.stat(m.path("b")).st_size == 100
+    os.truncate(m.path("b"), 50)
+    assert os.stat(m.path("a")).st_size == 50
+    assert read_file(m.path("a")) == b"x" * 50
+    os.chmod(m.path("a"), 0o600)
+    assert stat.S_IMODE(os.stat(m.path("b")).st_mode) == 0o600
+    os.utime(m.path("b"), (1_500_000_000, 1_500_000_000))
+    assert os.stat(m.path("a")).st_mtime == 1_500_000_000
+    fd = os.open(m.path("b"), os.O_WRONLY)
+    try:
+        os.ftruncate(fd, 7)
+    finally:
+        os.close(fd)
+    assert os.stat(m.path("a")).st_size == 7
+    assert os.path.getsize(os.path.join(srv, "a")) == 7
+    # A name that wrote the file knows an end of its own (for appends):
+    # a truncate through the other name moves it too (fsstress).
+    fd = os.open(m.path("b"), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"y" * 5000)
+        os.fsync(fd)
+        assert os.stat(m.path("a")).st_size == 5007
+        os.truncate(m.path("a"), 3)
+        assert os.stat(m.path("b")).st_size == 3
+        assert os.fstat(fd).st_size == 3
+        os.write(fd, b"z")
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "a")) == b"xxxz"
+    # O_TRUNC through one name.
+    os.close(os.open(m.path("a"), os.O_WRONLY | os.O_TRUNC))
+    assert os.stat(m.path("b")).st_size == 0
+
+
 def test_symlink_readlink(fs):
     m, srv = fs
     os.symlink("some/relative target", m.path("rel"))

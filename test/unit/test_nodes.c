@@ -1,0 +1,72 @@
+/*
+ * test_nodes: the link groups of names of one file in the node table
+ * (nodes_twin, nodes_link_peers): a truncate through one name must
+ * reach the others, and a node freed leaves its ring intact.
+ */
+#include <stdlib.h>
+
+#include "nodes.h"
+#include "unit.h"
+
+static size_t peers(struct nodes *t, uint64_t id, uint64_t *out)
+{
+	return nodes_link_peers(t, id, out, 8);
+}
+
+static void test_ring_join_and_leave(void)
+{
+	struct nodes *t = nodes_new("/base");
+	uint64_t a = nodes_ref(t, NODE_ROOT, "a");
+	uint64_t b = nodes_ref(t, NODE_ROOT, "b");
+	uint64_t c = nodes_ref(t, NODE_ROOT, "c");
+	uint64_t out[8];
+
+	CHECK_EQU(peers(t, a, out), 0);
+	nodes_twin(t, a, b);
+	CHECK_EQU(peers(t, a, out), 1);
+	CHECK_EQU(out[0], b);
+	nodes_twin(t, b, c);
+	CHECK_EQU(peers(t, c, out), 2);
+	/* Joining names already in one ring changes nothing. */
+	nodes_twin(t, a, c);
+	nodes_twin(t, c, a);
+	nodes_twin(t, a, a);
+	CHECK_EQU(peers(t, a, out), 2);
+	CHECK_EQU(peers(t, b, out), 2);
+	/* b forgotten: a and c still one file. */
+	nodes_forget(t, b, 1);
+	CHECK_EQU(peers(t, a, out), 1);
+	CHECK_EQU(out[0], c);
+	nodes_forget(t, c, 1);
+	CHECK_EQU(peers(t, a, out), 0);
+	/* An id forgotten before the join: nothing to join. */
+	nodes_twin(t, a, c);
+	CHECK_EQU(peers(t, a, out), 0);
+	nodes_free(t);
+}
+
+static void test_end_set_reaches_other_names(void)
+{
+	struct nodes *t = nodes_new("/base");
+	uint64_t a = nodes_ref(t, NODE_ROOT, "a");
+	uint64_t b = nodes_ref(t, NODE_ROOT, "b");
+	uint64_t c = nodes_ref(t, NODE_ROOT, "c");
+	uint64_t end = 0;
+
+	nodes_end_seed(t, b, 10000);
+	nodes_twin(t, a, b);
+	nodes_twin(t, a, c);
+	nodes_end_set(t, a, 100);
+	CHECK(nodes_end_get(t, b, &end));
+	CHECK_EQU(end, 100);
+	/* A name that did not know its end learns none. */
+	CHECK(!nodes_end_get(t, c, &end));
+	nodes_free(t);
+}
+
+int main(void)
+{
+	UNIT_RUN(test_ring_join_and_leave);
+	UNIT_RUN(test_end_set_reaches_other_names);
+	return unit_summary("test_nodes");
+}

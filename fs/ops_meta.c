@@ -324,17 +324,88 @@ static void build_setattr(struct op *op, struct sftp_attrs *a)
 	}
 }
 
-static void setattr_send(struct op *op, const struct sftp_attrs *unused, int err)
+static void setstat_send(struct op *op)
 {
 	struct sftp_attrs a;
 
 	build_setattr(op, &a);
+	buf_reset(&op->rq.pkt);
 	if (sftp_enc_setstat(&op->rq.pkt, 0, op->path, &a) < 0) {
 		op_fail(op, ENOMEM);
 		return;
 	}
 	/* Setting the same attributes twice has the same effect. */
 	op_send(op, setattr_done, true);
+}
+
+static void lsetstat_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (!err && vfs_ext_refused(op->v, SFTP_EXT_LSETSTAT, r)) {
+		op_fail(op, EOPNOTSUPP);
+		return;
+	}
+	setattr_done(op, r, err);
+}
+
+/*
+ * A symlink's own attributes (utimensat or fchownat with
+ * AT_SYMLINK_NOFOLLOW: touch -h, chown -h, cp -a, tar -x): SETSTAT
+ * follows links on OpenSSH's server and would change the target, so
+ * lsetstat@openssh.com, and without it EOPNOTSUPP (never the target). A
+ * mode is EOPNOTSUPP as on Linux, which has no mode for a symlink.
+ */
+static void lsetstat_send(struct op *op)
+{
+	struct sftp_attrs a;
+
+	if ((op->to_set & FUSE_SET_ATTR_MODE) ||
+	    vfs_missing_ext(op->v, SFTP_EXT_LSETSTAT)) {
+		op_fail(op, EOPNOTSUPP);
+		return;
+	}
+	build_setattr(op, &a);
+	buf_reset(&op->rq.pkt);
+	if (sftp_enc_lsetstat(&op->rq.pkt, 0, op->path, &a) < 0) {
+		op_fail(op, ENOMEM);
+		return;
+	}
+	op_send(op, lsetstat_done, true);
+}
+
+static void setattr_typed(struct op *op, mode_t mode)
+{
+	if (S_ISLNK(mode))
+		lsetstat_send(op);
+	else
+		setstat_send(op);
+}
+
+/* No attributes cached: the server says what the node is. */
+static void setattr_stat_done(struct op *op, const struct sftp_attrs *a, int err)
+{
+	if (!a) {
+		if (err == EIO || err == EAGAIN)
+			fail_transport(op, err == EAGAIN ? -EAGAIN : -ETIMEDOUT);
+		else
+			op_fail(op, err);
+		return;
+	}
+	setattr_typed(op, (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? a->perm :
+		      S_IFREG);
+}
+
+static void setattr_send(struct op *op, const struct sftp_attrs *unused, int err)
+{
+	struct stat cur;
+
+	/* A size is never a symlink's (the kernel follows links to
+	 * truncate); anything else depends on the node's type. */
+	if (op->to_set & FUSE_SET_ATTR_SIZE)
+		setstat_send(op);
+	else if (nodes_get_attr(op->v->nodes, op->ino, &cur))
+		setattr_typed(op, cur.st_mode);
+	else
+		stat_path(op, op->path, setattr_stat_done);
 }
 
 void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,

@@ -338,18 +338,16 @@ uint32_t vfs_exts(struct vfs *v)
 
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r)
 {
+	/* Only "unsupported" says the extension is missing. Any other
+	 * refusal, a permission denied included, is about this call (a link
+	 * into a folder the server may not write): its errno is the answer. */
 	if (r->type != SSH_FXP_STATUS ||
-	    (r->u.status.code != SSH_FX_OP_UNSUPPORTED &&
-	     r->u.status.code != SSH_FX_PERMISSION_DENIED))
+	    r->u.status.code != SSH_FX_OP_UNSUPPORTED)
 		return false;
-	/* Only "unsupported" is remembered: a permission error may be about
-	 * this one path, and the fallback is tried for this call only. */
-	if (r->u.status.code == SSH_FX_OP_UNSUPPORTED) {
-		pthread_mutex_lock(&v->lock);
-		v->refused_exts |= ext;
-		pthread_mutex_unlock(&v->lock);
-		vfs_missing_ext(v, ext);
-	}
+	pthread_mutex_lock(&v->lock);
+	v->refused_exts |= ext;
+	pthread_mutex_unlock(&v->lock);
+	vfs_missing_ext(v, ext);
 	return true;
 }
 

@@ -196,9 +196,10 @@ void vfs_links_changed(struct vfs *v, uint64_t ino);
 bool vfs_missing_ext(struct vfs *v, uint32_t ext);
 uint32_t vfs_exts(struct vfs *v);
 /*
- * True when a reply to an extension request says the server will not do
- * it (OP_UNSUPPORTED, or PERMISSION_DENIED as sftp-server -P answers);
- * then the extension is treated as missing from now on, logged once.
+ * True when a reply to an extension request says the server does not
+ * have it (OP_UNSUPPORTED); then the extension is treated as missing from
+ * now on, logged once. Any other refusal (PERMISSION_DENIED included) is
+ * false: the caller answers it with its errno, as for any request.
  */
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 

@@ -4,12 +4,13 @@ Each test runs a private sshd whose internal-sftp denies one request with
 `-P NAME` (names as `sftp-server -Q requests` prints them: posix-rename,
 fsync, hardlink, limits, statvfs). OpenSSH 9.2 then also leaves the
 extension out of its VERSION packet (test_denial_is_real shows it with
-OpenSSH's own client); older servers advertised it and answered
-PERMISSION_DENIED, which steadyfs handles the same way, except for
-fsync@openssh.com: advertised and refused, fsync fails with the refusal's
-errno (test_writes.py). Either way steadyfs
-must take the documented fallback, keep working, and say so once in its
-log. (internal-sftp's own log does not reach sshd's -E file.)
+OpenSSH's own client), and steadyfs must take the documented fallback,
+keep working, and say so once in its log. (Older servers advertised it
+and answered PERMISSION_DENIED: steadyfs answers that with its errno,
+EACCES, as any refusal of a call; only OP_UNSUPPORTED means the
+extension is missing: test_refused_extension_call_gives_its_errno, and
+for fsync@openssh.com test_writes.py.) (internal-sftp's own log does not
+reach sshd's -E file.)
 """
 
 import errno
@@ -161,3 +162,52 @@ def test_all_denied_at_once(make_sshd, mount_steadyfs):
     assert read_file(m.path("b")) == data
     for word in ("posix-rename", "fsync", "hardlink", "limits", "statvfs"):
         assert len(fallback_lines(m, word)) == 1, (word, m.stderr_text())
+
+
+def test_no_lsetstat(make_sshd, mount_steadyfs):
+    """Without lsetstat@openssh.com a symlink's own times or owner cannot
+    be set (SETSTAT would follow the link and change its target): the
+    call fails with EOPNOTSUPP and the target is untouched."""
+    s = denying(make_sshd, "lsetstat")
+    m = mount_steadyfs(s)
+    target = os.path.join(s.remote_dir, "target")
+    write_file(target, b"t")
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    os.symlink("target", m.path("link"))
+    with pytest.raises(OSError) as e:
+        os.utime(m.path("link"), (1_600_000_000, 1_600_000_000),
+                 follow_symlinks=False)
+    assert e.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as e:
+        os.chown(m.path("link"), 4321, 4321, follow_symlinks=False)
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert os.stat(target).st_mtime == 1_000_000_000
+    assert os.stat(target).st_uid == 0
+    # Through the link, the target: as on Linux.
+    os.utime(m.path("link"), (1_700_000_000, 1_700_000_000))
+    assert os.stat(target).st_mtime == 1_700_000_000
+    assert len(fallback_lines(m, "lsetstat")) == 1, m.stderr_text()
+
+
+def test_refused_extension_call_gives_its_errno(sshd, remote_subdir, mount_steadyfs):
+    """An offered extension the server refuses for this call (a hard link
+    into a folder it may not write: PERMISSION_DENIED) fails with that
+    errno, not with the errno of a missing extension (EXDEV); the next
+    link elsewhere works (the extension is not taken for missing)."""
+    from test_server_input import immutable
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir)
+    srv = os.path.join(sshd.remote_dir, remote_subdir)
+    write_file(os.path.join(srv, "orig"), b"warc")
+    os.mkdir(os.path.join(srv, "ro"))
+    with immutable(os.path.join(srv, "ro")):
+        with pytest.raises(OSError) as e:
+            os.link(m.path("orig"), m.path("ro", "l"))
+        assert e.value.errno in (errno.EACCES, errno.EPERM)
+        with pytest.raises(OSError) as e:
+            os.rename(m.path("orig"), m.path("ro", "moved"))
+        assert e.value.errno in (errno.EACCES, errno.EPERM)
+    assert read_file(os.path.join(srv, "orig")) == b"warc"
+    os.link(m.path("orig"), m.path("l2"))
+    assert os.stat(os.path.join(srv, "l2")).st_nlink == 2
+    assert not fallback_lines(m, "hardlink") and not fallback_lines(m, "posix-rename")
+

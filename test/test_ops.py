@@ -624,6 +624,33 @@ def test_symlink_readlink(fs):
     assert os.path.isfile(m.path("tof"))
 
 
+def test_setattr_of_symlink_leaves_its_target(fs):
+    """touch -h and chown -h act on the symlink itself (lsetstat@, which
+    OpenSSH's server offers), never on the file it points to; without
+    AT_SYMLINK_NOFOLLOW they act on the target, as on Linux."""
+    m, srv = fs
+    target = os.path.join(srv, "target")
+    write_file(target, b"t")
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    os.symlink("target", m.path("link"))
+    os.utime(m.path("link"), (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    assert os.stat(target).st_mtime == 1_000_000_000
+    assert os.lstat(os.path.join(srv, "link")).st_mtime == 1_600_000_000
+    assert os.lstat(m.path("link")).st_mtime == 1_600_000_000
+    os.chown(m.path("link"), 4321, 4321, follow_symlinks=False)
+    assert os.lstat(os.path.join(srv, "link")).st_uid == 4321
+    assert os.stat(target).st_uid == 0
+    # A dangling link too (SETSTAT would fail with ENOENT on it).
+    os.symlink("nowhere", m.path("dangling"))
+    os.utime(m.path("dangling"), (1_500_000_000, 1_500_000_000),
+             follow_symlinks=False)
+    assert os.lstat(os.path.join(srv, "dangling")).st_mtime == 1_500_000_000
+    # Following the link: the target changes.
+    os.utime(m.path("link"), (1_700_000_000, 1_700_000_000))
+    assert os.stat(target).st_mtime == 1_700_000_000
+    assert os.lstat(os.path.join(srv, "link")).st_mtime == 1_600_000_000
+
+
 # ---- attributes ----------------------------------------------------------------
 
 def test_chmod(fs):

@@ -289,9 +289,17 @@ static void fh_seen(struct fh *fh, const struct sftp_attrs *a)
 				 node_quiet(fh->v, fh->ino));
 }
 
-static void note_append(void *tk, uint64_t off)
+/* nodes_append_reserve_noted's note: the request's facts travel with it. */
+struct append_note {
+	struct takeover *tk;
+	struct tk_call call;
+};
+
+static void note_append(void *arg, uint64_t off)
 {
-	takeover_note_append(tk, off);
+	struct append_note *an = arg;
+
+	takeover_note_append(an->tk, an->call, off);
 }
 
 /* Records the handle for a later daemon; returns the kernel's fi->fh,
@@ -1518,6 +1526,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
 	struct vfs *v = vfs_of(req);
 	struct fh *fh = fh_of(v, fi);
+	struct append_note an = { v->tk, takeover_call() };
 	uint64_t at = (uint64_t)off;
 	struct wchunk *list, *tosend = NULL;
 	struct op *op;
@@ -1557,17 +1566,17 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	if (append && takeover_append_offset(v->tk, &at)) {
+	if (append && takeover_append_offset(v->tk, an.call, &at)) {
 		/* Resent after a daemon died: where the first one put it. */
 		kind = W_APPEND_RESENT;
 		nodes_end_raise(v->nodes, ino, at + size);
-		takeover_note_append(v->tk, at);
+		takeover_note_append(v->tk, an.call, at);
 	} else if (append) {
 		/* Noted before the end moves: a death in between must not
 		 * leave the resend a new offset past a hole. */
 		kind = W_APPEND;
 		at = nodes_append_reserve_noted(v->nodes, ino, size,
-						note_append, v->tk);
+						note_append, &an);
 	}
 	/* The whole write is copied first and queued only when all of it
 	 * fits: a write that fails has queued none of its bytes. */

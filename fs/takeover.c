@@ -69,8 +69,8 @@ struct takeover {
 	size_t noffs;
 };
 
-static __thread bool tl_resent;
-static __thread uint64_t tl_unique;   /* of the request being dispatched */
+/* The request this FUSE worker read and dispatches (takeover.h). */
+static __thread struct tk_call tl_call;
 
 static void signal_set(sigset_t *set)
 {
@@ -81,9 +81,9 @@ static void signal_set(sigset_t *set)
 	sigaddset(set, SIGHUP);
 }
 
-bool takeover_current_resent(void)
+struct tk_call takeover_call(void)
 {
-	return tl_resent;
+	return tl_call;
 }
 
 struct takeover *takeover_from_env(char *err, size_t errsz)
@@ -213,8 +213,7 @@ static void note_request(struct takeover *t, const void *buf, size_t n)
 		return;
 	if (in->opcode == FUSE_INIT)
 		ks_save_init(t->ks, buf, n);
-	tl_resent = in->unique & UNIQUE_RESEND_BIT;
-	tl_unique = in->unique;
+	tl_call = (struct tk_call){ in->unique, in->unique & UNIQUE_RESEND_BIT };
 	if (has_reply(in->opcode)) {
 		ks_inflight_add(t->ks, in->unique);
 		__atomic_add_fetch(&t->inflight, 1, __ATOMIC_SEQ_CST);
@@ -271,7 +270,7 @@ static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct takeover *t = vfs_takeover(userdata);
 
-	tl_resent = false;
+	tl_call = (struct tk_call){ 0 };
 	for (;;) {
 		ssize_t n;
 
@@ -389,11 +388,12 @@ static void resend_inflight(struct takeover *t)
 	free(offs);
 }
 
-bool takeover_append_offset(struct takeover *t, uint64_t *off)
+bool takeover_append_offset(const struct takeover *t, struct tk_call c,
+			    uint64_t *off)
 {
-	uint64_t u = tl_unique & ~UNIQUE_RESEND_BIT;
+	uint64_t u = c.unique & ~UNIQUE_RESEND_BIT;
 
-	if (!t || !tl_resent)
+	if (!t || !c.resent)
 		return false;
 	for (size_t i = 0; i < t->noffs; i++)
 		if (t->offs[i].unique == u) {
@@ -403,10 +403,10 @@ bool takeover_append_offset(struct takeover *t, uint64_t *off)
 	return false;
 }
 
-void takeover_note_append(struct takeover *t, uint64_t off)
+void takeover_note_append(struct takeover *t, struct tk_call c, uint64_t off)
 {
-	if (t)
-		ks_inflight_offset(t->ks, tl_unique, off);
+	if (t && c.unique)
+		ks_inflight_offset(t->ks, c.unique, off);
 }
 
 int takeover_resume(struct takeover *t, struct fuse_session *se)

@@ -68,17 +68,37 @@ int takeover_stop_signal(const struct takeover *t);
 /* Tells the keeper the daemon serves. */
 void takeover_serving(struct takeover *t);
 
-/* True while the calling thread dispatches a request the kernel resent
- * (it may have been executed once already). */
-bool takeover_current_resent(void);
+/*
+ * What the take-over knows of one request: its unique id as the kernel
+ * sent it, and whether the kernel resent it after a daemon died (then it
+ * may have been executed once already).
+ */
+struct tk_call {
+	uint64_t unique;
+	bool resent;
+};
 
 /*
- * Appends: the offset given to the request being dispatched is recorded
+ * The one accessor for those facts. libfuse 3.14 gives a handler no way
+ * to learn its request's unique id, and its worker reads a request and
+ * dispatches it on the same thread, so the read wrapper keeps the facts
+ * of the request it read for that thread. Valid only on a FUSE worker
+ * thread, inside the handler of the request it read (anywhere else it
+ * answers { 0, false }): a handler takes them once, at its start, and
+ * from then on they travel as values (op_new keeps `resent` in the op;
+ * the write handler passes them to the two calls below). Nothing else in
+ * the daemon reads them from the thread.
+ */
+struct tk_call takeover_call(void);
+
+/*
+ * Appends: the offset given to the request `c` is recorded
  * (takeover_note_append, before its data is sent); when the kernel
  * resends it to a later daemon, takeover_append_offset returns that same
  * offset, so the data lands where it may already be instead of twice.
  */
-void takeover_note_append(struct takeover *t, uint64_t off);
-bool takeover_append_offset(struct takeover *t, uint64_t *off);
+void takeover_note_append(struct takeover *t, struct tk_call c, uint64_t off);
+bool takeover_append_offset(const struct takeover *t, struct tk_call c,
+			    uint64_t *off);
 
 #endif

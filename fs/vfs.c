@@ -37,7 +37,7 @@ struct op *op_new(struct vfs *v, fuse_req_t req, const char *name)
 	op->start_ns = clock_mono_ns();
 	op->rq.deadline = op->start_ns + v->op_timeout_ns;
 	if (req) {
-		op->resent = takeover_current_resent();
+		op->resent = takeover_call().resent;
 		pthread_mutex_lock(&v->lock);
 		op->live_prev = v->live_tail;
 		if (v->live_tail)

@@ -85,10 +85,44 @@ static bool same_file(const struct node *a, const struct node *b)
 	return a && b && (a == b || (a->twins && a->twins == b->twins));
 }
 
-/* Whether nothing needs node n any more: no lookups, no handles. */
+/* Whether the kernel or a handle holds node n. */
+static bool live(const struct node *n)
+{
+	return n->id == NODE_ROOT || n->nlookup || n->pins;
+}
+
+/* Named link group members the kernel forgot, kept per group at most. */
+#define KEPT_NAMES_MAX 4
+
+/*
+ * Whether n, which the kernel forgot, stays for its name: it is in a link
+ * group another member of which is held, and the group keeps fewer than
+ * KEPT_NAMES_MAX such names besides it. A later lookup of the name then
+ * finds the group's node (and identity) again instead of making one that
+ * a write through the group would not move (identity.h). Memory stays
+ * within KEPT_NAMES_MAX per file the kernel holds.
+ */
+static bool kept_for_name(const struct node *n)
+{
+	bool held = false;
+	unsigned kept = 0;
+
+	if (!n->name || !n->twin)
+		return false;
+	for (const struct node *m = n->twin; m != n; m = m->twin) {
+		if (live(m))
+			held = true;
+		else if (m->name)
+			kept++;
+	}
+	return held && kept < KEPT_NAMES_MAX;
+}
+
+/* Whether nothing needs node n any more: no lookups, no handles, not
+ * kept for its name. */
 static bool unused(const struct node *n)
 {
-	return n->id != NODE_ROOT && !n->nlookup && !n->pins;
+	return !live(n) && !kept_for_name(n);
 }
 
 static void link_name(struct nodes *t, struct node *n)
@@ -519,7 +553,7 @@ void nodes_prime(struct nodes *t, uint64_t parent, const char *name,
 
 static void free_node_locked(struct nodes *t, struct node *n)
 {
-	struct node **pp;
+	struct node **pp, *rest = n->twin;
 
 	twin_leave(t, n);  /* before its name goes: see there */
 	unlink_name(t, n);
@@ -532,6 +566,10 @@ static void free_node_locked(struct nodes *t, struct node *n)
 		pp = &(*pp)->next_id;
 	*pp = n->next_id;
 	free(n);
+	/* The names kept for the group (kept_for_name) go with its last
+	 * held member, one by one (each frees the next). */
+	if (rest && unused(rest))
+		free_node_locked(t, rest);
 }
 
 void nodes_prune(struct nodes *t, uint64_t max_age_ns)
@@ -545,7 +583,10 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns)
 		while (n) {
 			struct node *next = n->next_id;
 
-			if (unused(n) && !n->end_known && now - n->attr_time > max_age_ns)
+			/* Not a link group member: its freeing may free the
+			 * rest of the group (free_node_locked), `next` too. */
+			if (unused(n) && !n->twin && !n->end_known &&
+			    now - n->attr_time > max_age_ns)
 				free_node_locked(t, n);
 			n = next;
 		}

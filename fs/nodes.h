@@ -158,9 +158,13 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
  * rename of one onto another of its group changes nothing on the server
  * (rename(2)); the two nodes swap names, as the kernel now has the
  * source's node at the new name.
- * A member freed while it still has its name (the kernel forgot it)
- * leaves the rest judged by type only (identity.h): memory stays bounded
- * by what the kernel holds.
+ * A member the kernel forgot while it still has its name (the target of
+ * such a rename, say) stays while another member is held, up to 4 such
+ * names per group: a later lookup of the name finds it again, in the
+ * group, with the file's identity (a new node there would keep a
+ * baseline a write through the group does not move, and fail its
+ * reopen). Beyond that, or freed, it leaves the rest judged by type only
+ * (identity.h): memory stays within 5 nodes per file the kernel holds.
  * nodes_twins fills ids with id and the rest of its group (up to max)
  * and returns how many.
  */

@@ -817,6 +817,10 @@ def run_here(args):
             if d:
                 print_divergence(d, meta["trace"][:d.index + 1])
                 total.failed.append(meta.get("seed"))
+                log_path = os.path.join(mounts.build_dir(), "modelcheck-trace.stderr")
+                with open(log_path, "w") as f:
+                    f.write(getattr(d, "stderr", ""))
+                print(f"daemon log: {log_path}")
         else:
             run_seeds(env, args, total)
     finally:

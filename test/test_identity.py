@@ -410,6 +410,36 @@ def test_hard_link_group_across_daemon_kill(private):
     write_through_link(private, restart=True)
 
 
+@pytest.mark.timeout(60)
+def test_hard_link_renamed_onto_its_twin_keeps_the_group(private):
+    """rename(2) between two links of one file does nothing on the server
+    (both names stay), but the kernel drops the target's inode and
+    forgets its node. A later open of that name got a node of its own,
+    outside the link group: a truncate through the other name did not
+    move its baseline, and after a cut its reopen judged the file "not
+    the same" (fsync EIO; model checker seed 310660)."""
+    m, server, remote = private()
+    with open(m.path("d"), "wb") as f:
+        f.write(FIRST)
+    os.rename(m.path("d"), m.path("b"))
+    os.link(m.path("b"), m.path("d"))
+    os.rename(m.path("b"), m.path("d"))
+    assert read_file(os.path.join(remote, "b")) == FIRST
+    fd_d = os.open(m.path("d"), os.O_RDWR)
+    fd_b = os.open(m.path("b"), os.O_WRONLY)
+    try:
+        os.ftruncate(fd_d, 100)
+        kill_sessions(server)
+        assert os.pwrite(fd_b, SECOND, 0) == len(SECOND)
+        os.fsync(fd_b)
+    finally:
+        os.close(fd_b)
+        os.close(fd_d)
+    want = SECOND + FIRST[len(SECOND):] + bytes(90)
+    assert read_file(os.path.join(remote, "b")) == want
+    assert read_file(os.path.join(remote, "d")) == want
+
+
 # ---- across a daemon restart (the take-over state) ---------------------------
 
 def restart_daemon(m):

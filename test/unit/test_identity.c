@@ -176,11 +176,48 @@ static void test_link_group(void)
 	nodes_forget(t, c, 1);          /* no name left: no other writer */
 	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
 	CHECK(nodes_ident_get(t, a, &x) && !x.shared);
-	nodes_forget(t, b, 1);          /* forgotten, still named */
-	CHECK_EQU(nodes_twins(t, a, ids, 4), 1);
-	CHECK(nodes_ident_get(t, a, &x) && x.shared);
+	nodes_forget(t, b, 1);          /* forgotten, still named: kept */
+	CHECK_EQU(nodes_twins(t, a, ids, 4), 2);
+	CHECK(nodes_ident_get(t, a, &x) && !x.shared);
 	nodes_ident_sent(t, a, 70);
-	CHECK(nodes_ident_get(t, a, &x) && x.hi == 70);
+	CHECK_EQU(nodes_ref(t, NODE_ROOT, "b"), b);  /* the group's node */
+	CHECK(nodes_ident_get(t, b, &x) && x.hi == 70);
+	nodes_forget(t, b, 1);
+	nodes_forget(t, a, 1);          /* the last held: the kept one goes */
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "a"), 0);
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "b"), 0);
+	nodes_free(t);
+}
+
+/* At most 4 forgotten names per group stay; past that the group is
+ * judged by type only, and all go with the last held member. */
+static void test_kept_names_bounded(void)
+{
+	struct nodes *t = nodes_new("/r");
+	char name[8];
+	uint64_t a, l[5], ids[8];
+	struct ident x;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	a = nodes_ref(t, NODE_ROOT, "a");
+	nodes_ident_seen(t, a, 10, true, 5, true);
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "l%d", i);
+		l[i] = nodes_ref(t, NODE_ROOT, name);
+		nodes_twin(t, a, l[i]);
+	}
+	CHECK_EQU(nodes_twins(t, a, ids, 8), 6);
+	for (int i = 0; i < 5; i++)
+		nodes_forget(t, l[i], 1);
+	CHECK_EQU(nodes_twins(t, a, ids, 8), 5);
+	CHECK(nodes_ident_get(t, a, &x) && x.shared);
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "l0"), l[0]);
+	CHECK_EQU(nodes_find(t, NODE_ROOT, "l4"), 0);
+	nodes_forget(t, a, 1);
+	for (int i = 0; i < 4; i++)
+		CHECK(!nodes_ident_get(t, l[i], &x));
 	nodes_free(t);
 }
 
@@ -194,5 +231,6 @@ int main(void)
 	UNIT_RUN(test_maybe_truncated);
 	UNIT_RUN(test_shared_judges_type_only);
 	UNIT_RUN(test_link_group);
+	UNIT_RUN(test_kept_names_bounded);
 	return unit_summary("test_identity");
 }

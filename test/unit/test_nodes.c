@@ -33,10 +33,14 @@ static void test_ring_join_and_leave(void)
 	nodes_twin(t, a, a);
 	CHECK_EQU(peers(t, a, out), 2);
 	CHECK_EQU(peers(t, b, out), 2);
-	/* b forgotten: a and c still one file. */
+	/* b forgotten while named: kept for its name (nodes.h). */
 	nodes_forget(t, b, 1);
+	CHECK_EQU(peers(t, a, out), 2);
+	/* b unlinked too: gone; a and c still one file. */
+	nodes_unlink(t, NODE_ROOT, "b");
 	CHECK_EQU(peers(t, a, out), 1);
 	CHECK_EQU(out[0], c);
+	nodes_unlink(t, NODE_ROOT, "c");
 	nodes_forget(t, c, 1);
 	CHECK_EQU(peers(t, a, out), 0);
 	/* An id forgotten before the join: nothing to join. */

@@ -18,7 +18,8 @@
  * (hidden_replace), so its descriptors keep reading and writing the
  * replaced file. rmdir of a folder that holds nothing but hidden files
  * moves those still open to the mount's root first, so the folder can
- * go, as on a local disk.
+ * go, as on a local disk; so does a rename of a folder onto it (which
+ * puts them back when the rename fails).
  *
  * Not seen by this: a hidden file left by a steadyfs killed together with
  * its keeper (the take-over state is gone with it): it stays on the
@@ -26,6 +27,7 @@
  * deleted by name or on the server (docs/retries.md).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,16 +219,20 @@ static void unreplaced(struct op *op, const struct sftp_reply *r, int err)
 	op_fail(op, op->err);
 }
 
+static bool put_back_moved(struct op *op);
+
 void hidden_replace_undo(struct op *op, int err)
 {
 	char *from;
 
+	op->err = err;
+	if (put_back_moved(op))
+		return;
 	if (!op->ino || !nodes_is_hidden(op->v->nodes, op->ino) ||
 	    !(from = nodes_path(op->v->nodes, op->ino))) {
 		op_fail(op, err);
 		return;
 	}
-	op->err = err;
 	buf_reset(&op->rq.pkt);
 	/* Plain RENAME: a name taken meanwhile is not replaced. */
 	if (sftp_enc_rename(&op->rq.pkt, 0, from, op->path2) < 0) {
@@ -300,6 +306,7 @@ void hidden_release(struct vfs *v, uint64_t id)
 
 struct evacuation {
 	uint64_t dir;
+	const char *path;          /* the folder's (op->path or op->path2) */
 	size_t n, next;
 	uint64_t ids[EVACUATE_MAX];
 	char *leaf;                /* of the file being moved */
@@ -308,7 +315,16 @@ struct evacuation {
 	bool (*held)(struct vfs *, uint64_t);
 	uint8_t h[SFTP_MAX_HANDLE];  /* its listing's handle */
 	size_t hlen;
+	struct hidden_moves *moves;  /* a rename's: what was moved, or NULL */
 	void (*then)(struct op *, const struct sftp_attrs *, int);
+};
+
+/* The files a rename's evacuation moved to the root (op->moved). */
+struct hidden_moves {
+	uint64_t dir;              /* the folder they came from */
+	size_t n, next;
+	uint64_t ids[EVACUATE_MAX];
+	char leaf[NAME_MAX + 1];   /* of the one being put back */
 };
 
 static void evacuate_next(struct op *op);
@@ -320,6 +336,12 @@ static void evacuated(struct op *op)
 	void (*then)(struct op *, const struct sftp_attrs *, int) = e->then;
 
 	free(e->leaf);
+	if (e->moves && e->moves->n) {
+		free(op->moved);
+		op->moved = e->moves;
+	} else {
+		free(e->moves);
+	}
 	free(e);
 	op->data = NULL;
 	then(op, NULL, 0);
@@ -335,12 +357,17 @@ static void moved(struct op *op, const struct sftp_reply *r, int err)
 	if (err) {
 		free(e->leaf);
 		e->leaf = NULL;
+		free(e->moves);  /* no session to put them back with */
+		e->moves = NULL;
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
 		return;
 	}
-	if (ok && r->u.status.code == SSH_FX_OK && e->moving)
+	if (ok && r->u.status.code == SSH_FX_OK && e->moving) {
 		nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
+		if (e->moves)
+			e->moves->ids[e->moves->n++] = e->ids[e->next - 1];
+	}
 	else if (ok && !e->moving && (r->u.status.code == SSH_FX_OK ||
 				      r->u.status.code == SSH_FX_NO_SUCH_FILE))
 		nodes_hidden_gone(op->v->nodes, e->ids[e->next - 1]);
@@ -453,27 +480,105 @@ static void list_opened(struct op *op, const struct sftp_reply *r, int err)
 	op_send_on(op, listed, op->rq.served_by, op->rq.served_gen);
 }
 
-void hidden_evacuate(struct op *op, uint64_t dir,
+static void evacuate(struct op *op, uint64_t dir, const char *path, bool remember,
 		     bool (*held)(struct vfs *v, uint64_t id),
 		     void (*then)(struct op *, const struct sftp_attrs *, int))
 {
 	struct evacuation *e = calloc(1, sizeof(*e));
 
 	if (!e || !dir ||
-	    !(e->n = nodes_hidden_list(op->v->nodes, dir, e->ids, EVACUATE_MAX))) {
+	    !(e->n = nodes_hidden_list(op->v->nodes, dir, e->ids, EVACUATE_MAX)) ||
+	    (remember && !(e->moves = calloc(1, sizeof(*e->moves))))) {
 		free(e);
 		then(op, NULL, 0);
 		return;
 	}
 	e->dir = dir;
+	e->path = path;
 	e->held = held;
 	e->then = then;
+	if (e->moves)
+		e->moves->dir = dir;
 	free(op->data);
 	op->data = (char *)e;
 	buf_reset(&op->rq.pkt);
-	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, op->path) < 0) {
+	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_OPENDIR, 0, path) < 0) {
 		evacuate_next(op);
 		return;
 	}
 	op_send(op, list_opened, true);
+}
+
+void hidden_evacuate(struct op *op, uint64_t dir,
+		     bool (*held)(struct vfs *v, uint64_t id),
+		     void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	evacuate(op, dir, op->path, false, held, then);
+}
+
+void hidden_evacuate_target(struct op *op, uint64_t dir,
+			    bool (*held)(struct vfs *v, uint64_t id),
+			    void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	evacuate(op, dir, op->path2, true, held, then);
+}
+
+/* ---- a failed rename: the moved hidden files go back --------------------- */
+
+static void put_back_next(struct op *op);
+
+static void put_back(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct hidden_moves *m = op->moved;
+
+	if (!err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK)
+		nodes_rename(op->v->nodes, NODE_ROOT, m->leaf, m->dir, m->leaf);
+	else
+		log_warn("rename onto '%s' failed, and the open file '%s' moved out of it could not be put back: it stays at the root until closed",
+			 op->path2, m->leaf);
+	put_back_next(op);
+}
+
+static void put_back_next(struct op *op)
+{
+	struct hidden_moves *m = op->moved;
+
+	while (m->next < m->n) {
+		uint64_t id = m->ids[m->next++];
+		char *from = nodes_is_hidden(op->v->nodes, id) ?
+			     nodes_path(op->v->nodes, id) : NULL;
+		char *slash = from ? strrchr(from, '/') : NULL;
+		char *to = NULL;
+		int enc = -1;
+
+		/* Still at the root, where the evacuation put it (a file
+		 * closed meanwhile is gone, or going: left alone). */
+		if (slash && strlen(slash + 1) < sizeof(m->leaf) &&
+		    nodes_find(op->v->nodes, NODE_ROOT, slash + 1) == id) {
+			strcpy(m->leaf, slash + 1);
+			to = nodes_child_path(op->v->nodes, m->dir, m->leaf);
+		}
+		buf_reset(&op->rq.pkt);
+		/* Plain RENAME: a name taken meanwhile is not replaced. */
+		if (to)
+			enc = sftp_enc_rename(&op->rq.pkt, 0, from, to);
+		free(from);
+		free(to);
+		if (enc == 0) {
+			op_send(op, put_back, false);
+			return;
+		}
+	}
+	op_fail(op, op->err);
+}
+
+/* Starts putting op->moved back, then fails op with op->err; false when
+ * nothing was moved. */
+static bool put_back_moved(struct op *op)
+{
+	if (!op->moved || !op->moved->n)
+		return false;
+	op->moved->next = 0;
+	put_back_next(op);
+	return true;
 }

@@ -32,6 +32,10 @@ struct node {
 	uint64_t end;          /* end-of-file offset for appends */
 	struct ident ident;    /* for the "same file?" rule (identity.h) */
 	bool hidden;           /* unlinked while open: name is a hidden one */
+	/* hidden children: kept while it has any, since their paths go
+	 * through it (the kernel may forget a folder it invalidated, a
+	 * failed rename's target say, before its hidden file's release) */
+	uint32_t hidden_kids;
 	uint32_t twins;        /* link group (nodes_twin), 0 none */
 	struct node *twin;     /* next of its group's ring, NULL alone */
 	uint32_t pins;         /* open handles: kept after the kernel forgets */
@@ -118,11 +122,24 @@ static bool kept_for_name(const struct node *n)
 	return held && kept < KEPT_NAMES_MAX;
 }
 
-/* Whether nothing needs node n any more: no lookups, no handles, not
+/* Whether nothing needs node n any more: no lookups, no handles, no
+ * hidden children, not
  * kept for its name. */
 static bool unused(const struct node *n)
 {
-	return !live(n) && !kept_for_name(n);
+	return !live(n) && !n->hidden_kids && !kept_for_name(n);
+}
+
+/* A hidden node joins (add) or leaves folder `parent`. Lock held. A
+ * folder left unused is freed by the next nodes_prune. */
+static void count_hidden_kid(struct nodes *t, uint64_t parent, bool add)
+{
+	struct node *p = get(t, parent);
+
+	if (p && add)
+		p->hidden_kids++;
+	else if (p && p->hidden_kids)
+		p->hidden_kids--;
 }
 
 static void link_name(struct nodes *t, struct node *n)
@@ -400,6 +417,10 @@ static void give_name(struct nodes *t, struct node *n, uint64_t parent,
 		      const char *name, char *copy)
 {
 	unlink_name(t, n);
+	if (n->hidden && n->parent != parent) {
+		count_hidden_kid(t, n->parent, false);
+		count_hidden_kid(t, parent, true);
+	}
 	n->parent = parent;
 	n->name = copy;
 	link_name(t, n);
@@ -557,8 +578,10 @@ static void free_node_locked(struct nodes *t, struct node *n)
 
 	twin_leave(t, n);  /* before its name goes: see there */
 	unlink_name(t, n);
-	if (n->hidden)
+	if (n->hidden) {
 		t->nhidden--;
+		count_hidden_kid(t, n->parent, false);
+	}
 	if (t->ks && n->slot >= 0)
 		ks_node_drop(t->ks, n->slot);
 	pp = &t->by_id[n->id & (NBUCKETS - 1)];
@@ -832,12 +855,23 @@ static void rebuild_twins(struct nodes *t)
 	free(v);
 }
 
+/* Each restored folder's hidden children (their records come in any
+ * order). Lock held. */
+static void count_hidden_kids(struct nodes *t)
+{
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct node *x = t->by_id[i]; x; x = x->next_id)
+			if (x->hidden)
+				count_hidden_kid(t, x->parent, true);
+}
+
 void nodes_adopt(struct nodes *t, struct keepstate *ks)
 {
 	pthread_mutex_lock(&t->lock);
 	t->ks = ks;
 	ks_nodes_each(ks, restore_one, t);
 	rebuild_twins(t);
+	count_hidden_kids(t);
 	if (ks_next_id(ks) > t->next)
 		t->next = ks_next_id(ks);
 	ks_set_next_id(ks, t->next);
@@ -1060,7 +1094,10 @@ bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
 		unlink_name(t, n);
 		n->name = copy;
 		copy = NULL;
-		t->nhidden += !n->hidden;
+		if (!n->hidden) {
+			t->nhidden++;
+			count_hidden_kid(t, n->parent, true);
+		}
 		n->hidden = true;
 		n->attr.st_nlink = 0;
 		link_name(t, n);
@@ -1086,6 +1123,7 @@ void nodes_unhide(struct nodes *t, uint64_t id, uint64_t parent, const char *nam
 		if ((other = find(t, parent, name)) && other != n)
 			drop_name(t, other);
 		unlink_name(t, n);
+		count_hidden_kid(t, n->parent, false);
 		n->parent = parent;
 		n->name = copy;
 		copy = NULL;
@@ -1123,6 +1161,7 @@ void nodes_hidden_gone(struct nodes *t, uint64_t id)
 	if (n && n->hidden) {
 		unlink_name(t, n);
 		record_unlinked(t, n);
+		count_hidden_kid(t, n->parent, false);
 		n->hidden = false;
 		t->nhidden--;
 		if (t->ks && n->slot >= 0)

@@ -1030,6 +1030,10 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			stat_path(op, op->path, source_seen);
 		else
 			hidden_replace(op, victim, rename_start);
+	} else if (!(flags & RENAME_NOREPLACE) && victim && victim != src) {
+		/* A folder holding only hidden files is empty to the
+		 * caller: they go first, as for rmdir (none: at once). */
+		hidden_evacuate_target(op, victim, fh_node_held, rename_start);
 	} else {
 		rename_start(op, NULL, 0);
 	}

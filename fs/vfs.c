@@ -89,6 +89,7 @@ void op_free(struct op *op)
 	free(op->leaf);
 	free(op->leaf2);
 	free(op->data);
+	free(op->moved);
 	free(op);
 }
 

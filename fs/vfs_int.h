@@ -28,6 +28,7 @@
 struct fh;
 struct op;
 struct wchunk;
+struct hidden_moves;
 
 /* The virtual .control/ directory and its files: ids far above any id the
  * node table hands out (a 64-bit counter from 2). */
@@ -135,6 +136,9 @@ struct op {
 	bool have_pre;
 	/* a write waiting for window room: its data, not queued yet */
 	struct wchunk *wchunks;
+	/* a rename: the hidden files it moved out of the folder it replaces
+	 * (hidden.c), put back if the rename fails; freed with the op */
+	struct hidden_moves *moved;
 	/* read assembly */
 	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
 	char *data;
@@ -258,9 +262,10 @@ void hidden_unlink(struct op *op, uint64_t id,
  * Uses op->data meanwhile. */
 void hidden_replace(struct op *op, uint64_t id,
 		    void (*then)(struct op *, const struct sftp_attrs *, int));
-/* The rename after hidden_replace failed with err and was not done: the
- * file moved aside (op->ino, when it was) gets the target name back;
- * then op fails with err. */
+/* The rename after hidden_replace or hidden_evacuate_target failed with
+ * err and was not done: the file moved aside (op->ino, when it was) gets
+ * the target name back, the hidden files moved out of the target folder
+ * (op->moved) go back into it; then op fails with err. */
 void hidden_replace_undo(struct op *op, int err);
 /* Removes node id's hidden file; the caller saw it has no handle left. */
 void hidden_release(struct vfs *v, uint64_t id);
@@ -270,6 +275,12 @@ void hidden_release(struct vfs *v, uint64_t id);
 void hidden_evacuate(struct op *op, uint64_t dir,
 		     bool (*held)(struct vfs *v, uint64_t id),
 		     void (*then)(struct op *, const struct sftp_attrs *, int));
+/* The same for folder node `dir` at op->path2, which a rename of a folder
+ * is about to replace (rename(2) replaces an empty folder), remembering
+ * in op->moved which files it moved, for hidden_replace_undo. */
+void hidden_evacuate_target(struct op *op, uint64_t dir,
+			    bool (*held)(struct vfs *v, uint64_t id),
+			    void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* ---- .control/ (ops_ctl.c) ---- */
 /* Each returns true when it handled the call (the ino or name is ours). */

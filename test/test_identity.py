@@ -368,6 +368,77 @@ def test_failed_rmdir_leaves_hidden_file_in_place(private):
     assert wait_until(lambda: server_names(os.path.join(remote, "d")) == ["g"], 5)
 
 
+def hidden_names(d):
+    return [n for n in server_names(d) if n.startswith(".steadyfs_hidden")]
+
+
+def folder_with_hidden_file(m):
+    """d holding only the hidden name of f, open (its descriptor returned)
+    and holding FIRST; s a folder holding x (OTHER)."""
+    os.mkdir(m.path("d"))
+    os.mkdir(m.path("s"))
+    with open(m.path("s", "x"), "wb") as f:
+        f.write(OTHER)
+    fd = os.open(m.path("d", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    assert os.write(fd, FIRST) == len(FIRST)
+    os.fsync(fd)
+    os.unlink(m.path("d", "f"))
+    return fd
+
+
+@pytest.mark.timeout(60)
+def test_rename_folder_over_folder_holding_only_hidden_files(private):
+    """rename(2) of a folder onto one whose only entry is an unlinked
+    open file succeeds (the target is empty to the caller), as rmdir
+    does: the hidden file goes to the root first, its descriptor keeps
+    reading and writing it (after a reconnect too), and it is removed at
+    its close (soak seeds 310668, 310688, 313321: ENOTEMPTY)."""
+    m, server, remote = private()
+    fd = folder_with_hidden_file(m)
+    try:
+        os.rename(m.path("s"), m.path("d"))
+        assert server_names(os.path.join(remote, "d")) == ["x"]
+        assert not os.path.exists(os.path.join(remote, "s"))
+        assert len(hidden_names(remote)) == 1
+        assert os.pread(fd, 100, 0) == FIRST
+        assert os.fstat(fd).st_nlink == 0
+        assert write_after_reconnect(fd, server) == 0
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+        h = os.path.join(remote, hidden_names(remote)[0])
+        assert read_file(h) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert read_file(m.path("d", "x")) == OTHER
+    assert wait_until(lambda: server_names(remote) == ["d"], 5), server_names(remote)
+    assert server_names(os.path.join(remote, "d")) == ["x"]
+
+
+@pytest.mark.timeout(60)
+def test_failed_rename_over_folder_puts_hidden_files_back(private):
+    """The rename of a folder onto one holding only a hidden file fails
+    (its source went missing on the server): the hidden file moved out
+    for it goes back into the target folder, and its descriptor keeps
+    working."""
+    m, server, remote = private()
+    fd = folder_with_hidden_file(m)
+    try:
+        os.unlink(os.path.join(remote, "s", "x"))  # behind the mount's back
+        os.rmdir(os.path.join(remote, "s"))
+        with pytest.raises(OSError) as e:
+            os.rename(m.path("s"), m.path("d"))
+        assert e.value.errno == errno.ENOENT
+        assert hidden_names(remote) == []
+        assert len(hidden_names(os.path.join(remote, "d"))) == 1
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(os.path.join(remote, "d")) == [], 5), \
+        (server_names(remote), server_names(os.path.join(remote, "d")))
+    assert server_names(remote) == ["d"]
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):

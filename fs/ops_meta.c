@@ -110,6 +110,30 @@ static void lookup_cached(struct op *op, int err)
 		fail_transport(op, err);
 }
 
+/* A name the server says is not there: with negative_timeout, an entry
+ * without an inode, which the kernel keeps as a negative dentry for that
+ * long (no LOOKUP for the probes of a build tool or of open(O_CREAT)).
+ * The kernel drops or replaces that dentry itself when the name is made
+ * through the mount (create, mkdir, symlink, link, rename onto it); a
+ * name made on the server by another writer shows once it expires, or at
+ * the next readdirplus of the folder. */
+static void lookup_absent(struct op *op)
+{
+	struct fuse_entry_param e;
+
+	if (op->v->o->negative_timeout <= 0) {
+		op_fail(op, ENOENT);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = 0;
+	e.entry_timeout = op->v->o->negative_timeout;
+	op->result = ENOENT;
+	fuse_reply_entry(op->req, &e);
+	op->req = NULL;
+	op_free(op);
+}
+
 static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
 {
 	/* No session up: a cached entry answers now, else wait for one. */
@@ -124,6 +148,8 @@ static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
 		vfs_reply_entry(op, a);
 	else if (err == EIO || err == EAGAIN)
 		lookup_cached(op, -ETIMEDOUT);
+	else if (err == ENOENT)
+		lookup_absent(op);
 	else
 		op_fail(op, err);
 }

@@ -108,17 +108,9 @@ static const struct passive_spec passive[] = {
 	{ "sync_readdir", M_EXACT, SSHFS }, { "sshfs_debug", M_EXACT, SSHFS },
 	{ "sshfs_verbose", M_EXACT, SSHFS }, { "delay_connect", M_EXACT, SSHFS },
 	{ "dir_cache", M_EXACT, SSHFS }, { "cache", M_EXACT, SSHFS },
-	{ "cache_timeout", M_EXACT, SSHFS },
-	{ "cache_stat_timeout", M_EXACT, SSHFS },
-	{ "cache_dir_timeout", M_EXACT, SSHFS },
-	{ "cache_link_timeout", M_EXACT, SSHFS },
 	{ "cache_max_size", M_EXACT, SSHFS },
 	{ "cache_clean_interval", M_EXACT, SSHFS },
 	{ "cache_min_clean_interval", M_EXACT, SSHFS },
-	{ "dcache_timeout", M_EXACT, SSHFS },
-	{ "dcache_stat_timeout", M_EXACT, SSHFS },
-	{ "dcache_dir_timeout", M_EXACT, SSHFS },
-	{ "dcache_link_timeout", M_EXACT, SSHFS },
 	{ "dcache_max_size", M_EXACT, SSHFS },
 	{ "dcache_clean_interval", M_EXACT, SSHFS },
 	{ "dcache_min_clean_interval", M_EXACT, SSHFS },
@@ -153,7 +145,6 @@ static const struct passive_spec passive[] = {
 	{ "splice_write", M_EXACT, FUSE }, { "splice_move", M_EXACT, FUSE },
 	{ "no_splice_read", M_EXACT, FUSE }, { "no_splice_write", M_EXACT, FUSE },
 	{ "no_splice_move", M_EXACT, FUSE },
-	{ "negative_timeout", M_EXACT, FUSE },
 	{ "ac_attr_timeout", M_EXACT, FUSE }, { "noforget", M_EXACT, FUSE },
 	{ "remember", M_EXACT, FUSE }, { "modules", M_EXACT, FUSE },
 	{ "clone_fd", M_EXACT, FUSE }, { "no_rofd_flush", M_EXACT, FUSE },
@@ -311,6 +302,18 @@ static bool parse_seconds(const char *s, double *out)
 	return errno == 0 && *end == '\0' && isfinite(*out);
 }
 
+/* A duration option's value: seconds up to MAX_SECONDS, 0 only when
+ * zero_ok. */
+static int parse_duration(struct parser *p, const char *key, const char *val,
+			  bool zero_ok, double *out)
+{
+	if (!parse_seconds(val, out) || *out > MAX_SECONDS)
+		return bad_value(p, key, val, "expected seconds");
+	if (*out == 0 && !zero_ok)
+		return bad_value(p, key, val, "must be more than 0");
+	return 0;
+}
+
 /* ---- paths ---------------------------------------------------------------- */
 
 /* Makes `val` absolute, expanding a leading `~` or `~/` as ssh does, so a
@@ -447,6 +450,60 @@ static int h_max_write(struct parser *p, const char *key, const char *val)
 	return 0;
 }
 
+/*
+ * sshfs's cache timeouts (sshfs 3's dcache_*, sshfs 2's cache_*). sshfs
+ * keeps a path's attributes from a stat or a listing for the stat
+ * timeout, and answers lookups from them, so the name's existence is
+ * cached as long: that is the trade attr_timeout and entry_timeout make
+ * here (another writer's change shows up to that much later), and the
+ * stat timeout sets both. Its listing and link-target caches have no
+ * counterpart: steadyfs reads every listing and every link target from
+ * the server, so those timeouts are accepted (their values checked) and
+ * ignored, which is never staler than asked. sshfs caches no absent
+ * names; negative_timeout stays as it is.
+ */
+static int set_stat_cache(struct parser *p, const char *key, const char *val)
+{
+	double d;
+
+	if (parse_duration(p, key, val, true, &d) < 0)
+		return -1;
+	p->o->attr_timeout = d;
+	p->o->entry_timeout = d;
+	return 0;
+}
+
+/* dcache_stat_timeout, cache_stat_timeout */
+static int h_dcache_stat(struct parser *p, const char *key, const char *val)
+{
+	if (set_stat_cache(p, key, val) < 0)
+		return -1;
+	log_info("option '%s=%s' sets attr_timeout and entry_timeout", key, val);
+	return 0;
+}
+
+/* dcache_timeout, cache_timeout: all three of sshfs's timeouts. */
+static int h_dcache_all(struct parser *p, const char *key, const char *val)
+{
+	if (set_stat_cache(p, key, val) < 0)
+		return -1;
+	log_info("option '%s=%s' sets attr_timeout and entry_timeout; listings "
+		 "and link targets are always read from the server", key, val);
+	return 0;
+}
+
+/* dcache_dir_timeout, dcache_link_timeout and their cache_ forms. */
+static int h_dcache_unused(struct parser *p, const char *key, const char *val)
+{
+	double d;
+
+	if (parse_duration(p, key, val, true, &d) < 0)
+		return -1;
+	log_warn("option '%s' ignored: steadyfs reads every %s from the server",
+		 key, strstr(key, "link") ? "link target" : "listing");
+	return 0;
+}
+
 static int h_workaround(struct parser *p, const char *key, const char *val)
 {
 	/* sshfs's server bug workarounds: steadyfs handles those cases itself. */
@@ -518,6 +575,15 @@ static const struct opt_spec specs[] = {
 	{ "noauto_cache", K_CLEAR, 0, FIELD(auto_cache), 0, 0, NULL },
 	{ "attr_timeout", K_SECONDS, F_ZERO_OK, FIELD(attr_timeout), 0, 0, NULL },
 	{ "entry_timeout", K_SECONDS, F_ZERO_OK, FIELD(entry_timeout), 0, 0, NULL },
+	{ "negative_timeout", K_SECONDS, F_ZERO_OK, FIELD(negative_timeout), 0, 0, NULL },
+	{ "dcache_timeout", K_FN, 0, 0, 0, 0, h_dcache_all },
+	{ "cache_timeout", K_FN, 0, 0, 0, 0, h_dcache_all },
+	{ "dcache_stat_timeout", K_FN, 0, 0, 0, 0, h_dcache_stat },
+	{ "cache_stat_timeout", K_FN, 0, 0, 0, 0, h_dcache_stat },
+	{ "dcache_dir_timeout", K_FN, 0, 0, 0, 0, h_dcache_unused },
+	{ "cache_dir_timeout", K_FN, 0, 0, 0, 0, h_dcache_unused },
+	{ "dcache_link_timeout", K_FN, 0, 0, 0, 0, h_dcache_unused },
+	{ "cache_link_timeout", K_FN, 0, 0, 0, 0, h_dcache_unused },
 	{ "max_write", K_FN, 0, 0, 0, 0, h_max_write },
 	{ "workaround", K_FN, 0, 0, 0, 0, h_workaround },
 	{ "debug", K_FN, F_NOVAL, 0, 0, 0, h_debug },  /* FUSE's: like -d */
@@ -567,10 +633,8 @@ static int apply_spec(struct parser *p, const struct opt_spec *s,
 	case K_NONE:
 		return 0;
 	case K_SECONDS:
-		if (!parse_seconds(val, &d) || d > MAX_SECONDS)
-			return bad_value(p, key, val, "expected seconds");
-		if (d == 0 && !(s->flags & F_ZERO_OK))
-			return bad_value(p, key, val, "must be more than 0");
+		if (parse_duration(p, key, val, s->flags & F_ZERO_OK, &d) < 0)
+			return -1;
 		*(double *)(base + s->off) = d;
 		return 0;
 	case K_INT:
@@ -1000,6 +1064,13 @@ void steadyfs_opts_usage(FILE *fp)
 "                           (default off)\n"
 "  -o attr_timeout=S        attribute cache time (default 1)\n"
 "  -o entry_timeout=S       name cache time (default 1)\n"
+"  -o negative_timeout=S    how long a name found missing stays missing\n"
+"                           (default 0: asked again each time); files other\n"
+"                           writers create show up that much later\n"
+"  -o dcache_timeout=S, dcache_stat_timeout=S (sshfs; cache_* too)\n"
+"                           set attr_timeout and entry_timeout; sshfs's\n"
+"                           dcache_dir/link_timeout are ignored (listings\n"
+"                           and link targets are always read fresh)\n"
 "  -o max_write=N           largest write from the kernel, 4096..1048576\n"
 "                           bytes (default 1048576)\n"
 "\n"

@@ -55,6 +55,10 @@ struct steadyfs_opts {
 	bool kernel_cache, auto_cache;
 	double attr_timeout;   /* s, default 1 */
 	double entry_timeout;  /* s, default 1 */
+	/* s, default 0 (off): how long the kernel may remember that a name
+	 * does not exist. Names created on the server by others stay
+	 * invisible to this mount for up to that long. */
+	double negative_timeout;
 	size_t max_write;      /* bytes, default 1 MiB (libfuse default) */
 
 	/* steadyfs's own */

@@ -196,6 +196,11 @@ def test_unknown_flag(sshd, remote, tmp_path):
     ("port=99999", "port"),
     ("StrictHostKeyChecking=maybe", "StrictHostKeyChecking"),
     ("max_write=12", "max_write"),
+    ("negative_timeout=-1", "negative_timeout"),
+    ("negative_timeout=soon", "negative_timeout"),
+    ("dcache_timeout=x", "dcache_timeout"),
+    ("cache_stat_timeout=-2", "cache_stat_timeout"),
+    ("dcache_dir_timeout=ten", "dcache_dir_timeout"),
 ])
 def test_bad_option(sshd, remote, tmp_path, opt, word):
     """An unknown option or a bad value: exit 2, one line naming it."""

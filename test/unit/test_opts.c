@@ -164,6 +164,7 @@ static void test_defaults(void)
 	CHECK(r.o.alive_interval == 5);
 	CHECK_EQ(r.o.alive_count_max, 2);
 	CHECK(r.o.attr_timeout == 1 && r.o.entry_timeout == 1);
+	CHECK(r.o.negative_timeout == 0);
 	CHECK_EQU(r.o.max_write, 1048576);
 	CHECK_EQ(r.o.connections, 4);
 	CHECK(r.o.op_timeout == 20);
@@ -454,6 +455,69 @@ static void test_attributes(void)
 	BAD_ALL(bad_opts, bad_opt);
 }
 
+/* negative_timeout, and sshfs's cache timeouts: the stat one (alone or
+ * through the all-in-one dcache_timeout) sets attr_timeout and
+ * entry_timeout, in command-line order; the listing and link ones are
+ * checked and ignored with a warning. */
+static void test_cache_timeouts(void)
+{
+	struct run r;
+
+	if (ok_opt(&r, "negative_timeout=2.5")) {
+		CHECK(r.o.negative_timeout == 2.5);
+		CHECK(r.o.attr_timeout == 1 && r.o.entry_timeout == 1);
+		CHECK_EQ(r.log_lines, 0);
+		steadyfs_opts_release(&r.o);
+	}
+	if (ok_opt(&r, "dcache_timeout=20")) {
+		CHECK(r.o.attr_timeout == 20 && r.o.entry_timeout == 20);
+		CHECK(r.o.negative_timeout == 0);  /* sshfs caches no absence */
+		CHECK_EQ(r.log_lines, 1);
+		CHECK(strstr(r.log, "attr_timeout and entry_timeout") != NULL);
+		steadyfs_opts_release(&r.o);
+	}
+	/* the last word wins, whichever name it uses */
+	if (ok_opt(&r, "cache_timeout=7,attr_timeout=2,dcache_stat_timeout=0,"
+		   "entry_timeout=3")) {
+		CHECK(r.o.attr_timeout == 0 && r.o.entry_timeout == 3);
+		steadyfs_opts_release(&r.o);
+	}
+	if (ok_opt(&r, "cache_stat_timeout=30")) {
+		CHECK(r.o.attr_timeout == 30 && r.o.entry_timeout == 30);
+		steadyfs_opts_release(&r.o);
+	}
+	if (ok_opt(&r, "dcache_dir_timeout=60,dcache_link_timeout=60,"
+		   "cache_dir_timeout=1,cache_link_timeout=1")) {
+		CHECK(r.o.attr_timeout == 1 && r.o.entry_timeout == 1);
+		CHECK_EQ(r.log_lines, 4);
+		CHECK(strstr(r.log, "'dcache_dir_timeout' ignored") != NULL);
+		CHECK(strstr(r.log, "every listing") != NULL);
+		CHECK(strstr(r.log, "every link target") != NULL);
+		steadyfs_opts_release(&r.o);
+	}
+	/* the rest of sshfs's cache knobs tune a cache steadyfs lacks */
+	if (ok_opt(&r, "dcache_max_size=100,dcache_clean_interval=5,"
+		   "dcache_min_clean_interval=1,dir_cache=no")) {
+		CHECK_EQ(r.log_lines, 4);
+		steadyfs_opts_release(&r.o);
+	}
+
+	static const struct bad_case bad_opts[] = {
+		{ "negative_timeout=-1", "bad value for 'negative_timeout': '-1'" },
+		{ "negative_timeout=soon", "bad value for 'negative_timeout': 'soon'" },
+		{ "negative_timeout=86401", "bad value for 'negative_timeout'" },
+		{ "negative_timeout", "option 'negative_timeout' needs a value" },
+		{ "dcache_timeout=x", "bad value for 'dcache_timeout': 'x'" },
+		{ "cache_timeout=-5", "bad value for 'cache_timeout': '-5'" },
+		{ "dcache_stat_timeout=1e9", "bad value for 'dcache_stat_timeout'" },
+		{ "dcache_dir_timeout=ten", "bad value for 'dcache_dir_timeout'" },
+		{ "cache_link_timeout=", "bad value for 'cache_link_timeout'" },
+		{ "dcache_timeout", "option 'dcache_timeout' needs a value" },
+	};
+
+	BAD_ALL(bad_opts, bad_opt);
+}
+
 static void test_host_keys(void)
 {
 	static const struct { const char *val; enum hostkey_policy want; } t[] = {
@@ -598,7 +662,8 @@ static void test_help_version(void)
 		"ServerAliveInterval=", "ServerAliveCountMax=", "reconnect",
 		"allow_other", "default_permissions", "uid=", "gid=", "umask=",
 		"idmap=", "kernel_cache", "auto_cache", "attr_timeout=",
-		"entry_timeout=", "max_write=", "workaround=", "connections=",
+		"entry_timeout=", "negative_timeout=", "dcache_timeout=",
+		"dcache_stat_timeout=", "max_write=", "workaround=", "connections=",
 		"op_timeout=", "backoff_min=", "backoff_max=", "state_dir=",
 		"metrics_textfile=", "-p PORT", "-f", "-d", "--help",
 		"--version", "ro",
@@ -661,6 +726,7 @@ int main(void)
 	UNIT_RUN(test_own_numbers);
 	UNIT_RUN(test_own_paths);
 	UNIT_RUN(test_attributes);
+	UNIT_RUN(test_cache_timeouts);
 	UNIT_RUN(test_host_keys);
 	UNIT_RUN(test_passive);
 	UNIT_RUN(test_safety_options);

@@ -123,8 +123,7 @@ static bool kept_for_name(const struct node *n)
 }
 
 /* Whether nothing needs node n any more: no lookups, no handles, no
- * hidden children, not
- * kept for its name. */
+ * hidden children, not kept for its name. */
 static bool unused(const struct node *n)
 {
 	return !live(n) && !n->hidden_kids && !kept_for_name(n);

@@ -1,7 +1,7 @@
 /*
  * conn: one libssh session + sftp channel, driven by its own I/O thread.
  *
- * The thread's life is a loop: connect (blocking, bounded by
+ * The thread's life is a loop: connect (sshlink.c: blocking, bounded by
  * connect_timeout, with no lock held), then serve until the session dies,
  * then back off and connect again. Serving is a poll loop over the
  * session's socket and an eventfd that other threads write to after
@@ -12,35 +12,23 @@
  * Liveness: libssh's keepalive cannot see a frozen peer, so an idle
  * session sends a cheap SFTP request (LSTAT ".") as a ping, and a session
  * with requests outstanding that receives nothing for `dead_after` is
- * declared dead. Its requests go back to the pool.
+ * declared dead. Its requests go back to the pool (the requeue hook).
  */
 #include "conn.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <libssh/libssh.h>
 
 #include "clock.h"
 #include "log.h"
-#include "pool.h"
 
 #define TABLE_SIZE 1024
-/* libssh grows the channel's receive window to the size of a read: 4 MiB
- * keeps one channel at 200 MB/s at 20 ms round trip; the server may then
- * queue that much in libssh's buffer too, per session. */
-#define READ_CHUNK (4 * 1024 * 1024)
-/* Fast ciphers first (AES-GCM runs on the CPU's AES instructions); the
- * server picks from what both offer. */
-#define CIPHERS "aes128-gcm@openssh.com,aes256-gcm@openssh.com," \
-	"chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
 #define AUTH_REFUSED_BACKOFF 60.0
 
 /* One request in flight. rq is NULL once its deadline passed: the late
@@ -54,20 +42,11 @@ struct slot {
 	struct slot *next;
 };
 
-/* The transport settings issue 7 asks to measure one by one; always
- * the defaults above unless STEADYFS_TRANSPORT says otherwise (for the
- * bench only, see transport_from_env). */
-struct transport {
-	char ciphers[256];
-	int nodelay;
-	size_t read_chunk;
-};
-
 struct conn {
-	struct pool *pool;
+	struct conn_hooks hooks;     /* set at creation, read-only after */
 	int idx;
 	const struct steadyfs_opts *o;
-	struct transport tr;
+	struct sshlink_transport tr;
 	pthread_t thread;
 	bool thread_started;
 	int wakefd;
@@ -94,10 +73,7 @@ struct conn {
 	struct conn_server server;
 
 	/* Conn thread only (and conn_connect_now before the thread starts). */
-	ssh_session ssh;
-	ssh_channel ch;
-	struct buf out;
-	struct buf in;
+	struct sshlink link;
 	struct slot *table[TABLE_SIZE];
 	uint32_t next_id;
 	uint64_t last_rx;
@@ -119,58 +95,15 @@ static void set_state(struct conn *c, enum conn_state s)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/*
- * STEADYFS_TRANSPORT="cipher=NAME,nodelay=0,window=BYTES" (any subset)
- * replaces a default, so `make bench --transport` can measure what each
- * one is worth. Not an operator setting: anything it does not know is
- * logged (once, by session 0) and ignored.
- */
-static void transport_from_env(struct transport *t, bool report)
-{
-	const char *env = getenv("STEADYFS_TRANSPORT");
-	char spec[512], *save = NULL;
 
-	snprintf(t->ciphers, sizeof(t->ciphers), "%s", CIPHERS);
-	t->nodelay = 1;
-	t->read_chunk = READ_CHUNK;
-	if (!env || snprintf(spec, sizeof(spec), "%s", env) >= (int)sizeof(spec))
-		return;
-	for (char *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *end = NULL;
-		unsigned long n;
-
-		if (!strncmp(kv, "cipher=", 7) && kv[7] &&
-		    strlen(kv + 7) < sizeof(t->ciphers)) {
-			snprintf(t->ciphers, sizeof(t->ciphers), "%s", kv + 7);
-			continue;
-		}
-		if (!strcmp(kv, "nodelay=0") || !strcmp(kv, "nodelay=1")) {
-			t->nodelay = kv[8] - '0';
-			continue;
-		}
-		if (!strncmp(kv, "window=", 7)) {
-			errno = 0;
-			n = strtoul(kv + 7, &end, 10);
-			if (!errno && end && !*end && n >= 32768 && n <= READ_CHUNK) {
-				t->read_chunk = n;
-				continue;
-			}
-		}
-		if (report)
-			log_warn("STEADYFS_TRANSPORT: '%s' ignored", kv);
-	}
-	if (report)
-		log_info("transport: ciphers %s, TCP_NODELAY %s, channel reads %zu bytes",
-			 t->ciphers, t->nodelay ? "on" : "off", t->read_chunk);
-}
-
-struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o)
+struct conn *conn_new(const struct conn_hooks *h, int idx,
+		      const struct steadyfs_opts *o)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
-	c->pool = pool;
+	c->hooks = *h;
 	c->idx = idx;
 	c->o = o;
 	c->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -182,314 +115,33 @@ struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o)
 	c->since = clock_wall();
 	c->backoff = o->backoff_min;
 	c->next_id = 1;
-	transport_from_env(&c->tr, idx == 0);
+	sshlink_transport_from_env(&c->tr, idx == 0);
 	return c;
 }
 
 /* ---- connecting --------------------------------------------------------- */
 
-static void ssh_drop(struct conn *c)
-{
-	if (c->ch) {
-		ssh_channel_free(c->ch);
-		c->ch = NULL;
-	}
-	if (c->ssh) {
-		ssh_disconnect(c->ssh);
-		ssh_free(c->ssh);
-		c->ssh = NULL;
-	}
-	buf_reset(&c->out);
-	buf_reset(&c->in);
-}
-
-/* TCP settings libssh does not expose: the kernel gives up on a silent
- * peer after the liveness bound instead of retransmitting for minutes. */
-static void tune_socket(struct conn *c)
-{
-	int fd = ssh_get_fd(c->ssh);
-	int one = 1;
-	unsigned int ms = (unsigned int)(steadyfs_opts_dead_after(c->o) * 1000);
-
-	if (fd < 0)
-		return;
-	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) < 0)
-		log_debug("session %d: setsockopt: %s", c->idx, strerror(errno));
-}
-
-static int verify_host(struct conn *c, char *err, size_t errsz)
-{
-	enum ssh_known_hosts_e k = ssh_session_is_known_server(c->ssh);
-
-	switch (k) {
-	case SSH_KNOWN_HOSTS_OK:
-		return 0;
-	case SSH_KNOWN_HOSTS_CHANGED:
-	case SSH_KNOWN_HOSTS_OTHER:
-		if (c->o->strict == HOSTKEY_NO) {
-			log_warn("host key for '%s' changed; accepted because StrictHostKeyChecking=no",
-				 c->o->host);
-			return 0;
-		}
-		snprintf(err, errsz, "host key for '%s' does not match the known_hosts file (possible attack)",
-			 c->o->host);
-		return -CONN_FAIL_HOSTKEY;
-	case SSH_KNOWN_HOSTS_UNKNOWN:
-	case SSH_KNOWN_HOSTS_NOT_FOUND:
-		if (c->o->strict == HOSTKEY_NO)
-			return 0;
-		if (c->o->strict == HOSTKEY_ACCEPT_NEW) {
-			if (ssh_session_update_known_hosts(c->ssh) != SSH_OK)
-				log_warn("cannot record host key for '%s': %s",
-					 c->o->host, ssh_get_error(c->ssh));
-			else
-				log_info("host key for '%s' added to known_hosts", c->o->host);
-			return 0;
-		}
-		snprintf(err, errsz, "host key for '%s' is not in the known_hosts file",
-			 c->o->host);
-		return -CONN_FAIL_HOSTKEY;
-	case SSH_KNOWN_HOSTS_ERROR:
-	default:
-		snprintf(err, errsz, "cannot check host key for '%s': %s",
-			 c->o->host, ssh_get_error(c->ssh));
-		return -CONN_FAIL_HOSTKEY;
-	}
-}
-
-static int authenticate(struct conn *c, char *err, size_t errsz)
-{
-	int rc;
-
-	if (c->o->identity_file) {
-		ssh_key key = NULL;
-
-		if (ssh_pki_import_privkey_file(c->o->identity_file, NULL, NULL,
-						NULL, &key) != SSH_OK) {
-			snprintf(err, errsz, "cannot read identity file '%s'",
-				 c->o->identity_file);
-			return -CONN_FAIL_AUTH;
-		}
-		rc = ssh_userauth_publickey(c->ssh, NULL, key);
-		ssh_key_free(key);
-	} else {
-		rc = ssh_userauth_publickey_auto(c->ssh, NULL, NULL);
-	}
-	if (rc == SSH_AUTH_SUCCESS)
-		return 0;
-	if (rc == SSH_AUTH_ERROR) {
-		snprintf(err, errsz, "authentication to '%s' failed: %s",
-			 c->o->host, ssh_get_error(c->ssh));
-		return -CONN_FAIL_NET;
-	}
-	snprintf(err, errsz, "authentication to '%s' refused (public key)",
-		 c->o->host);
-	return -CONN_FAIL_AUTH;
-}
-
-static int set_options(struct conn *c)
-{
-	long timeout = (long)(c->o->connect_timeout + 0.999);
-	int port = c->o->port, nodelay = c->tr.nodelay, no = 0;
-	int rc = 0;
-
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_HOST, c->o->host);
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_PORT, &port);
-	if (c->o->user)
-		rc |= ssh_options_set(c->ssh, SSH_OPTIONS_USER, c->o->user);
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_NODELAY, &nodelay);
-	/* The command line is the whole configuration: ~/.ssh/config would
-	 * make a mount behave differently per user. */
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
-	if (c->o->known_hosts)
-		rc |= ssh_options_set(c->ssh, SSH_OPTIONS_KNOWNHOSTS, c->o->known_hosts);
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_CIPHERS_C_S, c->tr.ciphers);
-	rc |= ssh_options_set(c->ssh, SSH_OPTIONS_CIPHERS_S_C, c->tr.ciphers);
-	return rc ? -1 : 0;
-}
-
-/* Blocking read of exactly one SFTP packet during the handshake. */
-static int read_packet_blocking(struct conn *c, int timeout_ms)
-{
-	size_t plen;
-	int n;
-
-	for (;;) {
-		int fr = sftp_frame(buf_ptr(&c->in), buf_avail(&c->in),
-				    SFTP_MAX_PACKET, &plen);
-		if (fr == 0)
-			return (int)plen;
-		if (fr != BUF_E_SHORT)
-			return -1;
-		if (buf_reserve(&c->in, 65536) < 0)
-			return -1;
-		n = ssh_channel_read_timeout(c->ch, c->in.d + c->in.len, 65536, 0,
-					     timeout_ms);
-		if (n <= 0)
-			return -1;
-		c->in.len += (size_t)n;
-	}
-}
-
-static int write_blocking(struct conn *c, struct buf *b)
-{
-	while (buf_avail(b)) {
-		int n = ssh_channel_write(c->ch, buf_ptr(b), (uint32_t)buf_avail(b));
-		if (n <= 0)
-			return -1;
-		buf_consume(b, (size_t)n);
-	}
-	buf_reset(b);
-	return 0;
-}
-
-/*
- * Request sizes from what limits@ announced (NULL: not offered), clamped
- * to what the codec carries (sftp_limits_use): a server saying a tiny
- * packet size must not make a write impossible to encode, nor a huge read
- * size make every DATA reply too big for the framing.
- */
-static void use_limits(struct conn *c, struct conn_server *sv,
-		       const struct sftp_limits *ann)
-{
-	struct sftp_limits u;
-	unsigned bad = sftp_limits_use(ann, &u);
-
-	sv->max_packet = (uint32_t)u.max_packet;
-	sv->max_read = (uint32_t)u.max_read;
-	sv->max_write = (uint32_t)u.max_write;
-	if (bad && !c->limits_logged) {
-		c->limits_logged = true;
-		log_warn("session %d: server's limits@openssh.com (packet %llu, read %llu, "
-			 "write %llu) not usable as they are: using packet %u, read %u, write %u",
-			 c->idx, (unsigned long long)ann->max_packet,
-			 (unsigned long long)ann->max_read,
-			 (unsigned long long)ann->max_write,
-			 sv->max_packet, sv->max_read, sv->max_write);
-	}
-}
-
-/* INIT/VERSION, then limits@ when offered. */
-static int sftp_handshake(struct conn *c, char *err, size_t errsz)
-{
-	int tmo = (int)(c->o->connect_timeout * 1000);
-	struct conn_server sv = { 0 };
-	struct sftp_reply r;
-	uint32_t version = 0;
-	int plen;
-
-	if (sftp_enc_init(&c->out) < 0 || write_blocking(c, &c->out) < 0) {
-		log_debug("session %d: cannot send INIT: %s", c->idx, ssh_get_error(c->ssh));
-		goto fail;
-	}
-	plen = read_packet_blocking(c, tmo);
-	if (plen < 0 || sftp_dec_version(buf_ptr(&c->in) + 4, (size_t)plen - 4,
-					 &version, &sv.exts) < 0) {
-		log_debug("session %d: no valid VERSION (%d): %s", c->idx, plen,
-			  ssh_get_error(c->ssh));
-		goto fail;
-	}
-	buf_consume(&c->in, (size_t)plen);
-	use_limits(c, &sv, NULL);
-	if (sv.exts & SFTP_EXT_LIMITS) {
-		struct sftp_limits l;
-
-		if (sftp_enc_limits(&c->out, 0) < 0 || write_blocking(c, &c->out) < 0)
-			goto fail;
-		plen = read_packet_blocking(c, tmo);
-		if (plen < 0 || sftp_dec_reply(buf_ptr(&c->in) + 4, (size_t)plen - 4, &r) < 0)
-			goto fail;
-		if (r.type == SSH_FXP_EXTENDED_REPLY &&
-		    sftp_dec_limits(r.u.ext.p, r.u.ext.len, &l) == 0)
-			use_limits(c, &sv, &l);
-		buf_consume(&c->in, (size_t)plen);
-	}
-	buf_compact(&c->in);
-	pthread_mutex_lock(&c->lock);
-	c->server = sv;
-	pthread_mutex_unlock(&c->lock);
-	return 0;
-fail:
-	snprintf(err, errsz, "sftp subsystem on '%s' did not start", c->o->host);
-	return -CONN_FAIL_SFTP;
-}
-
-/* Verifies that the remote directory exists (first connect only). */
-static int check_remote_dir(struct conn *c, char *err, size_t errsz)
-{
-	const char *dir = c->o->remote_dir[0] ? c->o->remote_dir : ".";
-	struct sftp_reply r;
-	int plen;
-
-	if (sftp_enc_path(&c->out, SSH_FXP_STAT, 0, dir) < 0 ||
-	    write_blocking(c, &c->out) < 0)
-		goto lost;
-	plen = read_packet_blocking(c, (int)(c->o->connect_timeout * 1000));
-	if (plen < 0 || sftp_dec_reply(buf_ptr(&c->in) + 4, (size_t)plen - 4, &r) < 0)
-		goto lost;
-	buf_consume(&c->in, (size_t)plen);
-	buf_compact(&c->in);
-	if (r.type == SSH_FXP_ATTRS) {
-		if ((r.u.attrs.flags & SSH_FILEXFER_ATTR_PERMISSIONS) &&
-		    (r.u.attrs.perm & 0170000) != 0040000) {
-			snprintf(err, errsz, "remote path '%s' is not a directory", dir);
-			return -CONN_FAIL_SFTP;
-		}
-		return 0;
-	}
-	snprintf(err, errsz, "remote directory '%s': %s", dir,
-		 strerror(r.type == SSH_FXP_STATUS ? sftp_status_errno(r.u.status.code) : EIO));
-	return -CONN_FAIL_SFTP;
-lost:
-	snprintf(err, errsz, "remote directory '%s': no answer", dir);
-	return -CONN_FAIL_NET;
-}
-
+/* One attempt (sshlink.h), counted; no lock held while it runs. */
 static int connect_once(struct conn *c, char *err, size_t errsz)
 {
+	struct sshlink_params p = { c->o, &c->tr, c->idx, !c->ever_up,
+				    &c->limits_logged };
+	struct conn_server sv;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
 	c->attempts++;
 	pthread_mutex_unlock(&c->lock);
-	c->ssh = ssh_new();
-	if (!c->ssh || set_options(c) < 0) {
-		snprintf(err, errsz, "cannot set up ssh session");
-		rc = -CONN_FAIL_NET;
-		goto fail;
-	}
-	if (ssh_connect(c->ssh) != SSH_OK) {
-		snprintf(err, errsz, "cannot connect to '%s' port %d: %s",
-			 c->o->host, c->o->port, ssh_get_error(c->ssh));
-		rc = -CONN_FAIL_NET;
-		goto fail;
-	}
-	tune_socket(c);
-	if ((rc = verify_host(c, err, errsz)) < 0 ||
-	    (rc = authenticate(c, err, errsz)) < 0)
-		goto fail;
-	c->ch = ssh_channel_new(c->ssh);
-	if (!c->ch || ssh_channel_open_session(c->ch) != SSH_OK ||
-	    ssh_channel_request_subsystem(c->ch, "sftp") != SSH_OK) {
-		snprintf(err, errsz, "cannot open sftp channel on '%s': %s",
-			 c->o->host, ssh_get_error(c->ssh));
-		rc = -CONN_FAIL_SFTP;
-		goto fail;
-	}
-	if ((rc = sftp_handshake(c, err, errsz)) < 0)
-		goto fail;
-	if (!c->ever_up && (rc = check_remote_dir(c, err, errsz)) < 0)
-		goto fail;
-	ssh_set_blocking(c->ssh, 0);
+	if ((rc = sshlink_open(&c->link, &p, &sv, err, errsz)) < 0)
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	c->server = sv;
+	pthread_mutex_unlock(&c->lock);
 	c->last_rx = c->last_ping = clock_mono_ns();
 	c->busy_since = 0;
 	return 0;
-fail:
-	ssh_drop(c);
-	return rc;
 }
+
 
 int conn_connect_now(struct conn *c, char *err, size_t errsz)
 {
@@ -560,25 +212,25 @@ static uint32_t next_id(struct conn *c)
 static void send_one(struct conn *c, struct sreq *rq)
 {
 	uint32_t id = next_id(c);
-	size_t start = c->out.len;
+	size_t start = c->link.out.len;
 	int rc;
 
 	if (rq->encode) {
-		rc = rq->encode(rq, c, id, &c->out);
+		rc = rq->encode(rq, c, id, &c->link.out);
 	} else {
-		rc = buf_put(&c->out, rq->pkt.d + rq->pkt.off, buf_avail(&rq->pkt));
+		rc = buf_put(&c->link.out, rq->pkt.d + rq->pkt.off, buf_avail(&rq->pkt));
 		if (rc == 0)
-			rc = buf_poke_u32(&c->out, start + 5, id);
+			rc = buf_poke_u32(&c->link.out, start + 5, id);
 	}
 	/* A request that cannot be encoded (or recorded) fails on its own:
 	 * it never reached the server, and resending cannot help. */
 	if (rc < 0) {
-		c->out.len = start;
+		c->link.out.len = start;
 		rq->done(rq, NULL, rc == BUF_E_NOMEM ? -ENOMEM : -EMSGSIZE);
 		return;
 	}
 	if (slot_add(c, id, rq->type, rq, false) < 0) {
-		c->out.len = start;
+		c->link.out.len = start;
 		rq->done(rq, NULL, -ENOMEM);
 		return;
 	}
@@ -592,7 +244,7 @@ static void send_ping(struct conn *c)
 {
 	uint32_t id = next_id(c);
 
-	if (sftp_enc_path(&c->out, SSH_FXP_LSTAT, id, ".") == 0)
+	if (sftp_enc_path(&c->link.out, SSH_FXP_LSTAT, id, ".") == 0)
 		slot_add(c, id, SSH_FXP_LSTAT, NULL, true);
 	c->last_ping = clock_mono_ns();
 }
@@ -630,26 +282,26 @@ static void drain_queue(struct conn *c, bool woken)
 /* Writes as much of the output buffer as the channel window takes. */
 static int flush_out(struct conn *c)
 {
-	while (buf_avail(&c->out)) {
-		uint32_t win = ssh_channel_window_size(c->ch);
-		size_t n = buf_avail(&c->out);
+	while (buf_avail(&c->link.out)) {
+		uint32_t win = ssh_channel_window_size(c->link.ch);
+		size_t n = buf_avail(&c->link.out);
 		int w;
 
 		if (win == 0)
 			break;
 		if (n > win)
 			n = win;
-		w = ssh_channel_write(c->ch, buf_ptr(&c->out), (uint32_t)n);
+		w = ssh_channel_write(c->link.ch, buf_ptr(&c->link.out), (uint32_t)n);
 		if (w == SSH_ERROR)
 			return -1;
 		if (w <= 0)  /* 0 or SSH_AGAIN: the socket or window is full */
 			break;
-		buf_consume(&c->out, (size_t)w);
+		buf_consume(&c->link.out, (size_t)w);
 	}
-	if (!buf_avail(&c->out))
-		buf_reset(&c->out);
-	else if (c->out.off > 1024 * 1024)
-		buf_compact(&c->out);
+	if (!buf_avail(&c->link.out))
+		buf_reset(&c->link.out);
+	else if (c->link.out.off > 1024 * 1024)
+		buf_compact(&c->link.out);
 	return 0;
 }
 
@@ -707,29 +359,29 @@ static int read_in(struct conn *c)
 		size_t plen;
 		int n, fr;
 
-		while ((fr = sftp_frame(buf_ptr(&c->in), buf_avail(&c->in),
+		while ((fr = sftp_frame(buf_ptr(&c->link.in), buf_avail(&c->link.in),
 					SFTP_MAX_PACKET, &plen)) == 0) {
-			complete(c, buf_ptr(&c->in) + 4, plen - 4);
-			buf_consume(&c->in, plen);
+			complete(c, buf_ptr(&c->link.in) + 4, plen - 4);
+			buf_consume(&c->link.in, plen);
 		}
 		if (fr != BUF_E_SHORT) {
 			log_warn("session %d: bad packet framing from server (%s)",
 				 c->idx, buf_strerror(fr));
 			return -1;
 		}
-		buf_compact(&c->in);
-		if (buf_reserve(&c->in, c->tr.read_chunk) < 0)
+		buf_compact(&c->link.in);
+		if (buf_reserve(&c->link.in, c->tr.read_chunk) < 0)
 			return -1;
-		n = ssh_channel_read_timeout(c->ch, c->in.d + c->in.len,
+		n = ssh_channel_read_timeout(c->link.ch, c->link.in.d + c->link.in.len,
 					     (uint32_t)c->tr.read_chunk, 0, 0);
 		if (n == SSH_AGAIN || n == 0) {
-			if (ssh_channel_is_eof(c->ch) || !ssh_is_connected(c->ssh))
+			if (ssh_channel_is_eof(c->link.ch) || !ssh_is_connected(c->link.ssh))
 				return -1;
 			return 0;
 		}
 		if (n < 0)
 			return -1;
-		c->in.len += (size_t)n;
+		c->link.in.len += (size_t)n;
 		c->last_rx = clock_mono_ns();
 	}
 }
@@ -761,7 +413,7 @@ static bool is_dead(struct conn *c, uint64_t now)
 	n = c->nslots;
 	ref = c->busy_since;
 	pthread_mutex_unlock(&c->lock);
-	if (n == 0 && !buf_avail(&c->out))
+	if (n == 0 && !buf_avail(&c->link.out))
 		return false;
 	if (c->last_rx > ref)
 		ref = c->last_rx;
@@ -784,7 +436,7 @@ static void maybe_ping(struct conn *c, uint64_t now)
 
 /* ---- session death ------------------------------------------------------ */
 
-/* Hands every request back to the pool and empties the table. */
+/* Hands every request back (the requeue hook) and empties the table. */
 static void fail_all(struct conn *c)
 {
 	struct sreq *q;
@@ -795,7 +447,7 @@ static void fail_all(struct conn *c)
 
 			slot_remove(c, &c->table[i]);
 			if (rq)
-				pool_requeue(c->pool, rq);
+				c->hooks.requeue(c->hooks.arg, rq);
 		}
 	}
 	q = take_queue(c);
@@ -803,7 +455,7 @@ static void fail_all(struct conn *c)
 		struct sreq *next = q->next;
 
 		q->next = NULL;
-		pool_requeue(c->pool, q);
+		c->hooks.requeue(c->hooks.arg, q);
 		q = next;
 	}
 }
@@ -835,9 +487,9 @@ static void serve(struct conn *c)
 		struct pollfd pfd[2];
 		uint64_t now;
 		int rc;
-		int flags = ssh_get_poll_flags(c->ssh);
+		int flags = ssh_get_poll_flags(c->link.ssh);
 
-		pfd[0].fd = ssh_get_fd(c->ssh);
+		pfd[0].fd = ssh_get_fd(c->link.ssh);
 		/* POLLOUT only while libssh has bytes for the socket: data
 		 * held back by a full channel window waits for the peer's
 		 * window adjust, which arrives as input (asking for POLLOUT
@@ -862,7 +514,7 @@ static void serve(struct conn *c)
 		drain_queue(c, rc > 0 && (pfd[1].revents & POLLIN));
 		if (flush_out(c) < 0 || read_in(c) < 0) {
 			log_info("session %d: connection lost: %s", c->idx,
-				 c->ssh ? ssh_get_error(c->ssh) : "");
+				 c->link.ssh ? ssh_get_error(c->link.ssh) : "");
 			break;
 		}
 		if (flush_out(c) < 0)
@@ -909,13 +561,13 @@ static void *conn_thread(void *arg)
 	char err[512];
 
 	while (!stopping(c)) {
-		if (c->ssh) {
-			pool_conn_up(c->pool, c->idx);
+		if (c->link.ssh) {
+			c->hooks.up(c->hooks.arg, c->idx);
 			serve(c);
-			ssh_drop(c);
+			sshlink_close(&c->link);
 			set_state(c, CONN_DOWN);
 			fail_all(c);
-			pool_conn_down(c->pool, c->idx, "connection lost");
+			c->hooks.down(c->hooks.arg, c->idx, "connection lost");
 			c->backoff = c->o->backoff_min;
 			continue;
 		}
@@ -931,11 +583,11 @@ static void *conn_thread(void *arg)
 			pthread_mutex_unlock(&c->lock);
 			c->ever_up = true;
 			set_state(c, CONN_UP);
-			pool_event(c->pool, c->idx, "reconnect", "ok");
+			c->hooks.event(c->hooks.arg, c->idx, "reconnect", "ok");
 			continue;
 		}
 		set_state(c, CONN_DOWN);
-		pool_event(c->pool, c->idx, "reconnect_failed", err);
+		c->hooks.event(c->hooks.arg, c->idx, "reconnect_failed", err);
 		log_info("session %d: reconnect failed: %s", c->idx, err);
 		c->backoff *= 2;
 		if (c->backoff > c->o->backoff_max)
@@ -944,8 +596,8 @@ static void *conn_thread(void *arg)
 		if (rc == -CONN_FAIL_AUTH && c->backoff < AUTH_REFUSED_BACKOFF)
 			c->backoff = AUTH_REFUSED_BACKOFF;
 	}
-	if (c->ssh)
-		ssh_drop(c);
+	if (c->link.ssh)
+		sshlink_close(&c->link);
 	fail_all(c);
 	return NULL;
 }
@@ -975,8 +627,8 @@ void conn_stop(struct conn *c)
 	if (c->thread_started) {
 		pthread_join(c->thread, NULL);
 		c->thread_started = false;
-	} else if (c->ssh) {
-		ssh_drop(c);
+	} else if (c->link.ssh) {
+		sshlink_close(&c->link);
 	}
 }
 
@@ -985,8 +637,7 @@ void conn_free(struct conn *c)
 	if (!c)
 		return;
 	conn_stop(c);
-	buf_release(&c->out);
-	buf_release(&c->in);
+	sshlink_release(&c->link);
 	close(c->wakefd);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -7,6 +7,9 @@
  * to the pool, and reconnects in the background with jittered exponential
  * backoff, forever. No lock other threads need is held while connecting.
  *
+ * A session reports upward only through the hooks it is given (the pool
+ * gives them): conn.c calls nothing of pool.c.
+ *
  * Threads: conn_submit() and the getters may be called from any thread;
  * everything else in conn.c runs on the conn's own thread.
  */
@@ -19,18 +22,9 @@
 
 #include "opts.h"
 #include "sreq.h"
-
-struct pool;
+#include "sshlink.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
-
-/* What the session learned from the server at handshake. */
-struct conn_server {
-	uint32_t exts;        /* SFTP_EXT_* bits offered */
-	uint32_t max_read;    /* bytes per READ */
-	uint32_t max_write;   /* bytes per WRITE */
-	uint32_t max_packet;  /* largest packet we may send */
-};
 
 /* Point-in-time numbers for .control/ and metrics (copied under lock). */
 struct conn_info {
@@ -45,15 +39,30 @@ struct conn_info {
 
 struct conn;
 
-/* Why a connect attempt failed: lets main() pick an exit code. */
-enum conn_fail { CONN_FAIL_NET = 1, CONN_FAIL_HOSTKEY, CONN_FAIL_AUTH,
-		 CONN_FAIL_SFTP };
+/*
+ * How a session reports to its owner, on the session's own thread (and on
+ * the stopping thread in conn_stop): every hook is called with no conn
+ * lock held, `idx` is the session's number.
+ */
+struct conn_hooks {
+	/* The session is up (serving starts after this returns). */
+	void (*up)(void *arg, int idx);
+	/* The session is down; its requests were handed back first. */
+	void (*down)(void *arg, int idx, const char *why);
+	/* A request the session took and cannot finish (it died or stops):
+	 * the owner resends, holds or fails it. */
+	void (*requeue)(void *arg, struct sreq *rq);
+	/* A reconnect, or a failed attempt ("reconnect", "reconnect_failed"). */
+	void (*event)(void *arg, int idx, const char *what, const char *detail);
+	void *arg;
+};
 
 /*
- * Creates a conn for session `idx` of `pool`. `o` must outlive the conn.
- * Returns NULL on allocation failure.
+ * Creates a conn for session `idx`, reporting through `h` (copied; every
+ * hook set). `o` must outlive the conn. Returns NULL on allocation failure.
  */
-struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o);
+struct conn *conn_new(const struct conn_hooks *h, int idx,
+		      const struct steadyfs_opts *o);
 /*
  * Connects once on the calling thread (used by main() before mounting, to
  * report a bad host, key or login with the right exit code). On failure
@@ -62,11 +71,11 @@ struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o)
 int conn_connect_now(struct conn *c, char *err, size_t errsz);
 /* Starts the I/O thread (which reconnects when not already up). */
 int conn_start(struct conn *c);
-/* Stops the thread and waits for it; in-flight requests go back to the
- * pool. Safe to call twice. */
+/* Stops the thread and waits for it; in-flight requests go back through
+ * the requeue hook. Safe to call twice. */
 void conn_stop(struct conn *c);
 /* conn_stop, then frees. Stop every conn of a pool before freeing any:
- * a stopping conn still reads its siblings' state. */
+ * a stopping conn's requeued requests may go to its siblings. */
 void conn_free(struct conn *c);
 
 /*

@@ -44,9 +44,17 @@ const char *pool_state_name(enum pool_state s)
 	}
 }
 
+/* What the sessions report (conn.h's hooks, arg the pool); below. */
+static void pool_conn_up(void *arg, int idx);
+static void pool_conn_down(void *arg, int idx, const char *why);
+static void pool_requeue(void *arg, struct sreq *rq);
+static void pool_event(void *arg, int idx, const char *what, const char *detail);
+
 struct pool *pool_new(const struct steadyfs_opts *o)
 {
 	struct pool *p = calloc(1, sizeof(*p));
+	struct conn_hooks h = { pool_conn_up, pool_conn_down, pool_requeue,
+				pool_event, p };
 
 	if (!p)
 		return NULL;
@@ -56,7 +64,7 @@ struct pool *pool_new(const struct steadyfs_opts *o)
 	if (!p->conns)
 		goto fail;
 	for (int i = 0; i < p->n; i++)
-		if (!(p->conns[i] = conn_new(p, i, o)))
+		if (!(p->conns[i] = conn_new(&h, i, o)))
 			goto fail;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
@@ -221,8 +229,11 @@ void pool_submit_pair(struct pool *p, struct sreq *first, struct sreq *second)
 		second->done(second, NULL, -ESTALE);
 }
 
-void pool_requeue(struct pool *p, struct sreq *rq)
+/* A request a dead or stopping session hands back: resent, held, or failed. */
+static void pool_requeue(void *arg, struct sreq *rq)
 {
+	struct pool *p = arg;
+
 	if (rq->idempotent && rq->conn_idx < 0) {
 		pool_submit(p, rq);
 		return;
@@ -262,8 +273,9 @@ static void resubmit_all(struct pool *p, struct sreq *q)
 	}
 }
 
-void pool_conn_up(struct pool *p, int idx)
+static void pool_conn_up(void *arg, int idx)
 {
+	struct pool *p = arg;
 	struct pool_hooks h;
 	enum pool_state from = POOL_DOWN;
 	bool changed;
@@ -282,8 +294,9 @@ void pool_conn_up(struct pool *p, int idx)
 	resubmit_all(p, q);
 }
 
-void pool_conn_down(struct pool *p, int idx, const char *why)
+static void pool_conn_down(void *arg, int idx, const char *why)
 {
+	struct pool *p = arg;
 	struct pool_hooks h;
 	enum pool_state from = POOL_DOWN;
 	bool changed;
@@ -296,8 +309,9 @@ void pool_conn_down(struct pool *p, int idx, const char *why)
 	notify_state(p, changed, from, pool_state(p), &h);
 }
 
-void pool_event(struct pool *p, int idx, const char *what, const char *detail)
+static void pool_event(void *arg, int idx, const char *what, const char *detail)
 {
+	struct pool *p = arg;
 	struct pool_hooks h;
 
 	pthread_mutex_lock(&p->lock);

@@ -4,6 +4,9 @@
  * idempotent requests after a session loss, and owns the overall state:
  * connected (every session up), degraded (some up), down (none up).
  *
+ * The sessions (conn.c) report their ups, downs, events and the requests
+ * they hand back through the conn_hooks the pool gives each at creation.
+ *
  * Threads: every function may be called from any thread, including from a
  * done() callback running on a conn thread. The pool's timer thread expires
  * held requests. Callbacks are never called with a pool lock held.
@@ -68,12 +71,5 @@ int pool_up_count(struct pool *p);
 struct conn *pool_conn(struct pool *p, int idx);
 /* Server facts from the first session that connected. */
 void pool_server(struct pool *p, struct conn_server *out);
-
-/* Called by conns (conn.c) only. */
-void pool_conn_up(struct pool *p, int idx);
-void pool_conn_down(struct pool *p, int idx, const char *why);
-/* A request a dead session hands back: resent, held, or failed. */
-void pool_requeue(struct pool *p, struct sreq *rq);
-void pool_event(struct pool *p, int idx, const char *what, const char *detail);
 
 #endif

@@ -11,7 +11,9 @@
  * The fakes: this program defines the conn_* functions pool.c calls, so
  * the linker takes them instead of fs/conn.c (the unit rule links each
  * folder as an archive). A fake session is up with a generation or down,
- * reports a number of calls in flight, and records what it was given.
+ * reports a number of calls in flight, records what it was given, and
+ * keeps the hooks the pool gave it, through which the tests report as a
+ * session does (report_up, report_down, report_event, hand_back).
  */
 #include "unit.h"
 
@@ -38,14 +40,17 @@ struct conn {
 	int ngot;
 	int started, stopped;
 	struct conn_server server;
+	struct conn_hooks hooks;
 };
 
 static struct conn fakes[NMAX];
 
-struct conn *conn_new(struct pool *pool, int idx, const struct steadyfs_opts *o)
+struct conn *conn_new(const struct conn_hooks *h, int idx,
+		      const struct steadyfs_opts *o)
 {
 	memset(&fakes[idx], 0, sizeof(fakes[idx]));
 	fakes[idx].idx = idx;
+	fakes[idx].hooks = *h;
 	fakes[idx].server.max_read = 1000u + (unsigned)idx;
 	return &fakes[idx];
 }
@@ -72,6 +77,27 @@ int conn_submit(struct conn *c, struct sreq *rq)
 	c->got[c->ngot++] = rq;
 	c->inflight += (unsigned)c->count_sent;
 	return 0;
+}
+
+/* What session idx reports to the pool, as conn.c does. */
+static void report_up(int idx)
+{
+	fakes[idx].hooks.up(fakes[idx].hooks.arg, idx);
+}
+
+static void report_down(int idx, const char *why)
+{
+	fakes[idx].hooks.down(fakes[idx].hooks.arg, idx, why);
+}
+
+static void report_event(int idx, const char *what, const char *detail)
+{
+	fakes[idx].hooks.event(fakes[idx].hooks.arg, idx, what, detail);
+}
+
+static void hand_back(int idx, struct sreq *rq)
+{
+	fakes[idx].hooks.requeue(fakes[idx].hooks.arg, rq);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -271,7 +297,7 @@ static void test_held_until_up(void)
 	for (int i = 0; i < 5; i++)
 		CHECK_EQ(where(&q[i].rq), -1);
 	fakes[1].gen = 2;
-	pool_conn_up(p, 1);
+	report_up(1);
 	for (int i = 0; i < 5; i++) {
 		CHECK_EQ(where(&q[i].rq), 1);
 		CHECK_EQ(q[i].calls, 0);
@@ -372,7 +398,7 @@ static void test_requeue(void)
 			q.rq.conn_idx = 0;
 			q.rq.conn_gen = 3;
 		}
-		pool_requeue(p, &q.rq);
+		hand_back(0, &q.rq);
 		if (t[i].want == -2) {
 			CHECK_EQ(q.calls, 1);
 			CHECK_EQ(q.err, t[i].err);
@@ -464,20 +490,20 @@ static void test_state(void)
 	CHECK_EQ(pool_size(p), 2);
 	pool_set_hooks(p, &hooks);
 	fakes[0].gen = 1;
-	pool_conn_up(p, 0);
+	report_up(0);
 	CHECK_EQ(pool_state(p), POOL_DEGRADED);
 	CHECK_EQ(pool_up_count(p), 1);
 	fakes[1].gen = 1;
-	pool_conn_up(p, 1);
+	report_up(1);
 	CHECK_EQ(pool_state(p), POOL_CONNECTED);
-	pool_conn_up(p, 1);                      /* no change: no hook */
+	report_up(1);                      /* no change: no hook */
 	fakes[0].gen = 0;
-	pool_conn_down(p, 0, "connection lost");
+	report_down(0, "connection lost");
 	CHECK_EQ(pool_state(p), POOL_DEGRADED);
 	fakes[1].gen = 0;
-	pool_conn_down(p, 1, "eof");
+	report_down(1, "eof");
 	CHECK_EQ(pool_state(p), POOL_DOWN);
-	pool_event(p, 1, "reconnect_failed", "refused");
+	report_event(1, "reconnect_failed", "refused");
 	CHECK_STR(h.log, "down>degraded degraded>connected 0:session_down(connection lost) "
 		  "connected>degraded 1:session_down(eof) degraded>down "
 		  "1:reconnect_failed(refused) ");
@@ -500,7 +526,7 @@ static void test_connect_first(void)
 		return;
 	CHECK_EQ(pool_connect_first(p, err, sizeof(err)), 0);
 	fakes[2].gen = 1;
-	pool_conn_up(p, 2);
+	report_up(2);
 	pool_server(p, &s);
 	CHECK_EQU(s.max_read, 1000);   /* session 0's, not the later one's */
 	pool_free(p);

@@ -35,6 +35,7 @@ struct json_object;
 /* Sessions whose failed reconnects are coalesced (connections= is 1..10). */
 #define CTL_MAX_RUNS 16
 
+/* The name tables (control_names.c). */
 extern const char *const ctl_ops[CTL_NOPS];
 extern const double ctl_bounds[CTL_NBOUNDS];
 

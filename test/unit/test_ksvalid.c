@@ -16,43 +16,12 @@
 
 #include "keepstate.h"
 #include "keepstate_int.h"
+#include "ksfixture.h"
 #include "ksvalid.h"
 #include "names.h"
 #include "nodes.h"
 
 #define BASE "/srv/data"
-
-struct state {
-	int fd;
-	struct keepstate *ks;
-};
-
-static struct state state_new(void)
-{
-	struct state s = { ks_create(), NULL };
-	char err[128];
-
-	if (s.fd >= 0)
-		s.ks = ks_map(s.fd, err, sizeof(err));
-	CHECK(s.ks != NULL);
-	return s;
-}
-
-/* The state as the next daemon maps it: no free lists in memory yet. */
-static void state_reopen(struct state *s)
-{
-	char err[128];
-
-	ks_unmap(s->ks);
-	s->ks = ks_map(s->fd, err, sizeof(err));
-	CHECK(s->ks != NULL);
-}
-
-static void state_free(struct state *s)
-{
-	ks_unmap(s->ks);
-	close(s->fd);
-}
 
 static void count_event(void *arg, uint64_t seq, const char *line)
 {

@@ -3,10 +3,11 @@
  *
  * The shape is sshfs's: one source `[user@]host:[dir]`, one mountpoint,
  * short flags and any number of `-o a,b=c` lists, in any order. Each `-o`
- * item goes through three tables in turn: `specs` (options steadyfs acts
- * on, each with its type and limits), `passive` (options mount(8), sshfs,
- * ssh or FUSE know that steadyfs accepts without acting on: silently, or
- * with one warning naming them) and otherwise an `unknown option` error.
+ * item goes through two tables in turn: `specs` (options steadyfs acts
+ * on, each with its type and limits, here), `opts_passive` (options
+ * mount(8), sshfs, ssh or FUSE know that steadyfs accepts without acting
+ * on: silently, or with one warning naming them; opts_passive.c) and
+ * otherwise an `unknown option` error. The --help text is opts_usage.c's.
  *
  * The argv loop is hand-written rather than getopt(3): getopt keeps its
  * state in globals and permutes argv, and we need in-order handling of
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "opts_int.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -63,175 +65,7 @@ struct opt_spec {
 	int (*fn)(struct parser *p, const char *key, const char *val);
 };
 
-enum match { M_EXACT, M_NOCASE, M_PREFIX };
-
-/* Options accepted without effect. `what` NULL: silently; otherwise one
- * warning per option per command line, naming what kind of option it is. */
-struct passive_spec {
-	const char *name;
-	enum match match;
-	const char *what;
-};
-
-#define SSHFS "an sshfs option"
-#define SSH   "an ssh option"
-#define FUSE  "a FUSE option"
-#define MOUNT "a mount option"
-
-static const struct passive_spec passive[] = {
-	/* generic mount(8) options: the kernel mount or fstab handles them */
-	{ "_netdev", M_EXACT, NULL }, { "auto", M_EXACT, NULL },
-	{ "noauto", M_EXACT, NULL }, { "defaults", M_EXACT, NULL },
-	{ "user", M_EXACT, NULL }, { "users", M_EXACT, NULL },
-	{ "nouser", M_EXACT, NULL }, { "owner", M_EXACT, NULL },
-	{ "noowner", M_EXACT, NULL }, { "group", M_EXACT, NULL },
-	{ "nogroup", M_EXACT, NULL }, { "nofail", M_EXACT, NULL },
-	{ "silent", M_EXACT, NULL }, { "loud", M_EXACT, NULL },
-	{ "comment", M_EXACT, NULL }, { "x-", M_PREFIX, NULL },
-	{ "X-", M_PREFIX, NULL },
-	/* always true in steadyfs, so saying it changes nothing */
-	{ "nonempty", M_EXACT, NULL },
-	/* mount flags steadyfs does not apply to its FUSE mount */
-	{ "sync", M_EXACT, MOUNT }, { "async", M_EXACT, MOUNT },
-	{ "dirsync", M_EXACT, MOUNT }, { "atime", M_EXACT, MOUNT },
-	{ "noatime", M_EXACT, MOUNT }, { "relatime", M_EXACT, MOUNT },
-	{ "norelatime", M_EXACT, MOUNT }, { "strictatime", M_EXACT, MOUNT },
-	{ "nostrictatime", M_EXACT, MOUNT }, { "lazytime", M_EXACT, MOUNT },
-	{ "nolazytime", M_EXACT, MOUNT }, { "diratime", M_EXACT, MOUNT },
-	{ "nodiratime", M_EXACT, MOUNT }, { "mand", M_EXACT, MOUNT },
-	{ "nomand", M_EXACT, MOUNT }, { "iversion", M_EXACT, MOUNT },
-	{ "noiversion", M_EXACT, MOUNT }, { "context", M_EXACT, MOUNT },
-	{ "fscontext", M_EXACT, MOUNT }, { "defcontext", M_EXACT, MOUNT },
-	{ "rootcontext", M_EXACT, MOUNT },
-	/* sshfs */
-	{ "sshfs_sync", M_EXACT, SSHFS }, { "no_readahead", M_EXACT, SSHFS },
-	{ "sync_readdir", M_EXACT, SSHFS }, { "sshfs_debug", M_EXACT, SSHFS },
-	{ "sshfs_verbose", M_EXACT, SSHFS }, { "delay_connect", M_EXACT, SSHFS },
-	{ "dir_cache", M_EXACT, SSHFS }, { "cache", M_EXACT, SSHFS },
-	{ "cache_max_size", M_EXACT, SSHFS },
-	{ "cache_clean_interval", M_EXACT, SSHFS },
-	{ "cache_min_clean_interval", M_EXACT, SSHFS },
-	{ "dcache_max_size", M_EXACT, SSHFS },
-	{ "dcache_clean_interval", M_EXACT, SSHFS },
-	{ "dcache_min_clean_interval", M_EXACT, SSHFS },
-	{ "follow_symlinks", M_EXACT, SSHFS },
-	{ "transform_symlinks", M_EXACT, SSHFS },
-	{ "contain_symlinks", M_EXACT, SSHFS },
-	{ "no_contain_symlinks", M_EXACT, SSHFS },
-	{ "no_check_root", M_EXACT, SSHFS }, { "password_stdin", M_EXACT, SSHFS },
-	{ "max_conns", M_EXACT, SSHFS }, { "ssh_command", M_EXACT, SSHFS },
-	{ "ssh_protocol", M_EXACT, SSHFS }, { "sftp_server", M_EXACT, SSHFS },
-	{ "directport", M_EXACT, SSHFS }, { "slave", M_EXACT, SSHFS },
-	{ "passive", M_EXACT, SSHFS }, { "vsock", M_EXACT, SSHFS },
-	{ "disable_hardlink", M_EXACT, SSHFS }, { "nomap", M_EXACT, SSHFS },
-	{ "uidfile", M_EXACT, SSHFS }, { "gidfile", M_EXACT, SSHFS },
-	{ "writeback_cache", M_EXACT, SSHFS },
-	{ "unreliable_append", M_EXACT, SSHFS },
-	{ "verbose", M_EXACT, SSHFS },
-	/* FUSE (libfuse, fusermount3, mount.fuse3 and its modules) */
-	{ "fsname", M_EXACT, FUSE }, { "subtype", M_EXACT, FUSE },
-	{ "large_read", M_EXACT, FUSE }, { "max_read", M_EXACT, FUSE },
-	{ "async_read", M_EXACT, FUSE }, { "sync_read", M_EXACT, FUSE },
-	{ "auto_unmount", M_EXACT, FUSE }, { "allow_root", M_EXACT, FUSE },
-	{ "blkdev", M_EXACT, FUSE }, { "blksize", M_EXACT, FUSE },
-	{ "intr", M_EXACT, FUSE }, { "intr_signal", M_EXACT, FUSE },
-	{ "max_readahead", M_EXACT, FUSE }, { "max_background", M_EXACT, FUSE },
-	{ "congestion_threshold", M_EXACT, FUSE },
-	{ "hard_remove", M_EXACT, FUSE }, { "use_ino", M_EXACT, FUSE },
-	{ "readdir_ino", M_EXACT, FUSE }, { "direct_io", M_EXACT, FUSE },
-	{ "big_writes", M_EXACT, FUSE }, { "no_remote_lock", M_EXACT, FUSE },
-	{ "no_remote_posix_lock", M_EXACT, FUSE },
-	{ "no_remote_flock", M_EXACT, FUSE }, { "splice_read", M_EXACT, FUSE },
-	{ "splice_write", M_EXACT, FUSE }, { "splice_move", M_EXACT, FUSE },
-	{ "no_splice_read", M_EXACT, FUSE }, { "no_splice_write", M_EXACT, FUSE },
-	{ "no_splice_move", M_EXACT, FUSE },
-	{ "ac_attr_timeout", M_EXACT, FUSE }, { "noforget", M_EXACT, FUSE },
-	{ "remember", M_EXACT, FUSE }, { "modules", M_EXACT, FUSE },
-	{ "clone_fd", M_EXACT, FUSE }, { "no_rofd_flush", M_EXACT, FUSE },
-	{ "nopath", M_EXACT, FUSE }, { "max_threads", M_EXACT, FUSE },
-	{ "max_idle_threads", M_EXACT, FUSE }, { "rootmode", M_EXACT, FUSE },
-	{ "user_id", M_EXACT, FUSE }, { "group_id", M_EXACT, FUSE },
-	{ "fd", M_EXACT, FUSE }, { "setuid", M_EXACT, FUSE },
-	{ "drop_privileges", M_EXACT, FUSE }, { "subdir", M_EXACT, FUSE },
-	{ "rellinks", M_EXACT, FUSE }, { "norellinks", M_EXACT, FUSE },
-	{ "from_code", M_EXACT, FUSE }, { "to_code", M_EXACT, FUSE },
-	/* ssh_config(5) keywords; ssh matches them case-insensitively */
-	{ "AddKeysToAgent", M_NOCASE, SSH }, { "AddressFamily", M_NOCASE, SSH },
-	{ "BatchMode", M_NOCASE, SSH }, { "BindAddress", M_NOCASE, SSH },
-	{ "BindInterface", M_NOCASE, SSH }, { "CanonicalDomains", M_NOCASE, SSH },
-	{ "CanonicalizeFallbackLocal", M_NOCASE, SSH },
-	{ "CanonicalizeHostname", M_NOCASE, SSH },
-	{ "CanonicalizeMaxDots", M_NOCASE, SSH },
-	{ "CanonicalizePermittedCNAMEs", M_NOCASE, SSH },
-	{ "CASignatureAlgorithms", M_NOCASE, SSH },
-	{ "CertificateFile", M_NOCASE, SSH },
-	{ "ChallengeResponseAuthentication", M_NOCASE, SSH },
-	{ "ChannelTimeout", M_NOCASE, SSH }, { "CheckHostIP", M_NOCASE, SSH },
-	{ "Cipher", M_NOCASE, SSH }, { "Ciphers", M_NOCASE, SSH },
-	{ "ClearAllForwardings", M_NOCASE, SSH }, { "Compression", M_NOCASE, SSH },
-	{ "CompressionLevel", M_NOCASE, SSH },
-	{ "ConnectionAttempts", M_NOCASE, SSH },
-	{ "ControlMaster", M_NOCASE, SSH }, { "ControlPath", M_NOCASE, SSH },
-	{ "ControlPersist", M_NOCASE, SSH }, { "DynamicForward", M_NOCASE, SSH },
-	{ "EnableEscapeCommandline", M_NOCASE, SSH },
-	{ "EnableSSHKeysign", M_NOCASE, SSH }, { "EscapeChar", M_NOCASE, SSH },
-	{ "ExitOnForwardFailure", M_NOCASE, SSH },
-	{ "FingerprintHash", M_NOCASE, SSH },
-	{ "ForkAfterAuthentication", M_NOCASE, SSH },
-	{ "ForwardAgent", M_NOCASE, SSH }, { "ForwardX11", M_NOCASE, SSH },
-	{ "ForwardX11Timeout", M_NOCASE, SSH },
-	{ "ForwardX11Trusted", M_NOCASE, SSH }, { "GatewayPorts", M_NOCASE, SSH },
-	{ "GlobalKnownHostsFile", M_NOCASE, SSH },
-	{ "GSSAPIAuthentication", M_NOCASE, SSH },
-	{ "GSSAPIClientIdentity", M_NOCASE, SSH },
-	{ "GSSAPIDelegateCredentials", M_NOCASE, SSH },
-	{ "GSSAPIKexAlgorithms", M_NOCASE, SSH },
-	{ "GSSAPIKeyExchange", M_NOCASE, SSH },
-	{ "GSSAPIRenewalForcesRekey", M_NOCASE, SSH },
-	{ "GSSAPIServerIdentity", M_NOCASE, SSH },
-	{ "GSSAPITrustDns", M_NOCASE, SSH }, { "HashKnownHosts", M_NOCASE, SSH },
-	{ "HostbasedAcceptedAlgorithms", M_NOCASE, SSH },
-	{ "HostbasedAuthentication", M_NOCASE, SSH },
-	{ "HostbasedKeyTypes", M_NOCASE, SSH },
-	{ "HostKeyAlgorithms", M_NOCASE, SSH }, { "HostKeyAlias", M_NOCASE, SSH },
-	{ "HostName", M_NOCASE, SSH }, { "IdentitiesOnly", M_NOCASE, SSH },
-	{ "IdentityAgent", M_NOCASE, SSH }, { "IgnoreUnknown", M_NOCASE, SSH },
-	{ "Include", M_NOCASE, SSH }, { "IPQoS", M_NOCASE, SSH },
-	{ "KbdInteractiveAuthentication", M_NOCASE, SSH },
-	{ "KbdInteractiveDevices", M_NOCASE, SSH },
-	{ "KexAlgorithms", M_NOCASE, SSH }, { "KnownHostsCommand", M_NOCASE, SSH },
-	{ "LocalCommand", M_NOCASE, SSH }, { "LocalForward", M_NOCASE, SSH },
-	{ "LogLevel", M_NOCASE, SSH }, { "LogVerbose", M_NOCASE, SSH },
-	{ "MACs", M_NOCASE, SSH },
-	{ "NoHostAuthenticationForLocalhost", M_NOCASE, SSH },
-	{ "NumberOfPasswordPrompts", M_NOCASE, SSH },
-	{ "ObscureKeystrokeTiming", M_NOCASE, SSH },
-	{ "PasswordAuthentication", M_NOCASE, SSH },
-	{ "PermitLocalCommand", M_NOCASE, SSH },
-	{ "PermitRemoteOpen", M_NOCASE, SSH }, { "PKCS11Provider", M_NOCASE, SSH },
-	{ "PreferredAuthentications", M_NOCASE, SSH },
-	{ "Protocol", M_NOCASE, SSH }, { "ProxyCommand", M_NOCASE, SSH },
-	{ "ProxyJump", M_NOCASE, SSH }, { "ProxyUseFdpass", M_NOCASE, SSH },
-	{ "PubkeyAcceptedAlgorithms", M_NOCASE, SSH },
-	{ "PubkeyAcceptedKeyTypes", M_NOCASE, SSH },
-	{ "PubkeyAuthentication", M_NOCASE, SSH },
-	{ "RekeyLimit", M_NOCASE, SSH }, { "RemoteCommand", M_NOCASE, SSH },
-	{ "RemoteForward", M_NOCASE, SSH }, { "RequestTTY", M_NOCASE, SSH },
-	{ "RequiredRSASize", M_NOCASE, SSH },
-	{ "RevokedHostKeys", M_NOCASE, SSH },
-	{ "RhostsRSAAuthentication", M_NOCASE, SSH },
-	{ "RSAAuthentication", M_NOCASE, SSH },
-	{ "SecurityKeyProvider", M_NOCASE, SSH }, { "SendEnv", M_NOCASE, SSH },
-	{ "SessionType", M_NOCASE, SSH }, { "SetEnv", M_NOCASE, SSH },
-	{ "StdinNull", M_NOCASE, SSH }, { "StreamLocalBindMask", M_NOCASE, SSH },
-	{ "StreamLocalBindUnlink", M_NOCASE, SSH },
-	{ "SyslogFacility", M_NOCASE, SSH }, { "Tag", M_NOCASE, SSH },
-	{ "TCPKeepAlive", M_NOCASE, SSH }, { "Tunnel", M_NOCASE, SSH },
-	{ "TunnelDevice", M_NOCASE, SSH }, { "UpdateHostKeys", M_NOCASE, SSH },
-	{ "UseKeychain", M_NOCASE, SSH }, { "UsePrivilegedPort", M_NOCASE, SSH },
-	{ "UseRoaming", M_NOCASE, SSH }, { "VerifyHostKeyDNS", M_NOCASE, SSH },
-	{ "VisualHostKey", M_NOCASE, SSH }, { "XAuthLocation", M_NOCASE, SSH },
-};
+/* The options accepted without effect: opts_passive.c. */
 
 /* Everything one parse needs besides argv: no globals, so tests can parse
  * many command lines in one process. */
@@ -242,7 +76,7 @@ struct parser {
 	int npos;                        /* positionals seen */
 	char *ssh_user;                  /* -o User=, used without user@ */
 	bool strict_ask;                 /* StrictHostKeyChecking=ask seen */
-	bool warned[ARRAY_LEN(passive)]; /* one warning per option */
+	bool warned[OPTS_NPASSIVE];      /* one warning per option */
 };
 
 static int fail(struct parser *p, const char *fmt, ...)
@@ -669,9 +503,9 @@ static const struct passive_spec *find_passive(const char *key)
 {
 	size_t i;
 
-	for (i = 0; i < ARRAY_LEN(passive); i++) {
-		if (name_matches(passive[i].name, passive[i].match, key))
-			return &passive[i];
+	for (i = 0; i < OPTS_NPASSIVE; i++) {
+		if (name_matches(opts_passive[i].name, opts_passive[i].match, key))
+			return &opts_passive[i];
 	}
 	return NULL;
 }
@@ -700,7 +534,7 @@ static int apply_item(struct parser *p, char *item)
 		return apply_spec(p, spec, item, val);
 	if (!pas)
 		return fail(p, "unknown option '%s'", item);
-	idx = (size_t)(pas - passive);
+	idx = (size_t)(pas - opts_passive);
 	if (pas->what && !p->warned[idx]) {
 		p->warned[idx] = true;
 		log_warn("option '%s' is %s steadyfs does not use; ignored",
@@ -1015,85 +849,4 @@ double steadyfs_opts_dead_after(const struct steadyfs_opts *o)
 	double d = o->alive_interval * o->alive_count_max;
 
 	return d < o->op_timeout / 2 ? d : o->op_timeout / 2;
-}
-
-void steadyfs_opts_usage(FILE *fp)
-{
-	fputs(
-"usage: steadyfs [user@]host:[dir] MOUNTPOINT [-p PORT] [-f] [-d] [-o opt[,opt...]]\n"
-"       mount -t fuse.steadyfs [user@]host:[dir] MOUNTPOINT -o opts\n"
-"\n"
-"  -p PORT                  ssh port (same as -o port=PORT; default 22)\n"
-"  -f                       stay in the foreground\n"
-"  -d                       debug log (implies -f)\n"
-"  -o opt[,opt...]          options below; may be repeated, -oOPT works too\n"
-"  -h, --help               this text\n"
-"  -V, --version            version\n"
-"  --upgrade MOUNTPOINT     switch MOUNTPOINT's daemon to the binary now on disk\n"
-"\n"
-"ssh:\n"
-"  -o port=N                ssh port (default 22)\n"
-"  -o IdentityFile=PATH     private key (default: agent and ~/.ssh keys)\n"
-"  -o UserKnownHostsFile=PATH  known hosts (default ~/.ssh/known_hosts)\n"
-"  -o StrictHostKeyChecking=yes|accept-new|no  host key policy (default yes)\n"
-"  -o ConnectTimeout=S, connect_timeout=S  one connect + auth attempt\n"
-"                           (default 10)\n"
-"  -o ServerAliveInterval=S ping interval (default 5)\n"
-"  -o ServerAliveCountMax=N missed pings before a session is dead (default 2);\n"
-"                           the product is capped at op_timeout/2\n"
-"  -o User=NAME             remote user when the source has no user@\n"
-"  -o reconnect             accepted; steadyfs always reconnects\n"
-"\n"
-"filesystem:\n"
-"  -o allow_other           let other users use the mount (default off);\n"
-"                           implies default_permissions\n"
-"  -o default_permissions   kernel checks permissions (default off; always\n"
-"                           on with allow_other)\n"
-"  -o suid, dev             honour setuid bits and device files of the\n"
-"                           server's files (default nosuid,nodev)\n"
-"  -o noexec                no program runs from the mount (default exec)\n"
-"  -o ro                    read-only (default rw)\n"
-"  -o uid=N, gid=N          owner and group shown for every file\n"
-"                           (default: the server's numbers)\n"
-"  -o umask=M               octal mask over shown permissions (default none)\n"
-"  -o idmap=user|none       map the remote user's uid/gid to the local\n"
-"                           user's (default none)\n"
-"  -o kernel_cache          keep file data in the page cache across opens\n"
-"                           (default off)\n"
-"  -o auto_cache            drop cached data when mtime or size changes\n"
-"                           (default off)\n"
-"  -o attr_timeout=S        attribute cache time (default 1)\n"
-"  -o entry_timeout=S       name cache time (default 1)\n"
-"  -o negative_timeout=S    how long a name found missing stays missing\n"
-"                           (default 0: asked again each time); files other\n"
-"                           writers create show up that much later\n"
-"  -o dcache_timeout=S, dcache_stat_timeout=S (sshfs; cache_* too)\n"
-"                           set attr_timeout and entry_timeout; sshfs's\n"
-"                           dcache_dir/link_timeout are ignored (listings\n"
-"                           and link targets are always read fresh)\n"
-"  -o max_write=N           largest write from the kernel, 4096..1048576\n"
-"                           bytes (default 1048576)\n"
-"\n"
-"steadyfs:\n"
-"  -o connections=N         ssh sessions in the pool, 1..10 (default 4;\n"
-"                           warns above 5)\n"
-"  -o op_timeout=S          no call blocks longer than this (default 20)\n"
-"  -o backoff_min=S         first reconnect delay (default 0.2)\n"
-"  -o backoff_max=S         longest reconnect delay (default 5)\n"
-"  -o state_dir=PATH        mirror of .control/ (default\n"
-"                           /run/steadyfs/<escaped mountpoint>)\n"
-"  -o metrics_textfile=PATH Prometheus textfile (default off)\n"
-"  -o state_group=GROUP     share the mirror and .control/ with GROUP\n"
-"                           (0750/0640; default: owner only, 0700/0600)\n"
-"\n"
-"Also accepted: the generic mount(8) options (rw, _netdev, auto, noauto,\n"
-"defaults, user, users, nouser, nofail, comment=, x-systemd.*, ...) silently,\n"
-"and options of sshfs, ssh_config(5) and FUSE that steadyfs does not need,\n"
-"with one warning each. Anything else is an error. workaround=... is\n"
-"accepted and ignored.\n"
-"\n"
-"Exit status: 0 ok, 1 cannot connect, authenticate or verify the host key,\n"
-"2 bad command line, 3 internal error, 4 mountpoint problem; for --upgrade\n"
-"also 5 the pid in status.json is not the keeper of that mount (refused).\n",
-		fp);
 }

@@ -197,6 +197,10 @@ uint32_t ks_slots_written(const struct keepstate *ks, size_t off,
 	}
 	return (uint32_t)(((size_t)(last - (off_t)off) + slot_size - 1) / slot_size);
 }
+uint32_t ks_events_written(const struct keepstate *ks)
+{
+	return ks_slots_written(ks, OFF_EVENTS, sizeof(struct evslot), KS_EVENTS);
+}
 
 /* ---- slot allocation ---- */
 
@@ -661,12 +665,13 @@ void ks_events_each(struct keepstate *ks,
 		    void *arg)
 {
 	uint64_t seqs[KS_EVENTS];
+	uint32_t written = ks_events_written(ks);
 	size_t n = 0;
 
 	/* ks_validate() has dropped every slot that breaks these; checked
 	 * again because a line read past its slot is the one mistake here
 	 * that would crash every later daemon. */
-	for (unsigned i = 0; i < KS_EVENTS; i++) {
+	for (unsigned i = 0; i < written; i++) {
 		const struct evslot *e = &ks->events[i];
 		uint64_t s = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
 

@@ -126,6 +126,11 @@ _Static_assert(sizeof(struct hdr) <= OFF_NODES, "header fits its page");
 uint32_t ks_slots_written(const struct keepstate *ks, size_t off,
 			  size_t slot_size, uint32_t cap);
 
+/* Event slots that may hold a record: those before the end of the last
+ * page written. Each slot's sequence number sits on a page of its own, so
+ * a scan of all KS_EVENTS would give the memfd 4 MiB it never needed. */
+uint32_t ks_events_written(const struct keepstate *ks);
+
 /* A handle slot as the record callers see (keepstate.h). */
 void ks_fh_read(const struct fslot *s, struct ks_fh *rec);
 

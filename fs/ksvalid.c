@@ -407,9 +407,10 @@ static void check_events(struct pass *p)
 {
 	struct keepstate *ks = p->ks;
 	struct ks_report *rep = p->rep;
+	uint32_t written = ks_events_written(ks);
 	uint64_t newest = 0;
 
-	for (unsigned i = 0; i < KS_EVENTS; i++) {
+	for (unsigned i = 0; i < written; i++) {
 		struct evslot *e = &ks->events[i];
 		uint64_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
 		const char *why;
@@ -426,7 +427,7 @@ static void check_events(struct pass *p)
 	}
 	/* Each slot holds the newest of its numbers: anything older than
 	 * the last KS_EVENTS is a slot the ring never wrote. */
-	for (unsigned i = 0; i < KS_EVENTS && newest >= KS_EVENTS; i++) {
+	for (unsigned i = 0; i < written && newest >= KS_EVENTS; i++) {
 		struct evslot *e = &ks->events[i];
 
 		if (e->seq && e->seq <= newest - KS_EVENTS) {
@@ -474,7 +475,7 @@ static void drop_unchecked(struct keepstate *ks, struct ks_report *rep)
 			rep->handles++;
 			ks->fhs[i].state = ST_FREE;
 		}
-	for (unsigned i = 0; i < KS_EVENTS; i++)
+	for (unsigned i = 0, n = ks_events_written(ks); i < n; i++)
 		if (ks->events[i].seq) {
 			rep->events++;
 			event_free(&ks->events[i]);

@@ -2462,7 +2462,8 @@ static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
 		}
 	}
 	pthread_mutex_lock(&fh->lock);
-	w = ra_fill(&fh->ra, op->ra_gen, op->off, op->data, op->got,
+	/* The chunk takes op->data over (op_free then frees NULL). */
+	w = ra_fill(&fh->ra, op->ra_gen, op->off, &op->data, op->got,
 		    op->got < op->size, failed);
 	pthread_mutex_unlock(&fh->lock);
 	fh_op_end(op);

@@ -73,17 +73,17 @@ static struct ra_chunk *find_chunk(const struct ra *ra, uint64_t slot)
 }
 
 /* A new, unsent chunk at `slot` (not yet present), or NULL when the
- * handle holds its limit or memory is short. */
+ * handle holds its limit or memory is short. Its bytes come with its
+ * reply (ra_fill); `held` counts them from now, so the limit bounds the
+ * chunks in flight too. */
 static struct ra_chunk *add_chunk(struct ra *ra, uint64_t slot, uint32_t sid)
 {
 	struct ra_chunk *c, **pp;
 
 	if (ra->held + RA_CHUNK > RA_MAX_HELD)
 		return NULL;
-	if (!(c = calloc(1, sizeof(*c))) || !(c->data = malloc(RA_CHUNK))) {
-		free(c);
+	if (!(c = calloc(1, sizeof(*c))))
 		return NULL;
-	}
 	c->off = slot;
 	c->len = RA_CHUNK;
 	c->sid = sid;
@@ -277,7 +277,7 @@ bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len)
 	return true;
 }
 
-struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
+struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, char **data,
 		   size_t len, bool eof, bool failed)
 {
 	struct ra_chunk *c;
@@ -296,8 +296,8 @@ struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
 	}
 	if (!failed) {
 		c->got = (uint32_t)(len < c->len ? len : c->len);
-		if (c->got)
-			memcpy(c->data, data, c->got);
+		c->data = *data;
+		*data = NULL;
 		if ((eof || c->got < c->len) &&
 		    (!ra->eof_off || c->off + c->got < ra->eof_off))
 			ra->eof_off = c->off + c->got;

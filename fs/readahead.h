@@ -53,7 +53,7 @@ struct ra_chunk {
 	uint32_t got;          /* received (< len at end of file) */
 	uint32_t used;         /* bytes handed to readers */
 	uint32_t sid;          /* stream it was asked for */
-	char *data;
+	char *data;            /* NULL until filled: the READ's own buffer */
 	bool sent, done, failed;
 	struct op *waiters;    /* reads waiting for this chunk */
 	struct ra_chunk *next;
@@ -92,12 +92,16 @@ enum ra_result ra_lookup(struct ra *ra, struct op *op, uint64_t off, size_t size
  */
 bool ra_next(struct ra *ra, uint64_t *off, uint32_t *len);
 /*
- * A requested chunk's reply (data NULL and failed on error). Returns the
- * reads it completed: each has op->got set, or op->err = EIO when a chunk
- * failed and the caller should read directly. `gen` is ra->gen when the
- * chunk was requested: a stale reply is dropped.
+ * A requested chunk's reply: `len` bytes in *data, a malloc'd buffer of at
+ * least the chunk's length, which the chunk takes over (*data set to NULL)
+ * when it accepts the reply, so a chunk's bytes live in one buffer only,
+ * the one its READ filled; otherwise *data stays the caller's. On error
+ * `failed` (data may then be NULL). Returns the reads it completed: each
+ * has op->got set, or op->err = EIO when a chunk failed and the caller
+ * should read directly. `gen` is ra->gen when the chunk was requested: a
+ * stale reply is dropped.
  */
-struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, const void *data,
+struct op *ra_fill(struct ra *ra, uint32_t gen, uint64_t off, char **data,
 		   size_t len, bool eof, bool failed);
 /* Drops every chunk and stream (after a write, a truncate, a change on the
  * server). Returns waiters, marked op->err = EIO, to read directly. */

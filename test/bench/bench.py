@@ -33,7 +33,10 @@ and the link ceiling: `ssh 'cat > /dev/null'` and `ssh 'head -c N
 per repetition; the best sample is the ceiling.
 
 After each profile: peak RSS (VmHWM) of each daemon (sshfs: sshfs plus its
-ssh), and CPU seconds per GiB moved by the sequential rows. Prints one table
+ssh), the peak of their summed Pss sampled every 0.1 s during the profile
+(test/bench/pss.py: the take-over memfd keeper and daemon share counts
+once), per row and where it was at the peak, and CPU seconds per GiB moved
+by the sequential rows. Prints one table
 per profile and writes everything to BUILD/bench.json.
 
 Everything it starts (sshd, proxy, mounts) is stopped by pid in finally
@@ -60,6 +63,7 @@ sys.path.insert(0, TEST)
 
 import demo  # noqa: E402
 import mounts  # noqa: E402
+import pss  # noqa: E402
 import readers  # noqa: E402
 import sshdfix  # noqa: E402
 
@@ -164,14 +168,7 @@ def cpu_seconds(pid):
 
 
 def vm_hwm_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return pss.proc_kib(pid, "status", "VmHWM")
 
 
 def become_subreaper():
@@ -483,6 +480,16 @@ def warm_up(ms, sshd, rows):
                 fn(ms[kind].mountpoint, server, size)
 
 
+def start_samplers(ms):
+    """A Pss sampler per mount over its daemon processes (fixed for the
+    profile: steadyfs's keeper and daemon, sshfs and its ssh)."""
+    out = {}
+    for kind, m in ms.items():
+        pids = daemon_pids(m)
+        out[kind] = pss.PssSampler(lambda pids=pids: pids).start()
+    return out
+
+
 def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     proxy.delay(prof["delay_ms"])
     say(f"\n== {prof['name']}: {prof['delay_ms']} ms each way "
@@ -491,7 +498,10 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
     ms = mount_both(sshd, proxy.port, workdir)
     samples = {k: {r[0]: [] for r in ROWS} for k in KINDS}
     moved = {k: {"bytes": 0, "cpu": 0.0} for k in KINDS}
+    samplers = start_samplers(ms)
     try:
+        for s in samplers.values():
+            s.mark("warm-up")
         warm_up(ms, sshd, rows)
         for rep in range(reps):
             order = KINDS if rep % 2 == 0 else KINDS[::-1]
@@ -503,15 +513,22 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
                     continue  # rename+unlink is measured with "small"
                 for kind in order:
                     server = os.path.join(sshd.remote_dir, kind)
+                    samplers[kind].mark(key)
                     run_row(key, fn, prof[size_key], ms[kind], server,
                             samples[kind], moved[kind])
+                    samplers[kind].mark(None)
             say(f"  repetition {rep + 1}/{reps} done")
-        daemons = {k: daemon_figures(ms[k], moved[k]) for k in KINDS}
+        for s in samplers.values():
+            s.stop()
+        daemons = {k: dict(daemon_figures(ms[k], moved[k]),
+                           **samplers[k].figures()) for k in KINDS}
         for k in KINDS:
             bad = ms[k].problems() if k == "steadyfs" else []
             if bad:
                 raise Failed(f"steadyfs stderr: {bad[:3]}")
     finally:
+        for s in samplers.values():
+            s.stop()
         for m in ms.values():
             m.cleanup()
         reap_adopted([p for m in ms.values()
@@ -643,12 +660,20 @@ def table(res):
                    f"{fmt(r['pct_of_ceiling'], 0)} |")
     d = res["daemons"]
     for label, key, nd in (("peak RSS (VmHWM)", "peak_rss_mib", 1),
+                           ("peak Pss, summed, sampled", "peak_pss_mib", 1),
                            ("CPU s per GiB (seq rows)", "cpu_seconds_per_gib", 2)):
         s, f = d["steadyfs"][key], d["sshfs"][key]
         ratio = s / f if s is not None and f else None
-        unit = "MiB" if key == "peak_rss_mib" else "s/GiB"
+        unit = "s/GiB" if key == "cpu_seconds_per_gib" else "MiB"
         out.append(f"| {label} | {unit} | {fmt(s, nd)} | {fmt(f, nd)} | "
                    f"{fmt(ratio, 2)} | |")
+    by_row = d["steadyfs"].get("peak_pss_mib_by_row", {})
+    if by_row:
+        out.append("")
+        out.append("steadyfs peak Pss by row (MiB): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in by_row.items()))
+        out.append("steadyfs Pss at its peak (MiB): " + ", ".join(
+            f"{k} {v}" for k, v in d["steadyfs"]["pss_at_peak_mib"].items()))
     return "\n".join(out)
 
 

@@ -576,6 +576,32 @@ static void close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
 	op_send_on(cop, reopen_closed, rop->rq.served_by, rop->rq.served_gen);
 }
 
+/* This reopen is over without a handle; another starts, under the path
+ * the node has now. */
+static void reopen_again(struct op *rop)
+{
+	struct fh *fh = rop->fh;
+
+	pthread_mutex_lock(&fh->lock);
+	fh->reopening = false;
+	reopen_locked(fh);
+	pthread_mutex_unlock(&fh->lock);
+	rop->fh = NULL;
+	op_free(rop);
+	fh_put(fh);
+}
+
+/* Whether the node's name changed since the reopen was sent under
+ * rop->path (a rename, or the hiding of an unlink, that landed first). */
+static bool reopen_moved(const struct op *rop)
+{
+	char *now = fh_path(rop->fh);
+	bool moved = now && strcmp(now, rop->path) != 0;
+
+	free(now);
+	return moved;
+}
+
 /*
  * The FSTAT of the reopened handle: the "same file?" rule decides whether
  * its queued writes may go there. The new handle waits in rop->data.
@@ -589,13 +615,7 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 
 	if (err) {
 		/* That session died too: start over on another. */
-		pthread_mutex_lock(&fh->lock);
-		fh->reopening = false;
-		reopen_locked(fh);
-		pthread_mutex_unlock(&fh->lock);
-		rop->fh = NULL;
-		op_free(rop);
-		fh_put(fh);
+		reopen_again(rop);
 		return;
 	}
 	nodes_ident_get(fh->v->nodes, fh->ino, &id);
@@ -627,6 +647,13 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 
 	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
 		fail = err ? op_transport_errno(err) : reply_errno(r);
+		/* The file was renamed (or hidden) after the OPEN left, on
+		 * another session: the name it asked for is gone, the node's
+		 * new one leads to the file. */
+		if (fail == ENOENT && reopen_moved(rop)) {
+			reopen_again(rop);
+			return;
+		}
 		reopen_finish(rop, NULL, 0, fail);
 		return;
 	}

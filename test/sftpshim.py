@@ -35,6 +35,13 @@ comes from a JSON file named on its command line:
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
                          which it reads from the file on this machine
+  "hold_open": hex, "hold_flags": DIR
+                         an OPEN (not exclusive) whose path contains these
+                         bytes, sent while the file DIR/arm exists, is
+                         held (DIR/arm becomes DIR/held) until its path no
+                         longer exists on this machine, at most 10 s, and
+                         then passed on; later requests pass meanwhile (a
+                         request overtaken by one sent on another session)
   "refuse": {name: code} the reply to each request named (`open`, `close`,
                          `fstat`, or an extension such as
                          "fsync@openssh.com") becomes a STATUS with that
@@ -51,6 +58,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 REAL = "/usr/lib/openssh/sftp-server"
 
@@ -115,6 +123,9 @@ class Relay:
         self.refuse = cfg.get("refuse", {})
         self.lose_before = [bytes.fromhex(h) for h in cfg.get("lose_before", [])]
         self.lose_flags = cfg.get("lose_flags", "")
+        self.hold_open = bytes.fromhex(cfg.get("hold_open", ""))
+        self.hold_flags = cfg.get("hold_flags", "")
+        self.to_server = threading.Lock()  # writes to the server's stdin
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
@@ -132,12 +143,46 @@ class Relay:
 
     # ---- client -> server ------------------------------------------------
 
+    def send_server(self, data):
+        with self.to_server:
+            self.server.stdin.write(data)
+            self.server.stdin.flush()
+
     def from_client(self):
         for ptype, body in packets(sys.stdin.buffer):
+            if self.hold_open and self.holding(ptype, body):
+                continue
             if not self.note_request(ptype, body):
-                self.server.stdin.write(packet(ptype, body))
-                self.server.stdin.flush()
-        self.server.stdin.close()
+                self.send_server(packet(ptype, body))
+        with self.to_server:
+            self.server.stdin.close()
+
+    def holding(self, ptype, body):
+        """True when this is the OPEN "hold_open" holds: it is passed on
+        by a thread of its own once its path is gone."""
+        if ptype != FXP_OPEN:
+            return False
+        path, off = get_str(body, 4)
+        if self.hold_open not in path or \
+                struct.unpack_from(">I", body, off)[0] & FXF_EXCL:
+            return False
+        try:
+            os.rename(os.path.join(self.hold_flags, "arm"),
+                      os.path.join(self.hold_flags, "held"))
+        except FileNotFoundError:
+            return False
+
+        def release():
+            deadline = time.monotonic() + 10
+            while os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            try:
+                self.send_server(packet(ptype, body))
+            except (OSError, ValueError):
+                pass  # the session ended meanwhile
+
+        threading.Thread(target=release, daemon=True).start()
+        return True
 
     def note_request(self, ptype, body):
         """Remembers what a reply will need; True when the shim answered

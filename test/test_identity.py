@@ -440,6 +440,43 @@ def test_hard_link_renamed_onto_its_twin_keeps_the_group(private):
     assert read_file(os.path.join(remote, "d")) == want
 
 
+@pytest.mark.timeout(60)
+def test_reopen_overtaken_by_hide_follows_the_new_name(make_sshd, mount_steadyfs,
+                                                        tmp_path):
+    """A reopen's OPEN, sent under the file's name, is overtaken by the
+    RENAME that hides it (an unlink of the open file, sent on the other
+    session): the server answers "no such file", the node has the hidden
+    name by then. The reopen is made again under that name; the handle
+    failed for good before (fsync EIO; model checker soak seed 313318)."""
+    import sshdfix
+    from test_server_input import lying_sshd
+    flags = tmp_path / "hold"
+    flags.mkdir()
+    server = lying_sshd(make_sshd, tmp_path, hold_open=b"racy".hex(),
+                        hold_flags=str(flags))
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    fd = os.open(m.path("racy"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        (flags / "arm").touch()
+        shims = wait_until(lambda: [p for p in sshdfix.descendants(server.pid)
+                                    if "sftpshim" in sshdfix._cmdline(p)], 10)
+        assert shims
+        for p in shims:
+            os.kill(p, signal.SIGKILL)
+        # The write's replay needs a reopen: its OPEN is held by the shim.
+        assert os.write(fd, SECOND) == len(SECOND)
+        assert wait_until(lambda: (flags / "held").exists(), 20), \
+            "the reopen's OPEN never came"
+        os.unlink(m.path("racy"))
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(server.remote_dir) == [], 5)
+
+
 # ---- across a daemon restart (the take-over state) ---------------------------
 
 def restart_daemon(m):

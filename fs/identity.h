@@ -61,10 +61,13 @@ void ident_sent(struct ident *id, uint64_t end);
 void ident_acked(struct ident *id, uint64_t end);
 /* steadyfs set the size to `size` (truncate, O_TRUNC). */
 void ident_truncated(struct ident *id, uint64_t size);
-/* A truncate to `size` whose outcome is unknown (its reply was lost): the
- * file may have either size, so the bounds widen to take both. */
+/* A truncate to `size` whose outcome is unknown: sent and not answered
+ * yet (a reopen on another session may see it landed), its reply lost,
+ * or refused. The file may have either size, so the bounds widen to
+ * take both; ident_truncated collapses them when the server confirms. */
 void ident_maybe_truncated(struct ident *id, uint64_t size);
-/* steadyfs set the mtime (utimens): it is no longer compared. */
+/* steadyfs sets the mtime (utimens, from the moment it is sent): it is
+ * no longer compared. */
 void ident_touched(struct ident *id);
 
 /*

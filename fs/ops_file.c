@@ -2012,9 +2012,8 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 	struct fh *fh;
 
 	if (err) {
-		/* An O_TRUNC open may have truncated: the rule takes both. */
-		if (op->fi.flags & O_TRUNC)
-			nodes_ident_maybe_truncated(op->v->nodes, op->ino, 0);
+		/* An O_TRUNC open may have truncated: the rule keeps taking
+		 * both sizes (open_send). */
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
 		return;
@@ -2056,6 +2055,10 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 
 static void open_send(struct op *op, const struct sftp_attrs *unused, int err)
 {
+	/* Until the reply an O_TRUNC open may have emptied the file: a
+	 * handle reopened meanwhile must take both sizes (identity.h). */
+	if (op->fi.flags & O_TRUNC)
+		nodes_ident_maybe_truncated(op->v->nodes, op->ino, 0);
 	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
 	op_send(op, open_done, true);
 }

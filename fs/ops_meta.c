@@ -281,6 +281,19 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 	stat_path(op, op->path, getattr_done);
 }
 
+/* Whether this setattr changes what the "same file?" rule compares. */
+static bool changes_ident(const struct op *op)
+{
+	return op->to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+			     FUSE_SET_ATTR_MTIME_NOW);
+}
+
+static void setstat_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	nodes_ident_change(op->v->nodes, op->ino, false);
+	setattr_done(op, r, err);
+}
+
 static void build_setattr(struct op *op, struct sftp_attrs *a)
 {
 	struct vfs *v = op->v;
@@ -341,7 +354,12 @@ static void setstat_send(struct op *op)
 	if (op->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
 		nodes_ident_touched(op->v->nodes, op->ino);
 	/* Setting the same attributes twice has the same effect. */
-	op_send(op, setattr_done, true);
+	if (changes_ident(op)) {
+		nodes_ident_change(op->v->nodes, op->ino, true);
+		op_send(op, setstat_done, true);
+	} else {
+		op_send(op, setattr_done, true);
+	}
 }
 
 static void lsetstat_done(struct op *op, const struct sftp_reply *r, int err)

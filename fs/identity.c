@@ -9,8 +9,20 @@
 #include "sftp.h"
 
 void ident_seen(struct ident *id, uint64_t size, bool have_mtime,
-		uint32_t mtime, bool quiet)
+		uint32_t mtime, bool quiet, uint32_t mark)
 {
+	if (id->changing || id->seq != mark) {
+		/* Maybe from before a change: no bound may narrow (a file
+		 * not known yet: any size up to this one). */
+		if (!id->known) {
+			id->lo = id->hi = 0;
+			id->known = true;
+		}
+		if (size > id->hi)
+			id->hi = size;
+		id->written = true;
+		return;
+	}
 	if (quiet || !id->known) {
 		id->lo = size;
 		id->hi = quiet || size > id->hi ? size : id->hi;
@@ -27,8 +39,27 @@ void ident_seen(struct ident *id, uint64_t size, bool have_mtime,
 		id->hi = size;
 }
 
+uint32_t ident_mark(const struct ident *id)
+{
+	return id->seq;
+}
+
+void ident_change_sent(struct ident *id)
+{
+	id->seq++;
+	id->changing++;
+}
+
+void ident_change_done(struct ident *id)
+{
+	id->seq++;
+	if (id->changing)
+		id->changing--;
+}
+
 void ident_sent(struct ident *id, uint64_t end)
 {
+	id->seq++;
 	if (end > id->hi)
 		id->hi = end;
 	id->written = true;
@@ -36,6 +67,7 @@ void ident_sent(struct ident *id, uint64_t end)
 
 void ident_acked(struct ident *id, uint64_t end)
 {
+	id->seq++;
 	/* Never past hi: an acknowledgement arriving after a truncate for a
 	 * write sent before it says nothing about the size now. */
 	if (end > id->hi)
@@ -46,6 +78,7 @@ void ident_acked(struct ident *id, uint64_t end)
 
 void ident_truncated(struct ident *id, uint64_t size)
 {
+	id->seq++;
 	id->lo = id->hi = size;
 	id->written = true;
 	id->known = true;
@@ -53,6 +86,7 @@ void ident_truncated(struct ident *id, uint64_t size)
 
 void ident_maybe_truncated(struct ident *id, uint64_t size)
 {
+	id->seq++;
 	if (!id->known)
 		return;  /* nothing to widen: the rule fails an unknown file */
 	if (size < id->lo)
@@ -64,6 +98,7 @@ void ident_maybe_truncated(struct ident *id, uint64_t size)
 
 void ident_touched(struct ident *id)
 {
+	id->seq++;
 	id->written = true;
 }
 

@@ -43,28 +43,42 @@ struct ident {
 	uint32_t mtime;    /* seconds, as SFTP v3 carries it */
 	uint64_t lo;       /* the end the server confirmed */
 	uint64_t hi;       /* the highest end steadyfs sent */
+	uint32_t changing; /* size or mtime changes sent, not answered */
+	uint32_t seq;      /* counts every event below but ident_seen */
+	/* (changing and seq are not in the take-over state: a daemon's own) */
 };
 
 #define IDENT_INIT { 0 }
 
 /*
  * The server reported `size` (and the mtime when have_mtime) for the
- * file. `quiet`: no write of steadyfs to it was unacknowledged then, so
- * the report is the whole truth (the bounds collapse onto it and the
- * mtime becomes the one to compare); otherwise it only narrows the bounds.
+ * file, in reply to a request sent when ident_mark gave `mark`. `quiet`:
+ * no write of steadyfs to it was unacknowledged then, so the report is
+ * the whole truth (the bounds collapse onto it and the mtime becomes the
+ * one to compare); otherwise it only narrows the bounds. A report that
+ * may be older than a write, truncate or utimens (one was sent, answered
+ * or is still out since the mark) only widens them.
  */
 void ident_seen(struct ident *id, uint64_t size, bool have_mtime,
-		uint32_t mtime, bool quiet);
+		uint32_t mtime, bool quiet, uint32_t mark);
+/* Taken when a request whose reply goes to ident_seen is sent. */
+uint32_t ident_mark(const struct ident *id);
+/* A truncate, O_TRUNC open or utimens was sent / its reply (any) came. */
+void ident_change_sent(struct ident *id);
+void ident_change_done(struct ident *id);
 /* A write ending at `end` was sent / acknowledged (an acknowledgement
  * raises lo at most to hi: a truncate since may have cut it). */
 void ident_sent(struct ident *id, uint64_t end);
 void ident_acked(struct ident *id, uint64_t end);
 /* steadyfs set the size to `size` (truncate, O_TRUNC). */
 void ident_truncated(struct ident *id, uint64_t size);
-/* A truncate to `size` whose outcome is unknown (its reply was lost): the
- * file may have either size, so the bounds widen to take both. */
+/* A truncate to `size` whose outcome is unknown: sent and not answered
+ * yet (a reopen on another session may see it landed), its reply lost,
+ * or refused. The file may have either size, so the bounds widen to
+ * take both; ident_truncated collapses them when the server confirms. */
 void ident_maybe_truncated(struct ident *id, uint64_t size);
-/* steadyfs set the mtime (utimens): it is no longer compared. */
+/* steadyfs sets the mtime (utimens, from the moment it is sent): it is
+ * no longer compared. */
 void ident_touched(struct ident *id);
 
 /*

@@ -923,14 +923,14 @@ static bool ident_apply(struct nodes *t, uint64_t id,
 struct seen_arg {
 	uint64_t size;
 	bool have_mtime, quiet;
-	uint32_t mtime;
+	uint32_t mtime, mark;
 };
 
 static void do_seen(struct ident *id, const void *arg)
 {
 	const struct seen_arg *a = arg;
 
-	ident_seen(id, a->size, a->have_mtime, a->mtime, a->quiet);
+	ident_seen(id, a->size, a->have_mtime, a->mtime, a->quiet, a->mark);
 }
 
 static void do_sent(struct ident *id, const void *arg)
@@ -958,12 +958,29 @@ static void do_touched(struct ident *id, const void *arg)
 	ident_touched(id);
 }
 
-void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
-		      bool have_mtime, uint32_t mtime, bool quiet)
+static void do_change(struct ident *id, const void *arg)
 {
-	struct seen_arg a = { size, have_mtime, quiet, mtime };
+	(*(const bool *)arg ? ident_change_sent : ident_change_done)(id);
+}
+
+void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
+		      bool have_mtime, uint32_t mtime, bool quiet, uint32_t mark)
+{
+	struct seen_arg a = { size, have_mtime, quiet, mtime, mark };
 
 	ident_apply(t, id, do_seen, &a);
+}
+
+uint32_t nodes_ident_mark(struct nodes *t, uint64_t id)
+{
+	struct node *n;
+	uint32_t mark = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((n = get(t, id)))
+		mark = ident_mark(&n->ident);
+	pthread_mutex_unlock(&t->lock);
+	return mark;
 }
 
 void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end)
@@ -991,6 +1008,11 @@ void nodes_ident_touched(struct nodes *t, uint64_t id)
 	ident_apply(t, id, do_touched, NULL);
 }
 
+void nodes_ident_change(struct nodes *t, uint64_t id, bool sent)
+{
+	ident_apply(t, id, do_change, &sent);
+}
+
 void nodes_ident_seed(struct nodes *t, uint64_t id)
 {
 	struct node *n;
@@ -999,7 +1021,8 @@ void nodes_ident_seed(struct nodes *t, uint64_t id)
 	n = get(t, id);
 	if (n && !n->ident.known && n->have_attr) {
 		ident_seen(&n->ident, (uint64_t)n->attr.st_size, true,
-			   (uint32_t)n->attr.st_mtime, true);
+			   (uint32_t)n->attr.st_mtime, true,
+			   ident_mark(&n->ident));
 		for (struct node *m = n; m; m = m->twin == n ? NULL : m->twin) {
 			m->ident = n->ident;
 			if (t->ks && m->slot >= 0)

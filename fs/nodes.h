@@ -139,12 +139,15 @@ bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end);
  * open). get returns false when the node is unknown.
  */
 void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
-		      bool have_mtime, uint32_t mtime, bool quiet);
+		      bool have_mtime, uint32_t mtime, bool quiet, uint32_t mark);
+uint32_t nodes_ident_mark(struct nodes *t, uint64_t id);
 void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size);
 void nodes_ident_maybe_truncated(struct nodes *t, uint64_t id, uint64_t size);
 void nodes_ident_touched(struct nodes *t, uint64_t id);
+/* ident_change_sent (sent) or ident_change_done. */
+void nodes_ident_change(struct nodes *t, uint64_t id, bool sent);
 void nodes_ident_seed(struct nodes *t, uint64_t id);
 bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
 

@@ -280,13 +280,14 @@ static bool node_quiet(struct vfs *v, uint64_t ino)
 	return !busy;
 }
 
-/* A handle's view of its file from the server (open, reopen). */
-static void fh_seen(struct fh *fh, const struct sftp_attrs *a)
+/* A handle's view of its file from the server (open, reopen), asked
+ * when the file's mark was `mark` (nodes_ident_mark). */
+static void fh_seen(struct fh *fh, const struct sftp_attrs *a, uint32_t mark)
 {
 	if (a->flags & SSH_FILEXFER_ATTR_SIZE)
 		nodes_ident_seen(fh->v->nodes, fh->ino, a->size,
 				 a->flags & SSH_FILEXFER_ATTR_ACMODTIME, a->mtime,
-				 node_quiet(fh->v, fh->ino));
+				 node_quiet(fh->v, fh->ino), mark);
 }
 
 /* nodes_append_reserve_noted's note: the request's facts travel with it. */
@@ -584,6 +585,32 @@ static void close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
 	op_send_on(cop, reopen_closed, rop->rq.served_by, rop->rq.served_gen);
 }
 
+/* This reopen is over without a handle; another starts, under the path
+ * the node has now. */
+static void reopen_again(struct op *rop)
+{
+	struct fh *fh = rop->fh;
+
+	pthread_mutex_lock(&fh->lock);
+	fh->reopening = false;
+	reopen_locked(fh);
+	pthread_mutex_unlock(&fh->lock);
+	rop->fh = NULL;
+	op_free(rop);
+	fh_put(fh);
+}
+
+/* Whether the node's name changed since the reopen was sent under
+ * rop->path (a rename, or the hiding of an unlink, that landed first). */
+static bool reopen_moved(const struct op *rop)
+{
+	char *now = fh_path(rop->fh);
+	bool moved = now && strcmp(now, rop->path) != 0;
+
+	free(now);
+	return moved;
+}
+
 /*
  * The FSTAT of the reopened handle: the "same file?" rule decides whether
  * its queued writes may go there. The new handle waits in rop->data.
@@ -597,20 +624,14 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 
 	if (err) {
 		/* That session died too: start over on another. */
-		pthread_mutex_lock(&fh->lock);
-		fh->reopening = false;
-		reopen_locked(fh);
-		pthread_mutex_unlock(&fh->lock);
-		rop->fh = NULL;
-		op_free(rop);
-		fh_put(fh);
+		reopen_again(rop);
 		return;
 	}
 	nodes_ident_get(fh->v->nodes, fh->ino, &id);
 	why = r->type == SSH_FXP_ATTRS ? ident_check(&id, &r->u.attrs) :
 		"the server did not say what it opened";
 	if (!why) {
-		fh_seen(fh, &r->u.attrs);
+		fh_seen(fh, &r->u.attrs, rop->mark);
 		reopen_finish(rop, (const uint8_t *)rop->data, rop->size, 0);
 		return;
 	}
@@ -635,6 +656,13 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 
 	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
 		fail = err ? op_transport_errno(err) : reply_errno(r);
+		/* The file was renamed (or hidden) after the OPEN left, on
+		 * another session: the name it asked for is gone, the node's
+		 * new one leads to the file. */
+		if (fail == ENOENT && reopen_moved(rop)) {
+			reopen_again(rop);
+			return;
+		}
 		reopen_finish(rop, NULL, 0, fail);
 		return;
 	}
@@ -653,6 +681,7 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		reopen_finish(rop, NULL, 0, ENOMEM);
 		return;
 	}
+	rop->mark = nodes_ident_mark(rop->v->nodes, rop->fh->ino);
 	op_send_on(rop, reopen_checked, rop->rq.served_by, rop->rq.served_gen);
 }
 
@@ -1960,7 +1989,7 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 	/* Raise, never lower: another handle's appends may already be
 	 * queued past the server's size. */
 	nodes_end_raise(op->v->nodes, op->ino, r->u.attrs.size);
-	fh_seen(fh, &r->u.attrs);
+	fh_seen(fh, &r->u.attrs, op->mark);
 	fh_put(fh);      /* the seeding ref; the kernel's stays */
 	open_reply(op);
 }
@@ -1993,10 +2022,11 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct fh *fh;
 
+	if (op->fi.flags & O_TRUNC)
+		nodes_ident_change(op->v->nodes, op->ino, false);
 	if (err) {
-		/* An O_TRUNC open may have truncated: the rule takes both. */
-		if (op->fi.flags & O_TRUNC)
-			nodes_ident_maybe_truncated(op->v->nodes, op->ino, 0);
+		/* An O_TRUNC open may have truncated: the rule keeps taking
+		 * both sizes (open_send). */
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
 		return;
@@ -2030,6 +2060,7 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		 * server's size before it answers (two opens may race). */
 		op->fh = NULL;
 		op->rq.deadline = clock_mono_ns() + op->v->op_timeout_ns;
+		op->mark = nodes_ident_mark(op->v->nodes, op->ino);
 		fh_start(op, fh, FH_FSTAT, seed_done);
 		return;
 	}
@@ -2038,6 +2069,12 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 
 static void open_send(struct op *op, const struct sftp_attrs *unused, int err)
 {
+	/* Until the reply an O_TRUNC open may have emptied the file: a
+	 * handle reopened meanwhile must take both sizes (identity.h). */
+	if (op->fi.flags & O_TRUNC) {
+		nodes_ident_maybe_truncated(op->v->nodes, op->ino, 0);
+		nodes_ident_change(op->v->nodes, op->ino, true);
+	}
 	/* Opening without O_CREAT|O_EXCL can be repeated safely. */
 	op_send(op, open_done, true);
 }
@@ -2084,7 +2121,8 @@ static void create_stat_done(struct op *op, const struct sftp_reply *r, int err)
 
 	if (!err && r->type == SSH_FXP_ATTRS) {
 		a = r->u.attrs;
-		fh_seen(fh, &a);
+		/* A new file: nothing else changed it since the STAT. */
+		fh_seen(fh, &a, nodes_ident_mark(v->nodes, fh->ino));
 	} else {  /* the file exists: answer with what we asked for */
 		a = (struct sftp_attrs){ .flags = SSH_FILEXFER_ATTR_PERMISSIONS |
 			SSH_FILEXFER_ATTR_SIZE, .perm = S_IFREG | op->mode };

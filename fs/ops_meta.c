@@ -286,10 +286,8 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
-		/* It may have been done: the "same file?" rule takes both sizes. */
-		if (op->to_set & FUSE_SET_ATTR_SIZE)
-			nodes_ident_maybe_truncated(op->v->nodes, op->ino,
-						    (uint64_t)op->st.st_size);
+		/* It may have been done: the "same file?" rule keeps taking
+		 * both sizes and no longer compares mtimes (setstat_send). */
 		fail_transport(op, err);
 		return;
 	}
@@ -307,6 +305,19 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 		nodes_ident_touched(op->v->nodes, op->ino);
 	vfs_links_changed(op->v, op->ino);
 	stat_path(op, op->path, getattr_done);
+}
+
+/* Whether this setattr changes what the "same file?" rule compares. */
+static bool changes_ident(const struct op *op)
+{
+	return op->to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+			     FUSE_SET_ATTR_MTIME_NOW);
+}
+
+static void setstat_done(struct op *op, const struct sftp_reply *r, int err)
+{
+	nodes_ident_change(op->v->nodes, op->ino, false);
+	setattr_done(op, r, err);
 }
 
 static void build_setattr(struct op *op, struct sftp_attrs *a)
@@ -360,8 +371,21 @@ static void setstat_send(struct op *op)
 		op_fail(op, ENOMEM);
 		return;
 	}
+	/* From now until the reply the server may hold the new size or
+	 * mtime: a handle reopened meanwhile (on another session) must
+	 * take them as its file's (identity.h). */
+	if (op->to_set & FUSE_SET_ATTR_SIZE)
+		nodes_ident_maybe_truncated(op->v->nodes, op->ino,
+					    (uint64_t)op->st.st_size);
+	if (op->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		nodes_ident_touched(op->v->nodes, op->ino);
 	/* Setting the same attributes twice has the same effect. */
-	op_send(op, setattr_done, true);
+	if (changes_ident(op)) {
+		nodes_ident_change(op->v->nodes, op->ino, true);
+		op_send(op, setstat_done, true);
+	} else {
+		op_send(op, setattr_done, true);
+	}
 }
 
 static void lsetstat_done(struct op *op, const struct sftp_reply *r, int err)

@@ -132,6 +132,9 @@ struct op {
 	int result;                /* errno the call ended with */
 	/* create: the STAT sent behind its OPEN (ops_file.c) */
 	struct op *peer;
+	/* an FSTAT for the "same file?" rule: the file's mark when it (or
+	 * the call that waits to send it) was sent (identity.h) */
+	uint32_t mark;
 	struct sftp_attrs pre;
 	bool have_pre;
 	/* a write waiting for window room: its data, not queued yet */

@@ -35,6 +35,20 @@ comes from a JSON file named on its command line:
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
                          which it reads from the file on this machine
+  "hold_open": hex, "hold_flags": DIR
+                         an OPEN (not exclusive) whose path contains these
+                         bytes, sent while the file DIR/arm exists, is
+                         held (DIR/arm becomes DIR/held) until its path no
+                         longer exists on this machine, at most 10 s, and
+                         then passed on; later requests pass meanwhile (a
+                         request overtaken by one sent on another session)
+  "hold_reply": [name, hex], "hold_flags": DIR
+                         the reply to the first request named (`setstat`
+                         or `open`) whose path contains these bytes, sent
+                         while DIR/arm exists (it becomes DIR/held), is
+                         held after the server did the work, until
+                         DIR/release exists (at most 10 s); the other
+                         replies pass meanwhile (a reply still on its way)
   "refuse": {name: code} the reply to each request named (`open`, `close`,
                          `fstat`, or an extension such as
                          "fsync@openssh.com") becomes a STATUS with that
@@ -51,6 +65,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 REAL = "/usr/lib/openssh/sftp-server"
 
@@ -62,6 +77,8 @@ FXF_EXCL = 0x20
 LOSABLE_EXT = (b"posix-rename@openssh.com", b"hardlink@openssh.com")
 FX_EOF, FX_FAILURE = 1, 4
 REFUSABLE = {"open": FXP_OPEN, "close": FXP_CLOSE, "fstat": FXP_FSTAT}
+FXP_SETSTAT = 9
+HOLDABLE = {"open": FXP_OPEN, "setstat": FXP_SETSTAT}
 ATTR_SIZE, ATTR_PERM, ATTR_TIME = 0x1, 0x4, 0x8
 
 
@@ -115,6 +132,11 @@ class Relay:
         self.refuse = cfg.get("refuse", {})
         self.lose_before = [bytes.fromhex(h) for h in cfg.get("lose_before", [])]
         self.lose_flags = cfg.get("lose_flags", "")
+        self.hold_open = bytes.fromhex(cfg.get("hold_open", ""))
+        self.hold_flags = cfg.get("hold_flags", "")
+        self.to_server = threading.Lock()  # writes to the server's stdin
+        self.hold_reply = cfg.get("hold_reply")
+        self.held = None                 # id whose reply hold_reply holds
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
@@ -132,12 +154,51 @@ class Relay:
 
     # ---- client -> server ------------------------------------------------
 
+    def send_server(self, data):
+        with self.to_server:
+            self.server.stdin.write(data)
+            self.server.stdin.flush()
+
     def from_client(self):
         for ptype, body in packets(sys.stdin.buffer):
+            if self.hold_open and self.holding(ptype, body):
+                continue
             if not self.note_request(ptype, body):
-                self.server.stdin.write(packet(ptype, body))
-                self.server.stdin.flush()
-        self.server.stdin.close()
+                self.send_server(packet(ptype, body))
+        with self.to_server:
+            self.server.stdin.close()
+
+    def arm_taken(self):
+        """True once: DIR/arm (hold_flags) existed and is DIR/held now."""
+        try:
+            os.rename(os.path.join(self.hold_flags, "arm"),
+                      os.path.join(self.hold_flags, "held"))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def holding(self, ptype, body):
+        """True when this is the OPEN "hold_open" holds: it is passed on
+        by a thread of its own once its path is gone."""
+        if ptype != FXP_OPEN:
+            return False
+        path, off = get_str(body, 4)
+        if self.hold_open not in path or \
+                struct.unpack_from(">I", body, off)[0] & FXF_EXCL or \
+                not self.arm_taken():
+            return False
+
+        def release():
+            deadline = time.monotonic() + 10
+            while os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            try:
+                self.send_server(packet(ptype, body))
+            except (OSError, ValueError):
+                pass  # the session ended meanwhile
+
+        threading.Thread(target=release, daemon=True).start()
+        return True
 
     def note_request(self, ptype, body):
         """Remembers what a reply will need; True when the shim answered
@@ -148,6 +209,11 @@ class Relay:
             os._exit(0)  # the request dies with the session, never done
         rid = struct.unpack_from(">I", body)[0]
         self.note_refusal(ptype, rid, body)
+        if self.hold_reply and self.held is None and \
+                ptype == HOLDABLE.get(self.hold_reply[0]) and \
+                bytes.fromhex(self.hold_reply[1]) in get_str(body, 4)[0] and \
+                self.arm_taken():
+            self.held = rid
         if ptype == FXP_CLOSE:
             # The server reuses handle strings: a new listing on this
             # one gets the names again.
@@ -233,8 +299,25 @@ class Relay:
 
     # ---- server -> client ------------------------------------------------
 
+    def release_held(self, data):
+        """Sends a reply hold_reply held once DIR/release exists."""
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(self.hold_flags, "release")) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            self.send_client(data)
+        except (OSError, ValueError):
+            pass  # the session ended meanwhile
+
     def from_server(self):
         for ptype, body in packets(self.server.stdout):
+            if ptype != 2 and self.held is not None and \
+                    struct.unpack_from(">I", body)[0] == self.held:
+                self.held = -1
+                threading.Thread(target=self.release_held, daemon=True,
+                                 args=(packet(ptype, body),)).start()
+                continue
             code = None if ptype == 2 else \
                 self.refusals.pop(struct.unpack_from(">I", body)[0], None)
             if code is not None:

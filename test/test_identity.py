@@ -511,6 +511,125 @@ def test_hard_link_renamed_onto_its_twin_keeps_the_group(private):
     assert read_file(os.path.join(remote, "d")) == want
 
 
+@pytest.mark.timeout(60)
+def test_reopen_overtaken_by_hide_follows_the_new_name(make_sshd, mount_steadyfs,
+                                                        tmp_path):
+    """A reopen's OPEN, sent under the file's name, is overtaken by the
+    RENAME that hides it (an unlink of the open file, sent on the other
+    session): the server answers "no such file", the node has the hidden
+    name by then. The reopen is made again under that name; the handle
+    failed for good before (fsync EIO; model checker soak seed 313318)."""
+    from test_server_input import lying_sshd
+    flags = tmp_path / "hold"
+    flags.mkdir()
+    server = lying_sshd(make_sshd, tmp_path, hold_open=b"racy".hex(),
+                        hold_flags=str(flags))
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    fd = os.open(m.path("racy"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        (flags / "arm").touch()
+        kill_shims(server)
+        # The write's replay needs a reopen: its OPEN is held by the shim.
+        assert os.write(fd, SECOND) == len(SECOND)
+        assert wait_until(lambda: (flags / "held").exists(), 20), \
+            "the reopen's OPEN never came"
+        os.unlink(m.path("racy"))
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(server.remote_dir) == [], 5)
+
+
+def kill_shims(server):
+    """SIGKILL the sftpshim relays under the test's sshd (found by parent
+    pid): the mount's sessions end."""
+    import sshdfix
+    shims = wait_until(lambda: [p for p in sshdfix.descendants(server.pid)
+                                if "sftpshim" in sshdfix._cmdline(p)], 10)
+    assert shims
+    for p in shims:
+        os.kill(p, signal.SIGKILL)
+
+
+def write_and_sync(fd):
+    assert os.pwrite(fd, SECOND, 0) == len(SECOND)
+    os.fsync(fd)
+
+
+def change_in_flight(make_sshd, mount_steadyfs, tmp_path, what, change,
+                     use=write_and_sync):
+    """lnk-b, a hard link to lnk-a made through the mount (one file, two
+    kernel inodes), is open read-write; the sessions die; `change`
+    through lnk-a (another inode: the kernel does not serialise it with
+    lnk-b's calls) lands on the server but its reply is held (sftpshim
+    hold_reply `what`) while `use` of lnk-b's descriptor reopens its
+    handle: the reopen's FSTAT already sees the change. Returns the errno
+    of `use` (0: success) and the server's bytes."""
+    from test_server_input import lying_sshd
+    import threading
+    flags = tmp_path / "hold"
+    flags.mkdir()
+    server = lying_sshd(make_sshd, tmp_path, hold_reply=[what, b"lnk-a".hex()],
+                        hold_flags=str(flags))
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    with open(m.path("lnk-a"), "wb") as f:
+        f.write(FIRST)
+    os.link(m.path("lnk-a"), m.path("lnk-b"))
+    fd = os.open(m.path("lnk-b"), os.O_RDWR)
+    t = threading.Thread(target=change, args=(m.path("lnk-a"),), daemon=True)
+    try:
+        (flags / "arm").touch()
+        kill_shims(server)
+        t.start()
+        assert wait_until(lambda: (flags / "held").exists(), 20), \
+            "the change never reached the server"
+        try:
+            use(fd)
+            err = 0
+        except OSError as e:
+            err = e.errno
+    finally:
+        (flags / "release").touch()
+        t.join(15)
+        os.close(fd)
+    return err, read_file(os.path.join(server.remote_dir, "lnk-b"))
+
+
+@pytest.mark.timeout(60)
+def test_truncate_in_flight_is_the_files(make_sshd, mount_steadyfs, tmp_path):
+    """A truncate landed but not answered yet is one steadyfs made: the
+    reopen takes both sizes (it judged the new one "size outside what was
+    written": fsync EIO; model checker soak seed 310660's race)."""
+    err, data = change_in_flight(make_sshd, mount_steadyfs, tmp_path, "setstat",
+                                 lambda p: os.truncate(p, 100))
+    assert err == 0
+    assert data == SECOND + FIRST[len(SECOND):] + bytes(90)
+
+
+@pytest.mark.timeout(60)
+def test_otrunc_open_in_flight_is_the_files(make_sshd, mount_steadyfs, tmp_path):
+    """The same for an O_TRUNC open through the other name."""
+    err, data = change_in_flight(make_sshd, mount_steadyfs, tmp_path, "open",
+                                 lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)))
+    assert err == 0
+    assert data == SECOND
+
+
+@pytest.mark.timeout(60)
+def test_utimens_in_flight_is_the_files(make_sshd, mount_steadyfs, tmp_path):
+    """The same for a utimens: the mtime it set is no other client's (a
+    descriptor that wrote nothing since compares mtimes: "modified by
+    someone else", pread EIO)."""
+    err, data = change_in_flight(make_sshd, mount_steadyfs, tmp_path, "setstat",
+                                 lambda p: os.utime(p, (1000000000, 1000000000)),
+                                 use=lambda fd: os.pread(fd, 100, 0))
+    assert err == 0
+    assert data == FIRST
+
+
 # ---- across a daemon restart (the take-over state) ---------------------------
 
 def restart_daemon(m):

@@ -34,7 +34,7 @@ static void test_quiet_file(void)
 	struct ident id = IDENT_INIT;
 	struct sftp_attrs a = file(10, 1000);
 
-	ident_seen(&id, 10, true, 1000, true);
+	ident_seen(&id, 10, true, 1000, true, ident_mark(&id));
 	CHECK(ident_check(&id, &a) == NULL);
 	a.mtime = 1001;             /* replaced, same size: mtime tells */
 	CHECK(ident_check(&id, &a) != NULL);
@@ -55,7 +55,7 @@ static void test_written_bounds(void)
 	struct ident id = IDENT_INIT;
 	struct sftp_attrs a;
 
-	ident_seen(&id, 10, true, 1000, true);
+	ident_seen(&id, 10, true, 1000, true, ident_mark(&id));
 	ident_sent(&id, 15);        /* may or may not have landed */
 	a = file(10, 2000);
 	CHECK(ident_check(&id, &a) == NULL);   /* mtime no longer compared */
@@ -76,13 +76,13 @@ static void test_seen_while_busy_narrows(void)
 {
 	struct ident id = IDENT_INIT;
 
-	ident_seen(&id, 10, true, 1000, true);
+	ident_seen(&id, 10, true, 1000, true, ident_mark(&id));
 	ident_sent(&id, 30);
-	ident_seen(&id, 20, true, 3000, false);  /* writes in flight */
+	ident_seen(&id, 20, true, 3000, false, ident_mark(&id));  /* writes in flight */
 	CHECK_EQU(id.lo, 20);
 	CHECK_EQU(id.hi, 30);
 	CHECK(id.written);
-	ident_seen(&id, 30, true, 4000, true);   /* all acknowledged */
+	ident_seen(&id, 30, true, 4000, true, ident_mark(&id));   /* all acknowledged */
 	CHECK_EQU(id.lo, 30);
 	CHECK_EQU(id.hi, 30);
 	CHECK(!id.written);
@@ -98,7 +98,7 @@ static void test_truncate_and_touch(void)
 	CHECK(ident_check(&id, &a) == NULL);
 	a.size = 1;
 	CHECK(ident_check(&id, &a) != NULL);
-	ident_seen(&id, 100, true, 1000, true);
+	ident_seen(&id, 100, true, 1000, true, ident_mark(&id));
 	ident_touched(&id);         /* utimens: mtime not compared */
 	a = file(100, 7);
 	CHECK(ident_check(&id, &a) == NULL);
@@ -118,7 +118,7 @@ static void test_maybe_truncated(void)
 
 	ident_maybe_truncated(&id, 0);  /* nothing known: stays unknown */
 	CHECK(!id.known);
-	ident_seen(&id, 100, true, 5, true);
+	ident_seen(&id, 100, true, 5, true, ident_mark(&id));
 	ident_maybe_truncated(&id, 10); /* reply lost: 10 or 100 */
 	CHECK(ident_check(&id, &a) == NULL);
 	a.size = 10;
@@ -130,12 +130,61 @@ static void test_maybe_truncated(void)
 	CHECK(ident_check(&id, &a) == NULL);
 }
 
+/* A truncate sent, not answered: a quiet view of the file then may be
+ * from before it, and must not narrow the bounds the truncate widened. */
+static void test_change_in_flight(void)
+{
+	struct ident id = IDENT_INIT;
+	struct sftp_attrs a = file(10, 6);
+
+	ident_seen(&id, 100, true, 5, true, ident_mark(&id));
+	ident_change_sent(&id);
+	ident_maybe_truncated(&id, 10);
+	ident_seen(&id, 100, true, 5, true, ident_mark(&id));  /* FSTAT before it landed */
+	CHECK(ident_check(&id, &a) == NULL);  /* ... another one after */
+	ident_change_done(&id);
+	ident_truncated(&id, 10);
+	ident_seen(&id, 10, true, 6, true, ident_mark(&id));
+	CHECK(id.lo == 10 && id.hi == 10 && !id.written);
+	a = file(100, 5);
+	CHECK(ident_check(&id, &a) != NULL);
+	ident_change_done(&id);               /* never below zero */
+	CHECK(id.changing == 0);
+	id = (struct ident)IDENT_INIT;        /* unknown, a change out */
+	ident_change_sent(&id);
+	ident_seen(&id, 40, true, 5, true, ident_mark(&id));
+	a = file(0, 9);
+	CHECK(ident_check(&id, &a) == NULL);
+	a = file(41, 9);
+	CHECK(ident_check(&id, &a) != NULL);
+}
+
+/* A report asked for before a write that was acknowledged before the
+ * report came (two sessions) may predate the write: it only widens. */
+static void test_report_older_than_a_write(void)
+{
+	struct ident id = IDENT_INIT;
+	struct sftp_attrs a = file(20, 6);
+	uint32_t m;
+
+	ident_seen(&id, 10, true, 5, true, ident_mark(&id));
+	m = ident_mark(&id);                  /* the FSTAT goes out */
+	ident_sent(&id, 20);
+	ident_acked(&id, 20);
+	ident_seen(&id, 10, true, 5, true, m); /* it ran before the write */
+	CHECK(ident_check(&id, &a) == NULL);
+	a = file(21, 6);
+	CHECK(ident_check(&id, &a) != NULL);
+	ident_seen(&id, 20, true, 6, true, ident_mark(&id));
+	CHECK(id.lo == 20 && id.hi == 20 && !id.written);
+}
+
 static void test_shared_judges_type_only(void)
 {
 	struct ident id = IDENT_INIT;
 	struct sftp_attrs a = file(500, 9);
 
-	ident_seen(&id, 10, true, 5, true);
+	ident_seen(&id, 10, true, 5, true, ident_mark(&id));
 	CHECK(ident_check(&id, &a) != NULL);
 	id.shared = true;
 	CHECK(ident_check(&id, &a) == NULL);
@@ -155,7 +204,7 @@ static void test_link_group(void)
 	a = nodes_ref(t, NODE_ROOT, "a");
 	b = nodes_ref(t, NODE_ROOT, "b");
 	c = nodes_ref(t, NODE_ROOT, "c");
-	nodes_ident_seen(t, a, 10, true, 5, true);
+	nodes_ident_seen(t, a, 10, true, 5, true, nodes_ident_mark(t, a));
 	nodes_twin(t, a, b);            /* link a b: b takes a's identity */
 	CHECK(nodes_ident_get(t, b, &y) && y.known && y.hi == 10);
 	nodes_rename(t, NODE_ROOT, "b", NODE_ROOT, "a");  /* one file: swap */
@@ -202,7 +251,7 @@ static void test_kept_names_bounded(void)
 	if (!t)
 		return;
 	a = nodes_ref(t, NODE_ROOT, "a");
-	nodes_ident_seen(t, a, 10, true, 5, true);
+	nodes_ident_seen(t, a, 10, true, 5, true, nodes_ident_mark(t, a));
 	for (int i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "l%d", i);
 		l[i] = nodes_ref(t, NODE_ROOT, name);
@@ -229,6 +278,8 @@ int main(void)
 	UNIT_RUN(test_seen_while_busy_narrows);
 	UNIT_RUN(test_truncate_and_touch);
 	UNIT_RUN(test_maybe_truncated);
+	UNIT_RUN(test_change_in_flight);
+	UNIT_RUN(test_report_older_than_a_write);
 	UNIT_RUN(test_shared_judges_type_only);
 	UNIT_RUN(test_link_group);
 	UNIT_RUN(test_kept_names_bounded);

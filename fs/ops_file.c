@@ -621,10 +621,43 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 	fh_put(fh);
 }
 
+/* How many times a reopen follows its file to a new name. */
+#define REOPEN_MOVES_MAX 8
+
+static void reopen_done(struct op *rop, const struct sftp_reply *r, int err);
+
+/*
+ * The OPEN found no file at rop->path: when the node's path changed
+ * while it was on its way (a rename, the unlink that hid the file, an
+ * rmdir that moved the hidden file out), the server did that first;
+ * the OPEN is sent again under the new path. True when it was.
+ */
+static bool reopen_moved(struct op *rop)
+{
+	char *path = fh_path(rop->fh);
+
+	if (!path || !strcmp(path, rop->path) || rop->stage >= REOPEN_MOVES_MAX) {
+		free(path);
+		return false;
+	}
+	free(rop->path);
+	rop->path = path;
+	rop->stage++;
+	buf_reset(&rop->rq.pkt);
+	if (sftp_enc_open(&rop->rq.pkt, 0, path, pflags_of(rop->fh->flags, false),
+			  &(struct sftp_attrs){ 0 }) < 0)
+		return false;
+	op_send(rop, reopen_done, true);
+	return true;
+}
+
 static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 {
 	int fail = 0;
 
+	if (!err && r->type == SSH_FXP_STATUS &&
+	    r->u.status.code == SSH_FX_NO_SUCH_FILE && reopen_moved(rop))
+		return;
 	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
 		fail = err ? op_transport_errno(err) : reply_errno(r);
 		reopen_finish(rop, NULL, 0, fail);

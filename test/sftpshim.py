@@ -35,6 +35,13 @@ comes from a JSON file named on its command line:
                          at the full length asked (a server that honours
                          a huge max-read-length); needs the OPEN's path,
                          which it reads from the file on this machine
+  "hold_open": {"path": hex, "secs": S, "mark": FILE}
+                         the first OPEN without the create flag of a path
+                         containing these bytes goes to the server only
+                         S seconds later, while the requests after it
+                         pass (a reopen overtaken by a rename on the
+                         server); FILE is made when it is held, so a
+                         test knows (and only one shim process holds one)
   "refuse": {name: code} the reply to each request named (`open`, `close`,
                          `fstat`, or an extension such as
                          "fsync@openssh.com") becomes a STATUS with that
@@ -58,7 +65,7 @@ FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_READDIR, FXP_RENAME, FXP_EXTENDED = 3, 4, 5, 
 FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_NAME, FXP_EXT_REPLY = 101, 102, 103, 104, 201
 FXP_FSTAT = 8
 FXP_REMOVE, FXP_MKDIR, FXP_RMDIR, FXP_SYMLINK = 13, 14, 15, 20
-FXF_EXCL = 0x20
+FXF_CREAT, FXF_EXCL = 0x08, 0x20
 LOSABLE_EXT = (b"posix-rename@openssh.com", b"hardlink@openssh.com")
 FX_EOF, FX_FAILURE = 1, 4
 REFUSABLE = {"open": FXP_OPEN, "close": FXP_CLOSE, "fstat": FXP_FSTAT}
@@ -115,6 +122,8 @@ class Relay:
         self.refuse = cfg.get("refuse", {})
         self.lose_before = [bytes.fromhex(h) for h in cfg.get("lose_before", [])]
         self.lose_flags = cfg.get("lose_flags", "")
+        self.hold_open = cfg.get("hold_open")
+        self.slock = threading.Lock()    # writes to the server's stdin
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
@@ -132,12 +141,38 @@ class Relay:
 
     # ---- client -> server ------------------------------------------------
 
+    def send_server(self, data):
+        with self.slock:
+            try:
+                self.server.stdin.write(data)
+                self.server.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
     def from_client(self):
         for ptype, body in packets(sys.stdin.buffer):
-            if not self.note_request(ptype, body):
-                self.server.stdin.write(packet(ptype, body))
-                self.server.stdin.flush()
-        self.server.stdin.close()
+            if self.holding(ptype, body):
+                threading.Timer(self.hold_open["secs"], self.send_server,
+                                [packet(ptype, body)]).start()
+            elif not self.note_request(ptype, body):
+                self.send_server(packet(ptype, body))
+        with self.slock:
+            self.server.stdin.close()
+
+    def holding(self, ptype, body):
+        """True for the OPEN "hold_open" holds (made once: its mark)."""
+        h = self.hold_open
+        if not h or ptype != FXP_OPEN:
+            return False
+        path, off = get_str(body, 4)
+        if bytes.fromhex(h["path"]) not in path or \
+                struct.unpack_from(">I", body, off)[0] & FXF_CREAT:
+            return False
+        try:
+            os.close(os.open(h["mark"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            return False
+        return True
 
     def note_request(self, ptype, body):
         """Remembers what a reply will need; True when the shim answered

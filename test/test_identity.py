@@ -439,6 +439,45 @@ def test_failed_rename_over_folder_puts_hidden_files_back(private):
     assert server_names(remote) == ["d"]
 
 
+@pytest.mark.timeout(60)
+def test_reopen_overtaken_by_unlink_follows_the_hidden_name(make_sshd, mount_steadyfs,
+                                                            tmp_path):
+    """A reopen's OPEN still on its way when the unlink hides the file
+    (the server renames it first: the OPEN finds no file) is sent again
+    under the hidden name: the writes it replays land, the descriptor
+    keeps working (soak seed 310663: pwrite ENOENT after a short cut)."""
+    import sshdfix
+    from test_server_input import lying_sshd
+
+    mark = tmp_path / "held"
+    server = lying_sshd(make_sshd, tmp_path, hold_open={
+        "path": b"held-file".hex(), "secs": 1.5, "mark": str(mark)})
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    fd = os.open(m.path("held-file"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        shims = [p for p in sshdfix.descendants(server.pid)
+                 if "sftpshim.py" in sshdfix._cmdline(p)]
+        assert shims, "no shim under the test's sshd"
+        for p in shims:
+            os.kill(p, signal.SIGKILL)
+        # Queued while the sessions are gone or coming back: the reopen
+        # that sends it is the OPEN the shim holds.
+        assert os.pwrite(fd, SECOND, len(FIRST)) == len(SECOND)
+        assert wait_until(mark.exists, 15), "no reopen came"
+        os.unlink(m.path("held-file"))
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+        hidden = hidden_names(server.remote_dir)
+        assert len(hidden) == 1
+        assert read_file(os.path.join(server.remote_dir, hidden[0])) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(server.remote_dir) == [], 5), \
+        server_names(server.remote_dir)
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):

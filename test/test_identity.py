@@ -478,6 +478,48 @@ def test_reopen_overtaken_by_unlink_follows_the_hidden_name(make_sshd, mount_ste
         server_names(server.remote_dir)
 
 
+@pytest.mark.timeout(90)
+def test_lost_hiding_rename_is_sent_again(make_sshd, mount_steadyfs, tmp_path):
+    """The RENAME that hides an unlinked open file, and the one that moves
+    an open file aside for a rename onto it, die with their session before
+    the server saw them (test/sftpshim.py "lose_before"): each is sent
+    again, the calls succeed (a short cut is invisible: the unlink failed
+    with EIO, the replaced file's descriptor lost its file), and both
+    descriptors keep working."""
+    from test_server_input import lying_sshd
+    flags = tmp_path / "lost"
+    flags.mkdir()
+    s = lying_sshd(make_sshd, tmp_path, lose_before=[b".steadyfs_hidden".hex()],
+                   lose_flags=str(flags))
+    m = mount_steadyfs(s, expect_errors=True, opts={"connections": 2, "op_timeout": 10})
+    fd = os.open(m.path("u"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("u"))
+        assert os.listdir(flags), "the hiding RENAME was not lost"
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+        assert len(hidden_names(s.remote_dir)) == 1
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(s.remote_dir) == [], 5), server_names(s.remote_dir)
+    for f in flags.iterdir():  # lose the next one too
+        f.unlink()
+    fd = open_target_and_source(m)
+    try:
+        os.rename(m.path("s"), m.path("t"))
+        assert os.listdir(flags), "the RENAME aside was not lost"
+        assert read_file(m.path("t")) == OTHER
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(s.remote_dir) == ["t"], 5), server_names(s.remote_dir)
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):

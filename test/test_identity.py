@@ -612,3 +612,23 @@ def test_unlinked_file_across_daemon_kill(private):
     finally:
         os.close(fd)
     assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+@pytest.mark.timeout(60)
+def test_hidden_file_moved_by_a_rename_across_daemon_kill(private):
+    """The hidden file a rename onto its folder moved to the root keeps
+    that path in the take-over state: the next daemon writes through it
+    and removes it after the close (the folder that replaced its old one
+    keeps its entries)."""
+    m, server, remote = private(expect_errors=True)
+    fd = folder_with_hidden_file(m)
+    try:
+        os.rename(m.path("s"), m.path("d"))
+        restart_daemon(m)
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(remote) == ["d"], 5), server_names(remote)
+    assert server_names(os.path.join(remote, "d")) == ["x"]

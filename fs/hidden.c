@@ -63,20 +63,35 @@ static void hidden_ok(struct op *op)
 	op_fail(op, 0);
 }
 
-/* Lost reply: done when the hidden name exists. */
+static void hide_send(struct op *op);
+
+/*
+ * Lost reply (op->lost), or a resent unlink refused: done when the
+ * hidden name exists. Not there after a lost reply: the request died
+ * with its session before the server saw it, so it is sent again within
+ * the call's deadline (a short cut is invisible, as for every call
+ * settled so). A refused resend with no hidden name: the server will
+ * not move it, as below.
+ */
 static void settle_hidden(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
 		hidden_ok(op);
-		return;
+	} else if (err == ENOENT && op->lost) {
+		op->resent = true;
+		hide_send(op);
+	} else if (err == ENOENT) {
+		op->after(op, NULL, 0);
+	} else {
+		op_log_error(op, EIO, "transport");
+		op_fail(op, EIO);
 	}
-	op_log_error(op, EIO, "transport");
-	op_fail(op, EIO);
 }
 
 static void hide_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (op_maybe_done(op, r, err)) {
+		op->lost = err != 0;
 		stat_path(op, op->path2, settle_hidden);
 		return;
 	}
@@ -91,7 +106,7 @@ static void hide_done(struct op *op, const struct sftp_reply *r, int err)
 	}
 	/* The server will not rename it: unlink it plainly (its handles
 	 * then fail at their next reopen rather than reach another file). */
-	op->then(op, NULL, 0);
+	op->after(op, NULL, 0);
 }
 
 void hidden_unlink(struct op *op, uint64_t id,
@@ -100,12 +115,17 @@ void hidden_unlink(struct op *op, uint64_t id,
 	struct vfs *v = op->v;
 
 	op->ino = id;
-	op->then = plain;
+	op->after = plain;  /* op->then is stat_path's when settling */
 	if (!(op->leaf2 = make_name(id)) ||
 	    !(op->path2 = nodes_child_path(v->nodes, op->parent, op->leaf2))) {
 		plain(op, NULL, 0);
 		return;
 	}
+	hide_send(op);
+}
+
+static void hide_send(struct op *op)
+{
 	buf_reset(&op->rq.pkt);
 	/* Plain v3 RENAME: it never replaces an existing file. */
 	if (sftp_enc_rename(&op->rq.pkt, 0, op->path, op->path2) < 0) {
@@ -153,9 +173,19 @@ static void replaced_go_on(struct op *op, bool hidden)
 	replaced_end(op)(op, NULL, 0);
 }
 
-/* Lost reply: moved when the hidden name exists; not when it is missing. */
+static void replace_send(struct op *op);
+
+/* Lost reply (op->lost), or a resent rename refused: moved when the
+ * hidden name exists. Missing after a lost reply: the request died
+ * before the server saw it, and is sent again (within the deadline); a
+ * refused resend: not moved. */
 static void settle_replaced(struct op *op, const struct sftp_attrs *a, int err)
 {
+	if (!a && err == ENOENT && op->lost) {
+		op->resent = true;
+		replace_send(op);
+		return;
+	}
 	if (a || err == ENOENT) {
 		replaced_go_on(op, a != NULL);
 		return;
@@ -170,6 +200,7 @@ static void replace_done(struct op *op, const struct sftp_reply *r, int err)
 	struct replaced *rp = (struct replaced *)op->data;
 
 	if (op_maybe_done(op, r, err)) {
+		op->lost = err != 0;
 		stat_path(op, rp->path, settle_replaced);
 		return;
 	}
@@ -199,6 +230,13 @@ void hidden_replace(struct op *op, uint64_t id,
 	rp->then = then;
 	free(op->data);
 	op->data = (char *)rp;
+	replace_send(op);
+}
+
+static void replace_send(struct op *op)
+{
+	struct replaced *rp = (struct replaced *)op->data;
+
 	buf_reset(&op->rq.pkt);
 	/* Plain v3 RENAME: it never replaces an existing file. */
 	if (sftp_enc_rename(&op->rq.pkt, 0, op->path2, rp->path) < 0) {

@@ -91,7 +91,8 @@ struct op {
 	/* continuation of stat_path(): attrs when the path exists, else the
 	 * errno (ENOENT, or EIO/EAGAIN for a transport failure) */
 	void (*then)(struct op *op, const struct sftp_attrs *a, int err);
-	/* continuation of fh_when_ino_drained() */
+	/* continuation of fh_when_ino_drained(); hidden_unlink's plain
+	 * unlink when the server will not hide the file */
 	void (*after)(struct op *op, const struct sftp_attrs *a, int err);
 	/* what it waits for: the writes queued up to bar_seq overlapping
 	 * [bar_lo, bar_hi), on every handle of ino except bar_skip */

@@ -61,9 +61,13 @@ class Inode:
         self.mtime = None      # known only after utime, until the next change
         self.linked = False    # had a second name: two kernel inodes, two caches
         self.suspect = False   # lost data the kernel may still have cached
-        # unlinked while open: the folder (inode) steadyfs keeps it in
-        # under a hidden name, whose mtime moves again at its last close
-        self.hidden_in = None
+        # unlinked while open: the folders (inodes) steadyfs may keep it
+        # in under a hidden name, whose mtimes move again at its last
+        # close. A set: each name dropped while the file is open may be
+        # the one a descriptor was opened through (steadyfs hides that
+        # name; a file with two names dropped in two folders may be
+        # hidden in either: soak seed 310658)
+        self.hidden_in = set()
         # a folder whose hidden file is being removed (after its last
         # close, asynchronously): its mtime may move until the next settle
         self.loose = False
@@ -234,11 +238,13 @@ class World:
             del self.inodes[i]
         elif self.open_count(i):
             # steadyfs hides a name open through it (other links or not)
-            self.inodes[i].hidden_in = d
-        # An rmdir moves the hidden files still open to the root first.
+            self.inodes[i].hidden_in.add(d)
+        # An rmdir (or a rename onto the folder) moves the hidden files
+        # still open to the root first.
         for n in self.inodes.values():
-            if n.hidden_in == i:
-                n.hidden_in = self.names[""]
+            if i in n.hidden_in:
+                n.hidden_in.discard(i)
+                n.hidden_in.add(self.names[""])
 
     def _move(self, src, dst):
         self._touch_dir(src)
@@ -250,14 +256,21 @@ class World:
 
     def forget_fd(self, fid):
         f = self.fds.pop(fid)
+        n = self.inodes.get(f.ino)
+        # Its hidden file is removed from its folder (retries.md) at the
+        # last close of the descriptors opened through the hidden name;
+        # a file with other names has descriptors the model cannot tell
+        # apart, so any close may be that one (soak seed 310658: the
+        # last descriptor opened through an unlinked link was closed,
+        # others through the file's other name stayed open).
+        for d in n.hidden_in if n is not None else ():
+            if d in self.inodes:
+                self.inodes[d].mtime = None
+                self.inodes[d].loose = True
         if self.open_count(f.ino):
             return
-        n = self.inodes.get(f.ino)
-        # Its hidden file is removed from its folder (retries.md).
-        if n is not None and n.hidden_in in self.inodes:
-            self.inodes[n.hidden_in].mtime = None
-            self.inodes[n.hidden_in].loose = True
-            n.hidden_in = None
+        if n is not None:
+            n.hidden_in = set()
         if self.nlink(f.ino) == 0:
             self.inodes.pop(f.ino, None)
 

@@ -192,7 +192,8 @@ class Worlds:
 def _key(w):
     return (tuple(sorted((p, i) for p, i in w.names.items())),
             tuple(sorted((k, f.ino, f.state) for k, f in w.fds.items())),
-            tuple(sorted((i, n.data(), n.perm, n.mtime, n.target)
+            tuple(sorted((i, n.data(), n.perm, n.mtime, n.target,
+                          tuple(sorted(n.hidden_in)), n.loose)
                          for i, n in w.inodes.items())))
 
 

@@ -439,6 +439,48 @@ def test_failed_rename_over_folder_puts_hidden_files_back(private):
     assert server_names(remote) == ["d"]
 
 
+@pytest.mark.timeout(90)
+def test_lost_hiding_rename_is_sent_again(make_sshd, mount_steadyfs, tmp_path):
+    """The RENAME that hides an unlinked open file, and the one that moves
+    an open file aside for a rename onto it, die with their session before
+    the server saw them (test/sftpshim.py "lose_before"): each is sent
+    again, the calls succeed (a short cut is invisible: the unlink failed
+    with EIO, the replaced file's descriptor lost its file), and both
+    descriptors keep working."""
+    from test_server_input import lying_sshd
+    flags = tmp_path / "lost"
+    flags.mkdir()
+    s = lying_sshd(make_sshd, tmp_path, lose_before=[b".steadyfs_hidden".hex()],
+                   lose_flags=str(flags))
+    m = mount_steadyfs(s, expect_errors=True, opts={"connections": 2, "op_timeout": 10})
+    fd = os.open(m.path("u"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("u"))
+        assert os.listdir(flags), "the hiding RENAME was not lost"
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+        assert len(hidden_names(s.remote_dir)) == 1
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(s.remote_dir) == [], 5), server_names(s.remote_dir)
+    for f in flags.iterdir():  # lose the next one too
+        f.unlink()
+    fd = open_target_and_source(m)
+    try:
+        os.rename(m.path("s"), m.path("t"))
+        assert os.listdir(flags), "the RENAME aside was not lost"
+        assert read_file(m.path("t")) == OTHER
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(s.remote_dir) == ["t"], 5), server_names(s.remote_dir)
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):
@@ -680,3 +722,23 @@ def test_unlinked_file_across_daemon_kill(private):
     finally:
         os.close(fd)
     assert wait_until(lambda: server_names(remote) == [], 5), server_names(remote)
+
+
+@pytest.mark.timeout(60)
+def test_hidden_file_moved_by_a_rename_across_daemon_kill(private):
+    """The hidden file a rename onto its folder moved to the root keeps
+    that path in the take-over state: the next daemon writes through it
+    and removes it after the close (the folder that replaced its old one
+    keeps its entries)."""
+    m, server, remote = private(expect_errors=True)
+    fd = folder_with_hidden_file(m)
+    try:
+        os.rename(m.path("s"), m.path("d"))
+        restart_daemon(m)
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(remote) == ["d"], 5), server_names(remote)
+    assert server_names(os.path.join(remote, "d")) == ["x"]

@@ -132,16 +132,17 @@ static void control_release(struct control *c)
 	free(c->default_dir);
 	free(c->textfile);
 	free(c->remote);
-	pthread_cond_destroy(&c->cond);
+	periodic_destroy(&c->mirror);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
+
+static uint64_t mirror_tick(void *arg, uint64_t now);
 
 struct control *control_new(const struct steadyfs_opts *o, struct pool *p,
 			    const char *mountpoint)
 {
 	struct control *c = calloc(1, sizeof(*c));
-	pthread_condattr_t ca;
 
 	if (!c)
 		return NULL;
@@ -150,10 +151,7 @@ struct control *control_new(const struct steadyfs_opts *o, struct pool *p,
 	c->started_wall = clock_wall();
 	c->started_mono = clock_mono_ns();
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	periodic_init(&c->mirror, mirror_tick, c);
 	if (init_paths(c, mountpoint) < 0) {
 		control_release(c);
 		return NULL;
@@ -225,7 +223,7 @@ static void push_locked(struct control *c, enum ctl_event_type t, struct json_ob
 	if (c->ks)
 		ks_event_put(c->ks, c->seq, line);
 	c->dirty = true;
-	pthread_cond_signal(&c->cond);
+	periodic_kick(&c->mirror);
 }
 
 /* Removes the line of event `seq` if it is still in the ring, keeping the
@@ -507,7 +505,7 @@ void control_note_missing_ext(struct control *c, uint32_t ext_bit)
 	pthread_mutex_lock(&c->lock);
 	c->missing_exts |= ext_bit;
 	c->dirty = true;
-	pthread_cond_signal(&c->cond);
+	periodic_kick(&c->mirror);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -703,39 +701,26 @@ static void mirror_write(struct control *c, bool running)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void deadline_ts(uint64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ns / NS_PER_SEC);
-	ts->tv_nsec = (long)(ns % NS_PER_SEC);
-}
-
-/* Writes every CTL_MIRROR_PERIOD, and soon after an event, coalescing
- * bursts to one write per CTL_MIRROR_MIN_GAP. control_start() wrote the
- * first snapshot. */
-static void *mirror_thread(void *arg)
+/* The mirror (lib/periodic): writes every CTL_MIRROR_PERIOD, and soon
+ * after an event (kicked), coalescing bursts to one write per
+ * CTL_MIRROR_MIN_GAP. control_start() wrote the first snapshot. */
+static uint64_t mirror_tick(void *arg, uint64_t now)
 {
 	struct control *c = arg;
-	uint64_t last = clock_mono_ns();
+	uint64_t due;
 
 	pthread_mutex_lock(&c->lock);
-	while (!c->stop) {
-		uint64_t now = clock_mono_ns();
-		uint64_t due = last + clock_s_to_ns(c->dirty ? CTL_MIRROR_MIN_GAP : CTL_MIRROR_PERIOD);
-		struct timespec ts;
-
-		if (now < due) {
-			deadline_ts(due, &ts);
-			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-			continue;
-		}
-		c->dirty = false;
+	due = c->mirror_last +
+	      clock_s_to_ns(c->dirty ? CTL_MIRROR_MIN_GAP : CTL_MIRROR_PERIOD);
+	if (now < due) {
 		pthread_mutex_unlock(&c->lock);
-		mirror_write(c, true);
-		last = clock_mono_ns();
-		pthread_mutex_lock(&c->lock);
+		return due - now;
 	}
+	c->dirty = false;
 	pthread_mutex_unlock(&c->lock);
-	return NULL;
+	mirror_write(c, true);
+	c->mirror_last = clock_mono_ns();
+	return clock_s_to_ns(CTL_MIRROR_PERIOD);
 }
 
 int control_start(struct control *c, char *err, size_t errsz)
@@ -754,7 +739,8 @@ int control_start(struct control *c, char *err, size_t errsz)
 	 * return), and a probe or recovery run at once must find the mirror
 	 * of a healthy mount, not call it missing. */
 	mirror_write(c, true);
-	if (pthread_create(&c->thread, NULL, mirror_thread, c) != 0) {
+	c->mirror_last = clock_mono_ns();
+	if (periodic_start(&c->mirror) < 0) {
 		snprintf(err, errsz, "cannot start the mirror thread");
 		return -1;
 	}
@@ -767,11 +753,7 @@ void control_free(struct control *c)
 	if (!c)
 		return;
 	if (c->started) {
-		pthread_mutex_lock(&c->lock);
-		c->stop = true;
-		pthread_cond_signal(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-		pthread_join(c->thread, NULL);
+		periodic_stop(&c->mirror);
 		mirror_write(c, false);
 	}
 	control_release(c);

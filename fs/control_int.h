@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "control.h"
+#include "periodic.h"
 #include "strbuf.h"
 
 struct json_object;
@@ -101,7 +102,6 @@ struct control {
 	uint64_t started_mono;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;   /* mirror thread wake-up (CLOCK_MONOTONIC) */
 	control_gauge_fn gauge_fn;            /* (L) */
 	void *gauge_arg;                      /* (L) */
 	struct ctl_event ring[CTL_EVENTS_MAX];  /* (L) */
@@ -123,9 +123,9 @@ struct control {
 	char mirror_error[256];               /* (L) "" while writes succeed */
 	double mirror_time;                   /* (L) last complete mirror */
 	bool dirty;                           /* (L) something worth writing */
-	bool stop;                            /* (L) */
-	bool started;                         /* thread running */
-	pthread_t thread;
+	bool started;                         /* mirror thread running */
+	struct periodic mirror;               /* kicked (L) after an event */
+	uint64_t mirror_last;                 /* mirror thread only: last write */
 	struct keepstate *ks;  /* the keeper's counters (NULL: none) */
 	uint64_t generation;   /* of this daemon */
 };

@@ -2,8 +2,8 @@
  * pool: picks sessions, holds requests through outages, owns the state.
  *
  * Requests that find no live session wait on `held` until a session comes
- * up (pool_conn_up drains them) or their deadline passes (the timer thread
- * fails them with -ETIMEDOUT). The pool lock is never held while a done()
+ * up (pool_conn_up drains them) or their deadline passes (the timer, a
+ * lib/periodic thread, fails them with -ETIMEDOUT). The pool lock is never held while a done()
  * callback runs or while a session connects, so healthy calls never wait
  * behind a reconnect.
  */
@@ -15,6 +15,10 @@
 
 #include "clock.h"
 #include "log.h"
+#include "periodic.h"
+
+/* The timer's period: 50 ms keeps deadlines well inside the slack. */
+#define TIMER_PERIOD_NS (50 * NS_PER_MS)
 
 struct pool {
 	const struct steadyfs_opts *o;
@@ -22,14 +26,13 @@ struct pool {
 	struct conn **conns;
 	unsigned rr;                 /* atomic: where pick() starts looking */
 
+	struct periodic timer;       /* expires and resubmits held requests */
+
 	pthread_mutex_t lock;        /* protects everything below */
-	pthread_cond_t cond;         /* timer thread wake-up */
 	struct sreq *held;           /* waiting for a live session */
 	enum pool_state state;
 	double state_since;
 	bool stop;
-	pthread_t timer;
-	bool timer_started;
 	struct pool_hooks hooks;
 	bool have_server;
 	struct conn_server server;
@@ -49,6 +52,7 @@ static void pool_conn_up(void *arg, int idx);
 static void pool_conn_down(void *arg, int idx, const char *why);
 static void pool_requeue(void *arg, struct sreq *rq);
 static void pool_event(void *arg, int idx, const char *what, const char *detail);
+static uint64_t timer_tick(void *arg, uint64_t now);
 
 struct pool *pool_new(const struct steadyfs_opts *o)
 {
@@ -67,7 +71,7 @@ struct pool *pool_new(const struct steadyfs_opts *o)
 		if (!(p->conns[i] = conn_new(&h, i, o)))
 			goto fail;
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
+	periodic_init(&p->timer, timer_tick, p);
 	p->state = POOL_DOWN;
 	p->state_since = clock_wall();
 	return p;
@@ -162,7 +166,8 @@ static void hold(struct pool *p, struct sreq *rq)
 	pthread_mutex_lock(&p->lock);
 	rq->next = p->held;
 	p->held = rq;
-	pthread_cond_signal(&p->cond);
+	/* A session may have come up between the failed pick and here. */
+	periodic_kick(&p->timer);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -321,60 +326,39 @@ static void pool_event(void *arg, int idx, const char *what, const char *detail)
 		h.conn_event(h.arg, idx, what, detail);
 }
 
-/* Fails held requests whose deadline passed. */
-static void *timer_thread(void *arg)
+/* The timer: fails held requests whose deadline passed, and resubmits
+ * the held ones when a session is up (one came up between a failed pick
+ * and hold()). Every TIMER_PERIOD_NS, at once after a hold. */
+static uint64_t timer_tick(void *arg, uint64_t now)
 {
 	struct pool *p = arg;
+	struct sreq **pp, *expired = NULL, *q = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	while (!p->stop) {
-		uint64_t now = clock_mono_ns();
-		struct sreq **pp = &p->held, *expired = NULL;
-		struct timespec ts;
+	for (pp = &p->held; *pp;) {
+		struct sreq *rq = *pp;
 
-		while (*pp) {
-			struct sreq *rq = *pp;
-
-			if (rq->deadline && rq->deadline <= now) {
-				*pp = rq->next;
-				rq->next = expired;
-				expired = rq;
-			} else {
-				pp = &rq->next;
-			}
+		if (rq->deadline && rq->deadline <= now) {
+			*pp = rq->next;
+			rq->next = expired;
+			expired = rq;
+		} else {
+			pp = &rq->next;
 		}
-		if (p->held && pool_up_count(p) > 0) {
-			/* A session came up between a failed pick and hold(). */
-			struct sreq *q = take_held(p);
-
-			pthread_mutex_unlock(&p->lock);
-			resubmit_all(p, q);
-			pthread_mutex_lock(&p->lock);
-		}
-		if (expired) {
-			pthread_mutex_unlock(&p->lock);
-			fail_all(expired, -ETIMEDOUT);
-			pthread_mutex_lock(&p->lock);
-			continue;
-		}
-		/* 50 ms granularity keeps deadlines well inside the slack. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 	}
+	if (p->held && pool_up_count(p) > 0)
+		q = take_held(p);
 	pthread_mutex_unlock(&p->lock);
-	return NULL;
+	resubmit_all(p, q);
+	/* Once these callbacks ran, look again at once: more may be due. */
+	fail_all(expired, -ETIMEDOUT);
+	return expired ? 0 : TIMER_PERIOD_NS;
 }
 
 int pool_start(struct pool *p)
 {
-	if (pthread_create(&p->timer, NULL, timer_thread, p) != 0)
+	if (periodic_start(&p->timer) < 0)
 		return -1;
-	p->timer_started = true;
 	for (int i = 0; i < p->n; i++)
 		if (conn_start(p->conns[i]) < 0)
 			return -1;
@@ -389,14 +373,10 @@ void pool_stop(struct pool *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
-	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < p->n; i++)
 		conn_stop(p->conns[i]);
-	if (p->timer_started) {
-		pthread_join(p->timer, NULL);
-		p->timer_started = false;
-	}
+	periodic_stop(&p->timer);
 	pthread_mutex_lock(&p->lock);
 	q = take_held(p);
 	pthread_mutex_unlock(&p->lock);
@@ -412,7 +392,7 @@ void pool_free(struct pool *p)
 		conn_free(p->conns[i]);
 	free(p->conns);
 	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
+	periodic_destroy(&p->timer);
 	free(p);
 }
 

@@ -42,11 +42,11 @@ def read_symbols(obj_dir, folders):
     files = {}
     for folder in folders:
         d = os.path.join(obj_dir, folder)
-        if not os.path.isdir(d):
-            continue
-        for name in sorted(os.listdir(d)):
-            if not name.endswith(".o"):
-                continue
+        # Subfolders too (a part of fs/ in its own folder).
+        objs = sorted(os.path.relpath(os.path.join(top, n), d)
+                      for top, _, names in os.walk(d) for n in names
+                      if n.endswith(".o"))
+        for name in objs:
             out = subprocess.run(["nm", "-P", "-g", os.path.join(d, name)],
                                  check=True, capture_output=True, text=True).stdout
             defined, undefined = set(), set()

@@ -385,30 +385,112 @@ static void evacuated(struct op *op)
 	then(op, NULL, 0);
 }
 
-static void moved(struct op *op, const struct sftp_reply *r, int err)
+static void moved(struct op *op, const struct sftp_reply *r, int err);
+
+/* The current file's paths: where it is, and where it goes (the root). */
+static bool move_paths(struct op *op, char **from, char **to)
 {
 	struct evacuation *e = (struct evacuation *)op->data;
-	bool ok = !err && r->type == SSH_FXP_STATUS;
 
-	/* No answer: the rmdir fails as any call the link failed (never
-	 * ENOTEMPTY for a folder we could not empty). */
-	if (err) {
-		free(e->leaf);
-		e->leaf = NULL;
-		free(e->moves);  /* no session to put them back with */
-		e->moves = NULL;
-		op_log_error(op, op_transport_errno(err), "transport");
-		op_fail(op, op_transport_errno(err));
-		return;
-	}
-	if (ok && r->u.status.code == SSH_FX_OK && e->moving) {
+	*to = NULL;
+	if (!(*from = nodes_path(op->v->nodes, e->ids[e->next - 1])))
+		return false;
+	if ((*to = nodes_child_path(op->v->nodes, NODE_ROOT, e->leaf)))
+		return true;
+	free(*from);
+	*from = NULL;
+	return false;
+}
+
+/* Sends the current file's RENAME (still open) or REMOVE; false when it
+ * could not be encoded. */
+static bool evacuate_send(struct op *op)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	char *from, *to;
+	int rc;
+
+	if (!move_paths(op, &from, &to))
+		return false;
+	buf_reset(&op->rq.pkt);
+	rc = e->moving ? sftp_enc_rename(&op->rq.pkt, 0, from, to) :
+			 sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, from);
+	free(from);
+	free(to);
+	if (rc < 0)
+		return false;
+	op_send(op, moved, false);
+	return true;
+}
+
+/* The current file dealt with (its RENAME or REMOVE done). */
+static void move_done(struct op *op)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	if (e->moving) {
 		nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
 		if (e->moves)
 			e->moves->ids[e->moves->n++] = e->ids[e->next - 1];
-	}
-	else if (ok && !e->moving && (r->u.status.code == SSH_FX_OK ||
-				      r->u.status.code == SSH_FX_NO_SUCH_FILE))
+	} else {
 		nodes_hidden_gone(op->v->nodes, e->ids[e->next - 1]);
+	}
+	evacuate_next(op);
+}
+
+/* No answer at all: the call fails as any call the link failed (never
+ * ENOTEMPTY for a folder we could not empty). */
+static void move_failed(struct op *op, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	free(e->moves);  /* no session to put them back with */
+	e->moves = NULL;
+	op_log_error(op, err, "transport");
+	op_fail(op, err);
+}
+
+/*
+ * A lost reply (or a resent call's refusal): the file at the root (or,
+ * removed, gone) means done; else the request died before the server saw
+ * it and is sent again within the call's deadline (a short cut is
+ * invisible); a refused resend leaves it, as a refusal.
+ */
+static void settle_moved(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+
+	if (a ? e->moving : !e->moving && err == ENOENT)
+		move_done(op);
+	else if ((a || err == ENOENT) && op->lost && evacuate_send(op))
+		op->resent = true;
+	else if (a || err == ENOENT)
+		evacuate_next(op);
+	else
+		move_failed(op, EIO);
+}
+
+static void moved(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct evacuation *e = (struct evacuation *)op->data;
+	char *from, *to;
+
+	if (op_maybe_done(op, r, err) && move_paths(op, &from, &to)) {
+		op->lost = err != 0;
+		stat_path(op, e->moving ? to : from, settle_moved);
+		free(from);
+		free(to);
+		return;
+	}
+	if (err) {
+		move_failed(op, op_transport_errno(err));
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS && (r->u.status.code == SSH_FX_OK ||
+	    (!e->moving && r->u.status.code == SSH_FX_NO_SUCH_FILE))) {
+		move_done(op);
+		return;
+	}
 	/* A failure leaves it: the rmdir then says ENOTEMPTY. */
 	evacuate_next(op);
 }
@@ -416,35 +498,26 @@ static void moved(struct op *op, const struct sftp_reply *r, int err)
 static void evacuate_next(struct op *op)
 {
 	struct evacuation *e = (struct evacuation *)op->data;
-	char *from = NULL, *to = NULL;
 
 	while (e->next < e->n) {
 		uint64_t id = e->ids[e->next++];
-		char *slash;
+		char *from, *slash;
 
-		free(from);
-		free(to);
 		free(e->leaf);
 		e->leaf = NULL;
-		to = NULL;
-		if (!(from = nodes_path(op->v->nodes, id)) ||
-		    !(slash = strrchr(from, '/')) || !(e->leaf = strdup(slash + 1)) ||
-		    !(to = nodes_child_path(op->v->nodes, NODE_ROOT, e->leaf)))
+		if (!(from = nodes_path(op->v->nodes, id)))
 			continue;
-		buf_reset(&op->rq.pkt);
+		slash = strrchr(from, '/');
+		e->leaf = slash ? strdup(slash + 1) : NULL;
+		free(from);
+		if (!e->leaf)
+			continue;
 		/* Still open: moved out. Released (its last close on the
 		 * way): removed now, not moved under that close's feet. */
 		e->moving = e->held(op->v, id);
-		if ((e->moving ? sftp_enc_rename(&op->rq.pkt, 0, from, to) :
-		     sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, from)) < 0)
-			continue;
-		free(from);
-		free(to);
-		op_send(op, moved, false);
-		return;
+		if (evacuate_send(op))
+			return;
 	}
-	free(from);
-	free(to);
 	evacuated(op);
 }
 

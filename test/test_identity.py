@@ -481,6 +481,37 @@ def test_lost_hiding_rename_is_sent_again(make_sshd, mount_steadyfs, tmp_path):
     assert wait_until(lambda: server_names(s.remote_dir) == ["t"], 5), server_names(s.remote_dir)
 
 
+@pytest.mark.timeout(90)
+def test_lost_evacuating_rename_is_sent_again(make_sshd, mount_steadyfs, tmp_path):
+    """The RENAME that moves an open hidden file out of a folder being
+    removed (or replaced by a rename) dies with its session before the
+    server saw it: it is sent again and the rmdir succeeds (it failed
+    with EIO: a short cut was not invisible)."""
+    from test_server_input import lying_sshd
+    flags = tmp_path / "lost"
+    flags.mkdir()
+    s = lying_sshd(make_sshd, tmp_path, lose_before=[b".steadyfs_hidden".hex()],
+                   lose_flags=str(flags))
+    m = mount_steadyfs(s, expect_errors=True, opts={"connections": 2, "op_timeout": 10})
+    os.mkdir(m.path("d"))
+    fd = os.open(m.path("d", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert os.write(fd, FIRST) == len(FIRST)
+        os.fsync(fd)
+        os.unlink(m.path("d", "f"))  # its hiding RENAME lost (sent again)
+        for f in flags.iterdir():  # the next one is the move out
+            f.unlink()
+        os.rmdir(m.path("d"))
+        assert os.listdir(flags), "the RENAME out was not lost"
+        assert len(hidden_names(s.remote_dir)) == 1
+        assert os.write(fd, SECOND) == len(SECOND)
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == FIRST + SECOND
+    finally:
+        os.close(fd)
+    assert wait_until(lambda: server_names(s.remote_dir) == [], 5), server_names(s.remote_dir)
+
+
 # ---- hard links made through the mount -------------------------------------
 
 def write_through_link(private, restart):

@@ -816,15 +816,13 @@ def run_here(args):
             total.merge(run.stats)
             if d:
                 print_divergence(d, meta["trace"][:d.index + 1])
-                log = os.path.join(mounts.build_dir(), "modelcheck-replay.stderr")
+                total.failed.append(meta.get("seed"))
+                # One file per replay: several may run at once.
+                log = os.path.join(mounts.build_dir(),
+                                   f"modelcheck-trace-{os.getpid()}.stderr")
                 with open(log, "w") as f:
                     f.write(getattr(d, "stderr", ""))
                 print(f"daemon log: {log}")
-                total.failed.append(meta.get("seed"))
-                log_path = os.path.join(mounts.build_dir(), "modelcheck-trace.stderr")
-                with open(log_path, "w") as f:
-                    f.write(getattr(d, "stderr", ""))
-                print(f"daemon log: {log_path}")
         else:
             run_seeds(env, args, total)
     finally:

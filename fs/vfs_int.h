@@ -134,8 +134,10 @@ struct op {
 	/* create: the STAT sent behind its OPEN (ops_file.c) */
 	struct op *peer;
 	/* an FSTAT for the "same file?" rule: the file's mark when it (or
-	 * the call that waits to send it) was sent (identity.h) */
+	 * the call that waits to send it) was sent (identity.h), and for a
+	 * reopen its whole identity then (ident_since) */
 	uint32_t mark;
+	struct ident ident_then;
 	struct sftp_attrs pre;
 	bool have_pre;
 	/* a write waiting for window room: its data, not queued yet */

@@ -280,6 +280,11 @@ static bool node_quiet(struct vfs *v, uint64_t ino)
 	return !busy;
 }
 
+bool fh_ino_writing(struct vfs *v, uint64_t ino)
+{
+	return !node_quiet(v, ino);
+}
+
 /* A handle's view of its file from the server (open, reopen), asked
  * when the file's mark was `mark` (nodes_ident_mark). */
 static void fh_seen(struct fh *fh, const struct sftp_attrs *a, uint32_t mark)

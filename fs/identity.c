@@ -102,6 +102,18 @@ void ident_touched(struct ident *id)
 	id->written = true;
 }
 
+void ident_since(struct ident *id, const struct ident *then)
+{
+	if (!then->known || !id->known || then->seq == id->seq)
+		return;
+	if (then->lo < id->lo)
+		id->lo = then->lo;
+	if (then->hi > id->hi)
+		id->hi = then->hi;
+	id->written = id->written || then->written;
+	id->shared = id->shared || then->shared;
+}
+
 const char *ident_check(const struct ident *id, const struct sftp_attrs *a)
 {
 	if (!id->known)

@@ -82,6 +82,15 @@ void ident_maybe_truncated(struct ident *id, uint64_t size);
 void ident_touched(struct ident *id);
 
 /*
+ * `id` as a report the server made after `then` (id read earlier, before
+ * the request was sent) must be judged: the server may have answered
+ * before changes steadyfs learnt of since, on another session (an
+ * acknowledgement of a write that landed after the report; a truncate
+ * done before or after it), so the bounds take both moments.
+ */
+void ident_since(struct ident *id, const struct ident *then);
+
+/*
  * The rule: NULL when `a` (attributes of the file a path names now) may
  * be the file `id` describes, else the reason it is not (a static
  * string, for the log). Attributes without type, size or (when needed)

@@ -280,6 +280,11 @@ static bool node_quiet(struct vfs *v, uint64_t ino)
 	return !busy;
 }
 
+bool fh_ino_writing(struct vfs *v, uint64_t ino)
+{
+	return !node_quiet(v, ino);
+}
+
 /* A handle's view of its file from the server (open, reopen), asked
  * when the file's mark was `mark` (nodes_ident_mark). */
 static void fh_seen(struct fh *fh, const struct sftp_attrs *a, uint32_t mark)
@@ -628,6 +633,9 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 		return;
 	}
 	nodes_ident_get(fh->v->nodes, fh->ino, &id);
+	/* The server may have answered before a write another session
+	 * had acknowledged meanwhile landed (M11). */
+	ident_since(&id, &rop->ident_then);
 	why = r->type == SSH_FXP_ATTRS ? ident_check(&id, &r->u.attrs) :
 		"the server did not say what it opened";
 	if (!why) {
@@ -637,8 +645,10 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 	}
 	close_foreign(rop, (const uint8_t *)rop->data, rop->size);
 	p = fh_name(fh);
-	log_err("reopen '%s': not the file the handle had (%s): the handle fails from now on",
-		p ? p : "?", why);
+	log_err("reopen '%s': not the file the handle had (%s; size %llu, written %llu-%llu): the handle fails from now on",
+		p ? p : "?", why,
+		r->type == SSH_FXP_ATTRS ? (unsigned long long)r->u.attrs.size : 0ull,
+		(unsigned long long)id.lo, (unsigned long long)id.hi);
 	free(p);
 	pthread_mutex_lock(&fh->lock);
 	fh->reopening = false;
@@ -681,7 +691,8 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		reopen_finish(rop, NULL, 0, ENOMEM);
 		return;
 	}
-	rop->mark = nodes_ident_mark(rop->v->nodes, rop->fh->ino);
+	nodes_ident_get(rop->v->nodes, rop->fh->ino, &rop->ident_then);
+	rop->mark = rop->ident_then.seq;  /* nodes_ident_mark, the same moment */
 	op_send_on(rop, reopen_checked, rop->rq.served_by, rop->rq.served_gen);
 }
 

@@ -134,8 +134,10 @@ struct op {
 	/* create: the STAT sent behind its OPEN (ops_file.c) */
 	struct op *peer;
 	/* an FSTAT for the "same file?" rule: the file's mark when it (or
-	 * the call that waits to send it) was sent (identity.h) */
+	 * the call that waits to send it) was sent (identity.h), and for a
+	 * reopen its whole identity then (ident_since) */
 	uint32_t mark;
+	struct ident ident_then;
 	struct sftp_attrs pre;
 	bool have_pre;
 	/* a write waiting for window room: its data, not queued yet */
@@ -186,7 +188,10 @@ void op_log_error(struct op *op, int errnum, const char *cause);
  * up (see sreq.h). */
 void stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int));
-/* Writers' end offset raises a size the server does not know yet. */
+/* Writers' end offset raises a size the server does not know yet; with
+ * no write of the file unacknowledged, only up to the end the server
+ * confirmed (identity.h lo): bytes that died with a daemon or that the
+ * server refused never landed. */
 void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st);
 
 /* Attribute conversion with uid/gid/umask mapping. */
@@ -246,6 +251,9 @@ double fh_oldest_unacked(struct vfs *v);
 bool fh_node_open(struct vfs *v, uint64_t ino);
 /* True when node ino has a handle the kernel has not released. */
 bool fh_node_held(struct vfs *v, uint64_t ino);
+/* True when a handle of the file of ino (its link group too) has
+ * unacknowledged writes. */
+bool fh_ino_writing(struct vfs *v, uint64_t ino);
 /* Removes the hidden files no handle holds any more (after a take-over:
  * their last handle went with the previous daemon). */
 void fh_release_hidden(struct vfs *v);

@@ -97,12 +97,15 @@ class Change:
     """One change of a file's bytes: a write (off, bytes) or a truncate
     (size). `who` is the descriptor id whose write-behind holds it (None
     when it is known to be on the server), `lost` set when a world
-    decided it never landed."""
-    __slots__ = ("off", "data", "size", "who", "lost")
+    decided it never landed; `partial` too when a prefix of it may have
+    (its chunks were sent in order and the daemon died with the rest:
+    the server's copy says how much, modelworlds.resolve_partial)."""
+    __slots__ = ("off", "data", "size", "who", "lost", "partial")
 
     def __init__(self, off=None, data=None, size=None, who=None):
         self.off, self.data, self.size, self.who = off, data, size, who
         self.lost = False
+        self.partial = False
 
     def apply(self, d):
         if self.size is not None:

@@ -233,6 +233,7 @@ class Run:
         self.outage = None      # (mode, end time) while an outage is on
         self.timer = None
         self.kill_next = None   # a kill to make while the next call runs
+        self.events_seq = 0     # the last .control/events line looked at
         self.old_sessions = set()
         self.mount = self.proxy = self.ex = None
 
@@ -317,7 +318,14 @@ class Run:
         except Hang as e:
             raise Divergence(i, s, f"hung: {e}")
         self.log(f"      -> {_fmt_res(res)}")
-        self.worlds.step(i, s, res, self.outage is not None)
+        if kill:
+            # Answered by the daemon that died, or resent to the next one
+            # (FUSE_NOTIFY_RESEND): both orders are right.
+            self.wait_new_daemon(i, kill, pid)
+            self.wait_sessions_gone(i, kill)
+            self.worlds.step_around_death(i, s, res, self.lost_paths())
+        else:
+            self.worlds.step(i, s, res, self.outage is not None)
         self.stats.ops[s["op"]] += 1
         if not res.get("ok"):
             if res["errno"] == errno.EOPNOTSUPP and s["op"] == "fallocate":
@@ -327,7 +335,7 @@ class Run:
                 self.stats.errors[f"{s['op']} {ename(res['errno'])}"] += 1
         self.since_settle += 1
         if kill:
-            self.after_kill(i, kill, pid)
+            self.settle(i, kill)
         elif len(self.worlds.all) > MAX_WORLDS:
             self.settle(i, s)
         elif self.settle_every and self.since_settle >= self.settle_every and \
@@ -427,8 +435,30 @@ class Run:
     def after_kill(self, i, s, pid):
         self.wait_new_daemon(i, s, pid)
         self.wait_sessions_gone(i, s)
-        self.worlds.daemon_died()
+        self.worlds.daemon_died(self.lost_paths())
         self.settle(i, s)
+
+    def lost_paths(self):
+        """The files (paths under the test folder) the new daemon reported
+        write-behind data of lost with the one that died: `data` events
+        with `lost` since the last look (retries.md: never lost silently).
+        None when the events cannot be read: then any holder may have."""
+        try:
+            lines = self.control("events").splitlines()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        out = set()
+        for line in lines:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("seq", 0) <= self.events_seq:
+                continue
+            self.events_seq = e.get("seq", 0)
+            if e.get("type") == "data" and e.get("lost"):
+                out.add(os.path.relpath(e.get("path") or "/", self.remote))
+        return out
 
     def wait_sessions_gone(self, i, s):
         """The dead daemon's writes already in its sockets still reach
@@ -816,15 +846,13 @@ def run_here(args):
             total.merge(run.stats)
             if d:
                 print_divergence(d, meta["trace"][:d.index + 1])
-                log = os.path.join(mounts.build_dir(), "modelcheck-replay.stderr")
+                total.failed.append(meta.get("seed"))
+                # One file per replay: several may run at once.
+                log = os.path.join(mounts.build_dir(),
+                                   f"modelcheck-trace-{os.getpid()}.stderr")
                 with open(log, "w") as f:
                     f.write(getattr(d, "stderr", ""))
                 print(f"daemon log: {log}")
-                total.failed.append(meta.get("seed"))
-                log_path = os.path.join(mounts.build_dir(), "modelcheck-trace.stderr")
-                with open(log_path, "w") as f:
-                    f.write(getattr(d, "stderr", ""))
-                print(f"daemon log: {log_path}")
         else:
             run_seeds(env, args, total)
     finally:

@@ -56,9 +56,18 @@ def _maybe_split(world, req):
 
 
 def _lose(world, holder, changes, j):
-    """World where the writes of `holder` from the j-th on never landed."""
+    """World where the writes of `holder` from the j-th on never landed,
+    but a prefix of the j-th may have, for a descriptor: its chunks went
+    to the server in write() order on one session, each acknowledged or
+    not, and a write(2) is several of them (the kernel splits it into
+    requests at max_write and after a partial page not in its cache,
+    steadyfs each request at the server's max_write); retries.md, "the
+    range spans every unacknowledged chunk". The page write-back of mmap
+    writes has no such order: whole or nothing."""
     for c in changes[j:]:
         c.lost = True
+    if j < len(changes) and not isinstance(holder, tuple):
+        changes[j].partial = True
     inos = set()
     for n in world.inodes.values():
         if any(c in changes[j:] for c in n.log):
@@ -149,16 +158,21 @@ class Worlds:
             return out, None
         return [], f"unexpected class {x.cls}"
 
-    def daemon_died(self):
-        """Every write-behind byte not yet known on the server may have
-        died with the daemon. For each holder of such writes: a world
-        where its writes from the j-th on never landed and its descriptor
-        fails from now on (j = 0..k; at j = k the server got them all but
-        the acknowledgements were lost), and one where nothing was lost."""
+    def daemon_died(self, lost_paths=None):
+        """Write-behind bytes not yet known on the server may have died
+        with the daemon: those of the files the new daemon reported lost
+        (`lost_paths`, relative; None: any file), never silently. For each
+        holder of such writes: a world where its writes from the j-th on
+        never landed (a prefix of the j-th may have: _lose) and its
+        descriptor fails from now on (j = 0..k; at j = k the server got
+        them all but the acknowledgements were lost), and one where
+        nothing was lost. A holder of a file not reported lost nothing."""
         out = []
         for world in self.all:
             variants = [world]
             for holder in list(world.unsettled()):
+                if not _may_have_lost(world, holder, lost_paths):
+                    continue
                 nxt = []
                 for v in variants:
                     k = len(v.unsettled().get(holder, []))
@@ -171,11 +185,34 @@ class Worlds:
             out += variants
         self.all = _dedupe(out)[:MAX_WORLDS * 4]
 
+    def step_around_death(self, index, req, res, lost_paths):
+        """step() for a call made while the daemon was killed: answered
+        before the death (then daemon_died), or resent to the next daemon
+        after it; the worlds of both orders."""
+        out, err = [], None
+        for first in (False, True):
+            ws = Worlds()
+            ws.all = [w.copy() for w in self.all]
+            try:
+                if first:
+                    ws.daemon_died(lost_paths)
+                ws.step(index, req, res, False)
+                if not first:
+                    ws.daemon_died(lost_paths)
+            except Divergence as d:
+                err = err or d
+                continue
+            out += ws.all
+        if not out:
+            raise err
+        self.all = _dedupe(out)[:MAX_WORLDS * 4]
+
     def observe(self, server, mtimes):
         """Keep the worlds whose server copy is `server`; the message of
         the closest miss when none is."""
         keep, misses = [], []
         for w in self.all:
+            resolve_partial(w, server)
             miss = diff_views(w.server_view(), server, w.mtimes(), mtimes)
             if miss:
                 misses.append(miss)
@@ -189,11 +226,67 @@ class Worlds:
         return None
 
 
+def _may_have_lost(world, holder, lost_paths):
+    """Whether the file `holder` wrote is one the new daemon reported
+    lost data of (a file with no name in the model, e.g. a hidden one,
+    whenever a reported path is not one of the model's names)."""
+    if lost_paths is None:
+        return True
+    ino = holder[1] if isinstance(holder, tuple) else world.fds[holder].ino
+    names = [p for p, i in world.names.items() if i == ino]
+    if names:
+        return any(p in lost_paths for p in names)
+    return any(p not in world.names for p in lost_paths)
+
+
+def resolve_partial(w, server):
+    """Each write a world says may have landed in part (Change.partial)
+    becomes the prefix of it the server's copy shows, when one fits:
+    the bytes from where the server stops matching the whole write, or
+    up to where it last differs from none of it."""
+    for p, i in w.names.items():
+        n = w.inodes[i]
+        if n.kind != "f" or p not in server or server[p][0] != "f":
+            continue
+        for c in [c for c in n.log if c.partial]:
+            got = server[p][2]
+            full, data = c.data, c.data
+            cands = set()
+            for landed in (True, False):
+                c.lost, c.data = not landed, full
+                n._data = None
+                d = n.data()
+                seg = got[c.off:c.off + len(full)]
+                k = 0
+                if landed:
+                    while k < len(seg) and seg[k] == d[c.off + k]:
+                        k += 1
+                    cands.add(k)
+                else:
+                    k = len(seg)
+                    while k > 0 and c.off + k - 1 < len(d) and seg[k - 1] == d[c.off + k - 1]:
+                        k -= 1
+                    cands.add(k)
+            cands.add(max(0, min(len(full), len(got) - c.off)))
+            for k in sorted(cands):
+                c.lost, c.data = k == 0, full[:k]
+                n._data = None
+                if n.data() == got:
+                    data = full[:k]
+                    break
+            else:
+                data = None
+            c.partial = False
+            c.lost, c.data = (True, full) if data is None else (not data, data)
+            n._data = None
+
+
 def _key(w):
     return (tuple(sorted((p, i) for p, i in w.names.items())),
             tuple(sorted((k, f.ino, f.state) for k, f in w.fds.items())),
             tuple(sorted((i, n.data(), n.perm, n.mtime, n.target,
-                          tuple(sorted(n.hidden_in)), n.loose)
+                          tuple(sorted(n.hidden_in)), n.loose,
+                          tuple((c.off, len(c.data)) for c in n.log if c.partial))
                          for i, n in w.inodes.items())))
 
 

@@ -54,6 +54,14 @@ comes from a JSON file named on its command line:
                          "fsync@openssh.com") becomes a STATUS with that
                          SFTP code, after the real server did the work
                          (3 permission denied, 4 failure, 8 unsupported)
+  "delay": [[kind, hex, secs], ...]
+                         the reply to each OPEN (kind "open") of a path
+                         containing these (hex-encoded) bytes, or to each
+                         FSTAT (kind "fstat") of a handle so opened, is
+                         sent `secs` after the server made it; the replies
+                         behind it pass it (SFTP lets replies come in any
+                         order): what the server reported is older than
+                         what the client learns meanwhile
 
 Everything else passes through unchanged. Used by test_server_input.py
 and test_writes.py.
@@ -140,8 +148,10 @@ class Relay:
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
-        self.handles = {}                # handle -> path (serve_reads)
+        self.handles = {}                # handle -> path (serve_reads, delay)
         self.listed = set()              # handles whose listing got the names
+        self.delay = [(k, bytes.fromhex(h), float(t)) for k, h, t in cfg.get("delay", [])]
+        self.delayed = {}                # id -> seconds its reply waits
         self.out = sys.stdout.buffer
         self.server = subprocess.Popen([REAL] + cfg.get("server_args", []),
                                        stdin=subprocess.PIPE,
@@ -234,9 +244,13 @@ class Relay:
             name, _ = get_str(body, 4)
             if name == b"limits@openssh.com" and self.limits:
                 self.pending[rid] = ("limits",)
-        elif ptype == FXP_OPEN and self.serve_reads:
+        elif ptype == FXP_OPEN and (self.serve_reads or self.delay):
             path, _ = get_str(body, 4)
             self.pending[rid] = ("open", path)
+            self.note_delay(rid, "open", path)
+        elif ptype == FXP_FSTAT and self.delay:
+            h, _ = get_str(body, 4)
+            self.note_delay(rid, "fstat", self.handles.get(h, b""))
         elif ptype == FXP_READ and self.serve_reads:
             h, off = get_str(body, 4)
             if h in self.handles:
@@ -275,6 +289,12 @@ class Relay:
                     continue
                 return True
         return False
+
+    def note_delay(self, rid, kind, path):
+        for k, m, secs in self.delay:
+            if k == kind and m in path:
+                self.delayed[rid] = secs
+                return
 
     def note_refusal(self, ptype, rid, body):
         """Remembers a request whose reply "refuse" replaces."""
@@ -325,7 +345,15 @@ class Relay:
                 self.send_client(packet(FXP_STATUS, status_body(
                     rid, code, b"refused by sftpshim")))
                 continue
-            self.send_client(packet(ptype, self.rewrite(ptype, body)))
+            secs = None if ptype == 2 else \
+                self.delayed.pop(struct.unpack_from(">I", body)[0], None)
+            out = packet(ptype, self.rewrite(ptype, body))
+            if secs is None:
+                self.send_client(out)
+                continue
+            t = threading.Timer(secs, self.send_client, (out,))
+            t.daemon = True
+            t.start()
 
     def rewrite(self, ptype, body):
         if ptype == 2:  # VERSION has no id

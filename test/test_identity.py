@@ -703,6 +703,48 @@ def test_utimens_in_flight_is_the_files(make_sshd, mount_steadyfs, tmp_path):
     assert data == FIRST
 
 
+@pytest.mark.timeout(60)
+def test_report_older_than_an_acknowledgement_passes_the_rule(make_sshd, fault_proxy,
+                                                              mount_steadyfs, tmp_path):
+    """M11 (model checker trace 3018): after a cut, two handles of one
+    file (two names of a link group) reopen at once. The server sizes
+    'link-two' for its reopen before 'link-one''s replayed write lands,
+    but that write's acknowledgement reaches steadyfs first (here the
+    shim holds the FSTAT reply back; in the trace another session was
+    just slower). The rule must judge the report by what steadyfs knew
+    when it asked, not by what it learnt since: the rule failed
+    ("size outside what was written": size 0, written 200-200), the
+    handle was lost and its write dropped (EIO)."""
+    from test_server_input import lying_sshd
+    server = lying_sshd(make_sshd, tmp_path, delay=[
+        ["open", b"link-one".hex(), 0.7], ["fstat", b"link-two".hex(), 2.0]])
+    proxy = fault_proxy(server)
+    m = mount_steadyfs(server, port=proxy.port, opts=MOUNT_OPTS)
+    remote = server.remote_dir
+    with open(m.path("link-one"), "wb"):
+        pass
+    os.link(m.path("link-one"), m.path("link-two"))
+    fd1 = os.open(m.path("link-one"), os.O_RDWR)
+    fd2 = os.open(m.path("link-two"), os.O_RDWR)
+    try:
+        proxy.cut()
+        try:
+            # Queued on handles whose session is gone: both reopen at
+            # the reconnect. Not overlapping: neither waits for the other.
+            assert os.pwrite(fd1, b"1" * 100, 100) == 100
+            assert os.pwrite(fd2, b"2" * 10, 0) == 10
+        finally:
+            proxy.restore()
+        os.fsync(fd1)
+        os.fsync(fd2)
+    finally:
+        os.close(fd1)
+        os.close(fd2)
+    assert "not the file the handle had" not in m.stderr_text()
+    want = b"2" * 10 + bytes(90) + b"1" * 100
+    assert read_file(os.path.join(remote, "link-one")) == want
+
+
 # ---- across a daemon restart (the take-over state) ---------------------------
 
 def restart_daemon(m):

@@ -270,6 +270,33 @@ static void test_kept_names_bounded(void)
 	nodes_free(t);
 }
 
+/* M11: the reopen's own FSTAT, answered before a write another session
+ * had acknowledged meanwhile landed: judged by the bounds when it was
+ * asked for and now (the rule itself, before any baseline is taken). */
+static void test_report_judged_by_both_moments(void)
+{
+	struct ident id = IDENT_INIT, then;
+	struct sftp_attrs a = file(0, 5);
+
+	ident_seen(&id, 0, true, 5, true, ident_mark(&id));
+	then = id;                  /* the FSTAT is sent */
+	ident_sent(&id, 200);
+	ident_acked(&id, 200);      /* the write lands after it was served */
+	CHECK(ident_check(&id, &a) != NULL);
+	ident_since(&id, &then);
+	CHECK(ident_check(&id, &a) == NULL);
+	a.size = 200;
+	CHECK(ident_check(&id, &a) == NULL);
+	a.size = 201;
+	CHECK(ident_check(&id, &a) != NULL);
+	then = id;                  /* nothing changed since: as it is */
+	ident_acked(&id, 200);
+	id = then;
+	ident_since(&id, &then);
+	CHECK_EQU(id.lo, 0);
+	CHECK_EQU(id.hi, 200);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_unknown_fails);
@@ -283,5 +310,6 @@ int main(void)
 	UNIT_RUN(test_shared_judges_type_only);
 	UNIT_RUN(test_link_group);
 	UNIT_RUN(test_kept_names_bounded);
+	UNIT_RUN(test_report_judged_by_both_moments);
 	return unit_summary("test_identity");
 }

@@ -423,6 +423,12 @@ static int read_in(struct conn *c)
 		if (n == SSH_AGAIN || n == 0) {
 			if (ssh_channel_is_eof(c->link.ch) || !ssh_is_connected(c->link.ssh))
 				return -1;
+			/* Nothing left over: let the storage go, so a burst's
+			 * pages are not pinned here once the mount is quiet
+			 * (vfs.c trims freed memory then); the next reserve
+			 * gets it back from the arena without a fault. */
+			if (!buf_avail(&c->link.in))
+				buf_release(&c->link.in);
 			return 0;
 		}
 		if (n < 0)

@@ -29,6 +29,14 @@
 #include "log.h"
 
 #define TABLE_SIZE 1024
+/* Encoded requests the output buffer holds beyond what the channel has
+ * taken: the rest stay queued, unencoded, so a write's bytes are not
+ * copied into a second buffer long before its turn on the wire (4 MiB
+ * per busy session when every queued WRITE was encoded at once). One
+ * window adjust of OpenSSH's 2 MiB channel window is 1 MiB. */
+#define OUT_AHEAD (1024 * 1024)
+/* Bytes handed to libssh per write (see flush_out). */
+#define LIBSSH_AHEAD (256 * 1024)
 #define AUTH_REFUSED_BACKOFF 60.0
 
 /* One request in flight. rq is NULL once its deadline passed: the late
@@ -61,6 +69,7 @@ struct conn {
 	uint64_t gen;
 	double since;
 	struct sreq *q_head, *q_tail;  /* submitted, not yet sent */
+	unsigned nqueued;              /* requests on that queue */
 	bool stop;
 	uint64_t reconnects, attempts;
 	double last_rtt;
@@ -257,11 +266,38 @@ static struct sreq *take_queue(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	q = c->q_head;
 	c->q_head = c->q_tail = NULL;
+	c->nqueued = 0;
 	pthread_mutex_unlock(&c->lock);
 	return q;
 }
 
-/* Moves newly submitted requests into the output buffer. */
+/* Puts the unsent part of a taken queue back in front of what was
+ * submitted since, in order. */
+static void requeue_front(struct conn *c, struct sreq *q)
+{
+	struct sreq *tail = q;
+	unsigned n = 1;
+
+	while (tail->next) {
+		tail = tail->next;
+		n++;
+	}
+	pthread_mutex_lock(&c->lock);
+	tail->next = c->q_head;
+	c->q_head = q;
+	if (!c->q_tail)
+		c->q_tail = tail;
+	c->nqueued += n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Whether the output buffer has room for more requests. */
+static bool out_room(const struct conn *c)
+{
+	return buf_avail(&c->link.out) < OUT_AHEAD;
+}
+
+/* Moves submitted requests into the output buffer, while it has room. */
 static void drain_queue(struct conn *c, bool woken)
 {
 	struct sreq *q;
@@ -269,17 +305,25 @@ static void drain_queue(struct conn *c, bool woken)
 
 	if (woken && read(c->wakefd, &wake, sizeof(wake)) < 0 && errno != EAGAIN)
 		log_debug("session %d: eventfd: %s", c->idx, strerror(errno));
+	if (!out_room(c))
+		return;
 	q = take_queue(c);
-	while (q) {
+	while (q && out_room(c)) {
 		struct sreq *next = q->next;
 
 		q->next = NULL;
 		send_one(c, q);
 		q = next;
 	}
+	if (q)
+		requeue_front(c, q);
 }
 
-/* Writes as much of the output buffer as the channel window takes. */
+/* Writes as much of the output buffer as the channel window takes, in
+ * pieces of at most LIBSSH_AHEAD, and none while libssh still holds
+ * bytes the socket did not take: libssh would copy (and encrypt) the
+ * whole window into its own buffer at once, 2 MiB per busy session,
+ * where the kernel's socket buffer holds what is in flight anyway. */
 static int flush_out(struct conn *c)
 {
 	while (buf_avail(&c->link.out)) {
@@ -287,10 +331,12 @@ static int flush_out(struct conn *c)
 		size_t n = buf_avail(&c->link.out);
 		int w;
 
-		if (win == 0)
+		if (win == 0 || (ssh_get_poll_flags(c->link.ssh) & SSH_WRITE_PENDING))
 			break;
 		if (n > win)
 			n = win;
+		if (n > LIBSSH_AHEAD)
+			n = LIBSSH_AHEAD;
 		w = ssh_channel_write(c->link.ch, buf_ptr(&c->link.out), (uint32_t)n);
 		if (w == SSH_ERROR)
 			return -1;
@@ -377,6 +423,12 @@ static int read_in(struct conn *c)
 		if (n == SSH_AGAIN || n == 0) {
 			if (ssh_channel_is_eof(c->link.ch) || !ssh_is_connected(c->link.ssh))
 				return -1;
+			/* Nothing left over: let the storage go, so a burst's
+			 * pages are not pinned here once the mount is quiet
+			 * (vfs.c trims freed memory then); the next reserve
+			 * gets it back from the arena without a fault. */
+			if (!buf_avail(&c->link.in))
+				buf_release(&c->link.in);
 			return 0;
 		}
 		if (n < 0)
@@ -501,7 +553,9 @@ static void serve(struct conn *c)
 		pfd[1].events = POLLIN;
 		pfd[1].revents = 0;
 		__atomic_store_n(&c->polling, true, __ATOMIC_SEQ_CST);
-		rc = poll(pfd, 2, queued(c) ? 0 : 100);
+		/* Queued requests with room for them: no sleep. Without room
+		 * they wait for the window adjust (input) that drains it. */
+		rc = poll(pfd, 2, queued(c) && out_room(c) ? 0 : 100);
 		__atomic_store_n(&c->polling, false, __ATOMIC_SEQ_CST);
 		if (rc < 0 && errno != EINTR) {
 			log_warn("session %d: poll: %s", c->idx, strerror(errno));
@@ -657,6 +711,7 @@ int conn_submit(struct conn *c, struct sreq *rq)
 	else
 		c->q_head = rq;
 	c->q_tail = rq;
+	c->nqueued++;
 	pthread_mutex_unlock(&c->lock);
 	if (__atomic_load_n(&c->polling, __ATOMIC_SEQ_CST))
 		wake(c);
@@ -709,7 +764,7 @@ unsigned conn_inflight(struct conn *c)
 	unsigned n;
 
 	pthread_mutex_lock(&c->lock);
-	n = c->nslots;
+	n = c->nslots + c->nqueued;
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }

@@ -206,11 +206,14 @@ static int daemon_run(struct steadyfs_opts *o)
 	 * map the large ones afresh and hand freed arena tops back to the
 	 * kernel, so every chunk paid page faults and zeroing (a third of
 	 * the CPU of a sequential read, by perf). Keep freed memory for
-	 * reuse, in two arenas so that what one thread frees another reuses
-	 * (docs/performance.md: peak RSS went down, not up). */
+	 * reuse, in one arena, so that what one thread frees any other
+	 * reuses, and so that the sweeper's malloc_trim() once the mount is
+	 * quiet (vfs.c) can hand back its top too: glibc trims only the
+	 * main arena's top, and a second arena kept up to 32 MiB of freed
+	 * memory resident for good (docs/performance.md, "Memory"). */
 	if (!mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) ||
 	    !mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024) ||
-	    !mallopt(M_ARENA_MAX, 2))
+	    !mallopt(M_ARENA_MAX, 1))
 		log_debug("mallopt refused");
 	if (!(tk = takeover_from_env(err, sizeof(err)))) {
 		log_err("%s", err);

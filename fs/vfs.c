@@ -8,6 +8,7 @@
 #include "vfs_int.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ struct op *op_new(struct vfs *v, fuse_req_t req, const char *name)
 			v->live_head = op;
 		v->live_tail = op;
 		v->live_count++;
+		v->calls_started++;
 		op->live = true;
 		pthread_mutex_unlock(&v->lock);
 	}
@@ -453,9 +455,42 @@ static void vfs_init(void *userdata, struct fuse_conn_info *conn)
 	}
 }
 
+/*
+ * Hands the pages of freed memory back to the kernel once the mount has
+ * had no call for a whole tick after being used. main.c keeps freed
+ * memory for reuse (page faults cost a third of a stream's CPU), and
+ * each stream, write window and listing leaves its buffers there: the
+ * next file's then land elsewhere, so a mount that read one file after
+ * another held the high-water of all of them. While calls keep coming
+ * nothing is trimmed, so a stream never pays for it.
+ */
+struct quiet {
+	uint64_t seen;   /* calls_started at the last tick */
+	bool used;       /* calls since the last trim */
+};
+
+static void trim_when_quiet(struct vfs *v, struct quiet *q)
+{
+	uint64_t started;
+	unsigned live;
+
+	pthread_mutex_lock(&v->lock);
+	started = v->calls_started;
+	live = v->live_count;
+	pthread_mutex_unlock(&v->lock);
+	if (started != q->seen) {
+		q->seen = started;
+		q->used = true;
+	} else if (q->used && live == 0) {
+		malloc_trim(0);
+		q->used = false;
+	}
+}
+
 static void *sweeper(void *arg)
 {
 	struct vfs *v = arg;
+	struct quiet quiet = { 0, false };
 	unsigned ticks = 0;
 
 	for (;;) {
@@ -470,6 +505,8 @@ static void *sweeper(void *arg)
 		/* Listing attributes unused for a minute are dropped. */
 		if (++ticks % 200 == 0)
 			nodes_prune(v->nodes, 60 * NS_PER_SEC);
+		if (ticks % 20 == 0)
+			trim_when_quiet(v, &quiet);
 		usleep(50 * 1000);
 	}
 	return NULL;

@@ -69,6 +69,7 @@ struct vfs {
 	struct op *live_head;      /* FUSE calls not yet answered, oldest first */
 	struct op *live_tail;
 	unsigned live_count;
+	uint64_t calls_started;    /* FUSE calls ever begun (quiet: unchanged) */
 	bool stop;
 	pthread_t sweeper;
 	bool sweeper_started;

@@ -719,7 +719,8 @@ def test_report_older_than_an_acknowledgement_passes_the_rule(make_sshd, fault_p
     server = lying_sshd(make_sshd, tmp_path, delay=[
         ["open", b"link-one".hex(), 0.7], ["fstat", b"link-two".hex(), 2.0]])
     proxy = fault_proxy(server)
-    m = mount_steadyfs(server, port=proxy.port, opts=MOUNT_OPTS)
+    m = mount_steadyfs(server, port=proxy.port, opts=MOUNT_OPTS,
+                       expect_errors=True)
     remote = server.remote_dir
     with open(m.path("link-one"), "wb"):
         pass

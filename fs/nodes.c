@@ -39,6 +39,10 @@ struct node {
 	uint32_t twins;        /* link group (nodes_twin), 0 none */
 	struct node *twin;     /* next of its group's ring, NULL alone */
 	uint32_t pins;         /* open handles: kept after the kernel forgets */
+	bool kept;             /* kept for its name (kept_for_name), on its
+				* folder's kept list */
+	struct node *kept_next;
+	struct node *kept_head;  /* a folder's kept children */
 	int32_t slot;          /* take-over record, -1 when none */
 	struct node *next_id;
 	struct node *next_name;
@@ -141,6 +145,52 @@ static void count_hidden_kid(struct nodes *t, uint64_t parent, bool add)
 		p->hidden_kids--;
 }
 
+/* n stays for its name: on its folder's list, so that the folder's
+ * freeing frees it too (its path would lead nowhere). False when the
+ * folder is not in the table. Lock held (also below). */
+static bool keep_link(struct nodes *t, struct node *n)
+{
+	struct node *p = get(t, n->parent);
+
+	if (!p)
+		return false;
+	n->kept = true;
+	n->kept_next = p->kept_head;
+	p->kept_head = n;
+	return true;
+}
+
+/* n is held again, or goes: off its folder's list. */
+static void keep_unlink(struct nodes *t, struct node *n)
+{
+	struct node *p, **pp;
+
+	if (!n->kept)
+		return;
+	n->kept = false;
+	if ((p = get(t, n->parent))) {
+		for (pp = &p->kept_head; *pp && *pp != n; pp = &(*pp)->kept_next)
+			;
+		if (*pp)
+			*pp = n->kept_next;
+	}
+	n->kept_next = NULL;
+}
+
+static void free_node_locked(struct nodes *t, struct node *n);
+
+/* n lost a lookup or a pin: kept for its name (on its folder's list:
+ * without the folder it cannot be), or freed when unused. */
+static void settle_locked(struct nodes *t, struct node *n)
+{
+	if (!live(n) && !n->kept && kept_for_name(n) && !keep_link(t, n)) {
+		free_node_locked(t, n);
+		return;
+	}
+	if (unused(n))
+		free_node_locked(t, n);
+}
+
 static void link_name(struct nodes *t, struct node *n)
 {
 	uint32_t h = hash_name(n->parent, n->name);
@@ -165,7 +215,6 @@ static void unlink_name(struct nodes *t, struct node *n)
 }
 
 static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name);
-static void free_node_locked(struct nodes *t, struct node *n);
 
 /*
  * Take-over records: a node is recorded while the kernel holds lookups on
@@ -293,6 +342,7 @@ uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
 	if (!n && get(t, parent))
 		n = add_locked(t, parent, name);
 	if (n) {
+		keep_unlink(t, n);  /* a name kept for its group: held again */
 		n->nlookup++;
 		id = n->id;
 		record_lookups(t, n);
@@ -309,12 +359,11 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 		return;
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
-	if (n)
+	if (n) {
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-	if (n && unused(n))
-		free_node_locked(t, n);
-	else if (n)
 		record_lookups(t, n);
+		settle_locked(t, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -415,6 +464,9 @@ char *nodes_child_path(struct nodes *t, uint64_t parent, const char *name)
 static void give_name(struct nodes *t, struct node *n, uint64_t parent,
 		      const char *name, char *copy)
 {
+	bool kept = n->kept;
+
+	keep_unlink(t, n);
 	unlink_name(t, n);
 	if (n->hidden && n->parent != parent) {
 		count_hidden_kid(t, n->parent, false);
@@ -423,6 +475,8 @@ static void give_name(struct nodes *t, struct node *n, uint64_t parent,
 	n->parent = parent;
 	n->name = copy;
 	link_name(t, n);
+	if (kept)
+		keep_link(t, n);
 	if (t->ks && n->slot >= 0)
 		n->slot = ks_node_move(t->ks, n->slot, parent, name);
 }
@@ -575,6 +629,14 @@ static void free_node_locked(struct nodes *t, struct node *n)
 {
 	struct node **pp, *rest = n->twin;
 
+	keep_unlink(t, n);
+	/* The names kept in a folder that goes would lead nowhere. */
+	while (n->kept_head) {
+		struct node *g = n->kept_head;
+
+		keep_unlink(t, g);
+		free_node_locked(t, g);
+	}
 	twin_leave(t, n);  /* before its name goes: see there */
 	unlink_name(t, n);
 	if (n->hidden) {
@@ -605,10 +667,11 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns)
 		while (n) {
 			struct node *next = n->next_id;
 
-			/* Not a link group member: its freeing may free the
-			 * rest of the group (free_node_locked), `next` too. */
-			if (unused(n) && !n->twin && !n->end_known &&
-			    now - n->attr_time > max_age_ns)
+			/* Not a link group member nor a folder of kept
+			 * names: its freeing may free the rest of the group
+			 * or those names (free_node_locked), `next` too. */
+			if (unused(n) && !n->twin && !n->kept_head &&
+			    !n->end_known && now - n->attr_time > max_age_ns)
 				free_node_locked(t, n);
 			n = next;
 		}
@@ -864,6 +927,16 @@ static void count_hidden_kids(struct nodes *t)
 				count_hidden_kid(t, x->parent, true);
 }
 
+/* The restored names kept for their group go on their folders' lists
+ * (a handle's pin takes one off again). Lock held. */
+static void keep_restored(struct nodes *t)
+{
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct node *x = t->by_id[i]; x; x = x->next_id)
+			if (!live(x) && !x->kept && kept_for_name(x))
+				keep_link(t, x);
+}
+
 void nodes_adopt(struct nodes *t, struct keepstate *ks)
 {
 	pthread_mutex_lock(&t->lock);
@@ -871,6 +944,7 @@ void nodes_adopt(struct nodes *t, struct keepstate *ks)
 	ks_nodes_each(ks, restore_one, t);
 	rebuild_twins(t);
 	count_hidden_kids(t);
+	keep_restored(t);
 	if (ks_next_id(ks) > t->next)
 		t->next = ks_next_id(ks);
 	ks_set_next_id(ks, t->next);
@@ -882,8 +956,10 @@ void nodes_pin(struct nodes *t, uint64_t id)
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
-	if ((n = get(t, id)))
+	if ((n = get(t, id))) {
+		keep_unlink(t, n);
 		n->pins++;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -895,8 +971,8 @@ void nodes_unpin(struct nodes *t, uint64_t id)
 	n = get(t, id);
 	if (n && n->pins)
 		n->pins--;
-	if (n && unused(n))
-		free_node_locked(t, n);
+	if (n)
+		settle_locked(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -166,8 +166,11 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
  * names per group: a later lookup of the name finds it again, in the
  * group, with the file's identity (a new node there would keep a
  * baseline a write through the group does not move, and fail its
- * reopen). Beyond that, or freed, it leaves the rest judged by type only
- * (identity.h): memory stays within 5 nodes per file the kernel holds.
+ * reopen). It goes with its folder's node (the kernel forgot the folder:
+ * its path would lead nowhere, and the take-over state would hold a name
+ * under a folder it no longer has). Beyond that, or freed, it leaves the
+ * rest judged by type only (identity.h): memory stays within 5 nodes per
+ * file the kernel holds.
  * nodes_twins fills ids with id and the rest of its group (up to max)
  * and returns how many.
  */

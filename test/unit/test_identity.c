@@ -297,6 +297,34 @@ static void test_report_judged_by_both_moments(void)
 	CHECK_EQU(id.hi, 200);
 }
 
+/* A kept name goes with its folder (its path would lead nowhere); the
+ * rest of its group is then judged by type only. */
+static void test_kept_name_goes_with_its_folder(void)
+{
+	struct nodes *t = nodes_new("/r");
+	uint64_t d, a, b;
+	struct ident x;
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	d = nodes_ref(t, NODE_ROOT, "d");
+	a = nodes_ref(t, d, "a");
+	b = nodes_ref(t, d, "b");
+	nodes_ident_seen(t, a, 10, true, 5, true, nodes_ident_mark(t, a));
+	nodes_twin(t, a, b);
+	nodes_forget(t, b, 1);
+	CHECK_EQU(nodes_find(t, d, "b"), b);
+	nodes_pin(t, b);                /* a handle: held again */
+	nodes_unpin(t, b);              /* kept again */
+	CHECK_EQU(nodes_find(t, d, "b"), b);
+	nodes_forget(t, d, 1);
+	CHECK(!nodes_ident_get(t, d, &x));
+	CHECK(!nodes_ident_get(t, b, &x));
+	CHECK(nodes_ident_get(t, a, &x) && x.shared);
+	nodes_free(t);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_unknown_fails);
@@ -311,5 +339,6 @@ int main(void)
 	UNIT_RUN(test_link_group);
 	UNIT_RUN(test_kept_names_bounded);
 	UNIT_RUN(test_report_judged_by_both_moments);
+	UNIT_RUN(test_kept_name_goes_with_its_folder);
 	return unit_summary("test_identity");
 }

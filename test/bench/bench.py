@@ -426,6 +426,14 @@ SEQ_ROWS = ("seq_write", "seq_read", "par_write")
 READER_ROWS = tuple(f"read_{name}" for name, _ in READERS)
 
 
+def unmount(m):
+    """Unmount, reap, and remove the /run/steadyfs mirror a steadyfs
+    mount leaves (the test fixtures do that; without it every bench run
+    left one mirror per mount there)."""
+    m.cleanup()
+    m.remove_mirror()
+
+
 def mount_both(sshd, port, workdir):
     """steadyfs and sshfs on their own folders of the remote, through
     `port`. steadyfs gets its defaults (the test fixture's short
@@ -446,7 +454,7 @@ def mount_both(sshd, port, workdir):
                 out[kind].ssh_pids = adopted_ssh(before)
     except BaseException:
         for m in out.values():
-            m.cleanup()
+            unmount(m)
         raise
     return out
 
@@ -530,7 +538,7 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
         for s in samplers.values():
             s.stop()
         for m in ms.values():
-            m.cleanup()
+            unmount(m)
         reap_adopted([p for m in ms.values()
                       for p in getattr(m, "ssh_pids", [])])
     return summarise(prof, samples, daemons, up, down)
@@ -577,7 +585,7 @@ def transport_profile(prof, sshd, proxy, workdir, reps):
             if bad:
                 raise Failed(f"steadyfs stderr ({label}): {bad[:3]}")
         finally:
-            m.cleanup()
+            unmount(m)
         out.append({"variant": label, "spec": spec, "samples": got,
                     "medians": {k: median(v) for k, v in got.items()}})
     base = out[0]["medians"]

@@ -2519,9 +2519,12 @@ static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
 	finish_ra_waiters(w);
 }
 
-/* Sends the prefetches the window wants. */
+/* Sends the prefetches the window wants. A prefetch that fails at once
+ * completes the readers parked on its chunk, and their refs may be the
+ * handle's last: the loop holds one of its own. */
 static void ra_fill_window(struct vfs *v, struct fh *fh)
 {
+	fh_get(fh);
 	for (;;) {
 		uint64_t off;
 		uint32_t len, gen;
@@ -2533,7 +2536,7 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 		gen = fh->ra.gen;
 		pthread_mutex_unlock(&fh->lock);
 		if (!more)
-			return;
+			break;
 		/* A write still queued there, or past it (the READ would end
 		 * early), may land after this READ: no prefetch (checked after
 		 * ra_next: one queued later drops it, write_queued). */
@@ -2547,7 +2550,7 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 			w = ra_fill(&fh->ra, gen, off, NULL, 0, false, true);
 			pthread_mutex_unlock(&fh->lock);
 			finish_ra_waiters(w);
-			return;
+			break;
 		}
 		pf->off = off;
 		pf->size = len;
@@ -2555,6 +2558,7 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 		pf->ra_gen = gen;
 		fh_start(pf, fh, FH_READ, ra_fetch_done);
 	}
+	fh_put(fh);
 }
 
 static void read_drained(struct op *op, const struct sftp_attrs *a, int err)

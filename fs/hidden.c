@@ -13,7 +13,8 @@
  * names. When the last handle of the node is gone the hidden file is
  * removed (which moves its folder's mtime once more, unlike a local
  * disk: putting the times back would race the caller's own utimens of
- * that folder). A rename onto a
+ * that folder; a setattr setting the folder's mtime waits for the
+ * removal instead, hidden_when_removed). A rename onto a
  * file with open handles moves that file aside the same way first
  * (hidden_replace), so its descriptors keep reading and writing the
  * replaced file. rmdir of a folder that holds nothing but hidden files
@@ -38,6 +39,8 @@
 #include "vfs_int.h"
 
 #define EVACUATE_MAX 64
+/* Hidden files of one folder a setattr looks at (more are not waited for). */
+#define WAIT_HIDDEN_MAX 64
 
 /* A fresh hidden name for node id. */
 static char *make_name(uint64_t id)
@@ -284,10 +287,143 @@ void hidden_replace_undo(struct op *op, int err)
 
 /* ---- the last handle gone ---------------------------------------------- */
 
+/* Whether node id's hidden name will be removed once its handles are
+ * closed on the server (the ones the kernel released hold the last
+ * references until then), or once the release of a close(2) just made
+ * comes. Not when a handle is still open on it. */
+static bool closing(struct vfs *v, uint64_t id)
+{
+	return v->node_closing(v, id);
+}
+
+/* Whether node id's hidden name is being removed. Not one whose removal
+ * failed. v->hidden_lock held. */
+static bool removing_locked(struct vfs *v, uint64_t id)
+{
+	for (struct op *r = v->removing; r; r = r->next)
+		if (r->ino == id)
+			return true;
+	return false;
+}
+
+/* Whether a hidden name in folder dir is (about to be) removed. In this
+ * order: a handle seen gone from vfs->fhs was counted in last_puts
+ * before, and last_puts is counted down after the removal is listed. */
+static bool removing_in_locked(struct vfs *v, uint64_t dir)
+{
+	uint64_t ids[WAIT_HIDDEN_MAX];
+	size_t n = nodes_hidden_list(v->nodes, dir, ids, WAIT_HIDDEN_MAX);
+
+	for (size_t i = 0; i < n; i++)
+		if (closing(v, ids[i]))
+			return true;
+	if (n && __atomic_load_n(&v->last_puts, __ATOMIC_ACQUIRE))
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (removing_locked(v, ids[i]))
+			return true;
+	return false;
+}
+
+void hidden_when_removed(struct op *op,
+			 void (*then)(struct op *, const struct sftp_attrs *, int))
+{
+	struct vfs *v = op->v;
+	bool busy;
+
+	pthread_mutex_lock(&v->hidden_lock);
+	busy = removing_in_locked(v, op->ino);
+	if (busy) {
+		op->then = then;
+		op->next = v->removal_waiters;
+		v->removal_waiters = op;
+	}
+	pthread_mutex_unlock(&v->hidden_lock);
+	if (!busy)
+		then(op, NULL, 0);
+}
+
+/* Takes the waiters for which fn(op, now) holds off the list. */
+static struct op *take_waiters(struct vfs *v, uint64_t now,
+			       bool (*fn)(const struct op *, uint64_t))
+{
+	struct op *out = NULL, **pp;
+
+	pthread_mutex_lock(&v->hidden_lock);
+	for (pp = &v->removal_waiters; *pp;) {
+		struct op *w = *pp;
+
+		if (!fn(w, now)) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->next = out;
+		out = w;
+	}
+	pthread_mutex_unlock(&v->hidden_lock);
+	return out;
+}
+
+static bool any_waiter(const struct op *op, uint64_t now)
+{
+	return true;
+}
+
+static bool expired(const struct op *op, uint64_t now)
+{
+	return op->rq.deadline && op->rq.deadline <= now;
+}
+
+void hidden_sweep(struct vfs *v, uint64_t now)
+{
+	struct op *w = take_waiters(v, now, any_waiter);
+
+	/* The others look again: a release may not have come after all. */
+	for (struct op *n; w; w = n) {
+		n = w->next;
+		w->next = NULL;
+		if (expired(w, now)) {
+			op_log_error(w, EIO, "transport");
+			op_fail(w, EIO);
+		} else {
+			hidden_when_removed(w, w->then);
+		}
+	}
+}
+
+/* Each waiter looks again: another removal may still hold it back. */
+static void wake_waiters(struct vfs *v)
+{
+	struct op *w = take_waiters(v, 0, any_waiter);
+
+	for (struct op *n; w; w = n) {
+		n = w->next;
+		w->next = NULL;
+		hidden_when_removed(w, w->then);
+	}
+}
+
+void hidden_put_done(struct vfs *v)
+{
+	__atomic_sub_fetch(&v->last_puts, 1, __ATOMIC_ACQ_REL);
+	wake_waiters(v);
+}
+
 static void release_end(struct op *op)
 {
-	nodes_unpin(op->v->nodes, op->ino);
+	struct vfs *v = op->v;
+	struct op **pp;
+
+	pthread_mutex_lock(&v->hidden_lock);
+	for (pp = &v->removing; *pp && *pp != op; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = op->next;
+	pthread_mutex_unlock(&v->hidden_lock);
+	nodes_unpin(v->nodes, op->ino);
 	op_free(op);
+	wake_waiters(v);
 }
 
 static void removed(struct op *op, const struct sftp_reply *r, int err)
@@ -321,21 +457,24 @@ void hidden_release(struct vfs *v, uint64_t id)
 {
 	struct op *op;
 
-	if (!nodes_is_hidden(v->nodes, id))
-		return;
-	if (!(op = op_new(v, NULL, "unlink")))
-		return;
-	op->ino = id;
-	op->rq.deadline = 0;  /* whenever a session is up */
-	if (!(op->path = nodes_path(v->nodes, id))) {
-		op_free(op);
+	if (!nodes_is_hidden(v->nodes, id) || !(op = op_new(v, NULL, "unlink"))) {
+		wake_waiters(v);  /* nothing to wait for after all */
 		return;
 	}
-	if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
+	op->ino = id;
+	op->rq.deadline = 0;  /* whenever a session is up */
+	if (!(op->path = nodes_path(v->nodes, id)) ||
+	    sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path) < 0) {
 		op_free(op);
+		wake_waiters(v);
 		return;
 	}
 	nodes_pin(v->nodes, id);
+	/* A setattr of its folder setting the mtime waits for it now. */
+	pthread_mutex_lock(&v->hidden_lock);
+	op->next = v->removing;
+	v->removing = op;
+	pthread_mutex_unlock(&v->hidden_lock);
 	/* Repeating it is harmless: the name is ours alone. */
 	op_send(op, removed, true);
 }

@@ -76,6 +76,12 @@
 /* Hidden files a new daemon removes at once (more wait for their node's
  * next handle to go). */
 #define RELEASE_HIDDEN_MAX 64u
+/* How long after a flush the release of the same close(2) may still be
+ * on its way (the kernel sends it without waiting; it is there within
+ * microseconds unless the daemon is very busy). Only a setattr of the
+ * folder of an unlinked file waits for it (hidden_when_removed), never
+ * longer than this when the descriptor stays open (a dup). */
+#define RELEASE_GRACE_NS (200 * NS_PER_MS)
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -124,6 +130,7 @@ struct fh {
 				    * (fh_when_ino_drained, reads, writes) */
 	struct op *writers;        /* writes waiting for window room */
 	bool released;
+	uint64_t flushed_ns;       /* its last flush (a close(2)), 0: none */
 	bool closing;              /* its CLOSE was sent */
 	bool broken;               /* data lost in a daemon death: EIO for good */
 	bool lost;                 /* its file cannot be reached: never reopened */
@@ -159,6 +166,9 @@ static void fh_put(struct fh *fh)
 	last = --fh->refs == 0;
 	pthread_mutex_unlock(&fh->lock);
 	if (last) {
+		/* Before it leaves the list: a folder's setattr must not find
+		 * neither the handle nor its hidden file's removal. */
+		__atomic_add_fetch(&v->last_puts, 1, __ATOMIC_ACQ_REL);
 		for (pp = &v->fhs; *pp && *pp != fh; pp = &(*pp)->next)
 			;
 		if (*pp)
@@ -176,6 +186,7 @@ static void fh_put(struct fh *fh)
 	if (!fh_node_open(v, ino))
 		hidden_release(v, ino);
 	nodes_unpin(v->nodes, ino);
+	hidden_put_done(v);
 }
 
 static struct fh *fh_new(struct vfs *v, uint64_t ino, int flags)
@@ -213,8 +224,10 @@ static char *fh_name(const struct fh *fh)
 	return p ? p : strdup("(no name)");
 }
 
-/* Whether node ino has a handle (released ones too when `released`). */
-static bool node_has_fh(struct vfs *v, uint64_t ino, bool released)
+/* Whether node ino has a handle for which is(fh, now) holds (fh->lock
+ * held). */
+static bool node_has_fh(struct vfs *v, uint64_t ino, uint64_t now,
+			bool (*is)(const struct fh *, uint64_t))
 {
 	bool found = false;
 
@@ -223,21 +236,45 @@ static bool node_has_fh(struct vfs *v, uint64_t ino, bool released)
 		if (f->ino != ino)
 			continue;
 		pthread_mutex_lock(&f->lock);
-		found = released || !f->released;
+		found = is(f, now);
 		pthread_mutex_unlock(&f->lock);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return found;
 }
 
+static bool any_fh(const struct fh *fh, uint64_t now)
+{
+	return true;
+}
+
+static bool unreleased(const struct fh *fh, uint64_t now)
+{
+	return !fh->released;
+}
+
+/* Flushed a moment ago and not released (yet): the release the kernel
+ * sends after the close(2) behind that flush may still be on its way. */
+static bool just_flushed(const struct fh *fh, uint64_t now)
+{
+	return !fh->released && fh->flushed_ns &&
+	       now - fh->flushed_ns < RELEASE_GRACE_NS;
+}
+
 bool fh_node_open(struct vfs *v, uint64_t ino)
 {
-	return node_has_fh(v, ino, true);
+	return node_has_fh(v, ino, 0, any_fh);
 }
 
 bool fh_node_held(struct vfs *v, uint64_t ino)
 {
-	return node_has_fh(v, ino, false);
+	return node_has_fh(v, ino, 0, unreleased);
+}
+
+bool fh_node_closing(struct vfs *v, uint64_t ino)
+{
+	return (fh_node_open(v, ino) && !fh_node_held(v, ino)) ||
+	       node_has_fh(v, ino, clock_mono_ns(), just_flushed);
 }
 
 void fh_release_hidden(struct vfs *v)
@@ -1751,6 +1788,9 @@ void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (!(op = op_new(vfs_of(req), req, "flush")))
 		return;
+	pthread_mutex_lock(&fh->lock);
+	fh->flushed_ns = clock_mono_ns();
+	pthread_mutex_unlock(&fh->lock);
 	op->path = fh_name(fh);
 	when_drained(op, fh, flush_drained);
 }
@@ -2727,6 +2767,8 @@ void fh_sweep(struct vfs *v, uint64_t now)
 		fh_put(list[i]);
 	}
 	free(list);
+	/* And the setattrs waiting for the last handles of hidden files. */
+	hidden_sweep(v, now);
 }
 
 void fh_drain_all(struct vfs *v)

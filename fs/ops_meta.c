@@ -458,6 +458,16 @@ static void setattr_send(struct op *op, const struct sftp_attrs *unused, int err
 		stat_path(op, op->path, setattr_stat_done);
 }
 
+/* An mtime set on a folder: the removal of a hidden file in it (its last
+ * descriptor just closed) would move it to now when it lands later. */
+static void setattr_unhidden(struct op *op, const struct sftp_attrs *unused, int err)
+{
+	if (op->to_set & FUSE_SET_ATTR_MTIME)
+		hidden_when_removed(op, setattr_send);
+	else
+		setattr_send(op, NULL, 0);
+}
+
 void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		 int to_set, struct fuse_file_info *fi)
 {
@@ -485,7 +495,7 @@ void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
 		       FUSE_SET_ATTR_MTIME_NOW)) ||
 	    ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID))))
-		fh_when_ino_drained(op, setattr_send);
+		fh_when_ino_drained(op, setattr_unhidden);
 	else
 		setattr_send(op, NULL, 0);
 }

@@ -547,6 +547,8 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	v->remote_uid = (uid_t)-1;
 	v->remote_gid = (gid_t)-1;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->hidden_lock, NULL);
+	v->node_closing = fh_node_closing;
 	/* Say once, at mount, which extensions the server lacks (a daemon
 	 * restarted after a crash has not connected yet: it learns them at
 	 * use, as the first daemon already said). */
@@ -656,6 +658,7 @@ void vfs_free(struct vfs *v)
 	free(v->fh_slots);
 	free(v->mountpoint);
 	pthread_mutex_destroy(&v->lock);
+	pthread_mutex_destroy(&v->hidden_lock);
 	free(v);
 }
 

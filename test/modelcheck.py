@@ -226,6 +226,12 @@ class Run:
         # server copy is compared often and the worlds' logs stay short.
         self.settle_every = settle_every
         self.since_settle = 0
+        # The steps as run: the trace with each of those settle points
+        # written in as a {"fault": "settle"} step, so a shrunk or saved
+        # trace replays them where they were (soak seeds 400008-400055:
+        # their traces, replayed without them, passed).
+        self.ran = []
+        self.finishing = False
         self.log = log or (lambda s: None)
         self.stats = Stats()
         self.stats.runs = 1
@@ -278,15 +284,21 @@ class Run:
         try:
             self.setup()
             for i, s in enumerate(self.trace):
+                self.ran.append(s)
                 self.log(f"{i:5d} {fmt_step(s)}")
                 if "fault" in s:
                     self.fault(i, s)
                 else:
                     self.call(i, s)
+            self.finishing = True
             self.finish(len(self.trace))
             return None
         except Divergence as d:
             d.stderr = self.mount.stderr_text() if self.mount else ""
+            # Its index from now on is in d.trace (past its end when the
+            # final check failed).
+            d.trace = self.ran
+            d.index = len(self.ran) - (0 if self.finishing else 1)
             return d
         finally:
             self.teardown()
@@ -340,7 +352,10 @@ class Run:
             self.settle(i, s)
         elif self.settle_every and self.since_settle >= self.settle_every and \
                 self.outage is None and not (self.timer and self.timer.is_alive()):
-            self.settle(i, s)
+            point = {"fault": "settle"}
+            if not self.finishing:
+                self.ran.append(point)
+            self.settle(i, point)
 
     # ---- faults --------------------------------------------------------------
 
@@ -620,18 +635,23 @@ def check_seed(env, seed, n_ops, faults, known_bugs, shrink_secs=0, log=None,
     d = run.run()
     if d is None:
         return None, run.stats, None
+    # The steps as run, with their settle points: shrunk and replayed
+    # without --settle-every.
+    trace = d.trace
     small = trace[:d.index + 1]
     if shrink_secs:
         small, d = shrink(env, trace, d, shrink_secs, log=out)
     return d, run.stats, small
 
 
-def replay_command(seed, n_ops, faults, known_bugs, fault_rate=FAULT_RATE):
+def replay_command(seed, n_ops, faults, known_bugs, fault_rate=FAULT_RATE,
+                   settle_every=0):
     kb = f"{KNOWN_BUGS_ENV}={known_str(known_bugs)} " if known_bugs else ""
     fr = f" --fault-rate {fault_rate}" if fault_rate != FAULT_RATE else ""
+    se = f" --settle-every {settle_every}" if settle_every else ""
     return (f"{kb}STEADYFS_BUILD={mounts.build_dir()} /usr/bin/python3 "
             f"test/modelcheck.py --seed {seed} --ops {n_ops} --faults "
-            f"{','.join(faults) or 'none'}{fr}")
+            f"{','.join(faults) or 'none'}{fr}{se}")
 
 
 def parse_faults(s):
@@ -658,7 +678,8 @@ def report_divergence(d, small, seed, args):
         f.write(getattr(d, "stderr", ""))
     print(f"daemon log: {path[:-5]}.stderr")
     print("replay the seed:  " + replay_command(seed, args.ops, args.faults,
-                                                args.known_bugs, args.fault_rate))
+                                                args.known_bugs, args.fault_rate,
+                                                args.settle_every))
     print(f"replay the trace: /usr/bin/python3 test/modelcheck.py --trace {path}")
 
 
@@ -841,11 +862,14 @@ def run_here(args):
             with open(args.trace) as f:
                 meta = json.load(f)
             print(f"modelcheck: replaying {args.trace} ({len(meta['trace'])} steps)")
-            run = Run(env, meta["trace"], print if args.verbose else None)
+            # Saved traces hold their settle points; --settle-every adds
+            # more (for a trace saved before they were written in).
+            run = Run(env, meta["trace"], print if args.verbose else None,
+                      args.settle_every)
             d = run.run()
             total.merge(run.stats)
             if d:
-                print_divergence(d, meta["trace"][:d.index + 1])
+                print_divergence(d, d.trace[:d.index + 1])
                 total.failed.append(meta.get("seed"))
                 # One file per replay: several may run at once.
                 log = os.path.join(mounts.build_dir(),

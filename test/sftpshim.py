@@ -42,6 +42,11 @@ comes from a JSON file named on its command line:
                          longer exists on this machine, at most 10 s, and
                          then passed on; later requests pass meanwhile (a
                          request overtaken by one sent on another session)
+  "hold_remove": hex, "hold_flags": DIR
+                         a REMOVE whose path contains these bytes, sent
+                         while DIR/arm exists, is held (DIR/arm becomes
+                         DIR/held) until DIR/release exists, at most 10 s,
+                         and then passed on; later requests pass meanwhile
   "hold_reply": [name, hex], "hold_flags": DIR
                          the reply to the first request named (`setstat`
                          or `open`) whose path contains these bytes, sent
@@ -63,8 +68,8 @@ comes from a JSON file named on its command line:
                          order): what the server reported is older than
                          what the client learns meanwhile
 
-Everything else passes through unchanged. Used by test_server_input.py
-and test_writes.py.
+Everything else passes through unchanged. Used by test_server_input.py,
+test_times.py and test_writes.py.
 """
 
 import json
@@ -141,6 +146,7 @@ class Relay:
         self.lose_before = [bytes.fromhex(h) for h in cfg.get("lose_before", [])]
         self.lose_flags = cfg.get("lose_flags", "")
         self.hold_open = bytes.fromhex(cfg.get("hold_open", ""))
+        self.hold_remove = bytes.fromhex(cfg.get("hold_remove", ""))
         self.hold_flags = cfg.get("hold_flags", "")
         self.to_server = threading.Lock()  # writes to the server's stdin
         self.hold_reply = cfg.get("hold_reply")
@@ -173,6 +179,8 @@ class Relay:
         for ptype, body in packets(sys.stdin.buffer):
             if self.hold_open and self.holding(ptype, body):
                 continue
+            if self.hold_remove and self.holding_remove(ptype, body):
+                continue
             if not self.note_request(ptype, body):
                 self.send_server(packet(ptype, body))
         with self.to_server:
@@ -187,20 +195,12 @@ class Relay:
         except FileNotFoundError:
             return False
 
-    def holding(self, ptype, body):
-        """True when this is the OPEN "hold_open" holds: it is passed on
-        by a thread of its own once its path is gone."""
-        if ptype != FXP_OPEN:
-            return False
-        path, off = get_str(body, 4)
-        if self.hold_open not in path or \
-                struct.unpack_from(">I", body, off)[0] & FXF_EXCL or \
-                not self.arm_taken():
-            return False
-
+    def pass_on_when(self, ptype, body, ready):
+        """Holds a request: a thread of its own passes it on once
+        ready() (at most 10 s later)."""
         def release():
             deadline = time.monotonic() + 10
-            while os.path.exists(path) and time.monotonic() < deadline:
+            while not ready() and time.monotonic() < deadline:
                 time.sleep(0.01)
             try:
                 self.send_server(packet(ptype, body))
@@ -209,6 +209,27 @@ class Relay:
 
         threading.Thread(target=release, daemon=True).start()
         return True
+
+    def holding(self, ptype, body):
+        """True when this is the OPEN "hold_open" holds: it is passed on
+        once its path is gone."""
+        if ptype != FXP_OPEN:
+            return False
+        path, off = get_str(body, 4)
+        if self.hold_open not in path or \
+                struct.unpack_from(">I", body, off)[0] & FXF_EXCL or \
+                not self.arm_taken():
+            return False
+        return self.pass_on_when(ptype, body, lambda: not os.path.exists(path))
+
+    def holding_remove(self, ptype, body):
+        """True when this is the REMOVE "hold_remove" holds: it is passed
+        on once DIR/release exists."""
+        if ptype != FXP_REMOVE or self.hold_remove not in get_str(body, 4)[0] or \
+                not self.arm_taken():
+            return False
+        flag = os.path.join(self.hold_flags, "release")
+        return self.pass_on_when(ptype, body, lambda: os.path.exists(flag))
 
     def note_request(self, ptype, body):
         """Remembers what a reply will need; True when the shim answered

@@ -19,8 +19,8 @@ import tempfile
 import pytest
 
 import mounts
-from test_identity import (kill_sessions, private, read_file,  # noqa: F401 (a fixture)
-                           restart_daemon, server_names, wait_until)
+from test_identity import (kill_sessions, read_file, restart_daemon, server_names,
+                           wait_until)
 from workloads import MOUNT_OPTS
 
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
@@ -39,18 +39,57 @@ def upgrade_daemon(m):
         "no new daemon after the upgrade"
 
 
-def fault(kind, m, server):
-    """One of the faults a descriptor must survive, in the middle of a
-    script: the sessions die, the daemon is killed, or upgraded."""
-    if kind == "sessions":
-        kill_sessions(server)
-    elif kind == "kill":
-        restart_daemon(m)
-    elif kind == "upgrade":
-        upgrade_daemon(m)
+class Mounted:
+    """A steadyfs mount of a private sshd (its sftp-servers are this
+    mount's alone) through a fault proxy."""
+
+    def __init__(self, m, server, proxy):
+        self.m, self.server, self.proxy = m, server, proxy
+        self.remote = server.remote_dir
+
+    def cut(self):
+        """The link is cut (both ends reset) until the server's side of
+        every session is gone, then passes again."""
+        pids = wait_until(self.server.sftp_server_pids, 10)
+        assert pids, "no sftp-server session under the test's sshd"
+        self.proxy.cut()
+        try:
+            assert wait_until(lambda: not set(pids) & set(self.server.sftp_server_pids()),
+                              10), "the sessions outlived the cut"
+        finally:
+            self.proxy.restore()
+
+    def fault(self, kind):
+        """One of the faults a descriptor must survive, in the middle of
+        a script: the link cut, the sftp-server killed, the daemon killed,
+        or upgraded; "all" is each of them in a row."""
+        for k in FAULTS[:-1] if kind == "all" else [kind]:
+            {"cut": self.cut, "sessions": lambda: kill_sessions(self.server),
+             "kill": lambda: restart_daemon(self.m),
+             "upgrade": lambda: upgrade_daemon(self.m)}[k]()
 
 
-FAULTS = ["sessions", "kill", "upgrade"]
+@pytest.fixture
+def plain(make_sshd, mount_steadyfs):
+    """(mount, server folder): a mount of a private sshd, no faults."""
+    server = make_sshd()
+    return mount_steadyfs(server, opts=MOUNT_OPTS), server.remote_dir
+
+
+FAULTS = ["cut", "sessions", "kill", "upgrade", "all"]
+
+
+@pytest.fixture
+def mounted(make_sshd, fault_proxy, mount_steadyfs):
+    """mounted(**mount keywords) -> Mounted; errors on the daemon's stderr
+    are expected (the faults log them)."""
+    def make(**kw):
+        server = make_sshd()
+        proxy = fault_proxy(server)
+        kw.setdefault("opts", MOUNT_OPTS)
+        return Mounted(mount_steadyfs(server, port=proxy.port, expect_errors=True, **kw),
+                       server, proxy)
+    return make
 
 
 def local_dir(tmp_path):
@@ -174,8 +213,8 @@ def tools_over_open_file(d):
 
 
 @pytest.mark.timeout(60)
-def test_tools_replacing_an_open_file(private, tmp_path):
-    m, server, remote = private()
+def test_tools_replacing_an_open_file(plain, tmp_path):
+    m, remote = plain
     want = tools_over_open_file(local_dir(tmp_path))
     assert want == ([b"alpha\n", b"beta\n", b"from rsync\n"], b"gamma\n", ["src", "x"])
     assert tools_over_open_file(m.mountpoint) == want
@@ -337,8 +376,8 @@ def nlink_after_unlinking_one_link(d):
                    "a name (vfs.c: nodes_is_hidden -> nlink 0); tail -F, log shippers take "
                    "nlink 0 for 'deleted'")
 @pytest.mark.timeout(60)
-def test_unlink_one_hard_link_keeps_nlink(private, tmp_path):
-    m, server, remote = private()
+def test_unlink_one_hard_link_keeps_nlink(plain, tmp_path):
+    m, remote = plain
     assert nlink_after_unlinking_one_link(local_dir(tmp_path))
     assert nlink_after_unlinking_one_link(m.mountpoint)
 
@@ -397,15 +436,15 @@ SCENARIOS = {
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("kind", FAULTS)
-def test_descriptor_keeps_its_file(private, tmp_path, scenario, kind):
+def test_descriptor_keeps_its_file(mounted, tmp_path, scenario, kind):
     """The script gives on the mount, with the fault `kind` at each
     `between()`, what it gives on a local folder; the server ends up
     holding what the local folder holds (every hidden file gone)."""
     script, want, left = SCENARIOS[scenario]
-    m, server, remote = private(expect_errors=kind != "sessions")
+    mt = mounted()
     assert script(local_dir(tmp_path), lambda: None) == want
-    assert script(m.mountpoint, lambda: fault(kind, m, server)) == want
-    assert wait_until(lambda: tree(remote) == left, 5), tree(remote)
+    assert script(mt.m.mountpoint, lambda: mt.fault(kind)) == want
+    assert wait_until(lambda: tree(mt.remote) == left, 5), tree(mt.remote)
 
 
 # ---- names that look like the mount's hidden names -----------------------------------
@@ -418,8 +457,8 @@ HIDDEN_LOOKALIKE = ".steadyfs_hidden_notes"
                    "hidden files: a user's file of such a name vanishes from ls, cp -r, "
                    "tar, rsync of the mount")
 @pytest.mark.timeout(60)
-def test_users_file_named_like_a_hidden_one_is_listed(private, tmp_path):
-    m, server, remote = private()
+def test_users_file_named_like_a_hidden_one_is_listed(plain, tmp_path):
+    m, remote = plain
     for d in (local_dir(tmp_path), m.mountpoint):
         with open(os.path.join(d, HIDDEN_LOOKALIKE), "wb") as f:
             f.write(b"my notes")
@@ -431,8 +470,8 @@ def test_users_file_named_like_a_hidden_one_is_listed(private, tmp_path):
                    "made on the server lists empty through the mount, and rm -rf of it "
                    "fails with ENOTEMPTY")
 @pytest.mark.timeout(60)
-def test_server_file_named_like_a_hidden_one_is_listed_and_removable(private):
-    m, server, remote = private()
+def test_server_file_named_like_a_hidden_one_is_listed_and_removable(plain):
+    m, remote = plain
     os.mkdir(os.path.join(remote, "d"))
     name = ".steadyfs_hidden0000000000000002deadbeef"
     with open(os.path.join(remote, "d", name), "wb") as f:
@@ -495,8 +534,8 @@ def test_unlinked_open_file_is_not_reachable_by_its_hidden_name(make_sshd, mount
                    "file moves that file aside and puts the renamed file under the hidden "
                    "name, where it is never listed and stays on the server after the close")
 @pytest.mark.timeout(60)
-def test_rename_onto_a_hidden_name_loses_nothing(private):
-    m, server, remote = private()
+def test_rename_onto_a_hidden_name_loses_nothing(plain):
+    m, remote = plain
     fd = os.open(m.path("f"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         os.write(fd, b"unlinked data")

@@ -12,6 +12,7 @@ must hold what the local folder holds.
 """
 
 import os
+import errno
 import shutil
 import subprocess
 import tempfile
@@ -19,8 +20,8 @@ import tempfile
 import pytest
 
 import mounts
-from test_identity import (kill_sessions, read_file, restart_daemon, server_names,
-                           wait_until)
+from test_identity import (events, kill_sessions, kill_shims, read_file, restart_daemon,
+                           server_names, wait_until)
 from workloads import MOUNT_OPTS
 
 pytestmark = pytest.mark.skipif(not mounts.fuse_available(),
@@ -558,3 +559,63 @@ def test_rename_onto_a_hidden_name_loses_nothing(plain):
     name = server_names(remote)[0]
     assert read_file(os.path.join(remote, name)) == b"my file"
     assert listing(m.mountpoint) == [name]
+
+
+# ---- a server that lies about the file right at a reopen --------------------------------
+
+LIES = {"bigger": {"size": 5}, "smaller": {"size": -3}, "mtime": {"mtime": 7},
+        "both": {"size": 1, "mtime": -50}, "absurd": {"size": 1 << 62, "mtime": 1 << 31}}
+
+
+def data_events(m, path):
+    return [e for e in events(m) if e.get("type") == "data" and
+            e.get("path", "").endswith(path) and not e.get("replayed")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("append", [False, True], ids=["pwrite", "append"])
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_lie_at_reopen_loses_nothing_silently(make_sshd, mount_steadyfs, tmp_path, lie,
+                                              append):
+    """The sessions die; the next session's server says another size or
+    mtime for the open file (its STAT, LSTAT, FSTAT) than the truth. The
+    descriptor's next write either lands where it was meant to (never at
+    an offset the lie made up: no hole, no extra bytes), or fails with EIO
+    and a `data` event names it; never a success that is not on the
+    server."""
+    from test_server_input import lying_sshd
+    flags = tmp_path / "lie"
+    flags.mkdir()
+    server = lying_sshd(make_sshd, tmp_path, lie_attrs=dict(
+        LIES[lie], path=b"/liar".hex(), flags=str(flags)))
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    flag = os.O_APPEND if append else 0
+    fd = os.open(m.path("liar"), os.O_WRONLY | os.O_CREAT | flag, 0o644)
+    try:
+        assert os.write(fd, b"0123456789") == 10
+        os.fsync(fd)
+        (flags / "arm").touch()
+        kill_shims(server)
+        try:
+            if append:
+                os.write(fd, b"abc")
+            else:
+                os.pwrite(fd, b"abc", 10)
+            os.fsync(fd)
+            err = 0
+        except OSError as e:
+            err = e.errno
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:
+            assert e.errno == errno.EIO
+    (flags / "arm").unlink()
+    on_server = read_file(os.path.join(server.remote_dir, "liar"))
+    if err == 0:
+        assert on_server == b"0123456789abc"
+    else:
+        assert err == errno.EIO
+        assert on_server == b"0123456789"
+        assert data_events(m, "/liar"), events(m)
+    assert m.daemon_pid()

@@ -13,8 +13,10 @@ must hold what the local folder holds.
 
 import os
 import errno
+import io
 import shutil
 import subprocess
+import tarfile
 import tempfile
 
 import pytest
@@ -110,9 +112,13 @@ def contents(d):
 
 def tree(d):
     """A folder as {name: contents, or the tree of a subfolder}, every
-    name (hidden ones too)."""
-    return {n: tree(p) if os.path.isdir(p) else read_file(p)
-            for n, p in ((n, os.path.join(d, n)) for n in sorted(os.listdir(d)))}
+    name (hidden ones too); None when a name went away meanwhile (a
+    hidden file being removed)."""
+    try:
+        return {n: tree(p) if os.path.isdir(p) else read_file(p)
+                for n, p in ((n, os.path.join(d, n)) for n in sorted(os.listdir(d)))}
+    except FileNotFoundError:
+        return None
 
 
 # ---- log rotation while a writer appends --------------------------------------
@@ -184,42 +190,48 @@ def lockfile_dance(d, between):
     return seen, contents(d)
 
 
-def tools_over_open_file(d):
-    """sed -i, rsync (default: temp then rename) and Python's
-    tempfile + os.replace, each while a descriptor holds the old file."""
+def archive(name, data):
+    """A tar archive holding one file, as bytes."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def tools_over_open_file(d, between):
+    """sed -i, tar x over an existing file, cp onto it (in place, O_TRUNC)
+    and Python's tempfile + os.replace, each while a descriptor holds the
+    file x was then; every descriptor then writes a mark at the end of
+    its file."""
     x = os.path.join(d, "x")
-    src = os.path.join(d, "src")
     with open(x, "wb") as f:
         f.write(b"alpha\n")
-    with open(src, "wb") as f:
-        f.write(b"from rsync\n")
+    with open(os.path.join(d, "src"), "wb") as f:
+        f.write(b"from cp\n")
+    tools = [lambda: subprocess.run(["sed", "-i", "s/alpha/beta/", x], check=True, timeout=30),
+             lambda: subprocess.run(["tar", "x", "-C", d], input=archive("x", b"from tar\n"),
+                                    check=True, timeout=30),
+             lambda: subprocess.run(["cp", os.path.join(d, "src"), x], check=True, timeout=30)]
     held = []
     try:
-        held.append(os.open(x, os.O_RDONLY))
-        subprocess.run(["sed", "-i", "s/alpha/beta/", x], check=True, timeout=30)
-        held.append(os.open(x, os.O_RDONLY))
-        if shutil.which("rsync"):
-            subprocess.run(["rsync", src, x], check=True, timeout=30)
-        else:
-            shutil.copyfile(src, x + ".tmp")
-            os.replace(x + ".tmp", x)
-        held.append(os.open(x, os.O_RDONLY))
+        for tool in tools:
+            held.append(os.open(x, os.O_RDWR))
+            tool()
+            between()
+        held.append(os.open(x, os.O_RDWR))
         with tempfile.NamedTemporaryFile(dir=d, delete=False) as t:
             t.write(b"gamma\n")
         os.replace(t.name, x)
-        return [os.pread(fd, 100, 0) for fd in held], read_file(x), listing(d)
+        between()
+        for i, fd in enumerate(held):
+            os.pwrite(fd, b"%d" % i, os.fstat(fd).st_size)
+            os.fsync(fd)
+        return [os.pread(fd, 100, 0) for fd in held], contents(d)
     finally:
         for fd in held:
             os.close(fd)
-
-
-@pytest.mark.timeout(60)
-def test_tools_replacing_an_open_file(plain, tmp_path):
-    m, remote = plain
-    want = tools_over_open_file(local_dir(tmp_path))
-    assert want == ([b"alpha\n", b"beta\n", b"from rsync\n"], b"gamma\n", ["src", "x"])
-    assert tools_over_open_file(m.mountpoint) == want
-    assert wait_until(lambda: server_names(remote) == ["src", "x"], 5), server_names(remote)
 
 
 # ---- rename chains with descriptors open on each name ---------------------------------
@@ -412,6 +424,9 @@ def hidden_file_folder_moves(d, between):
 
 # name: (script(folder, between), what it gives, the server folder after)
 SCENARIOS = {
+    "tools-replacing-open-file": (tools_over_open_file, (
+        [b"alpha\n0", b"beta\n1", b"from cp\n23", b"from cp\n23"],
+        {"src": b"from cp\n", "x": b"gamma\n"}), {"src": b"from cp\n", "x": b"gamma\n"}),
     "logrotate-create": (rotate_create, ROTATED[rotate_create], ROTATED[rotate_create]),
     "logrotate-copytruncate": (rotate_copytruncate, ROTATED[rotate_copytruncate],
                                ROTATED[rotate_copytruncate]),

@@ -11,11 +11,14 @@ folder (tmp_path, the reference): the two must agree, and the server
 must hold what the local folder holds.
 """
 
-import os
 import errno
 import io
+import os
 import shutil
+import signal
+import struct
 import subprocess
+import sys
 import tarfile
 import tempfile
 
@@ -634,3 +637,123 @@ def test_lie_at_reopen_loses_nothing_silently(make_sshd, mount_steadyfs, tmp_pat
         assert on_server == b"0123456789"
         assert data_events(m, "/liar"), events(m)
     assert m.daemon_pid()
+
+
+# ---- a writer appending without pause while its log is rotated -----------------------------
+
+APPENDER = r"""
+import mmap, os, signal, struct, sys
+d, counter = sys.argv[1], sys.argv[2]
+flags = {"reopen": False, "stop": False}
+signal.signal(signal.SIGHUP, lambda *a: flags.update(reopen=True))
+signal.signal(signal.SIGTERM, lambda *a: flags.update(stop=True))
+with open(counter, "r+b") as f:
+    shared = mmap.mmap(f.fileno(), 16)
+def open_log():
+    return os.open(os.path.join(d, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+n, reopens, err = 0, 0, 0
+fd = open_log()
+try:
+    while not flags["stop"]:
+        if flags["reopen"]:
+            flags["reopen"] = False
+            os.close(fd)
+            fd = open_log()
+            reopens += 1
+        os.write(fd, b"%08d\n" % n)
+        n += 1
+        struct.pack_into(">QQ", shared, 0, n, reopens)
+    os.fsync(fd)
+except OSError as e:
+    err = e.errno
+try:
+    os.close(fd)
+except OSError as e:
+    err = err or e.errno
+print(n, err, flush=True)
+"""
+
+
+class Appender:
+    """A process appending numbered lines to d/log (O_APPEND) without
+    pause, reopening the name on SIGHUP (as logrotate tells a daemon),
+    until SIGTERM; its first error ends it. Its own process: a writer
+    thread would starve the fault proxy of this one's GIL."""
+
+    def __init__(self, d, counter):
+        with open(counter, "wb") as f:
+            f.write(bytes(16))
+        self.counter = counter
+        self.proc = subprocess.Popen([sys.executable, "-c", APPENDER, d, counter],
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.n, self.error = 0, 0
+
+    def progress(self):
+        with open(self.counter, "rb") as f:
+            return struct.unpack(">QQ", f.read(16))
+
+    def wait_lines(self, more, timeout=20):
+        """Waits for `more` lines; False when the writer ended (failed)."""
+        n = self.progress()[0] + more
+        assert wait_until(lambda: self.progress()[0] >= n or self.proc.poll() is not None,
+                          timeout), f"the writer is stuck at line {self.progress()[0]}"
+        return self.proc.poll() is None
+
+    def reopen(self):
+        before = self.progress()[1]
+        self.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: self.progress()[1] > before or self.proc.poll() is not None,
+                          20), "the writer never reopened its log"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        self.n, self.error = (int(x) for x in out.split())
+
+
+def rotate_under(w, d, fault):
+    """Three rotations (mv log log.N, a new log, SIGHUP), each with the
+    fault in the middle; ends early when the writer failed."""
+    for i in range(1, 4):
+        w.wait_lines(50)
+        os.rename(os.path.join(d, "log"), os.path.join(d, f"log.{i}"))
+        os.close(appender(d))
+        w.wait_lines(20)
+        fault()
+        if not w.wait_lines(20):
+            return
+        w.reopen()
+    w.wait_lines(20)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", FAULTS)
+def test_rotation_under_a_busy_appender(mounted, tmp_path, kind):
+    """Log rotations, each with the fault in the middle, under a writer
+    that never pauses: every line is on the server exactly once, in order,
+    in the file the writer's descriptor had when it wrote it. A daemon
+    SIGKILL may lose the writes only it held (docs/retries.md): then the
+    writer gets EIO and a `data` event says `lost`, never silence, and
+    the lines that are there are still in order."""
+    mt = mounted()
+    d = mt.m.mountpoint
+    w = Appender(d, str(tmp_path / "counter"))
+    try:
+        rotate_under(w, d, lambda: mt.fault(kind))
+    finally:
+        w.stop()
+    files = [f for f in [f"log.{i}" for i in range(1, 4)] + ["log"]
+             if os.path.exists(os.path.join(mt.remote, f))]
+    got = [read_file(os.path.join(mt.remote, f)) for f in files]
+    lines = [x for x in b"".join(got).split(b"\n") if x]
+    if w.error:
+        assert kind in ("kill", "all") and w.error == errno.EIO, os.strerror(w.error)
+        assert [e for e in events(mt.m) if e.get("type") == "data" and e.get("lost")
+                and "/log" in e.get("path", "")], events(mt.m)
+        numbers = [int(x.strip(b"\0")) for x in lines if x.strip(b"\0")]
+        assert numbers == sorted(set(numbers)), "lines out of order or twice"
+        return
+    assert [int(x) for x in lines] == list(range(w.n)), \
+        [g[:40] + b"..." + g[-40:] for g in got]
+    assert len(files) == 4 and all(got), "a rotation left a file empty"

@@ -423,10 +423,52 @@ def hidden_file_folder_moves(d, between):
     return seen, listing(os.path.join(d, "p", "e"))
 
 
+def temporary_file(d, between):
+    """Python's tempfile.TemporaryFile (O_TMPFILE, or create then unlink
+    where O_TMPFILE is refused, as over FUSE): it keeps its data and
+    leaves nothing behind."""
+    with tempfile.TemporaryFile(dir=d) as t:
+        t.write(b"scratch 1;")
+        t.flush()
+        os.fsync(t.fileno())  # a daemon SIGKILL loses writes not yet acknowledged
+        between()
+        t.write(b"scratch 2;")
+        t.flush()
+        os.fsync(t.fileno())
+        between()
+        t.seek(0)
+        seen = t.read()
+        names = listing(d)
+    return seen, names, listing(d)
+
+
+def folder_onto_empty_folder(d, between):
+    """d/f open; d renamed onto the empty folder e (rename(2) replaces
+    it); a new d/f made: the descriptor writes e/f."""
+    os.mkdir(os.path.join(d, "d"))
+    os.mkdir(os.path.join(d, "e"))
+    fd = os.open(os.path.join(d, "d", "f"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"1")
+        os.rename(os.path.join(d, "d"), os.path.join(d, "e"))
+        os.mkdir(os.path.join(d, "d"))
+        with open(os.path.join(d, "d", "f"), "wb") as f:
+            f.write(b"new")
+        between()
+        os.write(fd, b"2")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return contents(os.path.join(d, "d")), contents(os.path.join(d, "e"))
+
+
 # ---- each script on a local folder and on the mount, across each fault ------------------
 
 # name: (script(folder, between), what it gives, the server folder after)
 SCENARIOS = {
+    "python-TemporaryFile": (temporary_file, (b"scratch 1;scratch 2;", [], []), {}),
+    "folder-onto-empty-folder": (folder_onto_empty_folder, ({"f": b"new"}, {"f": b"12"}),
+                                 {"d": {"f": b"new"}, "e": {"f": b"12"}}),
     "tools-replacing-open-file": (tools_over_open_file, (
         [b"alpha\n0", b"beta\n1", b"from cp\n23", b"from cp\n23"],
         {"src": b"from cp\n", "x": b"gamma\n"}), {"src": b"from cp\n", "x": b"gamma\n"}),

@@ -226,6 +226,34 @@ void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st)
 
 /* ---- attributes --------------------------------------------------------- */
 
+/* Hard links made through the mount (nodes_twins) a hidden node's nlink
+ * looks at. */
+#define NLINK_TWINS_MAX 16u
+
+/*
+ * A hidden node lost its name, but the file may still have another: a
+ * twin (a hard link made through the mount) that is named and not hidden
+ * itself. Then fstat shows nlink 1, as a local disk (nlink 0 reads as
+ * "deleted" to tail -F and log shippers).
+ */
+static bool still_named_elsewhere(struct vfs *v, uint64_t ino)
+{
+	uint64_t ids[NLINK_TWINS_MAX];
+	size_t n = nodes_twins(v->nodes, ino, ids, NLINK_TWINS_MAX);
+
+	for (size_t i = 0; i < n; i++) {
+		char *path;
+
+		if (ids[i] == ino || nodes_is_hidden(v->nodes, ids[i]))
+			continue;
+		path = nodes_path(v->nodes, ids[i]);
+		free(path);
+		if (path)
+			return true;
+	}
+	return false;
+}
+
 void vfs_attr_to_stat(struct vfs *v, const struct sftp_attrs *a, uint64_t ino,
 		      struct stat *st)
 {
@@ -245,7 +273,7 @@ void vfs_attr_to_stat(struct vfs *v, const struct sftp_attrs *a, uint64_t ino,
 		st->st_mode = S_IFREG | 0644;
 	if (S_ISDIR(st->st_mode))
 		st->st_nlink = 2;
-	else if (nodes_is_hidden(v->nodes, ino))
+	else if (nodes_is_hidden(v->nodes, ino) && !still_named_elsewhere(v, ino))
 		st->st_nlink = 0;  /* unlinked while open (hidden.c) */
 	if (a->flags & SSH_FILEXFER_ATTR_UIDGID) {
 		st->st_uid = a->uid;

@@ -67,6 +67,12 @@ comes from a JSON file named on its command line:
                          behind it pass it (SFTP lets replies come in any
                          order): what the server reported is older than
                          what the client learns meanwhile
+  "lie_attrs": {"path": hex, "flags": DIR, "size": N, "mtime": N}
+                         while DIR/arm exists, each ATTRS reply to a STAT or
+                         LSTAT of a path containing these bytes, or to an
+                         FSTAT of a handle opened on one, says the size
+                         and the mtime plus these numbers (a server that
+                         lies right at a reopen)
 
 Everything else passes through unchanged. Used by test_server_input.py,
 test_times.py and test_writes.py.
@@ -85,6 +91,8 @@ REAL = "/usr/lib/openssh/sftp-server"
 FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_READDIR, FXP_RENAME, FXP_EXTENDED = 3, 4, 5, 12, 18, 200
 FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_NAME, FXP_EXT_REPLY = 101, 102, 103, 104, 201
 FXP_FSTAT = 8
+FXP_LSTAT, FXP_STAT, FXP_ATTRS = 7, 17, 105
+ATTR_UIDGID = 0x2
 FXP_REMOVE, FXP_MKDIR, FXP_RMDIR, FXP_SYMLINK = 13, 14, 15, 20
 FXF_EXCL = 0x20
 LOSABLE_EXT = (b"posix-rename@openssh.com", b"hardlink@openssh.com")
@@ -149,6 +157,7 @@ class Relay:
         self.hold_remove = bytes.fromhex(cfg.get("hold_remove", ""))
         self.hold_flags = cfg.get("hold_flags", "")
         self.to_server = threading.Lock()  # writes to the server's stdin
+        self.lie = cfg.get("lie_attrs")
         self.hold_reply = cfg.get("hold_reply")
         self.held = None                 # id whose reply hold_reply holds
         self.refusals = {}               # id -> status code to answer
@@ -265,13 +274,17 @@ class Relay:
             name, _ = get_str(body, 4)
             if name == b"limits@openssh.com" and self.limits:
                 self.pending[rid] = ("limits",)
-        elif ptype == FXP_OPEN and (self.serve_reads or self.delay):
+        elif ptype == FXP_OPEN and (self.serve_reads or self.delay or self.lie):
             path, _ = get_str(body, 4)
             self.pending[rid] = ("open", path)
             self.note_delay(rid, "open", path)
-        elif ptype == FXP_FSTAT and self.delay:
-            h, _ = get_str(body, 4)
-            self.note_delay(rid, "fstat", self.handles.get(h, b""))
+        elif ptype in (FXP_STAT, FXP_LSTAT, FXP_FSTAT) and (self.delay or self.lie):
+            p, _ = get_str(body, 4)
+            if ptype == FXP_FSTAT:
+                p = self.handles.get(p, b"")
+                self.note_delay(rid, "fstat", p)
+            if self.lie and bytes.fromhex(self.lie["path"]) in p:
+                self.pending[rid] = ("lie",)
         elif ptype == FXP_READ and self.serve_reads:
             h, off = get_str(body, 4)
             if h in self.handles:
@@ -395,10 +408,29 @@ class Relay:
             return body
         if what[0] == "limits" and ptype == FXP_EXT_REPLY:
             return struct.pack(">I4Q", rid, *self.limits)
+        if what[0] == "lie" and ptype == FXP_ATTRS and \
+                os.path.exists(os.path.join(self.lie["flags"], "arm")):
+            return self.lie_about(body)
         if what[0] == "open" and ptype == FXP_HANDLE:
             h, _ = get_str(body, 4)
             self.handles[h] = what[1]
         return body
+
+    def lie_about(self, body):
+        """ATTRS with the size and mtime moved by "lie_attrs"."""
+        b = bytearray(body)
+        flags = struct.unpack_from(">I", b, 4)[0]
+        off = 8
+        if flags & ATTR_SIZE:
+            size = struct.unpack_from(">Q", b, off)[0]
+            struct.pack_into(">Q", b, off, max(0, size + self.lie.get("size", 0)))
+            off += 8
+        off += 8 if flags & ATTR_UIDGID else 0
+        off += 4 if flags & ATTR_PERM else 0
+        if flags & ATTR_TIME:
+            mtime = struct.unpack_from(">I", b, off + 4)[0]
+            struct.pack_into(">I", b, off + 4, max(0, mtime + self.lie.get("mtime", 0)))
+        return bytes(b)
 
     def add_names(self, body):
         rid, count = struct.unpack_from(">II", body)

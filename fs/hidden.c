@@ -22,6 +22,14 @@
  * go, as on a local disk; so does a rename of a folder onto it (which
  * puts them back when the rename fails).
  *
+ * Each RENAME that gives a file a hidden name, or moves a hidden file to
+ * another folder, is recorded in the take-over state before it is sent
+ * (intend) and forgotten once the node has the new name or the move
+ * failed: a daemon killed in between (after the server moved the file,
+ * before its reply was read) leaves the successor the new place, which it
+ * settles by looking at the server (hidden_settle_restored): the file
+ * there is the node's, or, held by no handle, removed.
+ *
  * Not seen by this: a hidden file left by a steadyfs killed together with
  * its keeper (the take-over state is gone with it): it stays on the
  * server, not listed, and keeps its folder from being removed until it is
@@ -57,6 +65,35 @@ static char *make_name(uint64_t id)
 	return s;
 }
 
+/* ---- moves a daemon death may cut short -------------------------------- */
+
+void hidden_intent_drop(struct op *op)
+{
+	if (op->pend && op->v->ks)
+		ks_pending_drop(op->v->ks, op->pend - 1);
+	op->pend = 0;
+}
+
+/* Records, before its RENAME goes out, that node id may move from folder
+ * `from` to (parent, leaf); replaces op's previous record. */
+static void intend(struct op *op, uint64_t id, uint64_t from, uint64_t parent,
+		   const char *leaf)
+{
+	int32_t slot;
+
+	hidden_intent_drop(op);
+	if (!op->v->ks)
+		return;
+	if ((slot = ks_pending_put(op->v->ks, id, from, parent, leaf)) < 0)
+		log_warn("'%s': too many hidden files moving at once to record this one; a daemon death now would leave it on the server",
+			 leaf);
+	else
+		op->pend = slot + 1;
+}
+
+static void settle_later(struct op *op, uint64_t id, uint64_t from,
+			 uint64_t parent, const char *leaf);
+
 /* ---- unlink of an open file -------------------------------------------- */
 
 static void hidden_ok(struct op *op)
@@ -86,6 +123,7 @@ static void settle_hidden(struct op *op, const struct sftp_attrs *a, int err)
 	} else if (err == ENOENT) {
 		op->after(op, NULL, 0);
 	} else {
+		settle_later(op, op->ino, op->parent, op->parent, op->leaf2);
 		op_log_error(op, EIO, "transport");
 		op_fail(op, EIO);
 	}
@@ -99,6 +137,7 @@ static void hide_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (err) {
+		settle_later(op, op->ino, op->parent, op->parent, op->leaf2);
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
 		return;
@@ -124,6 +163,7 @@ void hidden_unlink(struct op *op, uint64_t id,
 		plain(op, NULL, 0);
 		return;
 	}
+	intend(op, id, op->parent, op->parent, op->leaf2);
 	hide_send(op);
 }
 
@@ -169,6 +209,7 @@ static void replaced_go_on(struct op *op, bool hidden)
 
 	if (hidden) {
 		nodes_hide(op->v->nodes, rp->id, rp->leaf);
+		hidden_intent_drop(op);
 		op->ino = rp->id;  /* to put back if the rename fails */
 		log_info("rename onto '%s': the file there is open, kept as '%s' until closed",
 			 op->path2, rp->path);
@@ -184,6 +225,8 @@ static void replace_send(struct op *op);
  * refused resend: not moved. */
 static void settle_replaced(struct op *op, const struct sftp_attrs *a, int err)
 {
+	struct replaced *rp = (struct replaced *)op->data;
+
 	if (!a && err == ENOENT && op->lost) {
 		op->resent = true;
 		replace_send(op);
@@ -193,6 +236,7 @@ static void settle_replaced(struct op *op, const struct sftp_attrs *a, int err)
 		replaced_go_on(op, a != NULL);
 		return;
 	}
+	settle_later(op, rp->id, op->newparent, op->newparent, rp->leaf);
 	replaced_end(op);
 	op_log_error(op, EIO, "transport");
 	op_fail(op, EIO);
@@ -208,6 +252,7 @@ static void replace_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (err) {
+		settle_later(op, rp->id, op->newparent, op->newparent, rp->leaf);
 		replaced_end(op);
 		op_log_error(op, op_transport_errno(err), "transport");
 		op_fail(op, op_transport_errno(err));
@@ -233,6 +278,7 @@ void hidden_replace(struct op *op, uint64_t id,
 	rp->then = then;
 	free(op->data);
 	op->data = (char *)rp;
+	intend(op, id, op->newparent, op->newparent, rp->leaf);
 	replace_send(op);
 }
 
@@ -479,6 +525,113 @@ void hidden_release(struct vfs *v, uint64_t id)
 	op_send(op, removed, true);
 }
 
+/* ---- a move a dead daemon had sent ------------------------------------ */
+
+/* The REMOVE of a file no node took: done, or left recorded for the next
+ * daemon (op->pend kept). */
+static void unowned_removed(struct op *op, const struct sftp_reply *r, int err)
+{
+	if (err || r->type != SSH_FXP_STATUS || (r->u.status.code != SSH_FX_OK &&
+	    r->u.status.code != SSH_FX_NO_SUCH_FILE)) {
+		log_warn("cannot remove hidden file '%s': %s", op->path2,
+			 err ? "no session" : strerror(reply_errno(r)));
+		op->pend = 0;
+	}
+	op_free(op);
+}
+
+/* Where the node stands now: moved to (op->newparent, op->leaf2). */
+static bool adopt_moved(struct op *op)
+{
+	struct nodes *t = op->v->nodes;
+
+	if (nodes_find(t, op->newparent, op->leaf2) == op->ino)
+		return true;
+	if (!nodes_is_hidden(t, op->ino))
+		nodes_hide(t, op->ino, op->leaf2);
+	else if (nodes_find(t, op->parent, op->leaf2) == op->ino)
+		nodes_rename(t, op->parent, op->leaf2, op->newparent, op->leaf2);
+	return nodes_find(t, op->newparent, op->leaf2) == op->ino;
+}
+
+/*
+ * The file at the move's target (a) means the server did it: its node
+ * takes that name (and removes it when no handle holds it any more); a
+ * file no node can take is removed unless a handle of its node is still
+ * open. Not there: not done (or already removed). Unknown (no answer):
+ * the record stays for the next daemon.
+ */
+static void settle_restored(struct op *op, const struct sftp_attrs *a, int err)
+{
+	struct vfs *v = op->v;
+
+	if (!a && err != ENOENT) {
+		log_warn("cannot check hidden file '%s' a previous daemon was moving: left recorded",
+			 op->path2);
+		op->pend = 0;
+	} else if (a && adopt_moved(op)) {
+		log_info("'%s': moved there by a previous daemon, kept until closed", op->path2);
+		hidden_intent_drop(op);
+		if (!fh_node_open(v, op->ino))
+			hidden_release(v, op->ino);
+	} else if (a && fh_node_open(v, op->ino)) {
+		log_err("hidden file '%s' a previous daemon moved is still open but lost its node: left on the server",
+			op->path2);
+	} else if (a) {
+		buf_reset(&op->rq.pkt);
+		if (sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, op->path2) == 0) {
+			op_send(op, unowned_removed, true);
+			return;
+		}
+		op->pend = 0;
+	}
+	op_free(op);
+}
+
+static void settle_one(void *arg, const struct ks_pending *p, int32_t slot)
+{
+	struct vfs *v = arg;
+	struct op *op = op_new(v, NULL, "hidden move");
+
+	if (!op)
+		return;  /* the record stays for the next daemon */
+	op->pend = slot + 1;
+	op->ino = p->id;
+	op->parent = p->from;
+	op->newparent = p->parent;
+	op->rq.deadline = 0;  /* whenever a session is up */
+	if (!(op->leaf2 = strdup(p->name)) ||
+	    !(op->path2 = nodes_child_path(v->nodes, p->parent, p->name))) {
+		log_warn("hidden file '%s' a previous daemon was moving: its folder is not known any more",
+			 p->name);
+		op_free(op);
+		return;
+	}
+	stat_path(op, op->path2, settle_restored);
+}
+
+/* The outcome of op's move is unknown (no answer within the call's time,
+ * or this daemon is stopping): it is settled as a dead daemon's is,
+ * whenever a session is up (or by the next daemon). */
+static void settle_later(struct op *op, uint64_t id, uint64_t from,
+			 uint64_t parent, const char *leaf)
+{
+	struct ks_pending p = { .id = id, .from = from, .parent = parent };
+	int32_t slot = op->pend - 1;
+
+	if (!op->pend || strlen(leaf) > KS_NAME_MAX)
+		return;
+	op->pend = 0;
+	strcpy(p.name, leaf);
+	settle_one(op->v, &p, slot);
+}
+
+void hidden_settle_restored(struct vfs *v)
+{
+	if (v->ks)
+		ks_pending_each(v->ks, settle_one, v);
+}
+
 /* ---- rmdir of a folder holding hidden files ---------------------------- */
 
 struct evacuation {
@@ -551,6 +704,8 @@ static bool evacuate_send(struct op *op)
 
 	if (!move_paths(op, &from, &to))
 		return false;
+	if (e->moving)
+		intend(op, e->ids[e->next - 1], e->dir, NODE_ROOT, e->leaf);
 	buf_reset(&op->rq.pkt);
 	rc = e->moving ? sftp_enc_rename(&op->rq.pkt, 0, from, to) :
 			 sftp_enc_path(&op->rq.pkt, SSH_FXP_REMOVE, 0, from);
@@ -568,7 +723,11 @@ static void move_done(struct op *op)
 	struct evacuation *e = (struct evacuation *)op->data;
 
 	if (e->moving) {
-		nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
+		/* Unless a restore settled it there first (a resent rmdir):
+		 * renaming a name no longer there would drop the node's. */
+		if (nodes_find(op->v->nodes, e->dir, e->leaf) == e->ids[e->next - 1])
+			nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
+		hidden_intent_drop(op);
 		if (e->moves)
 			e->moves->ids[e->moves->n++] = e->ids[e->next - 1];
 	} else {
@@ -583,6 +742,8 @@ static void move_failed(struct op *op, int err)
 {
 	struct evacuation *e = (struct evacuation *)op->data;
 
+	if (e->moving)
+		settle_later(op, e->ids[e->next - 1], e->dir, NODE_ROOT, e->leaf);
 	free(e->moves);  /* no session to put them back with */
 	e->moves = NULL;
 	op_log_error(op, err, "transport");
@@ -780,10 +941,12 @@ static void put_back_next(struct op *op);
 static void put_back(struct op *op, const struct sftp_reply *r, int err)
 {
 	struct hidden_moves *m = op->moved;
+	bool ok = !err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK;
 
-	if (!err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK)
+	if (ok)
 		nodes_rename(op->v->nodes, NODE_ROOT, m->leaf, m->dir, m->leaf);
-	else
+	hidden_intent_drop(op);
+	if (!ok)
 		log_warn("rename onto '%s' failed, and the open file '%s' moved out of it could not be put back: it stays at the root until closed",
 			 op->path2, m->leaf);
 	put_back_next(op);
@@ -812,6 +975,8 @@ static void put_back_next(struct op *op)
 		/* Plain RENAME: a name taken meanwhile is not replaced. */
 		if (to)
 			enc = sftp_enc_rename(&op->rq.pkt, 0, from, to);
+		if (enc == 0)
+			intend(op, id, NODE_ROOT, m->dir, m->leaf);
 		free(from);
 		free(to);
 		if (enc == 0) {

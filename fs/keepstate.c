@@ -78,7 +78,7 @@ struct keepstate *ks_map(int fd, char *err, size_t errsz)
 	ks->fd = fd;
 	ks->h = ks->base;
 	if (memcmp(ks->h->magic, KS_MAGIC, sizeof(KS_MAGIC)) ||
-	    ks->h->version != KS_VERSION) {
+	    ks->h->version < KS_VERSION_OLDEST || ks->h->version > KS_VERSION) {
 		snprintf(err, errsz, "take-over state: unknown format");
 		ks_unmap(ks);
 		return NULL;
@@ -449,6 +449,68 @@ void ks_nodes_each(struct keepstate *ks,
 	}
 	free(v);
 	free(rec);
+}
+
+/* ---- pending moves of hidden files ---- */
+
+int32_t ks_pending_put(struct keepstate *ks, uint64_t id, uint64_t from,
+		       uint64_t parent, const char *name)
+{
+	size_t len = strnlen(name, KS_NAME_MAX);
+	int32_t slot = -1;
+	struct pslot *s;
+
+	pthread_mutex_lock(&ks->lock);
+	for (int32_t i = 0; i < KS_PENDING && slot < 0; i++)
+		if (!(ks->pend_used & (1u << i)))
+			slot = i;
+	if (slot >= 0)
+		ks->pend_used |= 1u << slot;
+	pthread_mutex_unlock(&ks->lock);
+	if (slot < 0)
+		return -1;
+	s = &ks->h->pending[slot];
+	s->id = id;
+	s->from = from;
+	s->parent = parent;
+	s->namelen = (uint16_t)len;
+	memcpy(s->name, name, len);
+	s->name[len] = 0;
+	publish(&s->state, ST_LIVE);
+	return slot;
+}
+
+void ks_pending_drop(struct keepstate *ks, int32_t slot)
+{
+	if (slot < 0 || slot >= KS_PENDING)
+		return;
+	publish(&ks->h->pending[slot].state, ST_FREE);
+	pthread_mutex_lock(&ks->lock);
+	ks->pend_used &= ~(1u << slot);
+	pthread_mutex_unlock(&ks->lock);
+}
+
+void ks_pending_each(struct keepstate *ks,
+		     void (*fn)(void *arg, const struct ks_pending *p, int32_t slot),
+		     void *arg)
+{
+	struct ks_pending rec;
+
+	for (int32_t i = 0; i < KS_PENDING; i++) {
+		const struct pslot *s = &ks->h->pending[i];
+
+		if (state_of(&s->state) != ST_LIVE)
+			continue;
+		pthread_mutex_lock(&ks->lock);
+		ks->pend_used |= 1u << i;
+		pthread_mutex_unlock(&ks->lock);
+		rec.id = s->id;
+		rec.from = s->from;
+		rec.parent = s->parent;
+		memcpy(rec.name, s->name, sizeof(rec.name));
+		rec.name[KS_NAME_MAX] = 0;
+		fn(arg, &rec, i);
+	}
 }
 
 /* ---- file handles ---- */

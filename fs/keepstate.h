@@ -102,6 +102,27 @@ void ks_nodes_each(struct keepstate *ks,
 		   void (*fn)(void *arg, const struct ks_node *n, int32_t slot),
 		   void *arg);
 
+/* ---- moves of hidden files sent and not yet recorded ----
+ * A RENAME that gives a file a hidden name (or moves a hidden file out of
+ * a folder) is recorded here before it is sent and dropped once the node
+ * has the new name or the move failed: a daemon that dies in between
+ * leaves its successor the file's possible new place, which it settles by
+ * looking at the server (hidden.c). */
+struct ks_pending {
+	uint64_t id, from, parent;  /* node id; from folder `from` to parent */
+	char name[KS_NAME_MAX + 1];
+};
+/* Records a move; returns its slot, -1 when all are taken (the move then
+ * goes unrecorded, as before version 3). */
+int32_t ks_pending_put(struct keepstate *ks, uint64_t id, uint64_t from,
+		       uint64_t parent, const char *name);
+void ks_pending_drop(struct keepstate *ks, int32_t slot);
+/* Calls fn for each recorded move, at restore; fn owns the slot (drops
+ * it once settled). */
+void ks_pending_each(struct keepstate *ks,
+		     void (*fn)(void *arg, const struct ks_pending *p, int32_t slot),
+		     void *arg);
+
 /* ---- open file handles ----
  * A handle records its node id, never a path: the path is the node's
  * (renames of the file or of a folder above it move it along). */

@@ -17,7 +17,12 @@
 #include "keepstate.h"
 
 #define KS_MAGIC "SFKEEP1"
-#define KS_VERSION 2   /* 2: node identity and hiding; handles by node */
+#define KS_VERSION 3   /* 2: node identity and hiding; handles by node;
+			* 3: pending moves of hidden files (header page) */
+/* The oldest version a daemon adopts (an upgrade keeps the keeper, and so
+ * the state it made): 2 lays everything out as 3 does, its pending moves
+ * (zeros) are all free. */
+#define KS_VERSION_OLDEST 2
 /* Capacities: a build may make them smaller (the restore fuzzer does, so
  * that its inputs reach full tables); the state's size says which. */
 #ifndef KS_NODE_CAP
@@ -52,6 +57,18 @@
  * other bit set, so a new flag goes here too. */
 #define NF_ALL (NF_END_KNOWN | NF_UNLINKED | NF_HIDDEN | NF_ID_ALL)
 
+/* A move of a hidden file sent to the server and not yet recorded in its
+ * node (hidden.c): the file (node id) goes from folder `from` to
+ * (parent, name). */
+struct pslot {
+	uint32_t state;
+	uint16_t namelen;
+	uint16_t pad;
+	uint64_t id, from, parent;
+	char name[KS_NAME_MAX + 1];
+};
+#define KS_PENDING 8
+
 struct hdr {
 	char magic[8];
 	uint32_t version;
@@ -63,6 +80,7 @@ struct hdr {
 	uint32_t node_hwm, fh_hwm;
 	char reason[KS_REASON_MAX + 1];
 	uint8_t init[INIT_MAX];
+	struct pslot pending[KS_PENDING];  /* version 3 */
 };
 
 struct nslot {
@@ -107,6 +125,7 @@ struct keepstate {
 	uint64_t *infl_off;        /* append offset + 1 per in-flight slot */
 	struct evslot *events;
 	struct freelist nfree, ffree;
+	uint32_t pend_used;        /* pending moves' slots taken, a bit each */
 };
 
 #define OFF_NODES 4096ul

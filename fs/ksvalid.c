@@ -65,6 +65,38 @@ static bool init_ok(const struct hdr *h)
 	       init->major == FUSE_KERNEL_VERSION;
 }
 
+static const char *pending_problem(const struct pslot *s)
+{
+	uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+
+	if (st == ST_FREE)
+		return NULL;
+	if (st != ST_LIVE)
+		return "state word unknown";
+	if (s->id <= NODE_ROOT || s->id >= KS_ID_MAX ||
+	    !s->from || s->from >= KS_ID_MAX || !s->parent || s->parent >= KS_ID_MAX)
+		return "node id out of range";
+	if (s->namelen > KS_NAME_MAX || s->name[s->namelen] ||
+	    !name_ok(s->name, s->namelen) || !nodes_hidden_name(s->name, s->namelen))
+		return "name not a hidden file's";
+	return NULL;
+}
+
+/* The pending moves of hidden files (version 3): a damaged one is freed
+ * (the file it names, if any, stays on the server as before version 3). */
+static void check_pending(struct keepstate *ks, struct ks_report *rep)
+{
+	for (unsigned i = 0; i < KS_PENDING; i++) {
+		struct pslot *s = &ks->h->pending[i];
+		const char *why = pending_problem(s);
+
+		if (why) {
+			problem(rep, &rep->header, "pending move %u: %s", i, why);
+			__atomic_store_n(&s->state, ST_FREE, __ATOMIC_RELEASE);
+		}
+	}
+}
+
 static void check_header(struct keepstate *ks, struct ks_report *rep)
 {
 	struct hdr *h = ks->h;
@@ -99,6 +131,7 @@ static void check_header(struct keepstate *ks, struct ks_report *rep)
 			h->init_len);
 		h->init_len = 0;
 	}
+	check_pending(ks, rep);
 }
 
 /* ---- nodes ------------------------------------------------------------- */

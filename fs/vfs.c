@@ -85,6 +85,7 @@ void op_free(struct op *op)
 	if (!op)
 		return;
 	op_retire(op);
+	hidden_intent_drop(op);
 	buf_release(&op->rq.pkt);
 	free(op->path);
 	free(op->path2);
@@ -656,6 +657,8 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	handles_set_generation(v->snaps, gen);
 	if (fh_restore_all(v) < 0)
 		return -1;
+	/* Hidden files a dead daemon was moving: before any call is resent. */
+	hidden_settle_restored(v);
 	/* Hidden files whose last handle went with the previous daemon. */
 	fh_release_hidden(v);
 	if (takeover_mode(t) != TK_START) {

@@ -157,6 +157,9 @@ struct op {
 	/* a rename: the hidden files it moved out of the folder it replaces
 	 * (hidden.c), put back if the rename fails; freed with the op */
 	struct hidden_moves *moved;
+	/* a move of a hidden file it sent: its take-over record's slot + 1
+	 * (hidden.c), 0 none; dropped with the op */
+	int32_t pend;
 	/* read assembly */
 	uint32_t ra_gen;           /* read-ahead generation of a prefetch */
 	char *data;
@@ -322,6 +325,13 @@ void hidden_evacuate(struct op *op, uint64_t dir,
 void hidden_evacuate_target(struct op *op, uint64_t dir,
 			    bool (*held)(struct vfs *v, uint64_t id),
 			    void (*then)(struct op *, const struct sftp_attrs *, int));
+/* Forgets op's pending move (op->pend): the node has its new name, or
+ * the move failed. */
+void hidden_intent_drop(struct op *op);
+/* At restore: settles each move a previous daemon had sent when it died
+ * (the file at its new place is adopted by its node, or removed when no
+ * handle holds it). */
+void hidden_settle_restored(struct vfs *v);
 
 /* ---- .control/ (ops_ctl.c) ---- */
 /* Each returns true when it handled the call (the ino or name is ours). */

@@ -494,6 +494,71 @@ static void test_events_ring(void)
 	state_free(&s);
 }
 
+/* ---- pending moves of hidden files ---- */
+
+struct seen_pending {
+	unsigned n;
+	struct ks_pending last;
+	int32_t slot;
+};
+
+static void note_pending(void *arg, const struct ks_pending *p, int32_t slot)
+{
+	struct seen_pending *sp = arg;
+
+	sp->n++;
+	sp->last = *p;
+	sp->slot = slot;
+}
+
+/* A move recorded and not dropped is what the next daemon finds; a
+ * dropped one is gone; the slots run out at KS_PENDING. */
+static void test_pending_moves(void)
+{
+	struct state s = state_new();
+	struct seen_pending sp = { 0 };
+	int32_t a, b, slots[KS_PENDING];
+
+	if (!s.ks)
+		return;
+	a = ks_pending_put(s.ks, 7, 3, 1, ".steadyfs_hiddenA");
+	b = ks_pending_put(s.ks, 8, 3, 3, ".steadyfs_hiddenB");
+	CHECK(a >= 0 && b >= 0 && a != b);
+	ks_pending_drop(s.ks, b);
+	state_reopen(&s);
+	ks_pending_each(s.ks, note_pending, &sp);
+	CHECK_EQU(sp.n, 1);
+	CHECK_EQU(sp.last.id, 7);
+	CHECK_EQU(sp.last.from, 3);
+	CHECK_EQU(sp.last.parent, 1);
+	CHECK_STR(sp.last.name, ".steadyfs_hiddenA");
+	/* The restored one is its settler's until dropped. */
+	for (int i = 0; i < KS_PENDING - 1; i++)
+		CHECK((slots[i] = ks_pending_put(s.ks, 9, 1, 1, ".steadyfs_hiddenC")) >= 0);
+	CHECK_EQU(ks_pending_put(s.ks, 9, 1, 1, ".steadyfs_hiddenD"), -1);
+	ks_pending_drop(s.ks, sp.slot);
+	CHECK(ks_pending_put(s.ks, 9, 1, 1, ".steadyfs_hiddenD") == sp.slot);
+	state_free(&s);
+}
+
+/* An upgrade keeps the keeper, and the state it made: a version 2 state
+ * (no pending moves) is adopted. */
+static void test_map_takes_version_2(void)
+{
+	struct state s = state_new();
+	struct seen_pending sp = { 0 };
+
+	if (!s.ks)
+		return;
+	s.ks->h->version = 2;
+	state_reopen(&s);
+	CHECK(s.ks != NULL);
+	if (s.ks)
+		ks_pending_each(s.ks, note_pending, &sp);
+	CHECK_EQU(sp.n, 0);
+	state_free(&s);
+}
+
 /* ---- a hostile state ---- */
 
 /* A memfd another program or version left: refused whole, not read. */
@@ -643,6 +708,8 @@ int main(void)
 	UNIT_RUN(test_inflight_table_limits);
 	UNIT_RUN(test_init_saved_once);
 	UNIT_RUN(test_events_ring);
+	UNIT_RUN(test_pending_moves);
+	UNIT_RUN(test_map_takes_version_2);
 	UNIT_RUN(test_map_refuses_foreign);
 	UNIT_RUN(test_damaged_header_fields);
 	UNIT_RUN(test_damaged_events_skipped);

@@ -71,6 +71,37 @@ static void test_clean_state_passes_whole(void)
 
 /* Finding 9: slot 2 said seq 7, slot 7's length was garbage, and
  * ks_events_each wrote a NUL 4 GiB past slot 7. */
+static void count_pending(void *arg, const struct ks_pending *p, int32_t slot)
+{
+	(void)p;
+	(void)slot;
+	(*(unsigned *)arg)++;
+}
+
+/* A pending move of a hidden file that is damaged (a name that is no
+ * hidden file's, which a settling would remove; an id out of range; an
+ * unknown state word) is freed and reported; a sound one is kept. */
+static void test_damaged_pending_moves_dropped(void)
+{
+	struct state s = state_new();
+	struct ks_report rep;
+	unsigned n = 0;
+	int32_t bad;
+
+	if (!s.ks)
+		return;
+	ks_pending_put(s.ks, 5, 1, 1, ".steadyfs_hidden00");
+	ks_pending_put(s.ks, 6, 1, 1, "precious.txt");
+	ks_pending_put(s.ks, KS_ID_MAX, 1, 1, ".steadyfs_hidden01");
+	bad = ks_pending_put(s.ks, 7, 1, 1, ".steadyfs_hidden02");
+	s.ks->h->pending[bad].state = 77;
+	rep = validate(&s);
+	CHECK_EQU(rep.header, 3);
+	ks_pending_each(s.ks, count_pending, &n);
+	CHECK_EQU(n, 1);
+	state_free(&s);
+}
+
 static void test_event_in_another_slot_dropped(void)
 {
 	struct state s = state_new();
@@ -243,5 +274,6 @@ int main(void)
 	UNIT_RUN(test_header_repaired);
 	UNIT_RUN(test_long_event_empties_slot);
 	UNIT_RUN(test_name_rule);
+	UNIT_RUN(test_damaged_pending_moves_dropped);
 	return unit_summary("test_ksvalid");
 }

@@ -456,7 +456,9 @@ void hidden_put_done(struct vfs *v)
 	wake_waiters(v);
 }
 
-static void release_end(struct op *op)
+/* Ends a hidden file's removal; `unpin` false keeps its node (and its
+ * take-over record) for the next daemon. */
+static void release_end(struct op *op, bool unpin)
 {
 	struct vfs *v = op->v;
 	struct op **pp;
@@ -467,7 +469,8 @@ static void release_end(struct op *op)
 	if (*pp)
 		*pp = op->next;
 	pthread_mutex_unlock(&v->hidden_lock);
-	nodes_unpin(v->nodes, op->ino);
+	if (unpin)
+		nodes_unpin(v->nodes, op->ino);
 	op_free(op);
 	wake_waiters(v);
 }
@@ -490,13 +493,21 @@ static void removed(struct op *op, const struct sftp_reply *r, int err)
 		now = NULL;
 	}
 	free(now);
-	if (!err && r->type == SSH_FXP_STATUS &&
+	if (err) {
+		/* No answer: this daemon is stopping (the REMOVE waits for a
+		 * session otherwise). The node stays pinned, so its hidden
+		 * record stays for the next daemon, which removes it. */
+		log_warn("hidden file '%s' not removed yet: left to the next daemon", op->path);
+		release_end(op, false);
+		return;
+	}
+	if (r->type == SSH_FXP_STATUS &&
 	    (r->u.status.code == SSH_FX_OK || r->u.status.code == SSH_FX_NO_SUCH_FILE))
 		nodes_hidden_gone(op->v->nodes, op->ino);
 	else
 		log_warn("cannot remove hidden file '%s': %s", op->path,
-			 err ? "no session" : strerror(reply_errno(r)));
-	release_end(op);
+			 strerror(reply_errno(r)));
+	release_end(op, true);
 }
 
 void hidden_release(struct vfs *v, uint64_t id)

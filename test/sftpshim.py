@@ -49,7 +49,7 @@ comes from a JSON file named on its command line:
                          and then passed on; later requests pass meanwhile
   "hold_reply": [name, hex], "hold_flags": DIR
                          the reply to the first request named (`setstat`,
-                         `open` or `rename`, its source) whose path contains
+                         `open`, `remove` or `rename`, its source) whose path contains
                          these bytes, sent
                          while DIR/arm exists (it becomes DIR/held), is
                          held after the server did the work, until
@@ -100,7 +100,8 @@ LOSABLE_EXT = (b"posix-rename@openssh.com", b"hardlink@openssh.com")
 FX_EOF, FX_FAILURE = 1, 4
 REFUSABLE = {"open": FXP_OPEN, "close": FXP_CLOSE, "fstat": FXP_FSTAT}
 FXP_SETSTAT = 9
-HOLDABLE = {"open": FXP_OPEN, "setstat": FXP_SETSTAT, "rename": FXP_RENAME}
+HOLDABLE = {"open": FXP_OPEN, "setstat": FXP_SETSTAT, "rename": FXP_RENAME,
+            "remove": FXP_REMOVE}
 ATTR_SIZE, ATTR_PERM, ATTR_TIME = 0x1, 0x4, 0x8
 
 

@@ -1,5 +1,5 @@
-"""A hidden file is never left on the server by a daemon death (issue 14,
-docs/retries.md "Unlinked open files").
+"""A hidden file is never left on the server by a daemon death or an
+upgrade (issue 14, docs/retries.md "Unlinked open files").
 
 The RENAME that hides an open file (its unlink, or a rename onto it) or
 moves a hidden file out of a folder (an rmdir of that folder) is done by
@@ -8,16 +8,23 @@ daemon is SIGKILLed right then, before it could record the file's new
 name. The keeper's next daemon must settle the move from the take-over
 state (the move was recorded before it was sent): the descriptor keeps
 reading its file, and once it is closed no `.steadyfs_hidden*` name is
-left (model checker seed 1000 found one left after a daemon kill).
+left (model checker seed 1000 found one left after a daemon kill). The
+same with `steadyfs --upgrade` instead of the kill: the old daemon stops
+with the move unanswered.
+
+The REMOVE of a hidden file at its last close, its reply held while the
+daemon is upgraded: the old daemon stops without an answer, and the next
+one must still remove the file.
 """
 
 import os
 import signal
+import subprocess
 import threading
 
 import pytest
 
-from test_keeper import wait_new_daemon, wait_until
+from test_keeper import steadyfs_bin, wait_new_daemon, wait_until
 from test_server_input import lying_sshd
 from workloads import MOUNT_OPTS
 
@@ -50,9 +57,22 @@ def rmdir_holding_hidden(m):
     return lambda: os.rmdir(m.path("d"))
 
 
+def end_daemon(m, how):
+    """SIGKILL the daemon, or upgrade it; returns once the next one runs."""
+    old = m.daemon_pid()
+    if how == "kill":
+        os.kill(old, signal.SIGKILL)
+    else:
+        up = subprocess.run([steadyfs_bin(), "--upgrade", m.mountpoint],
+                            capture_output=True, text=True, timeout=30)
+        assert up.returncode == 0, up.stderr
+    assert wait_new_daemon(m, old), f"no new daemon after the {how}"
+
+
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["kill", "upgrade"])
 @pytest.mark.parametrize("case", [unlink_open, rename_onto_open, rmdir_holding_hidden])
-def test_hidden_move_cut_by_daemon_death(make_sshd, mount_steadyfs, tmp_path, case):
+def test_hidden_move_cut_by_daemon_death(make_sshd, mount_steadyfs, tmp_path, case, how):
     flags = tmp_path / "hold"
     flags.mkdir()
     nested = case is rmdir_holding_hidden
@@ -83,9 +103,7 @@ def test_hidden_move_cut_by_daemon_death(make_sshd, mount_steadyfs, tmp_path, ca
         t.start()
         assert wait_until(lambda: (flags / "held").exists(), 20), \
             "the RENAME never reached the server"
-        old = m.daemon_pid()
-        os.kill(old, signal.SIGKILL)
-        assert wait_new_daemon(m, old), "no new daemon after the kill"
+        end_daemon(m, how)
         (flags / "release").touch()
         t.join(SETTLE_BOUND)
         assert not t.is_alive(), "the call never returned after the kill"
@@ -103,3 +121,34 @@ def test_hidden_move_cut_by_daemon_death(make_sshd, mount_steadyfs, tmp_path, ca
     assert gone and read is True, \
         f"hidden names left on the server after the close: {hidden_names(server.remote_dir)}; " \
         f"read through the descriptor after the kill: {read} (the call returned {result})"
+
+
+@pytest.mark.timeout(90)
+def test_hidden_remove_cut_by_upgrade(make_sshd, mount_steadyfs, tmp_path):
+    flags = tmp_path / "hold"
+    flags.mkdir()
+    server = lying_sshd(make_sshd, tmp_path,
+                        hold_reply=["remove", b".steadyfs_hidden".hex()],
+                        hold_flags=str(flags))
+    m = mount_steadyfs(server, opts=MOUNT_OPTS, expect_errors=True)
+    with open(m.path("victim"), "wb") as f:
+        f.write(DATA)
+    fd = os.open(m.path("victim"), os.O_RDWR)
+    os.unlink(m.path("victim"))
+    hidden = hidden_names(server.remote_dir)
+    assert len(hidden) == 1
+    (flags / "arm").touch()
+    os.close(fd)
+    try:
+        assert wait_until(lambda: (flags / "held").exists(), 20), \
+            "the REMOVE never reached the server"
+        # The server removed it; put it back, as if the REMOVE had not
+        # reached the server yet when the daemon stopped (the daemon
+        # cannot tell the two apart: no reply comes).
+        with open(hidden[0], "wb") as f:
+            f.write(DATA)
+        end_daemon(m, "upgrade")
+    finally:
+        (flags / "release").touch()
+    assert wait_until(lambda: not hidden_names(server.remote_dir), SETTLE_BOUND), \
+        f"hidden names left on the server after the upgrade: {hidden_names(server.remote_dir)}"

@@ -719,8 +719,10 @@ def test_report_older_than_an_acknowledgement_passes_the_rule(make_sshd, fault_p
     server = lying_sshd(make_sshd, tmp_path, delay=[
         ["open", b"link-one".hex(), 0.7], ["fstat", b"link-two".hex(), 2.0]])
     proxy = fault_proxy(server)
-    m = mount_steadyfs(server, port=proxy.port, opts=MOUNT_OPTS,
-                       expect_errors=True)
+    # The held FSTAT reply (2 s) must not look like a dead session
+    # (ServerAliveInterval x CountMax) on a loaded machine.
+    opts = dict(MOUNT_OPTS, op_timeout=10, ServerAliveInterval=3)
+    m = mount_steadyfs(server, port=proxy.port, opts=opts, expect_errors=True)
     remote = server.remote_dir
     with open(m.path("link-one"), "wb"):
         pass

@@ -9,8 +9,10 @@
  *
  * The node takes that name (nodes_hide): its path, and so every reopen of
  * its handles, follows, the take-over state records it (a restarted
- * daemon still knows it), getattr shows nlink 0, and listings skip such
- * names. When the last handle of the node is gone the hidden file is
+ * daemon still knows it), getattr shows nlink 0, and the name is neither
+ * listed nor found by a LOOKUP (hidden_ours: only a name of exactly this
+ * form that is in the node table as hidden; no such name is made or
+ * renamed through the mount, hidden_name_refused). When the last handle of the node is gone the hidden file is
  * removed (which moves its folder's mtime once more, unlike a local
  * disk: putting the times back would race the caller's own utimens of
  * that folder; a setattr setting the folder's mtime waits for the
@@ -32,8 +34,8 @@
  *
  * Not seen by this: a hidden file left by a steadyfs killed together with
  * its keeper (the take-over state is gone with it): it stays on the
- * server, not listed, and keeps its folder from being removed until it is
- * deleted by name or on the server (docs/retries.md).
+ * server, where, no longer in the node table, it is listed like any file
+ * and can be removed through the mount (docs/retries.md).
  */
 #include <errno.h>
 #include <limits.h>
@@ -93,6 +95,27 @@ static void intend(struct op *op, uint64_t id, uint64_t from, uint64_t parent,
 
 static void settle_later(struct op *op, uint64_t id, uint64_t from,
 			 uint64_t parent, const char *leaf);
+
+/* ---- the hidden names through the mount --------------------------------- */
+
+bool hidden_ours(struct vfs *v, uint64_t parent, const char *name, size_t len)
+{
+	char s[NODES_HIDDEN_LEN + 1];
+
+	if (!nodes_hidden_name(name, len))
+		return false;
+	memcpy(s, name, len);
+	s[len] = '\0';
+	return nodes_is_hidden(v->nodes, nodes_find(v->nodes, parent, s));
+}
+
+bool hidden_name_refused(fuse_req_t req, const char *name)
+{
+	if (!nodes_hidden_name(name, strlen(name)))
+		return false;
+	fuse_reply_err(req, EPERM);
+	return true;
+}
 
 /* ---- unlink of an open file -------------------------------------------- */
 
@@ -872,7 +895,7 @@ static void listed(struct op *op, const struct sftp_reply *r, int err)
 	}
 	rr = *r;
 	while (!e->other && sftp_name_next(&rr, &n) == 0)
-		e->other = !nodes_hidden_name((const char *)n.name, n.namelen) &&
+		e->other = !hidden_ours(op->v, e->dir, (const char *)n.name, n.namelen) &&
 			   !(n.namelen == 1 && n.name[0] == '.') &&
 			   !(n.namelen == 2 && !memcmp(n.name, "..", 2));
 	buf_reset(&op->rq.pkt);

@@ -1177,7 +1177,14 @@ bool nodes_hidden_name(const char *name, size_t len)
 {
 	size_t pl = sizeof(NODES_HIDDEN_PREFIX) - 1;
 
-	return len >= pl && !memcmp(name, NODES_HIDDEN_PREFIX, pl);
+	/* Only the exact form hidden.c makes: ".steadyfs_hidden_notes" is
+	 * a user's name like any other. */
+	if (len != NODES_HIDDEN_LEN || memcmp(name, NODES_HIDDEN_PREFIX, pl))
+		return false;
+	for (size_t i = pl; i < len; i++)
+		if (!strchr("0123456789abcdef", name[i]) || !name[i])
+			return false;
+	return true;
 }
 
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)

@@ -188,7 +188,11 @@ bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b);
  * folder `parent` (0: anywhere) and returns how many.
  */
 #define NODES_HIDDEN_PREFIX ".steadyfs_hidden"
-/* True for a hidden name (never listed). */
+/* Its length: the prefix, the node id (16 lowercase hex digits), a
+ * random suffix (8). */
+#define NODES_HIDDEN_LEN (sizeof(NODES_HIDDEN_PREFIX) - 1 + 24)
+/* True for a name of exactly the generated form (whether or not it is one
+ * of this mount's: hidden_ours). */
 bool nodes_hidden_name(const char *name, size_t len);
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden);
 /* The hidden file got back a real name (a rename that had moved it

@@ -429,7 +429,7 @@ static bool add_batch(struct op *lane, struct dirbuf *d, const struct sftp_reply
 			continue;
 		}
 		/* Unlinked open files (hidden.c) are no entries. */
-		if (nodes_hidden_name((const char *)n.name, n.namelen))
+		if (hidden_ours(lane->v, lane->ino, (const char *)n.name, n.namelen))
 			continue;
 		prime(lane, &n);
 		if (dirbuf_add(d, n.name, n.namelen,

@@ -2409,6 +2409,8 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	if (hidden_name_refused(req, name))
+		return;
 	if (!(op = op_new(v, req, "create")))
 		return;
 	op->parent = parent;

@@ -160,6 +160,10 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (ctl_lookup(vfs_of(req), req, parent, name))
 		return;
+	if (hidden_ours(vfs_of(req), parent, name, strlen(name))) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
 	op = name_op(req, parent, name, "lookup");
 
 	if (!op)
@@ -705,9 +709,10 @@ static void mkdir_send(struct op *op)
 
 void vfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct op *op = name_op(req, parent, name, "mkdir");
+	struct op *op;
 
-	if (!op)
+	if (hidden_name_refused(req, name) ||
+	    !(op = name_op(req, parent, name, "mkdir")))
 		return;
 	op->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
 	op->resend = mkdir_send;
@@ -725,9 +730,10 @@ static void symlink_send(struct op *op)
 void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		 const char *name)
 {
-	struct op *op = name_op(req, parent, name, "symlink");
+	struct op *op;
 
-	if (!op)
+	if (hidden_name_refused(req, name) ||
+	    !(op = name_op(req, parent, name, "symlink")))
 		return;
 	if (!(op->path2 = strdup(link))) {
 		op_fail(op, ENOMEM);
@@ -755,7 +761,8 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (!(op = name_op(req, newparent, newname, "link")))
+	if (hidden_name_refused(req, newname) ||
+	    !(op = name_op(req, newparent, newname, "link")))
 		return;
 	op->ino = ino;  /* the source: the new name joins its link group */
 	/* No hardlink@: EXDEV, so callers that consolidate with link() fall
@@ -1066,7 +1073,8 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (!(op = name_op(req, parent, name, "rename")))
+	if (hidden_name_refused(req, newname) || hidden_name_refused(req, name) ||
+	    !(op = name_op(req, parent, name, "rename")))
 		return;
 	op->newparent = newparent;
 	op->flags = flags;

@@ -279,6 +279,16 @@ bool fh_node_closing(struct vfs *v, uint64_t ino);
 void fh_release_hidden(struct vfs *v);
 
 /* ---- unlinked open files (hidden.c) ---- */
+
+/* True when (parent, name) is the hidden name of one of this mount's
+ * unlinked open files: left out of listings, answers ENOENT to a LOOKUP
+ * (it has no name, as on a local disk). A name of the same form that is
+ * not ours (made on the server, or another mount's) is an ordinary entry. */
+bool hidden_ours(struct vfs *v, uint64_t parent, const char *name, size_t len);
+/* A name of the generated hidden form is never made, or renamed to or
+ * from, through the mount (no user file can take or hide behind one):
+ * replies EPERM and returns true for such a name. */
+bool hidden_name_refused(fuse_req_t req, const char *name);
 /* Unlinks (op->parent, op->leaf), node `id`, which has handles the
  * kernel has not released (a released one still draining writes to it
  * needs no name: its writes go to the removed file, as locally), by

@@ -13,9 +13,9 @@ docs/retries.md), each through a real mount:
 - log rotation under a writer process that never pauses;
 - a server that lies about the size or mtime right at a reopen (sftpshim
   lie_attrs): never a write at a made-up offset, never a silent loss;
-- names that look like the mount's hidden names, and another uid
-  (allow_other) reaching a hidden name: the xfail tests pin what is
-  still wrong there.
+- names that look like the mount's hidden names (only the exact generated
+  form of one of the mount's own unlinked files is hidden), and another
+  uid (allow_other) reaching a hidden name (it cannot: ENOENT).
 """
 
 import errno
@@ -525,10 +525,6 @@ def test_descriptor_keeps_its_file(mounted, tmp_path, scenario, kind):
 HIDDEN_LOOKALIKE = ".steadyfs_hidden_notes"
 
 
-@pytest.mark.xfail(strict=True, reason="every name starting .steadyfs_hidden is left out "
-                   "of listings (ops_dir.c, nodes_hidden_name), not only the mount's own "
-                   "hidden files: a user's file of such a name vanishes from ls, cp -r, "
-                   "tar, rsync of the mount")
 @pytest.mark.timeout(60)
 def test_users_file_named_like_a_hidden_one_is_listed(plain, tmp_path):
     m, remote = plain
@@ -539,9 +535,6 @@ def test_users_file_named_like_a_hidden_one_is_listed(plain, tmp_path):
     assert server_names(remote) == [HIDDEN_LOOKALIKE]
 
 
-@pytest.mark.xfail(strict=True, reason="a folder holding only a file named .steadyfs_hidden* "
-                   "made on the server lists empty through the mount, and rm -rf of it "
-                   "fails with ENOTEMPTY")
 @pytest.mark.timeout(60)
 def test_server_file_named_like_a_hidden_one_is_listed_and_removable(plain):
     m, remote = plain
@@ -549,10 +542,33 @@ def test_server_file_named_like_a_hidden_one_is_listed_and_removable(plain):
     name = ".steadyfs_hidden0000000000000002deadbeef"
     with open(os.path.join(remote, "d", name), "wb") as f:
         f.write(b"made on the server")
+    assert os.listdir(m.path("d")) == [name]  # not ours: an ordinary entry
     r = subprocess.run(["rm", "-rf", m.path("d")], capture_output=True, text=True,
                        timeout=30, stdin=subprocess.DEVNULL)
     assert (r.returncode, r.stderr) == (0, "")
     assert server_names(remote) == []
+
+
+@pytest.mark.timeout(60)
+def test_hidden_form_names_are_not_made_through_the_mount(plain):
+    """No name of the generated form is made or moved to through the
+    mount (EPERM), so no user file can ever be taken for a hidden one;
+    a look-alike folder is made, filled and removed like any other."""
+    m, remote = plain
+    name = ".steadyfs_hidden0000000000000002deadbeef"
+    with open(m.path("mine"), "wb") as f:
+        f.write(b"my file")
+    for make in (lambda p: open(p, "wb").close(), os.mkdir,
+                 lambda p: os.symlink("mine", p), lambda p: os.link(m.path("mine"), p),
+                 lambda p: os.rename(m.path("mine"), p)):
+        with pytest.raises(PermissionError):
+            make(m.path(name))
+    os.mkdir(m.path(HIDDEN_LOOKALIKE))
+    with open(os.path.join(m.path(HIDDEN_LOOKALIKE), HIDDEN_LOOKALIKE), "wb") as f:
+        f.write(b"x")
+    assert os.listdir(m.path(HIDDEN_LOOKALIKE)) == [HIDDEN_LOOKALIKE]
+    shutil.rmtree(m.path(HIDDEN_LOOKALIKE))
+    assert server_names(remote) == ["mine"]
 
 
 @pytest.fixture
@@ -576,10 +592,6 @@ def as_nobody(*argv):
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.xfail(strict=True, reason="the hidden name of an unlinked open file answers a "
-                   "LOOKUP through the mount: stat, open, rename onto it work by name "
-                   "(for another uid too, under allow_other), where the unlinked file has "
-                   "no name on a local disk")
 @pytest.mark.timeout(60)
 def test_unlinked_open_file_is_not_reachable_by_its_hidden_name(make_sshd, mount_steadyfs,
                                                                 shared_mountpoint):
@@ -603,9 +615,6 @@ def test_unlinked_open_file_is_not_reachable_by_its_hidden_name(make_sshd, mount
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="a rename onto the hidden name of an unlinked open "
-                   "file moves that file aside and puts the renamed file under the hidden "
-                   "name, where it is never listed and stays on the server after the close")
 @pytest.mark.timeout(60)
 def test_rename_onto_a_hidden_name_loses_nothing(plain):
     m, remote = plain
@@ -617,10 +626,8 @@ def test_rename_onto_a_hidden_name_loses_nothing(plain):
         hidden = hidden_name_of(remote)
         with open(m.path("mine"), "wb") as f:
             f.write(b"my file")
-        try:
+        with pytest.raises(PermissionError):  # refused: hiding the user's file is not fine
             os.rename(m.path("mine"), m.path(hidden))
-        except OSError:
-            pass  # refusing is fine; hiding the user's file is not
         os.write(fd, b"+")
         os.fsync(fd)
         assert os.pread(fd, 100, 0) == b"unlinked data+"

@@ -90,10 +90,10 @@ static void test_damaged_pending_moves_dropped(void)
 
 	if (!s.ks)
 		return;
-	ks_pending_put(s.ks, 5, 1, 1, ".steadyfs_hidden00");
+	ks_pending_put(s.ks, 5, 1, 1, ".steadyfs_hidden000000000000000501234500");
 	ks_pending_put(s.ks, 6, 1, 1, "precious.txt");
-	ks_pending_put(s.ks, KS_ID_MAX, 1, 1, ".steadyfs_hidden01");
-	bad = ks_pending_put(s.ks, 7, 1, 1, ".steadyfs_hidden02");
+	ks_pending_put(s.ks, KS_ID_MAX, 1, 1, ".steadyfs_hidden000000000000000501234501");
+	bad = ks_pending_put(s.ks, 7, 1, 1, ".steadyfs_hidden000000000000000501234502");
 	s.ks->h->pending[bad].state = 77;
 	rep = validate(&s);
 	CHECK_EQU(rep.header, 3);

@@ -46,6 +46,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "moving.h"
 #include "vfs_int.h"
 
 #define EVACUATE_MAX 64
@@ -187,6 +188,7 @@ void hidden_unlink(struct op *op, uint64_t id,
 		return;
 	}
 	intend(op, id, op->parent, op->parent, op->leaf2);
+	moving_mark(op, op->path);
 	hide_send(op);
 }
 
@@ -350,6 +352,7 @@ void hidden_replace_undo(struct op *op, int err)
 		op_fail(op, err);
 		return;
 	}
+	moving_mark(op, from);
 	free(from);
 	op_send(op, unreplaced, false);
 }
@@ -940,6 +943,7 @@ static void evacuate(struct op *op, uint64_t dir, const char *path, bool remembe
 	}
 	e->dir = dir;
 	e->path = path;
+	moving_mark(op, path);  /* its hidden files go to the root */
 	e->held = held;
 	e->then = then;
 	if (e->moves)
@@ -1009,8 +1013,10 @@ static void put_back_next(struct op *op)
 		/* Plain RENAME: a name taken meanwhile is not replaced. */
 		if (to)
 			enc = sftp_enc_rename(&op->rq.pkt, 0, from, to);
-		if (enc == 0)
+		if (enc == 0) {
 			intend(op, id, NODE_ROOT, m->dir, m->leaf);
+			moving_mark(op, from);
+		}
 		free(from);
 		free(to);
 		if (enc == 0) {

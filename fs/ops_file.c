@@ -47,6 +47,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "moving.h"
 #include "readahead.h"
 #include "takeover.h"
 #include "vfs_int.h"
@@ -82,6 +83,9 @@
  * folder of an unlinked file waits for it (hidden_when_removed), never
  * longer than this when the descriptor stays open (a dup). */
 #define RELEASE_GRACE_NS (200 * NS_PER_MS)
+/* Times one reopen waits for name changes in flight (moving.h) before
+ * "no such file" is its answer. */
+#define REOPEN_WAITS_MAX 8u
 
 struct wchunk {
 	struct sreq rq;            /* first: the done callback casts back */
@@ -111,6 +115,7 @@ struct fh {
 	uint64_t gen;
 	bool open;                 /* h is valid on (conn_idx, gen) */
 	bool reopening;
+	unsigned move_waits;       /* this reopen waited so often (moving.h) */
 	struct op *waiters;        /* ops waiting for the handle */
 	struct wchunk *chunks;     /* unacknowledged writes, oldest first */
 	struct wchunk *chunks_tail;
@@ -556,6 +561,7 @@ static void reopen_finish(struct op *rop, const uint8_t *h, size_t hlen, int fai
 
 	pthread_mutex_lock(&fh->lock);
 	fh->reopening = false;
+	fh->move_waits = 0;
 	if (!fail) {
 		memcpy(fh->h, h, hlen);
 		fh->hlen = hlen;
@@ -653,6 +659,23 @@ static bool reopen_moved(const struct op *rop)
 	return moved;
 }
 
+/* Parks the reopen until the name changes in flight on its path are
+ * over (moving.h), at most REOPEN_WAITS_MAX times; false when none is. */
+static bool reopen_waits(struct op *rop)
+{
+	struct fh *fh = rop->fh;
+	bool room;
+
+	pthread_mutex_lock(&fh->lock);
+	room = fh->move_waits < REOPEN_WAITS_MAX;
+	fh->move_waits += room;
+	pthread_mutex_unlock(&fh->lock);
+	if (!room)
+		return false;
+	rop->resend = reopen_again;
+	return moving_wait(rop->v, rop);
+}
+
 /*
  * The FSTAT of the reopened handle: the "same file?" rule decides whether
  * its queued writes may go there. The new handle waits in rop->data.
@@ -705,7 +728,11 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		fail = err ? op_transport_errno(err) : reply_errno(r);
 		/* The file was renamed (or hidden) after the OPEN left, on
 		 * another session: the name it asked for is gone, the node's
-		 * new one leads to the file. */
+		 * new one leads to the file. The rename's reply may not be in
+		 * yet: then the reopen waits for it first (checked first: its
+		 * mark goes only once the node has moved). */
+		if (fail == ENOENT && reopen_waits(rop))
+			return;
 		if (fail == ENOENT && reopen_moved(rop)) {
 			reopen_again(rop);
 			return;

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "moving.h"
 #include "vfs_int.h"
 
 #define NAME_MAX_BYTES 255
@@ -1087,6 +1088,10 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		op_fail(op, err == ESTALE ? ENOENT : err);
 		return;
 	}
+	/* Both names move (the target aside when it is open): a reopen
+	 * under either waits for the outcome (moving.h). */
+	moving_mark(op, op->path);
+	moving_mark(op, op->path2);
 	/* A file open at the target keeps working under a hidden name
 	 * (hidden.c); not when both names are one file (nothing changes). */
 	victim = nodes_find(op->v->nodes, newparent, newname);

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "handles.h"
 #include "ksvalid.h"
+#include "moving.h"
 #include "log.h"
 #include "takeover.h"
 
@@ -84,6 +85,9 @@ void op_free(struct op *op)
 {
 	if (!op)
 		return;
+	/* After the node table took its result: a reopen waiting for it
+	 * goes again under the new name. */
+	moving_end(op);
 	op_retire(op);
 	hidden_intent_drop(op);
 	buf_release(&op->rq.pkt);
@@ -680,6 +684,8 @@ void vfs_free(struct vfs *v)
 	if (!v)
 		return;
 	vfs_stop(v);
+	/* The pool is stopped: parked reopens fail and drop their handles. */
+	moving_release_all(v);
 	fh_free_all(v);
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);

@@ -29,6 +29,7 @@ struct fh;
 struct op;
 struct wchunk;
 struct hidden_moves;
+struct move_mark;
 
 /* The virtual .control/ directory and its files: ids far above any id the
  * node table hands out (a 64-bit counter from 2). */
@@ -91,6 +92,10 @@ struct vfs {
 	pthread_mutex_t hidden_lock;  /* protects the two lists below */
 	struct op *removing;       /* hidden names being removed (hidden.c) */
 	struct op *removal_waiters;  /* setattrs waiting for them */
+	/* name changes in flight and the reopens waiting for them
+	 * (moving.h), under vfs->lock (not hidden_lock) */
+	struct move_mark *marks;
+	struct op *parked;
 };
 
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
@@ -139,7 +144,9 @@ struct op {
 	 * status the server refused a resent call with */
 	bool lost;
 	uint32_t refused;
-	void (*resend)(struct op *op);  /* encodes and sends the call again */
+	void (*resend)(struct op *op);  /* encodes and sends the call again
+					 * (a parked reopen: moving.h) */
+	bool marked;               /* it has name changes in flight (moving.h) */
 	bool live;                 /* on vfs->live */
 	bool logged;               /* its failure was logged already */
 	int result;                /* errno the call ended with */

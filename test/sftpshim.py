@@ -41,17 +41,23 @@ comes from a JSON file named on its command line:
                          held (DIR/arm becomes DIR/held) until its path no
                          longer exists on this machine, at most 10 s, and
                          then passed on; later requests pass meanwhile (a
-                         request overtaken by one sent on another session)
+                         request overtaken by one sent on another session);
+                         once the server's reply to it went to the client,
+                         DIR/answered exists
   "hold_remove": hex, "hold_flags": DIR
                          a REMOVE whose path contains these bytes, sent
                          while DIR/arm exists, is held (DIR/arm becomes
                          DIR/held) until DIR/release exists, at most 10 s,
                          and then passed on; later requests pass meanwhile
-  "hold_reply": [name, hex], "hold_flags": DIR
+  "hold_reply": [name, hex] or [name, hex, arm], "hold_flags": DIR
                          the reply to the first request named (`setstat`,
-                         `open`, `remove` or `rename`, its source) whose path contains
-                         these bytes, sent
-                         while DIR/arm exists (it becomes DIR/held), is
+                         `open`, `remove`, `rename`: a plain RENAME, its
+                         old path, or `posix-rename`:
+                         posix-rename@openssh.com, its old path) whose
+                         path contains these bytes, sent
+                         while DIR/arm exists (it becomes DIR/held; with
+                         `arm` given, DIR/<arm> becomes DIR/<arm>.held,
+                         so hold_open can be armed apart), is
                          held after the server did the work, until
                          DIR/release exists (at most 10 s); the other
                          replies pass meanwhile (a reply still on its way)
@@ -162,6 +168,7 @@ class Relay:
         self.lie = cfg.get("lie_attrs")
         self.hold_reply = cfg.get("hold_reply")
         self.held = None                 # id whose reply hold_reply holds
+        self.held_open = None            # id of the OPEN hold_open held
         self.refusals = {}               # id -> status code to answer
         self.lock = threading.Lock()     # writes to our stdout
         self.pending = {}                # id -> ("readdir", handle) / ("limits",) / ("open", path)
@@ -197,14 +204,24 @@ class Relay:
         with self.to_server:
             self.server.stdin.close()
 
-    def arm_taken(self):
-        """True once: DIR/arm (hold_flags) existed and is DIR/held now."""
+    def arm_taken(self, arm="arm"):
+        """True once: DIR/arm (hold_flags) existed and is DIR/held now
+        (another arm: DIR/<arm>.held)."""
+        held = "held" if arm == "arm" else arm + ".held"
         try:
-            os.rename(os.path.join(self.hold_flags, "arm"),
-                      os.path.join(self.hold_flags, "held"))
+            os.rename(os.path.join(self.hold_flags, arm),
+                      os.path.join(self.hold_flags, held))
             return True
         except FileNotFoundError:
             return False
+
+    def flag(self, name):
+        """Creates DIR/name (hold_flags): the test sees how far it got."""
+        try:
+            os.close(os.open(os.path.join(self.hold_flags, name),
+                             os.O_WRONLY | os.O_CREAT, 0o644))
+        except OSError:
+            pass
 
     def pass_on_when(self, ptype, body, ready):
         """Holds a request: a thread of its own passes it on once
@@ -231,6 +248,7 @@ class Relay:
                 struct.unpack_from(">I", body, off)[0] & FXF_EXCL or \
                 not self.arm_taken():
             return False
+        self.held_open = struct.unpack_from(">I", body)[0]
         return self.pass_on_when(ptype, body, lambda: not os.path.exists(path))
 
     def holding_remove(self, ptype, body):
@@ -252,9 +270,8 @@ class Relay:
         rid = struct.unpack_from(">I", body)[0]
         self.note_refusal(ptype, rid, body)
         if self.hold_reply and self.held is None and \
-                ptype == HOLDABLE.get(self.hold_reply[0]) and \
-                bytes.fromhex(self.hold_reply[1]) in get_str(body, 4)[0] and \
-                self.arm_taken():
+                bytes.fromhex(self.hold_reply[1]) in self.holdable_path(ptype, body) and \
+                self.arm_taken(*self.hold_reply[2:3]):
             self.held = rid
         if ptype == FXP_CLOSE:
             # The server reuses handle strings: a new listing on this
@@ -294,6 +311,18 @@ class Relay:
                 self.serve_read(rid, self.handles[h], offset, length)
                 return True
         return False
+
+    def holdable_path(self, ptype, body):
+        """The (first) path of a request of the kind hold_reply names,
+        else b"" (which contains nothing)."""
+        if self.hold_reply[0] == "posix-rename":
+            if ptype != FXP_EXTENDED:
+                return b""
+            name, off = get_str(body, 4)
+            return get_str(body, off)[0] if name == LOSABLE_EXT[0] else b""
+        if ptype != HOLDABLE.get(self.hold_reply[0]):
+            return b""
+        return get_str(body, 4)[0]
 
     def losing(self, ptype, body):
         """True when this request is the first one to be lost for one of
@@ -386,6 +415,10 @@ class Relay:
             out = packet(ptype, self.rewrite(ptype, body))
             if secs is None:
                 self.send_client(out)
+                if ptype != 2 and self.held_open is not None and \
+                        struct.unpack_from(">I", body)[0] == self.held_open:
+                    self.held_open = None
+                    self.flag("answered")
                 continue
             t = threading.Timer(secs, self.send_client, (out,))
             t.daemon = True

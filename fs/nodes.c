@@ -11,6 +11,7 @@
 #include <errno.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,8 +49,21 @@ struct node {
 	struct node *next_name;
 };
 
+/* Names of link group members whose nodes went (nodes.h, "forgotten
+ * groups"), at most this many: the oldest goes first. */
+#define GONE_NAMES_MAX 64
+
+struct gone_name {
+	char *path;            /* its remote path when its node went */
+	uint32_t twins;        /* the group it named */
+	uint64_t age;          /* from nodes.gone_clock: higher is newer */
+};
+
 struct nodes {
 	pthread_mutex_t lock;  /* protects everything below */
+	struct gone_name gone[GONE_NAMES_MAX];
+	unsigned ngone;
+	uint64_t gone_clock;
 	char *base;
 	uint64_t next;
 	struct keepstate *ks;  /* take-over state, NULL until adopted */
@@ -175,6 +189,112 @@ static void keep_unlink(struct nodes *t, struct node *n)
 			*pp = n->kept_next;
 	}
 	n->kept_next = NULL;
+}
+
+static int build_path(struct nodes *t, uint64_t id, const char *leaf, char **res);
+
+/* Drops remembered name i. Lock held (also below). */
+static void gone_drop(struct nodes *t, unsigned i)
+{
+	free(t->gone[i].path);
+	t->gone[i] = t->gone[--t->ngone];
+}
+
+/* Whether path is `at` or lies under it. */
+static bool path_under(const char *path, const char *at)
+{
+	size_t l = strlen(at);
+
+	return !strncmp(path, at, l) && (path[l] == '\0' || path[l] == '/');
+}
+
+/* Node n of a link group goes while it has its name: the name is
+ * remembered, so a later lookup joins the group again (nodes.h). */
+static void gone_remember(struct nodes *t, const struct node *n)
+{
+	unsigned oldest = 0;
+	char *path;
+
+	if (!n->twins || !n->name || n->hidden || build_path(t, n->id, NULL, &path))
+		return;
+	for (unsigned i = 0; i < t->ngone; i++)
+		if (!strcmp(t->gone[i].path, path)) {
+			gone_drop(t, i);
+			break;
+		}
+	if (t->ngone == GONE_NAMES_MAX) {
+		for (unsigned i = 1; i < t->ngone; i++)
+			if (t->gone[i].age < t->gone[oldest].age)
+				oldest = i;
+		gone_drop(t, oldest);
+	}
+	t->gone[t->ngone++] = (struct gone_name){ path, n->twins, ++t->gone_clock };
+}
+
+/* Remembered names at or under `path` no longer name their file (it was
+ * removed or replaced); those under `from`, when given, moved to `path`
+ * (a rename of a folder). */
+static void gone_moved(struct nodes *t, const char *from, const char *path)
+{
+	for (unsigned i = 0; i < t->ngone;) {
+		struct gone_name *g = &t->gone[i];
+		char *moved;
+
+		if (path_under(g->path, path)) {
+			gone_drop(t, i);
+			continue;
+		}
+		if (from && path_under(g->path, from) &&
+		    asprintf(&moved, "%s%s", path, g->path + strlen(from)) >= 0) {
+			free(g->path);
+			g->path = moved;
+		}
+		i++;
+	}
+}
+
+/* The same for (parent, name) and, for a rename, (fparent, fname). */
+static void gone_moved_names(struct nodes *t, uint64_t fparent, const char *fname,
+			     uint64_t parent, const char *name)
+{
+	char *from = NULL, *to;
+
+	if (!t->ngone || build_path(t, parent, name, &to))
+		return;
+	if (fname && build_path(t, fparent, fname, &from))
+		from = NULL;
+	gone_moved(t, from, to);
+	free(from);
+	free(to);
+}
+
+/* New node n has a name a link group member had when its node went: n
+ * joins that group (its ring, when another node of it is in the table,
+ * and that node's identity), else starts it again alone. */
+static void gone_rejoin(struct nodes *t, struct node *n)
+{
+	struct node *m = NULL;
+	uint32_t twins = 0;
+	char *path;
+
+	if (!t->ngone || build_path(t, n->id, NULL, &path))
+		return;
+	for (unsigned i = 0; i < t->ngone; i++)
+		if (!strcmp(t->gone[i].path, path)) {
+			twins = t->gone[i].twins;
+			gone_drop(t, i);
+			break;
+		}
+	free(path);
+	for (size_t i = 0; twins && !m && i < NBUCKETS; i++)
+		for (m = t->by_id[i]; m && (m == n || m->twins != twins); m = m->next_id)
+			;
+	n->twins = twins;
+	if (!m)
+		return;
+	n->twin = m->twin ? m->twin : m;
+	m->twin = n;
+	n->ident = m->ident;
 }
 
 static void free_node_locked(struct nodes *t, struct node *n);
@@ -327,6 +447,8 @@ void nodes_free(struct nodes *t)
 			n = next;
 		}
 	}
+	while (t->ngone)
+		gone_drop(t, 0);
 	pthread_mutex_destroy(&t->lock);
 	free(t->base);
 	free(t);
@@ -503,6 +625,7 @@ static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldnam
 	char *copy = strdup(newname), *back = strdup(oldname);
 
 	pthread_mutex_lock(&t->lock);
+	gone_moved_names(t, oldparent, oldname, newparent, newname);
 	victim = find(t, newparent, newname);
 	n = find(t, oldparent, oldname);
 	if (n && copy && back && victim && victim != n &&
@@ -533,6 +656,7 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
+	gone_moved_names(t, 0, NULL, parent, name);
 	n = find(t, parent, name);
 	if (n)
 		drop_name(t, n);
@@ -602,6 +726,7 @@ static struct node *add_locked(struct nodes *t, uint64_t parent, const char *nam
 	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
 	t->by_id[n->id & (NBUCKETS - 1)] = n;
 	link_name(t, n);
+	gone_rejoin(t, n);  /* a name of a forgotten link group */
 	return n;
 }
 
@@ -637,6 +762,7 @@ static void free_node_locked(struct nodes *t, struct node *n)
 		keep_unlink(t, g);
 		free_node_locked(t, g);
 	}
+	gone_remember(t, n);  /* while its folders are still known */
 	twin_leave(t, n);  /* before its name goes: see there */
 	unlink_name(t, n);
 	if (n->hidden) {

@@ -171,6 +171,13 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out);
  * under a folder it no longer has). Beyond that, or freed, it leaves the
  * rest judged by type only (identity.h): memory stays within 5 nodes per
  * file the kernel holds.
+ * Forgotten groups: a member that goes while it has its name leaves that
+ * name (its path) and its group number behind, up to 64 names per table
+ * (the oldest go first; not in the take-over state). A node made later
+ * with that path (a lookup, a listing) joins the group again: its ring
+ * and identity when another member is in the table, else it starts the
+ * group alone. nodes_rename and nodes_unlink forget the names they
+ * replace or remove and carry those under a renamed folder along.
  * nodes_twins fills ids with id and the rest of its group (up to max)
  * and returns how many.
  */

@@ -68,8 +68,64 @@ static void test_end_set_reaches_other_names(void)
 	nodes_free(t);
 }
 
+/* A link group whose nodes the kernel all forgot: a later lookup of its
+ * names joins them again (one file, one identity), unless a rename or
+ * unlink through the mount changed what the name leads to; a folder
+ * renamed carries its remembered names along. */
+static void test_forgotten_group_joins_again(void)
+{
+	struct nodes *t = nodes_new("/base");
+	uint64_t d = nodes_ref(t, NODE_ROOT, "d");
+	uint64_t a = nodes_ref(t, NODE_ROOT, "a");
+	uint64_t b = nodes_ref(t, d, "b");
+	uint64_t c = nodes_ref(t, NODE_ROOT, "c");
+	uint64_t out[8], a2, b2, c2, b3;
+
+	nodes_twin(t, a, b);
+	nodes_twin(t, a, c);
+	nodes_forget(t, a, 1);
+	nodes_forget(t, b, 1);
+	nodes_forget(t, c, 1);
+	CHECK(!nodes_find(t, NODE_ROOT, "a"));
+	CHECK(!nodes_find(t, d, "b"));
+	a2 = nodes_ref(t, NODE_ROOT, "a");
+	CHECK_EQU(peers(t, a2, out), 0);
+	b2 = nodes_ref(t, d, "b");
+	CHECK(nodes_same_file(t, a2, b2));
+	CHECK_EQU(peers(t, a2, out), 1);
+	/* c was replaced through the mount: another file now. */
+	nodes_rename(t, NODE_ROOT, "x", NODE_ROOT, "c");
+	c2 = nodes_ref(t, NODE_ROOT, "c");
+	CHECK(!nodes_same_file(t, a2, c2));
+	/* Forgotten again, its folder renamed: found under the new name. */
+	nodes_forget(t, b2, 1);
+	CHECK(nodes_find(t, d, "b"));  /* kept for its name (a2 held) */
+	nodes_forget(t, a2, 1);
+	nodes_rename(t, NODE_ROOT, "d", NODE_ROOT, "e");
+	a2 = nodes_ref(t, NODE_ROOT, "a");
+	b3 = nodes_ref(t, d, "b");
+	CHECK(nodes_same_file(t, a2, b3));
+	nodes_forget(t, b3, 1);
+	nodes_forget(t, a2, 1);
+	nodes_forget(t, d, 1);
+	/* The folder forgotten too: its new path still leads there. */
+	d = nodes_ref(t, NODE_ROOT, "e");
+	b3 = nodes_ref(t, d, "b");
+	a2 = nodes_ref(t, NODE_ROOT, "a");
+	CHECK(nodes_same_file(t, a2, b3));
+	/* Unlinked through the mount: forgotten, it joins nothing. */
+	nodes_forget(t, a2, 1);
+	nodes_forget(t, b3, 1);
+	nodes_unlink(t, NODE_ROOT, "a");
+	a2 = nodes_ref(t, NODE_ROOT, "a");
+	b3 = nodes_ref(t, d, "b");
+	CHECK(!nodes_same_file(t, a2, b3));
+	nodes_free(t);
+}
+
 int main(void)
 {
+	UNIT_RUN(test_forgotten_group_joins_again);
 	UNIT_RUN(test_ring_join_and_leave);
 	UNIT_RUN(test_end_set_reaches_other_names);
 	return unit_summary("test_nodes");

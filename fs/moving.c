@@ -101,7 +101,10 @@ void moving_end(struct op *op)
 		}
 	}
 	op->marked = false;
-	wake = take_parked_locked(v, false);
+	/* Stopping (the pool fails what is in flight): a reopen sent now
+	 * would be answered at once, under its handle's lock. Parked ones
+	 * stay for moving_drop_all. */
+	wake = v->stop ? NULL : take_parked_locked(v, false);
 	pthread_mutex_unlock(&v->lock);
 	while (gone) {
 		struct move_mark *next = gone->next;
@@ -129,12 +132,17 @@ bool moving_wait(struct vfs *v, struct op *rop)
 	return park;
 }
 
-void moving_release_all(struct vfs *v)
+void moving_drop_all(struct vfs *v)
 {
-	struct op *wake;
+	struct op *drop;
 
 	pthread_mutex_lock(&v->lock);
-	wake = take_parked_locked(v, true);
+	drop = take_parked_locked(v, true);
 	pthread_mutex_unlock(&v->lock);
-	resend_all(wake);
+	while (drop) {
+		struct op *next = drop->next;
+
+		op_free(drop);  /* its handle goes with fh_free_all */
+		drop = next;
+	}
 }

@@ -31,7 +31,7 @@ struct vfs;
  * reopen overtaken then fails as it would have. */
 void moving_mark(struct op *op, const char *path);
 /* Drops op's marks and sends again the reopens no mark holds back any
- * more (from op_free). */
+ * more (from op_free; not once the vfs is stopping: vfs->stop). */
 void moving_end(struct op *op);
 /*
  * A reopen `rop` got NO_SUCH_FILE for rop->path: when a mark covers that
@@ -40,7 +40,9 @@ void moving_end(struct op *op);
  * flight there (rop untouched).
  */
 bool moving_wait(struct vfs *v, struct op *rop);
-/* Sends again every parked reopen (the pool is stopped: they fail). */
-void moving_release_all(struct vfs *v);
+/* Frees every parked reopen without sending it (the pool is stopped;
+ * their handles are freed next, fh_free_all; their unwritten data was
+ * reported by fh_drain_all). */
+void moving_drop_all(struct vfs *v);
 
 #endif

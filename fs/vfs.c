@@ -684,8 +684,8 @@ void vfs_free(struct vfs *v)
 	if (!v)
 		return;
 	vfs_stop(v);
-	/* The pool is stopped: parked reopens fail and drop their handles. */
-	moving_release_all(v);
+	/* The pool is stopped: reopens still parked are never sent. */
+	moving_drop_all(v);
 	fh_free_all(v);
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);

@@ -322,11 +322,6 @@ static bool node_quiet(struct vfs *v, uint64_t ino)
 	return !busy;
 }
 
-bool fh_ino_writing(struct vfs *v, uint64_t ino)
-{
-	return !node_quiet(v, ino);
-}
-
 /* A handle's view of its file from the server (open, reopen), asked
  * when the file's mark was `mark` (nodes_ident_mark). */
 static void fh_seen(struct fh *fh, const struct sftp_attrs *a, uint32_t mark)
@@ -2864,6 +2859,9 @@ static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
 			p ? p : "(no name)", (unsigned long long)r->lo, (unsigned long long)r->hi);
 		control_event_data(v->ctl, p ? p : "", r->lo, r->hi - r->lo, false, true);
 		free(p);
+		/* The end counted those bytes; a prefix of them may have
+		 * landed: the server's size is the file's again. */
+		nodes_end_forget(v->nodes, r->ino);
 	}
 	if (r->released || !(fh = fh_new(v, r->ino, r->flags))) {
 		ks_fh_drop(v->ks, slot);

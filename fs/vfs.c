@@ -214,16 +214,10 @@ void stat_path(struct op *op, const char *path,
 
 void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st)
 {
-	struct ident id;
 	uint64_t end;
 
-	if (!S_ISREG(st->st_mode) || !nodes_end_get(v->nodes, ino, &end))
-		return;
-	/* The end moved for every write accepted, landed or not. */
-	if (nodes_ident_get(v->nodes, ino, &id) && id.known && id.lo < end &&
-	    !fh_ino_writing(v, ino))
-		end = id.lo;
-	if ((off_t)end > st->st_size) {
+	if (S_ISREG(st->st_mode) && nodes_end_get(v->nodes, ino, &end) &&
+	    (off_t)end > st->st_size) {
 		st->st_size = (off_t)end;
 		st->st_blocks = (blkcnt_t)((end + 511) / 512);
 	}

@@ -210,10 +210,9 @@ void op_log_error(struct op *op, int errnum, const char *cause);
  * up (see sreq.h). */
 void stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int));
-/* Writers' end offset raises a size the server does not know yet; with
- * no write of the file unacknowledged, only up to the end the server
- * confirmed (identity.h lo): bytes that died with a daemon or that the
- * server refused never landed. */
+/* Writers' end offset raises a size the server does not know yet (an
+ * end that counted bytes lost with a dead daemon is forgotten when the
+ * next daemon restores the handle: the server's size counts again). */
 void vfs_adjust_size(struct vfs *v, uint64_t ino, struct stat *st);
 
 /* Attribute conversion with uid/gid/umask mapping. */
@@ -273,9 +272,6 @@ double fh_oldest_unacked(struct vfs *v);
 bool fh_node_open(struct vfs *v, uint64_t ino);
 /* True when node ino has a handle the kernel has not released. */
 bool fh_node_held(struct vfs *v, uint64_t ino);
-/* True when a handle of the file of ino (its link group too) has
- * unacknowledged writes. */
-bool fh_ino_writing(struct vfs *v, uint64_t ino);
 /* True when node ino's last handles are going: released by the kernel
  * and not yet closed on the server (none held), or one flushed a moment
  * ago and not released (that close(2) may have been the last, its

@@ -176,8 +176,8 @@ $(B)/fuzz-replay-sftp: test/fuzz/fuzz_sftp.c test/fuzz/replay.c $(B)/libsteadyfs
 FUZZ_RESTORE_CAPS := -DKS_NODE_CAP=32 -DKS_FH_CAP=8 -DKS_INFL_CAP=16 \
 	-DKS_EVENTS=16 -DNODES_NBUCKETS=16 -DKS_DEPTH_MAX=8
 FUZZ_RESTORE_SRC := test/fuzz/fuzz_restore.c fs/keepstate.c fs/ksvalid.c \
-	fs/nodes.c fs/identity.c lib/names.c lib/clock.c
-FUZZ_RESTORE_HDR := fs/keepstate.h fs/keepstate_int.h fs/ksvalid.h fs/nodes.h fs/identity.h \
+	fs/nodes.c fs/nodes_links.c fs/nodes_keep.c fs/identity.c lib/names.c lib/clock.c
+FUZZ_RESTORE_HDR := fs/keepstate.h fs/keepstate_int.h fs/ksvalid.h fs/nodes.h fs/nodes_int.h fs/identity.h \
 	lib/names.h
 $(B)/fuzz-replay-restore: $(FUZZ_RESTORE_SRC) $(FUZZ_RESTORE_HDR) test/fuzz/replay.c $(B)/.flags
 	$(CC) $(ALLCFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -o $@ $(FUZZ_RESTORE_SRC) \
@@ -243,7 +243,7 @@ fuzz-restore-coverage:
 		test/fuzz/corpus_restore $(FUZZ_RESTORE_EXTRA)
 	llvm-profdata merge -o $(B)/cov/restore.profdata $(B)/cov/restore.profraw
 	llvm-cov report $(B)/cov/replay-restore -instr-profile=$(B)/cov/restore.profdata \
-		fs/ksvalid.c fs/keepstate.c fs/nodes.c lib/names.c
+		fs/ksvalid.c fs/keepstate.c fs/nodes.c fs/nodes_links.c fs/nodes_keep.c lib/names.c
 
 demo: all
 	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)

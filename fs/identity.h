@@ -19,7 +19,7 @@
  * What it cannot see: another client replacing the file by one of the
  * same type and size within the same second (or at the same mtime), or
  * rewriting bytes in place without changing size or mtime (see
- * docs/retries.md). Every reopen uses it (ops_file.c); a later spool
+ * docs/retries.md). Every reopen uses it (fh_io.c); a later spool
  * uses it before replaying journaled writes.
  *
  * Plain data, no locks: the owner (the node table) serialises access.

@@ -1,155 +1,32 @@
 /*
- * nodes: the inode table, two chained hash tables over one node struct:
- * by id, and by (parent id, name). See nodes.h.
+ * nodes: the inode table's names: two chained hash tables over one node
+ * struct (by id, and by parent id and name), lookup counts, forget,
+ * rename, paths, cached attributes, pins held by open handles. The
+ * per-file facts (identity, link groups, hidden names) are in
+ * nodes_links.c, restore and end offsets in nodes_keep.c (nodes_int.h).
+ * See nodes.h.
  */
-#include "nodes.h"
 
+#include "nodes.h"
 #include "clock.h"
 #include "keepstate.h"
 #include "sftp.h"
 
 #include <errno.h>
-
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Fewer in the restore fuzzer's build, which makes a table per input. */
-#ifndef NODES_NBUCKETS
-#define NODES_NBUCKETS (1u << 17)
-#endif
-#define NBUCKETS NODES_NBUCKETS
+#include "nodes_int.h"
 
-struct node {
-	uint64_t id;
-	uint64_t parent;
-	char *name;            /* NULL for the root and for unlinked nodes */
-	uint64_t nlookup;
-	struct stat attr;
-	bool have_attr;
-	uint64_t attr_time;    /* CLOCK_MONOTONIC ns of attr */
-	bool end_known;
-	uint64_t end;          /* end-of-file offset for appends */
-	struct ident ident;    /* for the "same file?" rule (identity.h) */
-	bool hidden;           /* unlinked while open: name is a hidden one */
-	/* hidden children: kept while it has any, since their paths go
-	 * through it (the kernel may forget a folder it invalidated, a
-	 * failed rename's target say, before its hidden file's release) */
-	uint32_t hidden_kids;
-	uint32_t twins;        /* link group (nodes_twin), 0 none */
-	struct node *twin;     /* next of its group's ring, NULL alone */
-	uint32_t pins;         /* open handles: kept after the kernel forgets */
-	bool kept;             /* kept for its name (kept_for_name), on its
-				* folder's kept list */
-	struct node *kept_next;
-	struct node *kept_head;  /* a folder's kept children */
-	int32_t slot;          /* take-over record, -1 when none */
-	struct node *next_id;
-	struct node *next_name;
-};
+static int build_path(struct nodes *t, uint64_t id, const char *leaf, char **res);
+static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldname,
+			 uint64_t newparent, const char *newname, bool maybe_one);
+static struct node *nodes_add_locked(struct nodes *t, uint64_t parent, const char *name);
+static void nodes_free_node_locked(struct nodes *t, struct node *n);
 
-/* Names of link group members whose nodes went (nodes.h, "forgotten
- * groups"), at most this many: the oldest goes first. */
-#define GONE_NAMES_MAX 64
-
-struct gone_name {
-	char *path;            /* its remote path when its node went */
-	uint32_t twins;        /* the group it named */
-	uint64_t age;          /* from nodes.gone_clock: higher is newer */
-};
-
-struct nodes {
-	pthread_mutex_t lock;  /* protects everything below */
-	struct gone_name gone[GONE_NAMES_MAX];
-	unsigned ngone;
-	uint64_t gone_clock;
-	char *base;
-	uint64_t next;
-	struct keepstate *ks;  /* take-over state, NULL until adopted */
-	size_t nhidden;        /* nodes with a hidden name */
-	uint32_t next_twins;   /* the last link group handed out */
-	struct node *by_id[NBUCKETS];
-	struct node *by_name[NBUCKETS];
-};
-
-static uint32_t hash_name(uint64_t parent, const char *name)
-{
-	/* FNV-1a over the parent id and the name. */
-	uint64_t h = 1469598103934665603ull ^ parent;
-
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	return (uint32_t)(h ^ (h >> 32)) & (NBUCKETS - 1);
-}
-
-static struct node *get(struct nodes *t, uint64_t id)
-{
-	struct node *n = t->by_id[id & (NBUCKETS - 1)];
-
-	while (n && n->id != id)
-		n = n->next_id;
-	return n;
-}
-
-static struct node *find(struct nodes *t, uint64_t parent, const char *name)
-{
-	struct node *n = t->by_name[hash_name(parent, name)];
-
-	while (n && !(n->parent == parent && n->name && !strcmp(n->name, name)))
-		n = n->next_name;
-	return n;
-}
-
-/* One node, or two of one link group (nodes_twin): one file. */
-static bool same_file(const struct node *a, const struct node *b)
-{
-	return a && b && (a == b || (a->twins && a->twins == b->twins));
-}
-
-/* Whether the kernel or a handle holds node n. */
-static bool live(const struct node *n)
-{
-	return n->id == NODE_ROOT || n->nlookup || n->pins;
-}
-
-/* Named link group members the kernel forgot, kept per group at most. */
-#define KEPT_NAMES_MAX 4
-
-/*
- * Whether n, which the kernel forgot, stays for its name: it is in a link
- * group another member of which is held, and the group keeps fewer than
- * KEPT_NAMES_MAX such names besides it. A later lookup of the name then
- * finds the group's node (and identity) again instead of making one that
- * a write through the group would not move (identity.h). Memory stays
- * within KEPT_NAMES_MAX per file the kernel holds.
- */
-static bool kept_for_name(const struct node *n)
-{
-	bool held = false;
-	unsigned kept = 0;
-
-	if (!n->name || !n->twin)
-		return false;
-	for (const struct node *m = n->twin; m != n; m = m->twin) {
-		if (live(m))
-			held = true;
-		else if (m->name)
-			kept++;
-	}
-	return held && kept < KEPT_NAMES_MAX;
-}
-
-/* Whether nothing needs node n any more: no lookups, no handles, no
- * hidden children, not kept for its name. */
-static bool unused(const struct node *n)
-{
-	return !live(n) && !n->hidden_kids && !kept_for_name(n);
-}
-
-/* A hidden node joins (add) or leaves folder `parent`. Lock held. A
- * folder left unused is freed by the next nodes_prune. */
-static void count_hidden_kid(struct nodes *t, uint64_t parent, bool add)
+void nodes_count_hidden_kid(struct nodes *t, uint64_t parent, bool add)
 {
 	struct node *p = get(t, parent);
 
@@ -159,10 +36,7 @@ static void count_hidden_kid(struct nodes *t, uint64_t parent, bool add)
 		p->hidden_kids--;
 }
 
-/* n stays for its name: on its folder's list, so that the folder's
- * freeing frees it too (its path would lead nowhere). False when the
- * folder is not in the table. Lock held (also below). */
-static bool keep_link(struct nodes *t, struct node *n)
+bool nodes_keep_link(struct nodes *t, struct node *n)
 {
 	struct node *p = get(t, n->parent);
 
@@ -190,8 +64,6 @@ static void keep_unlink(struct nodes *t, struct node *n)
 	}
 	n->kept_next = NULL;
 }
-
-static int build_path(struct nodes *t, uint64_t id, const char *leaf, char **res);
 
 /* Drops remembered name i. Lock held (also below). */
 static void gone_drop(struct nodes *t, unsigned i)
@@ -297,21 +169,19 @@ static void gone_rejoin(struct nodes *t, struct node *n)
 	n->ident = m->ident;
 }
 
-static void free_node_locked(struct nodes *t, struct node *n);
-
 /* n lost a lookup or a pin: kept for its name (on its folder's list:
  * without the folder it cannot be), or freed when unused. */
 static void settle_locked(struct nodes *t, struct node *n)
 {
-	if (!live(n) && !n->kept && kept_for_name(n) && !keep_link(t, n)) {
-		free_node_locked(t, n);
+	if (!live(n) && !n->kept && kept_for_name(n) && !nodes_keep_link(t, n)) {
+		nodes_free_node_locked(t, n);
 		return;
 	}
 	if (unused(n))
-		free_node_locked(t, n);
+		nodes_free_node_locked(t, n);
 }
 
-static void link_name(struct nodes *t, struct node *n)
+void nodes_link_name(struct nodes *t, struct node *n)
 {
 	uint32_t h = hash_name(n->parent, n->name);
 
@@ -319,7 +189,7 @@ static void link_name(struct nodes *t, struct node *n)
 	t->by_name[h] = n;
 }
 
-static void unlink_name(struct nodes *t, struct node *n)
+void nodes_unlink_name(struct nodes *t, struct node *n)
 {
 	struct node **pp;
 
@@ -334,14 +204,12 @@ static void unlink_name(struct nodes *t, struct node *n)
 	n->name = NULL;
 }
 
-static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name);
-
 /*
  * Take-over records: a node is recorded while the kernel holds lookups on
  * it (the ids the kernel knows must survive a daemon restart); primed
  * nodes without lookups are not. Lock held in each.
  */
-static void record_lookups(struct nodes *t, struct node *n)
+static void nodes_record_lookups(struct nodes *t, struct node *n)
 {
 	if (!t->ks)
 		return;
@@ -362,13 +230,7 @@ static void record_lookups(struct nodes *t, struct node *n)
 		ks_node_twins(t->ks, n->slot, n->twins);
 }
 
-/*
- * Takes n out of its link group's ring. When n still has its name, the
- * file can be written through that name without steadyfs knowing it is
- * the group's (a later lookup makes a node of its own): the rest of the
- * group is judged by type only from then on (identity.h). Lock held.
- */
-static void twin_leave(struct nodes *t, struct node *n)
+void nodes_twin_leave(struct nodes *t, struct node *n)
 {
 	struct node *p = n->twin;
 
@@ -388,26 +250,18 @@ static void twin_leave(struct nodes *t, struct node *n)
 		ks_node_twins(t->ks, n->slot, 0);
 }
 
-static void record_end(struct nodes *t, struct node *n)
-{
-	if (t->ks && n->slot >= 0)
-		ks_node_end(t->ks, n->slot, n->end_known, n->end);
-}
-
-static void record_unlinked(struct nodes *t, struct node *n)
+void nodes_record_unlinked(struct nodes *t, struct node *n)
 {
 	if (t->ks && n->slot >= 0)
 		ks_node_unlinked(t->ks, n->slot);
 }
 
-/* n's name is gone from the server: a link group member kept only for
- * its name (unused) goes too. Lock held. */
-static void drop_name(struct nodes *t, struct node *n)
+void nodes_drop_name(struct nodes *t, struct node *n)
 {
-	unlink_name(t, n);
-	record_unlinked(t, n);
+	nodes_unlink_name(t, n);
+	nodes_record_unlinked(t, n);
 	if (unused(n))
-		free_node_locked(t, n);
+		nodes_free_node_locked(t, n);
 }
 
 struct nodes *nodes_new(const char *base)
@@ -462,12 +316,12 @@ uint64_t nodes_ref(struct nodes *t, uint64_t parent, const char *name)
 	pthread_mutex_lock(&t->lock);
 	n = find(t, parent, name);
 	if (!n && get(t, parent))
-		n = add_locked(t, parent, name);
+		n = nodes_add_locked(t, parent, name);
 	if (n) {
 		keep_unlink(t, n);  /* a name kept for its group: held again */
 		n->nlookup++;
 		id = n->id;
-		record_lookups(t, n);
+		nodes_record_lookups(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return id;
@@ -483,7 +337,7 @@ void nodes_forget(struct nodes *t, uint64_t id, uint64_t count)
 	n = get(t, id);
 	if (n) {
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
-		record_lookups(t, n);
+		nodes_record_lookups(t, n);
 		settle_locked(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -589,22 +443,19 @@ static void give_name(struct nodes *t, struct node *n, uint64_t parent,
 	bool kept = n->kept;
 
 	keep_unlink(t, n);
-	unlink_name(t, n);
+	nodes_unlink_name(t, n);
 	if (n->hidden && n->parent != parent) {
-		count_hidden_kid(t, n->parent, false);
-		count_hidden_kid(t, parent, true);
+		nodes_count_hidden_kid(t, n->parent, false);
+		nodes_count_hidden_kid(t, parent, true);
 	}
 	n->parent = parent;
 	n->name = copy;
-	link_name(t, n);
+	nodes_link_name(t, n);
 	if (kept)
-		keep_link(t, n);
+		nodes_keep_link(t, n);
 	if (t->ks && n->slot >= 0)
 		n->slot = ks_node_move(t->ks, n->slot, parent, name);
 }
-
-static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldname,
-			 uint64_t newparent, const char *newname, bool maybe_one);
 
 void nodes_rename(struct nodes *t, uint64_t oldparent, const char *oldname,
 		  uint64_t newparent, const char *newname)
@@ -634,13 +485,13 @@ static void rename_names(struct nodes *t, uint64_t oldparent, const char *oldnam
 		 * but the kernel now has n at the new name and the victim
 		 * unlinked. The names swap, so both nodes keep one that leads
 		 * to the file (the victim's handles still reopen it). */
-		unlink_name(t, victim);
+		nodes_unlink_name(t, victim);
 		give_name(t, n, newparent, newname, copy);
 		give_name(t, victim, oldparent, oldname, back);
 		copy = back = NULL;
 	} else {
 		if (victim && victim != n)
-			drop_name(t, victim);
+			nodes_drop_name(t, victim);
 		if (n && copy) {
 			give_name(t, n, newparent, newname, copy);
 			copy = NULL;
@@ -659,7 +510,7 @@ void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)
 	gone_moved_names(t, 0, NULL, parent, name);
 	n = find(t, parent, name);
 	if (n)
-		drop_name(t, n);
+		nodes_drop_name(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -675,22 +526,6 @@ void nodes_set_attr(struct nodes *t, uint64_t id, const struct stat *st)
 		n->attr_time = clock_mono_ns();
 	}
 	pthread_mutex_unlock(&t->lock);
-}
-
-size_t nodes_link_peers(struct nodes *t, uint64_t id, uint64_t *out, size_t max)
-{
-	struct node *n;
-	size_t k = 0;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	for (struct node *p = n ? n->twin : NULL; p && p != n && k < max;
-	     p = p->twin) {
-		p->attr_time = 0;  /* no longer fresh: ask the server */
-		out[k++] = p->id;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return k;
 }
 
 bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
@@ -710,7 +545,7 @@ bool nodes_get_fresh_attr(struct nodes *t, uint64_t id, uint64_t max_age_ns,
 }
 
 /* Creates the node (parent, name) with no reference; lock held. */
-static struct node *add_locked(struct nodes *t, uint64_t parent, const char *name)
+static struct node *nodes_add_locked(struct nodes *t, uint64_t parent, const char *name)
 {
 	struct node *n = calloc(1, sizeof(*n));
 
@@ -725,7 +560,7 @@ static struct node *add_locked(struct nodes *t, uint64_t parent, const char *nam
 	n->parent = parent;
 	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
 	t->by_id[n->id & (NBUCKETS - 1)] = n;
-	link_name(t, n);
+	nodes_link_name(t, n);
 	gone_rejoin(t, n);  /* a name of a forgotten link group */
 	return n;
 }
@@ -738,7 +573,7 @@ void nodes_prime(struct nodes *t, uint64_t parent, const char *name,
 	pthread_mutex_lock(&t->lock);
 	n = find(t, parent, name);
 	if (!n && get(t, parent))
-		n = add_locked(t, parent, name);
+		n = nodes_add_locked(t, parent, name);
 	if (n) {
 		uint64_t id = n->id;
 
@@ -750,7 +585,7 @@ void nodes_prime(struct nodes *t, uint64_t parent, const char *name,
 	pthread_mutex_unlock(&t->lock);
 }
 
-static void free_node_locked(struct nodes *t, struct node *n)
+static void nodes_free_node_locked(struct nodes *t, struct node *n)
 {
 	struct node **pp, *rest = n->twin;
 
@@ -760,14 +595,14 @@ static void free_node_locked(struct nodes *t, struct node *n)
 		struct node *g = n->kept_head;
 
 		keep_unlink(t, g);
-		free_node_locked(t, g);
+		nodes_free_node_locked(t, g);
 	}
 	gone_remember(t, n);  /* while its folders are still known */
-	twin_leave(t, n);  /* before its name goes: see there */
-	unlink_name(t, n);
+	nodes_twin_leave(t, n);  /* before its name goes: see there */
+	nodes_unlink_name(t, n);
 	if (n->hidden) {
 		t->nhidden--;
-		count_hidden_kid(t, n->parent, false);
+		nodes_count_hidden_kid(t, n->parent, false);
 	}
 	if (t->ks && n->slot >= 0)
 		ks_node_drop(t->ks, n->slot);
@@ -779,7 +614,7 @@ static void free_node_locked(struct nodes *t, struct node *n)
 	/* The names kept for the group (kept_for_name) go with its last
 	 * held member, one by one (each frees the next). */
 	if (rest && unused(rest))
-		free_node_locked(t, rest);
+		nodes_free_node_locked(t, rest);
 }
 
 void nodes_prune(struct nodes *t, uint64_t max_age_ns)
@@ -798,7 +633,7 @@ void nodes_prune(struct nodes *t, uint64_t max_age_ns)
 			 * or those names (free_node_locked), `next` too. */
 			if (unused(n) && !n->twin && !n->kept_head &&
 			    !n->end_known && now - n->attr_time > max_age_ns)
-				free_node_locked(t, n);
+				nodes_free_node_locked(t, n);
 			n = next;
 		}
 	}
@@ -818,263 +653,6 @@ bool nodes_get_attr(struct nodes *t, uint64_t id, struct stat *st)
 	}
 	pthread_mutex_unlock(&t->lock);
 	return ok;
-}
-
-bool nodes_end_known(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-	bool k;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	k = n && n->end_known;
-	pthread_mutex_unlock(&t->lock);
-	return k;
-}
-
-void nodes_end_seed(struct nodes *t, uint64_t id, uint64_t size)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && !n->end_known) {
-		n->end = size;
-		n->end_known = true;
-		record_end(t, n);
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-uint64_t nodes_append_reserve(struct nodes *t, uint64_t id, uint64_t len)
-{
-	return nodes_append_reserve_noted(t, id, len, NULL, NULL);
-}
-
-uint64_t nodes_append_reserve_noted(struct nodes *t, uint64_t id, uint64_t len,
-				    void (*note)(void *arg, uint64_t off),
-				    void *arg)
-{
-	struct node *n;
-	uint64_t off = 0;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n) {
-		off = n->end;
-		if (note)
-			note(arg, off);
-		n->end += len;
-		n->end_known = true;
-		record_end(t, n);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return off;
-}
-
-bool nodes_append_unreserve(struct nodes *t, uint64_t id, uint64_t off,
-			    uint64_t len)
-{
-	struct node *n;
-	bool undone = false;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->end_known && n->end == off + len) {
-		n->end = off;
-		record_end(t, n);
-		undone = true;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return undone;
-}
-
-void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->end_known && end > n->end) {
-		n->end = end;
-		record_end(t, n);
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n) {
-		n->end = end;
-		n->end_known = true;
-		record_end(t, n);
-	}
-	/* The other names of the file: an end they know is this one now. */
-	for (struct node *p = n ? n->twin : NULL; p && p != n; p = p->twin) {
-		if (p->end_known) {
-			p->end = end;
-			record_end(t, p);
-		}
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-void nodes_end_forget(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n) {
-		n->end_known = false;
-		record_end(t, n);
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end)
-{
-	struct node *n;
-	bool k = false;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->end_known) {
-		*end = n->end;
-		k = true;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return k;
-}
-
-void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && (!n->end_known || end > n->end)) {
-		n->end = end;
-		n->end_known = true;
-		record_end(t, n);
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-/* One record of the previous daemon back into the table. */
-static void restore_one(void *arg, const struct ks_node *r, int32_t slot)
-{
-	struct nodes *t = arg;
-	struct node *n;
-
-	if (r->id == NODE_ROOT || get(t, r->id) || !(n = calloc(1, sizeof(*n)))) {
-		ks_node_drop(t->ks, slot);
-		return;
-	}
-	if (!r->unlinked && !(n->name = strdup(r->name))) {
-		free(n);
-		ks_node_drop(t->ks, slot);
-		return;
-	}
-	n->id = r->id;
-	n->parent = r->parent;
-	n->nlookup = r->nlookup;
-	n->end = r->end;
-	n->end_known = r->end_known;
-	n->ident = r->ident;
-	n->hidden = r->hidden && n->name;
-	t->nhidden += n->hidden;
-	n->twins = r->twins;
-	n->slot = slot;
-	n->next_id = t->by_id[n->id & (NBUCKETS - 1)];
-	t->by_id[n->id & (NBUCKETS - 1)] = n;
-	if (n->name)
-		link_name(t, n);
-	if (n->id >= t->next)
-		t->next = n->id + 1;
-}
-
-static int by_twins(const void *a, const void *b)
-{
-	uint32_t x = (*(struct node *const *)a)->twins;
-	uint32_t y = (*(struct node *const *)b)->twins;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The link groups' rings again, from the restored group numbers. A group
- * with one node left is none. Lock held. */
-static void rebuild_twins(struct nodes *t)
-{
-	struct node **v = NULL, **nv;
-	size_t n = 0, cap = 0;
-
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct node *x = t->by_id[i]; x; x = x->next_id) {
-			if (!x->twins)
-				continue;
-			if (x->twins > t->next_twins)
-				t->next_twins = x->twins;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				if (!(nv = realloc(v, cap * sizeof(*v)))) {
-					x->twins = 0;  /* alone: its rule then judges it alone */
-					cap = n;
-					continue;
-				}
-				v = nv;
-			}
-			v[n++] = x;
-		}
-	if (n)
-		qsort(v, n, sizeof(*v), by_twins);
-	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && v[j]->twins == v[i]->twins; j++)
-			v[j - 1]->twin = v[j];
-		if (j - i > 1)
-			v[j - 1]->twin = v[i];
-		else
-			v[i]->twins = 0;
-	}
-	free(v);
-}
-
-/* Each restored folder's hidden children (their records come in any
- * order). Lock held. */
-static void count_hidden_kids(struct nodes *t)
-{
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct node *x = t->by_id[i]; x; x = x->next_id)
-			if (x->hidden)
-				count_hidden_kid(t, x->parent, true);
-}
-
-/* The restored names kept for their group go on their folders' lists
- * (a handle's pin takes one off again). Lock held. */
-static void keep_restored(struct nodes *t)
-{
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct node *x = t->by_id[i]; x; x = x->next_id)
-			if (!live(x) && !x->kept && kept_for_name(x))
-				keep_link(t, x);
-}
-
-void nodes_adopt(struct nodes *t, struct keepstate *ks)
-{
-	pthread_mutex_lock(&t->lock);
-	t->ks = ks;
-	ks_nodes_each(ks, restore_one, t);
-	rebuild_twins(t);
-	count_hidden_kids(t);
-	keep_restored(t);
-	if (ks_next_id(ks) > t->next)
-		t->next = ks_next_id(ks);
-	ks_set_next_id(ks, t->next);
-	pthread_mutex_unlock(&t->lock);
 }
 
 void nodes_pin(struct nodes *t, uint64_t id)
@@ -1100,317 +678,4 @@ void nodes_unpin(struct nodes *t, uint64_t id)
 	if (n)
 		settle_locked(t, n);
 	pthread_mutex_unlock(&t->lock);
-}
-
-/* ---- identity (identity.h) ---- */
-
-/* Applies fn to node id's identity and records it; false when unknown. */
-static bool ident_apply(struct nodes *t, uint64_t id,
-			void (*fn)(struct ident *, const void *), const void *arg)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	/* One file, one identity: every node of its link group. */
-	for (struct node *m = n; m; m = m->twin == n ? NULL : m->twin) {
-		fn(&m->ident, arg);
-		if (t->ks && m->slot >= 0)
-			ks_node_ident(t->ks, m->slot, &m->ident);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return n != NULL;
-}
-
-struct seen_arg {
-	uint64_t size;
-	bool have_mtime, quiet;
-	uint32_t mtime, mark;
-};
-
-static void do_seen(struct ident *id, const void *arg)
-{
-	const struct seen_arg *a = arg;
-
-	ident_seen(id, a->size, a->have_mtime, a->mtime, a->quiet, a->mark);
-}
-
-static void do_sent(struct ident *id, const void *arg)
-{
-	ident_sent(id, *(const uint64_t *)arg);
-}
-
-static void do_acked(struct ident *id, const void *arg)
-{
-	ident_acked(id, *(const uint64_t *)arg);
-}
-
-static void do_truncated(struct ident *id, const void *arg)
-{
-	ident_truncated(id, *(const uint64_t *)arg);
-}
-
-static void do_maybe_truncated(struct ident *id, const void *arg)
-{
-	ident_maybe_truncated(id, *(const uint64_t *)arg);
-}
-
-static void do_touched(struct ident *id, const void *arg)
-{
-	ident_touched(id);
-}
-
-static void do_change(struct ident *id, const void *arg)
-{
-	(*(const bool *)arg ? ident_change_sent : ident_change_done)(id);
-}
-
-void nodes_ident_seen(struct nodes *t, uint64_t id, uint64_t size,
-		      bool have_mtime, uint32_t mtime, bool quiet, uint32_t mark)
-{
-	struct seen_arg a = { size, have_mtime, quiet, mtime, mark };
-
-	ident_apply(t, id, do_seen, &a);
-}
-
-uint32_t nodes_ident_mark(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-	uint32_t mark = 0;
-
-	pthread_mutex_lock(&t->lock);
-	if ((n = get(t, id)))
-		mark = ident_mark(&n->ident);
-	pthread_mutex_unlock(&t->lock);
-	return mark;
-}
-
-void nodes_ident_sent(struct nodes *t, uint64_t id, uint64_t end)
-{
-	ident_apply(t, id, do_sent, &end);
-}
-
-void nodes_ident_acked(struct nodes *t, uint64_t id, uint64_t end)
-{
-	ident_apply(t, id, do_acked, &end);
-}
-
-void nodes_ident_truncated(struct nodes *t, uint64_t id, uint64_t size)
-{
-	ident_apply(t, id, do_truncated, &size);
-}
-
-void nodes_ident_maybe_truncated(struct nodes *t, uint64_t id, uint64_t size)
-{
-	ident_apply(t, id, do_maybe_truncated, &size);
-}
-
-void nodes_ident_touched(struct nodes *t, uint64_t id)
-{
-	ident_apply(t, id, do_touched, NULL);
-}
-
-void nodes_ident_change(struct nodes *t, uint64_t id, bool sent)
-{
-	ident_apply(t, id, do_change, &sent);
-}
-
-void nodes_ident_seed(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && !n->ident.known && n->have_attr) {
-		ident_seen(&n->ident, (uint64_t)n->attr.st_size, true,
-			   (uint32_t)n->attr.st_mtime, true,
-			   ident_mark(&n->ident));
-		for (struct node *m = n; m; m = m->twin == n ? NULL : m->twin) {
-			m->ident = n->ident;
-			if (t->ks && m->slot >= 0)
-				ks_node_ident(t->ks, m->slot, &m->ident);
-		}
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-void nodes_twin(struct nodes *t, uint64_t src, uint64_t dst)
-{
-	struct node *a, *b;
-
-	pthread_mutex_lock(&t->lock);
-	a = get(t, src);
-	b = get(t, dst);
-	if (a && b && a != b && (!a->twins || a->twins != b->twins)) {
-		twin_leave(t, b);
-		if (!a->twins) {
-			if (!++t->next_twins)
-				t->next_twins = 1;
-			a->twins = t->next_twins;
-			if (t->ks && a->slot >= 0)
-				ks_node_twins(t->ks, a->slot, a->twins);
-		}
-		b->twins = a->twins;
-		b->twin = a->twin ? a->twin : a;
-		a->twin = b;
-		b->ident = a->ident;
-		if (t->ks && b->slot >= 0) {
-			ks_node_twins(t->ks, b->slot, b->twins);
-			ks_node_ident(t->ks, b->slot, &b->ident);
-		}
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b)
-{
-	bool same;
-
-	pthread_mutex_lock(&t->lock);
-	same = same_file(get(t, a), get(t, b));
-	pthread_mutex_unlock(&t->lock);
-	return same;
-}
-
-size_t nodes_twins(struct nodes *t, uint64_t id, uint64_t *ids, size_t max)
-{
-	struct node *n;
-	size_t k = 0;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	for (struct node *m = n; m && k < max; m = m->twin == n ? NULL : m->twin)
-		ids[k++] = m->id;
-	pthread_mutex_unlock(&t->lock);
-	return k;
-}
-
-bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n)
-		*out = n->ident;
-	pthread_mutex_unlock(&t->lock);
-	return n != NULL;
-}
-
-/* ---- hidden names of unlinked open files ---- */
-
-bool nodes_hidden_name(const char *name, size_t len)
-{
-	size_t pl = sizeof(NODES_HIDDEN_PREFIX) - 1;
-
-	/* Only the exact form hidden.c makes: ".steadyfs_hidden_notes" is
-	 * a user's name like any other. */
-	if (len != NODES_HIDDEN_LEN || memcmp(name, NODES_HIDDEN_PREFIX, pl))
-		return false;
-	for (size_t i = pl; i < len; i++)
-		if (!strchr("0123456789abcdef", name[i]) || !name[i])
-			return false;
-	return true;
-}
-
-bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
-{
-	struct node *n;
-	char *copy = strdup(hidden);
-	bool ok = false;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->name && copy) {
-		unlink_name(t, n);
-		n->name = copy;
-		copy = NULL;
-		if (!n->hidden) {
-			t->nhidden++;
-			count_hidden_kid(t, n->parent, true);
-		}
-		n->hidden = true;
-		n->attr.st_nlink = 0;
-		link_name(t, n);
-		if (t->ks && n->slot >= 0) {
-			n->slot = ks_node_move(t->ks, n->slot, n->parent, hidden);
-			ks_node_hidden(t->ks, n->slot, true);
-		}
-		ok = true;
-	}
-	pthread_mutex_unlock(&t->lock);
-	free(copy);
-	return ok;
-}
-
-void nodes_unhide(struct nodes *t, uint64_t id, uint64_t parent, const char *name)
-{
-	struct node *n, *other;
-	char *copy = strdup(name);
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->hidden && copy) {
-		if ((other = find(t, parent, name)) && other != n)
-			drop_name(t, other);
-		unlink_name(t, n);
-		count_hidden_kid(t, n->parent, false);
-		n->parent = parent;
-		n->name = copy;
-		copy = NULL;
-		n->hidden = false;
-		t->nhidden--;
-		n->attr.st_nlink = 1;
-		link_name(t, n);
-		if (t->ks && n->slot >= 0) {
-			n->slot = ks_node_move(t->ks, n->slot, parent, name);
-			ks_node_hidden(t->ks, n->slot, false);
-		}
-	}
-	pthread_mutex_unlock(&t->lock);
-	free(copy);
-}
-
-bool nodes_is_hidden(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-	bool h;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	h = n && n->hidden;
-	pthread_mutex_unlock(&t->lock);
-	return h;
-}
-
-void nodes_hidden_gone(struct nodes *t, uint64_t id)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&t->lock);
-	n = get(t, id);
-	if (n && n->hidden) {
-		unlink_name(t, n);
-		record_unlinked(t, n);
-		count_hidden_kid(t, n->parent, false);
-		n->hidden = false;
-		t->nhidden--;
-		if (t->ks && n->slot >= 0)
-			ks_node_hidden(t->ks, n->slot, false);
-	}
-	pthread_mutex_unlock(&t->lock);
-}
-
-size_t nodes_hidden_list(struct nodes *t, uint64_t parent, uint64_t *ids,
-			 size_t max)
-{
-	size_t k = 0;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; t->nhidden && i < NBUCKETS && k < max; i++)
-		for (struct node *n = t->by_id[i]; n && k < max; n = n->next_id)
-			if (n->hidden && (!parent || n->parent == parent))
-				ids[k++] = n->id;
-	pthread_mutex_unlock(&t->lock);
-	return k;
 }

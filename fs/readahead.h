@@ -16,7 +16,7 @@
  * tolerates reordering behind its end and gaps ahead of it, and a handle
  * follows up to RA_STREAMS streams.
  *
- * Plain data, no I/O: the owner (ops_file.c) sends the READs the plan
+ * Plain data, no I/O: the owner (fh_read.c) sends the READs the plan
  * asks for and feeds the replies back. Every function must be called with
  * the owning handle's lock held.
  */

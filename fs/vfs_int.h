@@ -1,6 +1,7 @@
 /*
- * vfs internals shared by the ops files (vfs.c, ops_meta.c, ops_file.c,
- * ops_dir.c). Not for use outside fs/vfs*.c and fs/ops_*.c.
+ * vfs internals shared by the file layer (vfs.c, op.c, vfs_attr.c, the
+ * ops_*.c handlers, fh*.c, hidden.c, rename_fallback.c). Not for use
+ * elsewhere in fs/.
  *
  * Every FUSE operation becomes a struct op: the handler fills it, encodes
  * one SFTP request and submits it; the reply (or a transport failure)
@@ -47,7 +48,7 @@ struct vfs {
 	struct fuse_session *se;
 	struct takeover *tk;       /* the keeper link */
 	struct keepstate *ks;      /* take-over state (NULL: not recorded) */
-	struct fh **fh_slots;      /* fi->fh - 1 -> handle; see ops_file.c */
+	struct fh **fh_slots;      /* fi->fh - 1 -> handle; see fh.c */
 	struct handles *dirs;      /* fi->fh -> listing (ops_dir.c) */
 	struct handles *snaps;     /* fi->fh -> .control snapshot (ops_ctl.c) */
 	int32_t fh_cap;
@@ -138,8 +139,8 @@ struct op {
 	struct op *live_prev, *live_next;  /* vfs->live list, under vfs->lock */
 	uint64_t start_ns;
 	bool resent;               /* the kernel resent it after a daemon died,
-				    * or settling sent it again (ops_meta.c) */
-	/* settling a non-idempotent call (ops_meta.c): its reply was lost
+				    * or settling sent it again (ops_names.c) */
+	/* settling a non-idempotent call (ops_names.c): its reply was lost
 	 * (then a call found not done is sent again), else `refused` is the
 	 * status the server refused a resent call with */
 	bool lost;
@@ -175,7 +176,7 @@ struct op {
 	bool eof;
 };
 
-/* ---- op helpers (vfs.c) ---- */
+/* ---- op helpers (op.c; attributes and extensions: vfs_attr.c) ---- */
 struct op *op_new(struct vfs *v, fuse_req_t req, const char *name);
 void op_free(struct op *op);
 /* Submits the encoded op->rq.pkt to any session, with op->step as
@@ -237,7 +238,7 @@ uint32_t vfs_exts(struct vfs *v);
  */
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
-/* ---- rename (ops_meta.c, rename_fallback.c) ---- */
+/* ---- rename (ops_rename.c, rename_fallback.c) ---- */
 /* The rename of op->path to op->path2 is done on the server: moves the
  * node, answers success and frees op. */
 void vfs_rename_ok(struct op *op);
@@ -249,7 +250,7 @@ void vfs_rename_ok(struct op *op);
  */
 void rename_fallback(struct op *op);
 
-/* ---- file handles (ops_file.c) ---- */
+/* ---- file handles (fh*.c, ops_file.c; fh_int.h) ---- */
 /* Recreates the handles a previous daemon left open (not yet reopened on
  * the server); data it had not written back is reported lost. */
 int fh_restore_all(struct vfs *v);

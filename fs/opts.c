@@ -212,34 +212,27 @@ static int h_strict(struct parser *p, const char *key, const char *val)
 }
 
 /* uid_t and gid_t are 32 bits on Linux; (uid_t)-1 means "no change". */
+/* uid_t and gid_t are both 32-bit unsigned on Linux: one parser for both. */
 static int parse_id(struct parser *p, const char *key, const char *val,
-		    unsigned long long *out)
+		    uint32_t *id, bool *set)
 {
-	if (!parse_u64(val, 10, out) || *out >= UINT32_MAX)
+	unsigned long long v = 0;
+
+	if (!parse_u64(val, 10, &v) || v >= UINT32_MAX)
 		return bad_value(p, key, val, "expected a numeric id");
+	*id = (uint32_t)v;
+	*set = true;
 	return 0;
 }
 
 static int h_uid(struct parser *p, const char *key, const char *val)
 {
-	unsigned long long v = 0;
-
-	if (parse_id(p, key, val, &v) < 0)
-		return -1;
-	p->o->uid = (uid_t)v;
-	p->o->uid_set = true;
-	return 0;
+	return parse_id(p, key, val, &p->o->uid, &p->o->uid_set);
 }
 
 static int h_gid(struct parser *p, const char *key, const char *val)
 {
-	unsigned long long v = 0;
-
-	if (parse_id(p, key, val, &v) < 0)
-		return -1;
-	p->o->gid = (gid_t)v;
-	p->o->gid_set = true;
-	return 0;
+	return parse_id(p, key, val, &p->o->gid, &p->o->gid_set);
 }
 
 static int h_umask(struct parser *p, const char *key, const char *val)

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -272,10 +273,9 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	return 0;
 }
 
-struct takeover *vfs_takeover(void *userdata)
-{
-	return ((struct vfs *)userdata)->tk;
-}
+/* takeover_attach's contract: the session's userdata begins with the
+ * takeover's pointer. */
+_Static_assert(offsetof(struct vfs, tk) == 0, "struct vfs must begin with tk");
 
 void vfs_free(struct vfs *v)
 {

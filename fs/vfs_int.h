@@ -41,12 +41,14 @@ static inline bool is_ctl_ino(uint64_t ino) { return ino >= CTL_DIR_INO; }
 #define VFS_BAD_SEEN_MAX 256
 
 struct vfs {
+	/* the keeper link: first, the session's userdata is the vfs and
+	 * takeover_attach's I/O wrappers find their takeover there */
+	struct takeover *tk;
 	const struct steadyfs_opts *o;
 	struct pool *pool;
 	struct nodes *nodes;
 	struct control *ctl;
 	struct fuse_session *se;
-	struct takeover *tk;       /* the keeper link */
 	struct keepstate *ks;      /* take-over state (NULL: not recorded) */
 	struct fh **fh_slots;      /* fi->fh - 1 -> handle; see fh.c */
 	struct handles *dirs;      /* fi->fh -> listing (ops_dir.c) */

@@ -240,10 +240,11 @@ uint32_t vfs_exts(struct vfs *v);
  */
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
-/* ---- rename (ops_rename.c, rename_fallback.c) ---- */
+/* ---- rename (ops_rename.c above rename_fallback.c) ---- */
 /* The rename of op->path to op->path2 is done on the server: moves the
- * node, answers success and frees op. */
-void vfs_rename_ok(struct op *op);
+ * node, answers success and frees op (rename_fallback.c, which ends in
+ * it as ops_rename.c does, and calls nothing of ops_rename.c). */
+void rename_ok(struct op *op);
 /*
  * A plain RENAME (no posix-rename@) was refused with "failure": settles
  * why by looking at the server and, when the target exists, replaces it

@@ -282,8 +282,12 @@ void vfs_free(struct vfs *v)
 	if (!v)
 		return;
 	vfs_stop(v);
-	/* The pool is stopped: reopens still parked are never sent. */
-	moving_drop_all(v);
+	/* The pool is stopped: reopens still parked are never sent (their
+	 * handles go with fh_free_all). */
+	for (struct op *rop = moving_take_all(v), *next; rop; rop = next) {
+		next = rop->next;
+		op_free(rop);
+	}
 	fh_free_all(v);
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);

@@ -181,6 +181,10 @@ struct op {
 /* ---- op helpers (op.c; attributes and extensions: vfs_attr.c) ---- */
 struct op *op_new(struct vfs *v, fuse_req_t req, const char *name);
 void op_free(struct op *op);
+/* Forgets op's pending move of a hidden file (op->pend, its take-over
+ * record, hidden.c): the node has its new name, or the move failed;
+ * op_free does it too. */
+void op_drop_pend(struct op *op);
 /* Submits the encoded op->rq.pkt to any session, with op->step as
  * continuation. `idempotent`: resend after a session loss. */
 void op_send(struct op *op, op_step_fn step, bool idempotent);
@@ -342,9 +346,6 @@ void hidden_evacuate(struct op *op, uint64_t dir,
 void hidden_evacuate_target(struct op *op, uint64_t dir,
 			    bool (*held)(struct vfs *v, uint64_t id),
 			    void (*then)(struct op *, const struct sftp_attrs *, int));
-/* Forgets op's pending move (op->pend): the node has its new name, or
- * the move failed. */
-void hidden_intent_drop(struct op *op);
 /* At restore: settles each move a previous daemon had sent when it died
  * (the file at its new place is adopted by its node, or removed when no
  * handle holds it). */

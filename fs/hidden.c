@@ -70,13 +70,6 @@ static char *make_name(uint64_t id)
 
 /* ---- moves a daemon death may cut short -------------------------------- */
 
-void hidden_intent_drop(struct op *op)
-{
-	if (op->pend && op->v->ks)
-		ks_pending_drop(op->v->ks, op->pend - 1);
-	op->pend = 0;
-}
-
 /* Records, before its RENAME goes out, that node id may move from folder
  * `from` to (parent, leaf); replaces op's previous record. */
 static void intend(struct op *op, uint64_t id, uint64_t from, uint64_t parent,
@@ -84,7 +77,7 @@ static void intend(struct op *op, uint64_t id, uint64_t from, uint64_t parent,
 {
 	int32_t slot;
 
-	hidden_intent_drop(op);
+	op_drop_pend(op);
 	if (!op->v->ks)
 		return;
 	if ((slot = ks_pending_put(op->v->ks, id, from, parent, leaf)) < 0)
@@ -234,7 +227,7 @@ static void replaced_go_on(struct op *op, bool hidden)
 
 	if (hidden) {
 		nodes_hide(op->v->nodes, rp->id, rp->leaf);
-		hidden_intent_drop(op);
+		op_drop_pend(op);
 		op->ino = rp->id;  /* to put back if the rename fails */
 		log_info("rename onto '%s': the file there is open, kept as '%s' until closed",
 			 op->path2, rp->path);
@@ -608,7 +601,7 @@ static void settle_restored(struct op *op, const struct sftp_attrs *a, int err)
 		op->pend = 0;
 	} else if (a && adopt_moved(op)) {
 		log_info("'%s': moved there by a previous daemon, kept until closed", op->path2);
-		hidden_intent_drop(op);
+		op_drop_pend(op);
 		if (!fh_node_open(v, op->ino))
 			hidden_release(v, op->ino);
 	} else if (a && fh_node_open(v, op->ino)) {
@@ -764,7 +757,7 @@ static void move_done(struct op *op)
 		 * renaming a name no longer there would drop the node's. */
 		if (nodes_find(op->v->nodes, e->dir, e->leaf) == e->ids[e->next - 1])
 			nodes_rename(op->v->nodes, e->dir, e->leaf, NODE_ROOT, e->leaf);
-		hidden_intent_drop(op);
+		op_drop_pend(op);
 		if (e->moves)
 			e->moves->ids[e->moves->n++] = e->ids[e->next - 1];
 	} else {
@@ -983,7 +976,7 @@ static void put_back(struct op *op, const struct sftp_reply *r, int err)
 
 	if (ok)
 		nodes_rename(op->v->nodes, NODE_ROOT, m->leaf, m->dir, m->leaf);
-	hidden_intent_drop(op);
+	op_drop_pend(op);
 	if (!ok)
 		log_warn("rename onto '%s' failed, and the open file '%s' moved out of it could not be put back: it stays at the root until closed",
 			 op->path2, m->leaf);

@@ -103,7 +103,7 @@ void moving_end(struct op *op)
 	op->marked = false;
 	/* Stopping (the pool fails what is in flight): a reopen sent now
 	 * would be answered at once, under its handle's lock. Parked ones
-	 * stay for moving_drop_all. */
+	 * stay for moving_take_all. */
 	wake = v->stop ? NULL : take_parked_locked(v, false);
 	pthread_mutex_unlock(&v->lock);
 	while (gone) {
@@ -132,17 +132,12 @@ bool moving_wait(struct vfs *v, struct op *rop)
 	return park;
 }
 
-void moving_drop_all(struct vfs *v)
+struct op *moving_take_all(struct vfs *v)
 {
-	struct op *drop;
+	struct op *all;
 
 	pthread_mutex_lock(&v->lock);
-	drop = take_parked_locked(v, true);
+	all = take_parked_locked(v, true);
 	pthread_mutex_unlock(&v->lock);
-	while (drop) {
-		struct op *next = drop->next;
-
-		op_free(drop);  /* its handle goes with fh_free_all */
-		drop = next;
-	}
+	return all;
 }

@@ -40,9 +40,10 @@ void moving_end(struct op *op);
  * flight there (rop untouched).
  */
 bool moving_wait(struct vfs *v, struct op *rop);
-/* Frees every parked reopen without sending it (the pool is stopped;
- * their handles are freed next, fh_free_all; their unwritten data was
- * reported by fh_drain_all). */
-void moving_drop_all(struct vfs *v);
+/* Takes every parked reopen, unsent, as a list through op->next, for
+ * the caller to free (the pool is stopped; their handles are freed next,
+ * fh_free_all; their unwritten data was reported by fh_drain_all).
+ * moving.c frees no op itself: it lies below the op helpers. */
+struct op *moving_take_all(struct vfs *v);
 
 #endif

@@ -83,6 +83,13 @@ static void op_retire(struct op *op)
 				    op->result);
 }
 
+void op_drop_pend(struct op *op)
+{
+	if (op->pend && op->v->ks)
+		ks_pending_drop(op->v->ks, op->pend - 1);
+	op->pend = 0;
+}
+
 void op_free(struct op *op)
 {
 	if (!op)
@@ -91,7 +98,7 @@ void op_free(struct op *op)
 	 * goes again under the new name. */
 	moving_end(op);
 	op_retire(op);
-	hidden_intent_drop(op);
+	op_drop_pend(op);
 	buf_release(&op->rq.pkt);
 	free(op->path);
 	free(op->path2);

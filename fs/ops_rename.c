@@ -22,19 +22,11 @@
 static void rename_done(struct op *op, const struct sftp_reply *r, int err);
 static void rename_send(struct op *op, bool posix);
 
-void vfs_rename_ok(struct op *op)
-{
-	/* op->have_pre: the two names may be links of one file (below). */
-	(op->have_pre ? nodes_rename_links : nodes_rename)(op->v->nodes, op->parent,
-		op->leaf, op->newparent, op->leaf2);
-	op_fail(op, 0);
-}
-
 static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
 		settled_done(op);
-		vfs_rename_ok(op);
+		rename_ok(op);
 	} else {
 		settled_unknown(op, rename_done);
 	}
@@ -101,7 +93,7 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
-		vfs_rename_ok(op);
+		rename_ok(op);
 		return;
 	}
 	if (op->stage == 0 && vfs_ext_refused(op->v, SFTP_EXT_POSIX_RENAME, r)) {

@@ -33,6 +33,15 @@
 #include "log.h"
 #include "vfs_int.h"
 
+void rename_ok(struct op *op)
+{
+	/* op->have_pre: the two names may be links of one file
+	 * (ops_rename.c). */
+	(op->have_pre ? nodes_rename_links : nodes_rename)(op->v->nodes, op->parent,
+		op->leaf, op->newparent, op->leaf2);
+	op_fail(op, 0);
+}
+
 /* The target renamed aside lives at op->data (malloc'd, freed with op). */
 static const char *aside_of(const struct op *op)
 {
@@ -119,7 +128,7 @@ static void aside_dropped(struct op *op, const struct sftp_reply *r, int err)
 	if (err || !ok_reply(r))
 		log_warn("rename '%s' -> '%s': the replaced target is left at '%s'",
 			 op->path, op->path2, aside_of(op));
-	vfs_rename_ok(op);
+	rename_ok(op);
 }
 
 static void moved_ok(struct op *op)
@@ -127,7 +136,7 @@ static void moved_ok(struct op *op)
 	if (aside_of(op))
 		send_one(op, SSH_FXP_REMOVE, aside_of(op), aside_dropped);
 	else
-		vfs_rename_ok(op);
+		rename_ok(op);
 }
 
 static void send_move(struct op *op);

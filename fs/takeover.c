@@ -28,7 +28,6 @@
 #include "clock.h"
 #include "keeper.h"
 #include "log.h"
-#include "vfs.h"
 
 /* Protocol 7.40 (Linux 6.9); Debian 12's headers stop at 7.38. */
 #ifndef FUSE_NOTIFY_RESEND
@@ -266,9 +265,16 @@ static int wait_readable(struct takeover *t, int fd)
 	return poll(p, 2, -1) < 0 ? -1 : 0;
 }
 
+/* The session's userdata begins with the takeover's pointer
+ * (takeover_attach). */
+static struct takeover *tk_of(void *userdata)
+{
+	return *(struct takeover **)userdata;
+}
+
 static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 {
-	struct takeover *t = vfs_takeover(userdata);
+	struct takeover *t = tk_of(userdata);
 
 	tl_call = (struct tk_call){ 0 };
 	for (;;) {
@@ -300,7 +306,7 @@ static ssize_t tk_read(int fd, void *buf, size_t len, void *userdata)
 
 static ssize_t tk_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
-	struct takeover *t = vfs_takeover(userdata);
+	struct takeover *t = tk_of(userdata);
 	ssize_t n = writev(fd, iov, count);
 	int e = errno;
 

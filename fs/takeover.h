@@ -40,7 +40,9 @@ struct keepstate *takeover_state(struct takeover *t);
 int takeover_receive_fd(struct takeover *t, char *err, size_t errsz);
 
 /* Makes `se` read and answer through `fd` with the wrappers above.
- * The session's userdata must answer vfs_takeover(). */
+ * libfuse hands those wrappers only the session's userdata, so it must
+ * begin with a `struct takeover *` (to `t`): struct vfs does, its first
+ * field. That way the take-over calls nothing of the layer above it. */
 int takeover_attach(struct takeover *t, struct fuse_session *se, int fd);
 
 /*

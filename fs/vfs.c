@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -272,18 +273,21 @@ int vfs_adopt(struct vfs *v, struct takeover *t)
 	return 0;
 }
 
-struct takeover *vfs_takeover(void *userdata)
-{
-	return ((struct vfs *)userdata)->tk;
-}
+/* takeover_attach's contract: the session's userdata begins with the
+ * takeover's pointer. */
+_Static_assert(offsetof(struct vfs, tk) == 0, "struct vfs must begin with tk");
 
 void vfs_free(struct vfs *v)
 {
 	if (!v)
 		return;
 	vfs_stop(v);
-	/* The pool is stopped: reopens still parked are never sent. */
-	moving_drop_all(v);
+	/* The pool is stopped: reopens still parked are never sent (their
+	 * handles go with fh_free_all). */
+	for (struct op *rop = moving_take_all(v), *next; rop; rop = next) {
+		next = rop->next;
+		op_free(rop);
+	}
 	fh_free_all(v);
 	pool_set_hooks(v->pool, &(struct pool_hooks){ 0 });
 	control_free(v->ctl);

@@ -26,10 +26,10 @@ struct takeover;
  * or -1 (out of memory).
  */
 int vfs_adopt(struct vfs *v, struct takeover *t);
-/* The keeper link given to vfs_adopt (for the session's custom io). */
-struct takeover *vfs_takeover(void *userdata);
 
-/* The low-level operations; userdata for fuse_session_new is the vfs. */
+/* The low-level operations; userdata for fuse_session_new is the vfs
+ * (which begins with the keeper link given to vfs_adopt, as
+ * takeover_attach requires). */
 const struct fuse_lowlevel_ops *vfs_ops(void);
 /* Called once the FUSE session exists (for notifications). Starts the
  * sweeper thread that expires waiting calls and the .control mirror. */

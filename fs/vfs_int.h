@@ -41,12 +41,14 @@ static inline bool is_ctl_ino(uint64_t ino) { return ino >= CTL_DIR_INO; }
 #define VFS_BAD_SEEN_MAX 256
 
 struct vfs {
+	/* the keeper link: first, the session's userdata is the vfs and
+	 * takeover_attach's I/O wrappers find their takeover there */
+	struct takeover *tk;
 	const struct steadyfs_opts *o;
 	struct pool *pool;
 	struct nodes *nodes;
 	struct control *ctl;
 	struct fuse_session *se;
-	struct takeover *tk;       /* the keeper link */
 	struct keepstate *ks;      /* take-over state (NULL: not recorded) */
 	struct fh **fh_slots;      /* fi->fh - 1 -> handle; see fh.c */
 	struct handles *dirs;      /* fi->fh -> listing (ops_dir.c) */
@@ -179,6 +181,10 @@ struct op {
 /* ---- op helpers (op.c; attributes and extensions: vfs_attr.c) ---- */
 struct op *op_new(struct vfs *v, fuse_req_t req, const char *name);
 void op_free(struct op *op);
+/* Forgets op's pending move of a hidden file (op->pend, its take-over
+ * record, hidden.c): the node has its new name, or the move failed;
+ * op_free does it too. */
+void op_drop_pend(struct op *op);
 /* Submits the encoded op->rq.pkt to any session, with op->step as
  * continuation. `idempotent`: resend after a session loss. */
 void op_send(struct op *op, op_step_fn step, bool idempotent);
@@ -238,10 +244,11 @@ uint32_t vfs_exts(struct vfs *v);
  */
 bool vfs_ext_refused(struct vfs *v, uint32_t ext, const struct sftp_reply *r);
 
-/* ---- rename (ops_rename.c, rename_fallback.c) ---- */
+/* ---- rename (ops_rename.c above rename_fallback.c) ---- */
 /* The rename of op->path to op->path2 is done on the server: moves the
- * node, answers success and frees op. */
-void vfs_rename_ok(struct op *op);
+ * node, answers success and frees op (rename_fallback.c, which ends in
+ * it as ops_rename.c does, and calls nothing of ops_rename.c). */
+void rename_ok(struct op *op);
 /*
  * A plain RENAME (no posix-rename@) was refused with "failure": settles
  * why by looking at the server and, when the target exists, replaces it
@@ -339,9 +346,6 @@ void hidden_evacuate(struct op *op, uint64_t dir,
 void hidden_evacuate_target(struct op *op, uint64_t dir,
 			    bool (*held)(struct vfs *v, uint64_t id),
 			    void (*then)(struct op *, const struct sftp_attrs *, int));
-/* Forgets op's pending move (op->pend): the node has its new name, or
- * the move failed. */
-void hidden_intent_drop(struct op *op);
 /* At restore: settles each move a previous daemon had sent when it died
  * (the file at its new place is adopted by its node, or removed when no
  * handle holds it). */

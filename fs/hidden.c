@@ -358,7 +358,7 @@ void hidden_replace_undo(struct op *op, int err)
  * comes. Not when a handle is still open on it. */
 static bool closing(struct vfs *v, uint64_t id)
 {
-	return v->node_closing(v, id);
+	return v->hidden_hooks.node_closing(v, id);
 }
 
 /* Whether node id's hidden name is being removed. Not one whose removal
@@ -602,9 +602,9 @@ static void settle_restored(struct op *op, const struct sftp_attrs *a, int err)
 	} else if (a && adopt_moved(op)) {
 		log_info("'%s': moved there by a previous daemon, kept until closed", op->path2);
 		op_drop_pend(op);
-		if (!fh_node_open(v, op->ino))
+		if (!v->hidden_hooks.node_open(v, op->ino))
 			hidden_release(v, op->ino);
-	} else if (a && fh_node_open(v, op->ino)) {
+	} else if (a && v->hidden_hooks.node_open(v, op->ino)) {
 		log_err("hidden file '%s' a previous daemon moved is still open but lost its node: left on the server",
 			op->path2);
 	} else if (a) {

@@ -298,7 +298,8 @@ bool fh_node_closing(struct vfs *v, uint64_t ino);
  * their last handle went with the previous daemon). */
 void fh_release_hidden(struct vfs *v);
 
-/* ---- unlinked open files (hidden.c) ---- */
+/* ---- unlinked open files (hidden.c; its removal after the last handle:
+ * hidden_remove.c; folders holding them: hidden_evac.c) ---- */
 
 /* True when (parent, name) is the hidden name of one of this mount's
  * unlinked open files: left out of listings, answers ENOENT to a LOOKUP

@@ -208,10 +208,10 @@ pytest: all $(TEST_TOOLS)
 	STEADYFS_BUILD=$(CURDIR)/$(B) SANITIZE=$(SANITIZE) \
 		timeout 1500 $(PYTEST) -q -p no:cacheprovider test $(PYTEST_ARGS)
 
-# The file-level call graph has no loop outside fs/, and fs/'s loops are
-# the listed ones (test/callgraph.py says why; docs/architecture.md).
+# The file-level call graph has no loop (test/callgraph.py;
+# docs/architecture.md, "The call graph").
 callgraph: all
-	/usr/bin/python3 test/callgraph.py $(OBJ) --allow test/callgraph-allow.txt
+	/usr/bin/python3 test/callgraph.py $(OBJ)
 
 check: all unit fuzz-replay callgraph pytest
 

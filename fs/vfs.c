@@ -188,7 +188,8 @@ struct vfs *vfs_new(const struct steadyfs_opts *o, struct pool *p,
 	v->remote_gid = (gid_t)-1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_mutex_init(&v->hidden_lock, NULL);
-	v->node_closing = fh_node_closing;
+	v->hidden_hooks = (struct hidden_hooks){ .node_open = fh_node_open,
+						 .node_closing = fh_node_closing };
 	/* Say once, at mount, which extensions the server lacks (a daemon
 	 * restarted after a crash has not connected yet: it learns them at
 	 * use, as the first daemon already said). */

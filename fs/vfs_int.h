@@ -31,6 +31,7 @@ struct op;
 struct wchunk;
 struct hidden_moves;
 struct move_mark;
+struct vfs;
 
 /* The virtual .control/ directory and its files: ids far above any id the
  * node table hands out (a 64-bit counter from 2). */
@@ -39,6 +40,14 @@ struct move_mark;
 static inline bool is_ctl_ino(uint64_t ino) { return ino >= CTL_DIR_INO; }
 /* Invalid remote names logged one by one; past this many, only counted. */
 #define VFS_BAD_SEEN_MAX 256
+
+/* What hidden.c asks of the file handles (fh.c's fh_node_open and
+ * fh_node_closing): whether node ino has a handle at all, and whether
+ * its last handles are going. */
+struct hidden_hooks {
+	bool (*node_open)(struct vfs *v, uint64_t ino);
+	bool (*node_closing)(struct vfs *v, uint64_t ino);
+};
 
 struct vfs {
 	/* the keeper link: first, the session's userdata is the vfs and
@@ -89,9 +98,9 @@ struct vfs {
 	unsigned bad_seen_n;
 	bool bad_seen_full;        /* "no longer logged one by one" said */
 
-	/* fh_node_closing, for hidden.c (which calls nothing in
-	 * ops_file.c: no call loop, test/callgraph.py) */
-	bool (*node_closing)(struct vfs *v, uint64_t ino);
+	/* what hidden.c asks of the handles, given by vfs_new (hidden.c
+	 * lies below fh*.c, which call it: no call loop, test/callgraph.py) */
+	struct hidden_hooks hidden_hooks;
 	pthread_mutex_t hidden_lock;  /* protects the two lists below */
 	struct op *removing;       /* hidden names being removed (hidden.c) */
 	struct op *removal_waiters;  /* setattrs waiting for them */
@@ -289,7 +298,8 @@ bool fh_node_closing(struct vfs *v, uint64_t ino);
  * their last handle went with the previous daemon). */
 void fh_release_hidden(struct vfs *v);
 
-/* ---- unlinked open files (hidden.c) ---- */
+/* ---- unlinked open files (hidden.c; its removal after the last handle:
+ * hidden_remove.c; folders holding them: hidden_evac.c) ---- */
 
 /* True when (parent, name) is the hidden name of one of this mount's
  * unlinked open files: left out of listings, answers ENOENT to a LOOKUP

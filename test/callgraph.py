@@ -9,16 +9,12 @@ lib/. A loop is a strongly connected component of more than one file
 (A -> B -> ... -> A, of any length, not only pairs); each is printed with
 one cycle through all its arrows' files and the arrows that close it.
 
-Rules (docs/architecture.md, "The call graph"):
-  - lib/, probe/ and recover/ have no loop at all: a loop there fails.
-  - fs/ still has loops, to be broken by the fs/ split (issue 16: a
-    lower part reports upward only through a hooks struct it is given).
-    Until then every arrow that lies on a loop in fs/ must be listed in
-    test/callgraph-allow.txt, and every line there must still be such an
-    arrow: a new loop fails, and so does a loop that is gone but still
-    listed (delete its lines), so the list only shrinks.
+Rule (docs/architecture.md, "The call graph"): no program has a loop.
+fs/ is layered, a lower part reaching up only through a hooks struct or
+a function pointer it is given (issue 16), so any loop is a new upward
+call: it fails, printed with the arrows that close it.
 
-usage: test/callgraph.py OBJ_DIR [--allow FILE] [--print]
+usage: test/callgraph.py OBJ_DIR [--print]
   --print  also print every arrow of every program (for reading).
 Exit status 0 when the rules hold, 1 when not, 2 on a usage error.
 """
@@ -33,7 +29,6 @@ PROGRAMS = {
     "steadyfs-probe": ["probe", "lib"],
     "steadyfs-recover": ["recover", "lib"],
 }
-ALLOWED_LOOP_DIRS = {"fs"}
 DEFINED = set("ABCDGRSTVWi")   # nm -P types of a symbol the file defines
 
 
@@ -157,34 +152,15 @@ def loop_arrows(graph, comp):
     return [(a, b) for a in comp for b in sorted(graph[a]) if b in members]
 
 
-def read_allow(path):
-    allowed = set()
-    if not path or not os.path.exists(path):
-        return allowed
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 3 or parts[1] != "->":
-                sys.exit(f"{path}:{n}: expected 'fs/a.c -> fs/b.c', got '{line}'")
-            allowed.add((parts[0], parts[2]))
-    return allowed
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("obj_dir")
-    ap.add_argument("--allow", default=None)
     ap.add_argument("--print", action="store_true", dest="print_all")
     args = ap.parse_args()
     if not os.path.isdir(args.obj_dir):
         print(f"callgraph: no object folder '{args.obj_dir}' (build first)", file=sys.stderr)
         return 2
 
-    allowed = read_allow(args.allow)
-    on_loops = set()      # arrows on a loop in the allowed folders
     failures = []
     seen_files = set()
     for prog, folders in PROGRAMS.items():
@@ -197,35 +173,19 @@ def main():
                     print(f"{prog}: {a} -> {b}  ({', '.join(graph[a][b][:4])}"
                           f"{', ...' if len(graph[a][b]) > 4 else ''})")
         for comp in components(graph):
-            dirs = {f.split("/", 1)[0] for f in comp}
             cycle = one_cycle(graph, comp)
-            arrows = loop_arrows(graph, comp)
-            strict = not dirs <= ALLOWED_LOOP_DIRS
-            print(f"callgraph: {prog}: loop of {len(comp)} files"
-                  f"{' (NOT ALLOWED: outside fs/)' if strict else ''}: "
+            print(f"callgraph: {prog}: loop of {len(comp)} files: "
                   f"{' -> '.join(cycle)}")
-            for a, b in arrows:
+            for a, b in loop_arrows(graph, comp):
                 syms = graph[a][b]
                 print(f"    {a} -> {b}  ({', '.join(syms[:3])}"
                       f"{', ...' if len(syms) > 3 else ''})")
-            if strict:
-                failures.append(f"{prog}: a loop through {', '.join(comp)}")
-            else:
-                on_loops.update(arrows)
-    new = sorted(on_loops - allowed)
-    gone = sorted(allowed - on_loops)
-    for a, b in new:
-        failures.append(f"new arrow on a loop, not in the allow-list: {a} -> {b}")
-    for a, b in gone:
-        failures.append(f"allow-list names {a} -> {b}, which is no longer on a loop: "
-                        f"delete that line from {args.allow} (the list only shrinks)")
+            failures.append(f"{prog}: a loop through {', '.join(comp)}")
     if failures:
         for f in failures:
             print(f"callgraph: FAIL: {f}", file=sys.stderr)
         return 1
-    print(f"callgraph: {len(seen_files)} object files read; lib/, probe/, recover/ have no loop; "
-          f"{len(on_loops)} arrows on loops in fs/, all in the allow-list "
-          "(to be broken by the fs/ split)")
+    print(f"callgraph: {len(seen_files)} object files read; no program has a loop")
     return 0
 
 

@@ -139,6 +139,14 @@ void nodes_end_forget(struct nodes *t, uint64_t id)
 		n->end_known = false;
 		nodes_record_end(t, n);
 	}
+	/* The other names of the file: their ends may count those bytes
+	 * too (nodes_end_set); the next append asks the server. */
+	for (struct node *p = n ? n->twin : NULL; p && p != n; p = p->twin) {
+		if (p->end_known) {
+			p->end_known = false;
+			nodes_record_end(t, p);
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import random
+import signal
 import time
 
 import pytest
@@ -545,3 +546,50 @@ def test_overlapping_writes_through_two_links_land_in_order(slow_fs):
         os.close(fd2)
     want = first[:8192] + second + first[12288:]
     assert read_file(os.path.join(srv, "a")) == want
+
+
+@pytest.mark.timeout(120)
+def test_append_of_another_descriptor_after_a_kill_lost_data(sshd, remote_subdir,
+                                                          fault_proxy, mount_steadyfs):
+    """Two O_APPEND descriptors of one file; the daemon is killed while
+    one of them has 1 MiB unacknowledged (reported lost, that descriptor
+    fails with EIO for good). The other lost nothing: its next append
+    must land at the end of what the server has, not fail. Before, the
+    new daemon forgot the end (it counted the lost bytes) and every
+    append of the file failed with EIO ("append offset unknown")."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, port=proxy.port,
+                       opts={"connections": 4}, expect_errors=True)
+    assert wait_for(lambda: control_status(m)["sessions"].strip() == "4/4", 20), \
+        control_status(m)
+    proxy.throttle(512 * 1024)
+    srv = os.path.join(sshd.remote_dir, remote_subdir)
+    import sshdfix
+    from mounts import wait_gone
+    from test_keeper import wait_new_daemon
+    old = m.daemon_pid()
+    fd1 = os.open(m.path("log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd2 = os.open(m.path("log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        assert os.write(fd2, b"head" * 250) == 1000
+        os.fsync(fd2)
+        assert os.write(fd1, b"x" * MiB) == MiB  # queued, 2 s at 512 KiB/s
+        sessions = sshdfix.descendants(sshd.pid)
+        os.kill(old, signal.SIGKILL)
+        assert wait_new_daemon(m, old), "no new daemon after the kill"
+        proxy.throttle(0)
+        # What the dead daemon had in its sockets lands first (M6).
+        assert wait_gone(sessions, 20), "the dead daemon's sessions stayed"
+        size = os.path.getsize(os.path.join(srv, "log"))
+        assert 1000 <= size < 1000 + MiB
+        assert write_or_errno(fd2, b"tail") == (4, 0)
+        os.fsync(fd2)
+        assert write_or_errno(fd1, b"more") == (0, errno.EIO)
+    finally:
+        os.close(fd2)
+        try:
+            os.close(fd1)
+        except OSError:
+            pass  # its loss, reported again
+    got = read_file(os.path.join(srv, "log"))
+    assert len(got) == size + 4 and got.endswith(b"tail") and got.startswith(b"head" * 250)

@@ -397,6 +397,16 @@ int take_err(struct fh *fh)
 	return e;
 }
 
+bool fh_failed_for_good(struct fh *fh)
+{
+	bool gone;
+
+	pthread_mutex_lock(&fh->lock);
+	gone = fh->broken || fh->lost;
+	pthread_mutex_unlock(&fh->lock);
+	return gone;
+}
+
 /*
  * The kernel discards the answer to a release, so close(2) never sees a
  * failed CLOSE: the operator does (log, event, counter), with the range

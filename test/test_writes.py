@@ -593,3 +593,31 @@ def test_append_of_another_descriptor_after_a_kill_lost_data(sshd, remote_subdir
             pass  # its loss, reported again
     got = read_file(os.path.join(srv, "log"))
     assert len(got) == size + 4 and got.endswith(b"tail") and got.startswith(b"head" * 250)
+
+
+@pytest.mark.timeout(120)
+def test_append_after_the_server_truncated_a_closed_file(fs):
+    """A log appended through the mount and closed, then truncated on the
+    server (logrotate's copytruncate run there): the next writer's
+    appends start at the server's end, not after a hole as long as the
+    old file, and stat shows the server's size. Before, the end offset
+    outlived the descriptors: 10,005 bytes on the server, the first
+    10,000 zeros."""
+    m, srv = fs
+    fd = os.open(m.path("log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        assert os.write(fd, b"x" * 10000) == 10000
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.truncate(os.path.join(srv, "log"), 0)
+    # The attribute cache lives attr_timeout; then the server's size.
+    assert wait_for(lambda: os.stat(m.path("log")).st_size == 0, 20), \
+        os.stat(m.path("log")).st_size
+    fd = os.open(m.path("log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        assert os.write(fd, b"abcde") == 5
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "log")) == b"abcde"

@@ -73,8 +73,14 @@ void fh_put(struct fh *fh)
 	ra_release(&fh->ra);
 	pthread_mutex_destroy(&fh->lock);
 	free(fh);
-	if (!fh_node_open(v, ino))
+	if (!fh_node_open(v, ino)) {
 		hidden_release(v, ino);
+		/* Its last descriptor is gone, its writes done: the file may
+		 * change on the server now (logrotate's copytruncate), so the
+		 * next writer appends from the server's size, learnt at its
+		 * open, and stat shows that size. */
+		nodes_end_forget(v->nodes, ino, false);
+	}
 	nodes_unpin(v->nodes, ino);
 	hidden_put_done(v);
 }
@@ -397,6 +403,16 @@ int take_err(struct fh *fh)
 	return e;
 }
 
+bool fh_failed_for_good(struct fh *fh)
+{
+	bool gone;
+
+	pthread_mutex_lock(&fh->lock);
+	gone = fh->broken || fh->lost;
+	pthread_mutex_unlock(&fh->lock);
+	return gone;
+}
+
 /*
  * The kernel discards the answer to a release, so close(2) never sees a
  * failed CLOSE: the operator does (log, event, counter), with the range
@@ -449,7 +465,7 @@ static void restore_one(void *arg, const struct ks_fh *r, int32_t slot)
 		free(p);
 		/* The end counted those bytes; a prefix of them may have
 		 * landed: the server's size is the file's again. */
-		nodes_end_forget(v->nodes, r->ino);
+		nodes_end_forget(v->nodes, r->ino, true);
 	}
 	if (r->released || !(fh = fh_new(v, r->ino, r->flags))) {
 		ks_fh_drop(v->ks, slot);

@@ -260,6 +260,9 @@ void fh_op_fail(struct op *op, int e);
 
 /* take_err_locked with fh->lock taken. */
 int take_err(struct fh *fh);
+/* Its data died with a daemon, or its file is not the one it had (or has
+ * no name): every later write, fsync and close fails with EIO. */
+bool fh_failed_for_good(struct fh *fh);
 
 /* The step of a CLOSE: a failure is accounted by close_failed
  * (what it leaves unconfirmed is reported); ends op. */

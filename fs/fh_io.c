@@ -54,6 +54,16 @@ static void run_waiters(struct op *waiters, bool fail)
 	}
 }
 
+/* A call that fails because its handle failed for good (its file is
+ * not the one it had, or has no name): said as such, not as the link's
+ * failure its step would log (op_log_error keeps the first cause). */
+static void fail_lost(struct op *op)
+{
+	if (op->req)
+		op_log_error(op, EIO, "lost");
+	op->step(op, NULL, -EIO);
+}
+
 void fh_lose(struct fh *fh)
 {
 	struct wchunk *drop = NULL, **pp;
@@ -91,7 +101,13 @@ void fh_lose(struct fh *fh)
 		chunk_retire(drop, 0);  /* the sticky EIO is set above */
 		drop = next;
 	}
-	run_waiters(waiters, true);
+	while (waiters) {
+		struct op *next = waiters->next;
+
+		waiters->next = NULL;
+		fail_lost(waiters);
+		waiters = next;
+	}
 }
 
 /* The reopen is over: with the remote handle (h, hlen) on the session
@@ -327,7 +343,7 @@ void fh_dispatch(struct op *op)
 	}
 	if (!fh->open && fh->lost) {
 		pthread_mutex_unlock(&fh->lock);
-		op->step(op, NULL, -EIO);
+		fail_lost(op);
 		return;
 	}
 	if (!fh->open) {

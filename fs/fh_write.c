@@ -139,6 +139,91 @@ static void write_settled(struct op *op, const struct sftp_attrs *a, int err)
 	write_wait(op);
 }
 
+/* Where an append lands: where the dead daemon put a resent request
+ * (recorded), else a new reservation at the node's end (known). */
+static uint64_t append_place(struct vfs *v, uint64_t ino, size_t size,
+			     struct append_note *an, int *kind)
+{
+	uint64_t at;
+
+	if (takeover_append_offset(v->tk, an->call, &at)) {
+		*kind = W_APPEND_RESENT;
+		nodes_end_raise(v->nodes, ino, at + size);
+		takeover_note_append(v->tk, an->call, at);
+		return at;
+	}
+	*kind = W_APPEND;
+	/* Noted before the end moves: a death in between must not leave
+	 * the resend a new offset past a hole. */
+	return nodes_append_reserve_noted(v->nodes, ino, size, note_append, an);
+}
+
+/* A write placed at op->off with its data in op->wchunks: it follows
+ * older overlapping writes of other handles, then waits for room. */
+static void write_go(struct op *op)
+{
+	uint64_t end = op->off + op->size;
+
+	nodes_ident_sent(op->v->nodes, op->ino, end);
+	if (ino_writes_overlap(op->v, op->ino, op->fh, op->off, end))
+		wait_writes(op, op->off, end, op->fh, write_settled);
+	else
+		write_wait(op);
+}
+
+/* The server's size, asked through the handle, for an append whose end
+ * the node does not know (it counted bytes lost with a dead daemon,
+ * nodes_end_forget). op->data holds the request's take-over facts. */
+static void append_learnt(struct op *op, const struct sftp_reply *r, int err)
+{
+	struct vfs *v = op->v;
+	struct append_note an = { v->tk, { 0, false } };
+	int e = err ? op_transport_errno(err) :
+		r->type != SSH_FXP_ATTRS ? reply_errno(r) :
+		!(r->u.attrs.flags & SSH_FILEXFER_ATTR_SIZE) ? EIO : 0;
+
+	if (e) {
+		/* Nothing reserved, nothing queued. */
+		chunks_free(op->wchunks);
+		op->wchunks = NULL;
+		op_log_error(op, e, err ? "transport" : "server");
+		fh_op_fail(op, e);
+		return;
+	}
+	memcpy(&an.call, op->data, sizeof(an.call));
+	/* Raise, never lower: another append may have learnt it first. */
+	nodes_end_raise(v->nodes, op->ino, r->u.attrs.size);
+	op->off = append_place(v, op->ino, op->size, &an, &op->stage);
+	for (struct wchunk *c = op->wchunks; c; c = c->next)
+		c->off += op->off;  /* made from 0 */
+	write_go(op);
+}
+
+static void append_learn(fuse_req_t req, struct fh *fh, uint64_t ino,
+			 const char *buf, size_t size, struct tk_call call)
+{
+	struct wchunk *list = chunks_make(fh, buf, size, 0);
+	struct op *op;
+
+	if (!list) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* W_AT until placed: nothing to give back if it fails first. */
+	if (!(op = write_op(req, fh, ino, W_AT, 0, size, list)))
+		return;
+	if (!(op->data = malloc(sizeof(call)))) {
+		chunks_free(op->wchunks);
+		op->wchunks = NULL;
+		fh_op_fail(op, ENOMEM);
+		return;
+	}
+	memcpy(op->data, &call, sizeof(call));
+	op->fh = NULL;
+	fh_put(fh);  /* fh_start takes its own */
+	fh_start(op, fh, FH_FSTAT, append_learnt);
+}
+
 void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	       off_t off, struct fuse_file_info *fi)
 {
@@ -173,29 +258,15 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	/* Page-cache write-back (mmap) carries the page's own offset, even
 	 * through a handle opened O_APPEND. */
 	append = (fh->flags & O_APPEND) && !fi->writepage;
-	/* The end is learnt at open and kept across daemon restarts; never
-	 * guess it (an append at 0 would overwrite the file). */
+	/* The end is learnt at open and kept across daemon restarts, but
+	 * forgotten when it counted bytes that died with a daemon: never
+	 * guess it (an append at 0 would overwrite the file), ask. */
 	if (append && !nodes_end_known(v->nodes, ino)) {
-		char *p = fh_name(fh);
-
-		log_err("write '%s': append offset unknown (not kept across the daemon restart)",
-			p ? p : "?");
-		free(p);
-		fuse_reply_err(req, EIO);
+		append_learn(req, fh, ino, buf, size, an.call);
 		return;
 	}
-	if (append && takeover_append_offset(v->tk, an.call, &at)) {
-		/* Resent after a daemon died: where the first one put it. */
-		kind = W_APPEND_RESENT;
-		nodes_end_raise(v->nodes, ino, at + size);
-		takeover_note_append(v->tk, an.call, at);
-	} else if (append) {
-		/* Noted before the end moves: a death in between must not
-		 * leave the resend a new offset past a hole. */
-		kind = W_APPEND;
-		at = nodes_append_reserve_noted(v->nodes, ino, size,
-						note_append, &an);
-	}
+	if (append)
+		at = append_place(v, ino, size, &an, &kind);
 	/* The whole write is copied first and queued only when all of it
 	 * fits: a write that fails has queued none of its bytes. */
 	if (!(list = chunks_make(fh, buf, size, at))) {

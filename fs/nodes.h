@@ -124,7 +124,11 @@ void nodes_end_update(struct nodes *t, uint64_t id, uint64_t end);
 void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end);
 /* Makes the end at least `end` (known from then on). */
 void nodes_end_raise(struct nodes *t, uint64_t id, uint64_t end);
-void nodes_end_forget(struct nodes *t, uint64_t id);
+/* The end is unknown again: the next writable open, or the next append,
+ * learns it from the server (ops_file.c, fh_write.c). `names`: also that
+ * of the file's other names (the end counted bytes lost with a dead
+ * daemon); without it, only this name's (its last descriptor is gone). */
+void nodes_end_forget(struct nodes *t, uint64_t id, bool names);
 /* The end offset if known. */
 bool nodes_end_get(struct nodes *t, uint64_t id, uint64_t *end);
 

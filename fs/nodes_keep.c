@@ -129,15 +129,23 @@ void nodes_end_set(struct nodes *t, uint64_t id, uint64_t end)
 	pthread_mutex_unlock(&t->lock);
 }
 
-void nodes_end_forget(struct nodes *t, uint64_t id)
+void nodes_end_forget(struct nodes *t, uint64_t id, bool names)
 {
 	struct node *n;
 
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
-	if (n) {
+	if (n && n->end_known) {
 		n->end_known = false;
 		nodes_record_end(t, n);
+	}
+	/* The other names of the file: their ends may count those bytes
+	 * too (nodes_end_set); the next append asks the server. */
+	for (struct node *p = n && names ? n->twin : NULL; p && p != n; p = p->twin) {
+		if (p->end_known) {
+			p->end_known = false;
+			nodes_record_end(t, p);
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 }

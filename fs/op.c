@@ -172,6 +172,10 @@ int reply_errno(const struct sftp_reply *r)
 
 void op_log_error(struct op *op, int errnum, const char *cause)
 {
+	/* One line per failed call: the first to name its cause (a handle
+	 * that failed for good says "lost" before its step says more). */
+	if (op->logged)
+		return;
 	op->logged = true;
 	log_warn("%s '%s' failed: %s (errno %d, cause %s)", op->name,
 		 op->path ? op->path : "?", strerror(errnum), errnum, cause);

@@ -33,10 +33,22 @@ static void links_written(struct op *op, struct fh *fh)
 		vfs_links_changed(op->v, fh->ino);
 }
 
+/* The sticky error of fh for op, logged as "lost" when the handle
+ * failed for good (its data died with a daemon, or its file is not the
+ * one it had); a server's refusal is logged by op_fail as before. */
+static int sticky_err(struct op *op, struct fh *fh)
+{
+	int e = take_err(fh);
+
+	if (e == EIO && fh_failed_for_good(fh))
+		op_log_error(op, e, "lost");
+	return e;
+}
+
 static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 {
 	links_written(op, op->fh);
-	fh_op_fail(op, take_err(op->fh));
+	fh_op_fail(op, sticky_err(op, op->fh));
 }
 
 void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -74,7 +86,7 @@ static void fsync_confirmed(struct fh *fh, uint64_t acks_at_send)
 
 static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
 {
-	int e = take_err(op->fh);
+	int e = sticky_err(op, op->fh);
 	bool ok = !err && r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK;
 
 	/* fsync@ answered "unsupported": every write is acknowledged, which
@@ -108,7 +120,7 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 	links_written(op, fh);
 	/* Without fsync@ the acknowledgements are all we can wait for. */
 	if (vfs_missing_ext(op->v, SFTP_EXT_FSYNC)) {
-		fh_op_fail(op, take_err(fh));
+		fh_op_fail(op, sticky_err(op, fh));
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);

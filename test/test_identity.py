@@ -219,6 +219,9 @@ def test_replaced_file_same_size_is_never_written(private):
     finally:
         close_lost(fd)
     assert read_file(os.path.join(remote, "a")) == data
+    # Its failures name the lost handle, not the link (which was up).
+    errs = [e for e in events(m) if e.get("type") == "error"]
+    assert errs and all(e["cause"] == "lost" for e in errs), errs
 
 
 # ---- unlinked open files (finding 10) ----------------------------------------

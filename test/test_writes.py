@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import random
+import signal
 import time
 
 import pytest
@@ -545,3 +546,78 @@ def test_overlapping_writes_through_two_links_land_in_order(slow_fs):
         os.close(fd2)
     want = first[:8192] + second + first[12288:]
     assert read_file(os.path.join(srv, "a")) == want
+
+
+@pytest.mark.timeout(120)
+def test_append_of_another_descriptor_after_a_kill_lost_data(sshd, remote_subdir,
+                                                          fault_proxy, mount_steadyfs):
+    """Two O_APPEND descriptors of one file; the daemon is killed while
+    one of them has 1 MiB unacknowledged (reported lost, that descriptor
+    fails with EIO for good). The other lost nothing: its next append
+    must land at the end of what the server has, not fail. Before, the
+    new daemon forgot the end (it counted the lost bytes) and every
+    append of the file failed with EIO ("append offset unknown")."""
+    proxy = fault_proxy(sshd)
+    m = mount_steadyfs(sshd, remote_subdir=remote_subdir, port=proxy.port,
+                       opts={"connections": 4}, expect_errors=True)
+    assert wait_for(lambda: control_status(m)["sessions"].strip() == "4/4", 20), \
+        control_status(m)
+    proxy.throttle(512 * 1024)
+    srv = os.path.join(sshd.remote_dir, remote_subdir)
+    import sshdfix
+    from mounts import wait_gone
+    from test_keeper import wait_new_daemon
+    old = m.daemon_pid()
+    fd1 = os.open(m.path("log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd2 = os.open(m.path("log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        assert os.write(fd2, b"head" * 250) == 1000
+        os.fsync(fd2)
+        assert os.write(fd1, b"x" * MiB) == MiB  # queued, 2 s at 512 KiB/s
+        sessions = sshdfix.descendants(sshd.pid)
+        os.kill(old, signal.SIGKILL)
+        assert wait_new_daemon(m, old), "no new daemon after the kill"
+        proxy.throttle(0)
+        # What the dead daemon had in its sockets lands first (M6).
+        assert wait_gone(sessions, 20), "the dead daemon's sessions stayed"
+        size = os.path.getsize(os.path.join(srv, "log"))
+        assert 1000 <= size < 1000 + MiB
+        assert write_or_errno(fd2, b"tail") == (4, 0)
+        os.fsync(fd2)
+        assert write_or_errno(fd1, b"more") == (0, errno.EIO)
+    finally:
+        os.close(fd2)
+        try:
+            os.close(fd1)
+        except OSError:
+            pass  # its loss, reported again
+    got = read_file(os.path.join(srv, "log"))
+    assert len(got) == size + 4 and got.endswith(b"tail") and got.startswith(b"head" * 250)
+
+
+@pytest.mark.timeout(120)
+def test_append_after_the_server_truncated_a_closed_file(fs):
+    """A log appended through the mount and closed, then truncated on the
+    server (logrotate's copytruncate run there): the next writer's
+    appends start at the server's end, not after a hole as long as the
+    old file, and stat shows the server's size. Before, the end offset
+    outlived the descriptors: 10,005 bytes on the server, the first
+    10,000 zeros."""
+    m, srv = fs
+    fd = os.open(m.path("log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        assert os.write(fd, b"x" * 10000) == 10000
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.truncate(os.path.join(srv, "log"), 0)
+    # The attribute cache lives attr_timeout; then the server's size.
+    assert wait_for(lambda: os.stat(m.path("log")).st_size == 0, 20), \
+        os.stat(m.path("log")).st_size
+    fd = os.open(m.path("log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        assert os.write(fd, b"abcde") == 5
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(os.path.join(srv, "log")) == b"abcde"

@@ -19,9 +19,10 @@
 #   make deb-check       build it from a fresh clone, lintian, install, mount,
 #                        upgrade under a writer, remove, purge (as root)
 #
-# Sources are found by folder: lib/*.c is the shared library, fs/*.c the
-# filesystem, probe/*.c and recover/*.c the tools, test/unit/test_*.c one
-# unit-test program each. Adding a file needs no change here.
+# Sources are found by folder: lib/*.c is the shared library, fs/*.c and
+# fs/*/*.c the filesystem (its folders: docs/architecture.md), probe/*.c
+# and recover/*.c the tools, test/unit/test_*.c one unit-test program each.
+# Adding a file needs no change here.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -68,7 +69,9 @@ endif
 ALLCFLAGS = $(BASECFLAGS) $(CFLAGS) $(SANFLAGS)
 
 LIB_SRC     := $(wildcard lib/*.c)
-FS_SRC      := $(wildcard fs/*.c)
+FS_DIRS     := fs $(sort $(patsubst %/,%,$(dir $(wildcard fs/*/*.c))))
+FS_SRC      := $(wildcard $(FS_DIRS:%=%/*.c))
+FS_INC      := $(FS_DIRS:%=-I%)
 PROBE_SRC   := $(wildcard probe/*.c)
 RECOVER_SRC := $(wildcard recover/*.c)
 UNIT_SRC    := $(wildcard test/unit/test_*.c)
@@ -126,9 +129,10 @@ $(B)/.flags: FORCE | $(B)/.deps-ok
 	@echo '$(ALLCFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(ALLCFLAGS) $(LDFLAGS)' > $@
 FORCE:
 
+$(OBJ)/fs/%.o: DIR_INC = $(FS_INC)
 $(OBJ)/%.o: %.c $(B)/.flags | $(B)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(DIR_INC) -MMD -MP -c $< -o $@
 
 $(B)/libsteadyfs.a: $(LIB_OBJ)
 	@rm -f $@
@@ -163,7 +167,7 @@ $(foreach p,$(UNIT_PARTS),$(eval $(call unit_part,$(p))))
 
 $(B)/unit/%: test/unit/%.c $(UNIT_ARCH) $(B)/libsteadyfs.a $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Itest/unit -I. -Ifs $(LDFLAGS) -o $@ $< $(UNIT_ARCH) \
+	$(CC) $(ALLCFLAGS) -Itest/unit -I. $(FS_INC) $(LDFLAGS) -o $@ $< $(UNIT_ARCH) \
 		$(B)/libsteadyfs.a $(pkglibs_fs) -lm
 
 # The fuzz target built with the normal compiler and a tiny driver, so
@@ -175,18 +179,18 @@ $(B)/fuzz-replay-sftp: test/fuzz/fuzz_sftp.c test/fuzz/replay.c $(B)/libsteadyfs
 # tables so that inputs fill them (docs/fuzzing.md).
 FUZZ_RESTORE_CAPS := -DKS_NODE_CAP=32 -DKS_FH_CAP=8 -DKS_INFL_CAP=16 \
 	-DKS_EVENTS=16 -DNODES_NBUCKETS=16 -DKS_DEPTH_MAX=8
-FUZZ_RESTORE_SRC := test/fuzz/fuzz_restore.c fs/keepstate.c fs/ksvalid.c \
-	fs/nodes.c fs/nodes_links.c fs/nodes_keep.c fs/identity.c lib/names.c lib/clock.c
-FUZZ_RESTORE_HDR := fs/keepstate.h fs/keepstate_int.h fs/ksvalid.h fs/nodes.h fs/nodes_int.h fs/identity.h \
+FUZZ_RESTORE_SRC := test/fuzz/fuzz_restore.c fs/keeper/keepstate.c fs/keeper/ksvalid.c \
+	fs/vfs/nodes.c fs/vfs/nodes_links.c fs/vfs/nodes_keep.c fs/vfs/identity.c lib/names.c lib/clock.c
+FUZZ_RESTORE_HDR := fs/keeper/keepstate.h fs/keeper/keepstate_int.h fs/keeper/ksvalid.h fs/vfs/nodes.h fs/vfs/nodes_int.h fs/vfs/identity.h \
 	lib/names.h
 $(B)/fuzz-replay-restore: $(FUZZ_RESTORE_SRC) $(FUZZ_RESTORE_HDR) test/fuzz/replay.c $(B)/.flags
-	$(CC) $(ALLCFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -o $@ $(FUZZ_RESTORE_SRC) \
+	$(CC) $(ALLCFLAGS) $(FUZZ_RESTORE_CAPS) $(FS_INC) -o $@ $(FUZZ_RESTORE_SRC) \
 		test/fuzz/replay.c $(shell pkg-config --libs json-c) -lm
 
 # Test tools: programs the integration tests run (never installed).
 TEST_TOOLS := $(B)/ks-corrupt
-$(B)/ks-corrupt: test/tools/ks_corrupt.c $(OBJ)/fs/keepstate.o $(B)/.flags
-	$(CC) $(ALLCFLAGS) -Ifs $(LDFLAGS) -o $@ $< $(OBJ)/fs/keepstate.o
+$(B)/ks-corrupt: test/tools/ks_corrupt.c $(OBJ)/fs/keeper/keepstate.o $(B)/.flags
+	$(CC) $(ALLCFLAGS) $(FS_INC) $(LDFLAGS) -o $@ $< $(OBJ)/fs/keeper/keepstate.o
 
 # ---- tests ---------------------------------------------------------------
 unit: $(UNIT_BIN) $(TEST_TOOLS)
@@ -226,7 +230,7 @@ fuzz: $(B)/libsteadyfs.a
 # The restore path under libFuzzer; a hang past 5 s is a finding.
 fuzz-restore:
 	@mkdir -p $(B)/fuzz-corpus-restore
-	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -g -O1 \
+	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) $(FS_INC) -g -O1 \
 		-fsanitize=fuzzer,address,undefined -o $(B)/fuzz-restore \
 		$(FUZZ_RESTORE_SRC) $(shell pkg-config --libs json-c)
 	$(B)/fuzz-restore -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
@@ -236,14 +240,14 @@ fuzz-restore:
 # Line and branch coverage of the restore path by the committed corpus.
 fuzz-restore-coverage:
 	@mkdir -p $(B)/cov
-	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) -Ifs -g -O0 \
+	clang $(BASECFLAGS) $(FUZZ_RESTORE_CAPS) $(FS_INC) -g -O0 \
 		-fprofile-instr-generate -fcoverage-mapping -o $(B)/cov/replay-restore \
 		$(FUZZ_RESTORE_SRC) test/fuzz/replay.c $(shell pkg-config --libs json-c) -lm
 	LLVM_PROFILE_FILE=$(B)/cov/restore.profraw $(B)/cov/replay-restore \
 		test/fuzz/corpus_restore $(FUZZ_RESTORE_EXTRA)
 	llvm-profdata merge -o $(B)/cov/restore.profdata $(B)/cov/restore.profraw
 	llvm-cov report $(B)/cov/replay-restore -instr-profile=$(B)/cov/restore.profdata \
-		fs/ksvalid.c fs/keepstate.c fs/nodes.c fs/nodes_links.c fs/nodes_keep.c lib/names.c
+		fs/keeper/ksvalid.c fs/keeper/keepstate.c fs/vfs/nodes.c fs/vfs/nodes_links.c fs/vfs/nodes_keep.c lib/names.c
 
 demo: all
 	/usr/bin/python3 test/demo.py --build $(CURDIR)/$(B)

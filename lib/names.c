@@ -16,3 +16,17 @@ bool name_ok(const char *name, size_t len)
 		return false;
 	return !(name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')));
 }
+
+bool name_hidden(const char *name, size_t len)
+{
+	size_t pl = sizeof(NAME_HIDDEN_PREFIX) - 1;
+
+	/* Only the exact form fs/vfs/hidden.c makes: ".steadyfs_hidden_notes" is
+	 * a user's name like any other. */
+	if (len != NAME_HIDDEN_LEN || memcmp(name, NAME_HIDDEN_PREFIX, pl))
+		return false;
+	for (size_t i = pl; i < len; i++)
+		if (!strchr("0123456789abcdef", name[i]) || !name[i])
+			return false;
+	return true;
+}

@@ -1,8 +1,8 @@
 /*
  * statuskeys: the names in a steadyfs mount's status.json (in .control/
  * and in its mirror, statedir.h) that other code reads back. The writer
- * (fs/control_render.c) and every reader (lib/statedir.c for the probe
- * and the recovery's live-mount check, fs/upgrade.c for the hand-over)
+ * (fs/control/control_render.c) and every reader (lib/statedir.c for the probe
+ * and the recovery's live-mount check, fs/keeper/upgrade.c for the hand-over)
  * use these, so a rename cannot leave a reader behind. Fields only
  * people read are written as plain strings in control_render.c;
  * docs/control.md documents them all.

@@ -12,7 +12,10 @@ one cycle through all its arrows' files and the arrows that close it.
 Rule (docs/architecture.md, "The call graph"): no program has a loop.
 fs/ is layered, a lower part reaching up only through a hooks struct or
 a function pointer it is given (issue 16), so any loop is a new upward
-call: it fails, printed with the arrows that close it.
+call: it fails, printed with the arrows that close it. The same holds one
+level up: fs/'s folders (fs/transport, fs/vfs, ...), the files at fs/'s
+top, and lib/ call each other one way only, so a loop between two
+folders fails even when no loop of files is in it.
 
 usage: test/callgraph.py OBJ_DIR [--print]
   --print  also print every arrow of every program (for reading).
@@ -152,6 +155,29 @@ def loop_arrows(graph, comp):
     return [(a, b) for a in comp for b in sorted(graph[a]) if b in members]
 
 
+def part_of(f):
+    """The part a file belongs to: its folder under fs/ (fs/vfs, fs/keeper,
+    ...), fs itself for the files at its top, else the top folder."""
+    bits = f.split("/")
+    if bits[0] == "fs" and len(bits) > 2:
+        return "/".join(bits[:2])
+    return bits[0]
+
+
+def part_graph(graph):
+    """{part: {part it calls: [file arrows]}}: the folders' own graph."""
+    parts = {}
+    for a in graph:
+        pa = part_of(a)
+        parts.setdefault(pa, {})
+        for b in graph[a]:
+            pb = part_of(b)
+            parts.setdefault(pb, {})
+            if pa != pb:
+                parts[pa].setdefault(pb, []).append(f"{a} -> {b}")
+    return parts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("obj_dir")
@@ -181,11 +207,22 @@ def main():
                 print(f"    {a} -> {b}  ({', '.join(syms[:3])}"
                       f"{', ...' if len(syms) > 3 else ''})")
             failures.append(f"{prog}: a loop through {', '.join(comp)}")
+        # The parts (fs/'s folders) call each other in one direction only:
+        # a loop between two folders fails even when no file loop is in it.
+        parts = part_graph(graph)
+        for comp in components(parts):
+            cycle = one_cycle(parts, comp)
+            print(f"callgraph: {prog}: loop of folders: {' -> '.join(cycle)}")
+            for a, b in loop_arrows(parts, comp):
+                for arrow in parts[a][b][:3]:
+                    print(f"    {arrow}")
+            failures.append(f"{prog}: a loop between the folders {', '.join(comp)}")
     if failures:
         for f in failures:
             print(f"callgraph: FAIL: {f}", file=sys.stderr)
         return 1
-    print(f"callgraph: {len(seen_files)} object files read; no program has a loop")
+    print(f"callgraph: {len(seen_files)} object files read; no program has a loop, "
+          "and no loop between its folders")
     return 0
 
 

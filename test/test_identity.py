@@ -6,7 +6,7 @@
   reopened under the name the node table holds now, never under the name
   it was opened with, so the write after the reconnect lands in the file
   the descriptor was opened on and not in a new file of the old name.
-- The "same file?" rule (fs/identity.h): a file replaced on the server
+- The "same file?" rule (fs/vfs/identity.h): a file replaced on the server
   behind steadyfs's back (other size, or same size and another mtime)
   fails the rule at the reopen: fsync gets EIO, the replacement is never
   written, and a `data` event names the path and the unreplayed range.

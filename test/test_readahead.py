@@ -7,7 +7,7 @@ an 8 MiB file written server-side: it must get the right bytes, and its
 reads must be answered by steadyfs's read-ahead (the readahead_hits and
 readahead_misses counters of .control/status). docs/performance.md keeps
 what the kernel sends for each pattern. The mount's kernel read-ahead is
-raised at INIT (fs/bdi.h). No timing is asserted here: speed is `make
+raised at INIT (fs/vfs/bdi.h). No timing is asserted here: speed is `make
 bench`'s job.
 """
 
@@ -26,7 +26,7 @@ FILE_MIB = 8
 # one per stream of two_streams, and a little slack for the kernel's
 # reordering at the start.
 MAX_MISSES = 4
-BDI_READ_AHEAD_KB = 1024  # fs/bdi.h
+BDI_READ_AHEAD_KB = 1024  # fs/vfs/bdi.h
 
 
 def counters(m):

@@ -545,7 +545,7 @@ def run_profile(prof, sshd, proxy, workdir, reps, src_path, rows):
 
 
 # Issue 7 item 4: what each transport setting is worth, steadyfs alone,
-# each variant changing one default (STEADYFS_TRANSPORT, see fs/conn.c).
+# each variant changing one default (STEADYFS_TRANSPORT, see fs/transport/conn.c).
 TRANSPORT_VARIANTS = [
     ("defaults (AES-GCM, TCP_NODELAY, 4 MiB channel reads)", ""),
     ("ChaCha20-Poly1305 instead of AES-GCM", "cipher=chacha20-poly1305@openssh.com"),

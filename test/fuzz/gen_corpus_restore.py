@@ -5,7 +5,7 @@ Each file is one input to fuzz_restore.c's LLVMFuzzerTestOneInput: a base
 selector byte, then edits to a fresh take-over state (the encoding is
 apply() in fuzz_restore.c). The seeds reproduce issue 15 finding 9 (an
 event in another slot's place, a parent cycle, names that are no names)
-and hit each rule of fs/ksvalid.c once, plus clean states that must come
+and hit each rule of fs/keeper/ksvalid.c once, plus clean states that must come
 through whole. The capacities are the fuzz build's (Makefile
 FUZZ_RESTORE_CAPS): 32 node slots, 8 handle slots, 16 in-flight ids, 16
 events, chains at most 8 deep. Deterministic; rerun after changing this

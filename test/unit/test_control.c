@@ -1,5 +1,5 @@
 /*
- * test_control: the `.control/` module (fs/control.c, fs/control_render.c)
+ * test_control: the `.control/` module (fs/control/control.c, fs/control/control_render.c)
  * with a pool that is never started: each file's format and keys, calls
  * and events feeding the counters, the events ring keeping the last 1000,
  * status.json parsed with json-c and read back by the probe's mirror_read,

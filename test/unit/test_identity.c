@@ -1,5 +1,5 @@
 /*
- * test_identity: the "same file?" rule (fs/identity.c) as plain data:
+ * test_identity: the "same file?" rule (fs/vfs/identity.c) as plain data:
  * nothing seen fails; the type, the size bounds (confirmed end, highest
  * end sent) and the mtime (only while nothing was written) each decide;
  * acknowledgements, truncation (done or maybe done) and a touch move the

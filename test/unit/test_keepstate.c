@@ -1,5 +1,5 @@
 /*
- * test_keepstate: the take-over state (fs/keepstate.c) as the next daemon
+ * test_keepstate: the take-over state (fs/keeper/keepstate.c) as the next daemon
  * reads it back: every record kind written and restored field for field,
  * a node move killed at each of its stores, the capacity limits of every
  * table, and a state that a dying or damaged daemon left hostile (a

@@ -1,6 +1,6 @@
 /*
  * test_ksvalid: the check of the take-over state before a restore
- * (fs/ksvalid.c) at the daemon's real table sizes, with what each case
+ * (fs/keeper/ksvalid.c) at the daemon's real table sizes, with what each case
  * must drop and what must come through: issue 15 finding 9 (an event in
  * another slot's place read past its slot; a parent cycle hung
  * build_path; names and paths were taken as they were), the depth limit,

@@ -1,5 +1,5 @@
 /*
- * test_opts: the steadyfs command line (fs/opts.c) against the brief: the
+ * test_opts: the steadyfs command line (fs/opts/opts.c) against the brief: the
  * archive's sshfs line, every own option valid and invalid, the sshfs/ssh/
  * FUSE options accepted with one warning, mount(8) helper argv, sources
  * with IPv6 literals, and the one-line error texts.

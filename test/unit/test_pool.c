@@ -1,5 +1,5 @@
 /*
- * test_pool: fs/pool.c against fake sessions: which session a request
+ * test_pool: fs/transport/pool.c against fake sessions: which session a request
  * goes to (the least busy live one, ties shared round the pool, a bound
  * request to its own), what happens with no session up (held, or failed at
  * once for nonblock, cache_ok, a passed deadline or a stopped pool), how
@@ -9,7 +9,7 @@
  * hooks.
  *
  * The fakes: this program defines the conn_* functions pool.c calls, so
- * the linker takes them instead of fs/conn.c (the unit rule links each
+ * the linker takes them instead of fs/transport/conn.c (the unit rule links each
  * folder as an archive). A fake session is up with a generation or down,
  * reports a number of calls in flight, records what it was given, and
  * keeps the hooks the pool gave it, through which the tests report as a
@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "clock.h"
-#include "fs/pool.h"
+#include "fs/transport/pool.h"
 #include "log.h"
 
 #define NMAX 4

@@ -77,7 +77,7 @@ static const char *pending_problem(const struct pslot *s)
 	    !s->from || s->from >= KS_ID_MAX || !s->parent || s->parent >= KS_ID_MAX)
 		return "node id out of range";
 	if (s->namelen > KS_NAME_MAX || s->name[s->namelen] ||
-	    !name_ok(s->name, s->namelen) || !nodes_hidden_name(s->name, s->namelen))
+	    !name_ok(s->name, s->namelen) || !name_hidden(s->name, s->namelen))
 		return "name not a hidden file's";
 	return NULL;
 }

@@ -198,13 +198,7 @@ bool nodes_same_file(struct nodes *t, uint64_t a, uint64_t b);
  * removed. nodes_hidden_list fills ids with up to max hidden nodes in
  * folder `parent` (0: anywhere) and returns how many.
  */
-#define NODES_HIDDEN_PREFIX ".steadyfs_hidden"
-/* Its length: the prefix, the node id (16 lowercase hex digits), a
- * random suffix (8). */
-#define NODES_HIDDEN_LEN (sizeof(NODES_HIDDEN_PREFIX) - 1 + 24)
-/* True for a name of exactly the generated form (whether or not it is one
- * of this mount's: hidden_ours). */
-bool nodes_hidden_name(const char *name, size_t len);
+/* The hidden names' form: NAME_HIDDEN_PREFIX, name_hidden() (lib/names.h). */
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden);
 /* The hidden file got back a real name (a rename that had moved it
  * aside failed): (parent, name), nlink 1, no longer hidden. */

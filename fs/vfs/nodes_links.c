@@ -228,20 +228,6 @@ bool nodes_ident_get(struct nodes *t, uint64_t id, struct ident *out)
 	return n != NULL;
 }
 
-bool nodes_hidden_name(const char *name, size_t len)
-{
-	size_t pl = sizeof(NODES_HIDDEN_PREFIX) - 1;
-
-	/* Only the exact form hidden.c makes: ".steadyfs_hidden_notes" is
-	 * a user's name like any other. */
-	if (len != NODES_HIDDEN_LEN || memcmp(name, NODES_HIDDEN_PREFIX, pl))
-		return false;
-	for (size_t i = pl; i < len; i++)
-		if (!strchr("0123456789abcdef", name[i]) || !name[i])
-			return false;
-	return true;
-}
-
 bool nodes_hide(struct nodes *t, uint64_t id, const char *hidden)
 {
 	struct node *n;

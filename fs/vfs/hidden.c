@@ -51,6 +51,7 @@
 #include "clock.h"
 #include "log.h"
 #include "moving.h"
+#include "names.h"
 #include "vfs_int.h"
 
 #include "hidden_int.h"
@@ -65,7 +66,7 @@ static char *make_name(uint64_t id)
 	 * (node ids are per mount); plain RENAME refuses a taken one. */
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
 		r = (uint32_t)clock_mono_ns();
-	if (asprintf(&s, NODES_HIDDEN_PREFIX "%016llx%08x", (unsigned long long)id, r) < 0)
+	if (asprintf(&s, NAME_HIDDEN_PREFIX "%016llx%08x", (unsigned long long)id, r) < 0)
 		return NULL;
 	return s;
 }
@@ -91,9 +92,9 @@ void hidden_intend(struct op *op, uint64_t id, uint64_t from, uint64_t parent,
 
 bool hidden_ours(struct vfs *v, uint64_t parent, const char *name, size_t len)
 {
-	char s[NODES_HIDDEN_LEN + 1];
+	char s[NAME_HIDDEN_LEN + 1];
 
-	if (!nodes_hidden_name(name, len))
+	if (!name_hidden(name, len))
 		return false;
 	memcpy(s, name, len);
 	s[len] = '\0';
@@ -102,7 +103,7 @@ bool hidden_ours(struct vfs *v, uint64_t parent, const char *name, size_t len)
 
 bool hidden_name_refused(fuse_req_t req, const char *name)
 {
-	if (!nodes_hidden_name(name, strlen(name)))
+	if (!name_hidden(name, strlen(name)))
 		return false;
 	fuse_reply_err(req, EPERM);
 	return true;

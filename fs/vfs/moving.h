@@ -16,7 +16,7 @@
  * non-idempotent call), so the marks always go; a waiting reopen holds
  * nothing a name change needs.
  *
- * Thread-safe (vfs->lock). Internal to fs/vfs*.c, fs/ops_*.c, fs/hidden.c.
+ * Thread-safe (vfs->lock). Internal to fs/vfs*.c, fs/ops_*.c, fs/vfs/hidden.c.
  */
 #ifndef STEADYFS_MOVING_H
 #define STEADYFS_MOVING_H

@@ -263,9 +263,27 @@ static void test_name_rule(void)
 	CHECK(name_ok("ab/", 2));
 }
 
+/* The hidden-name form: exactly the prefix and 24 lowercase hex digits. */
+static void test_hidden_name_form(void)
+{
+	const char *good = NAME_HIDDEN_PREFIX "00000000000000070123abcd";
+	char bad[64];
+
+	CHECK(name_hidden(good, strlen(good)));
+	CHECK_EQU(strlen(good), NAME_HIDDEN_LEN);
+	CHECK(!name_hidden(good, strlen(good) - 1));
+	CHECK(!name_hidden(".steadyfs_hidden_notes", 22));
+	snprintf(bad, sizeof(bad), "%s", good);
+	bad[NAME_HIDDEN_LEN - 1] = 'A';         /* upper case is not the form */
+	CHECK(!name_hidden(bad, strlen(bad)));
+	bad[NAME_HIDDEN_LEN - 1] = '\0';       /* nor is a NUL inside len */
+	CHECK(!name_hidden(bad, NAME_HIDDEN_LEN));
+}
+
 int main(void)
 {
 	UNIT_RUN(test_clean_state_passes_whole);
+	UNIT_RUN(test_hidden_name_form);
 	UNIT_RUN(test_event_in_another_slot_dropped);
 	UNIT_RUN(test_parent_cycle_dropped);
 	UNIT_RUN(test_bad_names_dropped);

@@ -54,7 +54,7 @@ from fsmodel import hidden  # noqa: E402
 from modelplan import (FAULT_KINDS, FAULT_RATE, KNOWN_BUGS,  # noqa: E402
                        KNOWN_BUGS_ENV, fmt_step, known_bugs_default, known_str, make_trace,
                        parse_known)
-from modelworlds import MAX_WORLDS, Divergence, Worlds, ename  # noqa: E402
+from modelworlds import DEATH_WORLDS, MAX_WORLDS, Divergence, Worlds, ename  # noqa: E402
 
 OP_TIMEOUT, CONNECT_TIMEOUT = 4, 2
 MOUNT_OPTS = {"op_timeout": OP_TIMEOUT, "connect_timeout": CONNECT_TIMEOUT,
@@ -342,6 +342,7 @@ class Run:
             self.wait_new_daemon(i, kill, pid)
             self.wait_sessions_gone(i, kill)
             self.worlds.step_around_death(i, s, res, self.lost_paths())
+            self.note_cut()
         else:
             self.worlds.step(i, s, res, self.outage is not None)
         self.stats.ops[s["op"]] += 1
@@ -457,7 +458,13 @@ class Run:
         self.wait_new_daemon(i, s, pid)
         self.wait_sessions_gone(i, s)
         self.worlds.daemon_died(self.lost_paths())
+        self.note_cut()
         self.settle(i, s)
+
+    def note_cut(self):
+        if self.worlds.cut:
+            self.stats.notes.add(f"worlds cut at a daemon death (past {DEATH_WORLDS}): "
+                                 "a divergence after it may be the model's")
 
     def lost_paths(self):
         """The files (paths under the test folder) the new daemon reported

@@ -136,6 +136,14 @@ void nodes_end_forget(struct nodes *t, uint64_t id, bool names)
 	pthread_mutex_lock(&t->lock);
 	n = get(t, id);
 	if (n && n->end_known) {
+		/* Cached attributes (a listing's, maybe from before the writes
+		 * landed) showed at least the end (vfs_adjust_size): they keep
+		 * that size until the server is asked again, or a listing's
+		 * entry and a lookup from the cache would show an older one. */
+		if (n->have_attr && (off_t)n->end > n->attr.st_size) {
+			n->attr.st_size = (off_t)n->end;
+			n->attr.st_blocks = (blkcnt_t)((n->end + 511) / 512);
+		}
 		n->end_known = false;
 		nodes_record_end(t, n);
 	}

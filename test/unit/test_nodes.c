@@ -4,6 +4,7 @@
  * reach the others, and a node freed leaves its ring intact.
  */
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "nodes.h"
 #include "unit.h"
@@ -68,6 +69,32 @@ static void test_end_set_reaches_other_names(void)
 	nodes_free(t);
 }
 
+/* The end forgotten with a name's last descriptor: cached attributes
+ * older than the writes keep showing them (soak seed 720018: a cat
+ * right after the close read 3790 of 8941 bytes, the size a listing
+ * had cached before the appends landed). */
+static void test_end_forgotten_keeps_the_size_shown(void)
+{
+	struct nodes *t = nodes_new("/base");
+	uint64_t a = nodes_ref(t, NODE_ROOT, "a");
+	struct stat st = { .st_mode = S_IFREG | 0600, .st_size = 3790 };
+	uint64_t end = 0;
+
+	nodes_set_attr(t, a, &st);
+	nodes_end_seed(t, a, 3790);
+	nodes_end_raise(t, a, 8941);
+	nodes_end_forget(t, a, false);
+	CHECK(!nodes_end_get(t, a, &end));
+	CHECK(nodes_get_attr(t, a, &st));
+	CHECK_EQU(st.st_size, 8941);
+	/* A size the server gave later is the size again. */
+	st.st_size = 0;
+	nodes_set_attr(t, a, &st);
+	CHECK(nodes_get_attr(t, a, &st));
+	CHECK_EQU(st.st_size, 0);
+	nodes_free(t);
+}
+
 /* A link group whose nodes the kernel all forgot: a later lookup of its
  * names joins them again (one file, one identity), unless a rename or
  * unlink through the mount changed what the name leads to; a folder
@@ -128,5 +155,6 @@ int main(void)
 	UNIT_RUN(test_forgotten_group_joins_again);
 	UNIT_RUN(test_ring_join_and_leave);
 	UNIT_RUN(test_end_set_reaches_other_names);
+	UNIT_RUN(test_end_forgotten_keeps_the_size_shown);
 	return unit_summary("test_nodes");
 }

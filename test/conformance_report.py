@@ -288,7 +288,7 @@ def render(out):
              f"Started {out['started']}, {out.get('seconds', '?')} s in all; "
              f"settings: " + ", ".join(f"{k}={v}" for k, v in out.get("args", {}).items()
                                         if k.startswith(("fsx_", "fsstress_", "fio_",
-                                                         "stress_", "pjd_"))) + ".", ""]
+                                                         "stress_", "pjd_", "op_timeout"))) + ".", ""]
     lines += _totals(out, fs) + [""]
     for suite, per_fs in out["results"].items():
         lines += [f"### {suite}", "", "Groups that failed anything (**worse**: "

@@ -288,7 +288,13 @@ soak: all
 # this repository. Knobs: FSX_OPS, FSX_SEEDS (e.g. 1-5,7), FSSTRESS_OPS,
 # FSSTRESS_SEEDS, FIO_SIZE, STRESS_SECONDS, PJD_JOBS, CONF_FS
 # (steadyfs,sshfs), CONF_SUITES (pjdfstest,fsx,fsstress,fio,stress-ng),
-# CONF_DOC (the report; empty: none).
+# CONF_DOC (the report; empty: none), CONF_OP_TIMEOUT (steadyfs's
+# op_timeout; empty: the daemon's default, 20 s), FSX_CUT=SECS/EVERY (e.g.
+# 0.5/4: fsx on steadyfs goes through test/faultproxy.py, which cuts the
+# link for SECS seconds every EVERY seconds; any error fails the run).
+# Issue 14's run under cuts:
+#   make conformance CONF_SUITES=fsx CONF_FS=steadyfs FSX_SEEDS=1-10 \
+#        FSX_OPS=20000 FSX_CUT=0.5/4 CONF_OP_TIMEOUT=4 CONF_DOC=
 PEERS_DIR      ?=
 CONF           := $(B)/conformance
 FSX_OPS        ?= 100000
@@ -301,6 +307,8 @@ PJD_JOBS       ?= 2
 CONF_FS        ?= steadyfs,sshfs
 CONF_SUITES    ?= pjdfstest,fsx,fsstress,fio,stress-ng
 CONF_DOC       ?= docs/conformance.md
+CONF_OP_TIMEOUT ?=
+FSX_CUT        ?=
 
 .PHONY: conformance-deps conformance-peers
 conformance-deps:
@@ -349,6 +357,8 @@ conformance: all conformance-deps $(CONF)/pjdfstest/pjdfstest $(CONF)/xfstests/l
 		--fsx-seeds $(FSX_SEEDS) --fsstress-ops $(FSSTRESS_OPS) \
 		--fsstress-seeds $(FSSTRESS_SEEDS) --fio-size $(FIO_SIZE) \
 		--stress-seconds $(STRESS_SECONDS) --pjd-jobs $(PJD_JOBS) \
+		$(if $(FSX_CUT),--fsx-cut $(FSX_CUT)) \
+		$(if $(CONF_OP_TIMEOUT),--op-timeout $(CONF_OP_TIMEOUT)) \
 		$(if $(CONF_DOC),--doc $(CONF_DOC))
 
 # ---- install -------------------------------------------------------------

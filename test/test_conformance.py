@@ -3,9 +3,14 @@ output, compares a tree through the mount with the server's copy, renders
 the report between its markers, and what it says when PEERS_DIR is
 missing. The suites themselves run only in `make conformance`."""
 
+import argparse
 import os
 import subprocess
+import threading
 
+import pytest
+
+import conformance
 import conformance_report
 import conformance_suites
 import mounts
@@ -105,3 +110,68 @@ def test_missing_peers_dir_says_how_to_get_one():
     assert r.returncode != 0
     assert "git clone https://github.com/pjd/pjdfstest.git" in r.stderr
     assert "git clone https://github.com/kdave/xfstests.git" in r.stderr
+
+
+def test_cut_schedule_reads_secs_every():
+    assert conformance.cut_schedule("0.5/4") == (0.5, 4.0)
+    for bad in ("4/0.5", "0/4", "0.5"):
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            conformance.cut_schedule(bad)
+
+
+class _Proxy:
+    """Records the modes a Cutter sets; the third cut stops the test."""
+
+    def __init__(self):
+        self.modes, self.third = [], threading.Event()
+
+    def cut(self):
+        self.modes.append("cut")
+        if self.modes.count("cut") == 3:
+            self.third.set()
+
+    def restore(self):
+        self.modes.append("pass")
+
+
+def test_cutter_alternates_and_leaves_the_link_whole():
+    proxy = _Proxy()
+    cutter = conformance.Cutter(proxy, 0.01, 0.02).start()
+    assert proxy.third.wait(30)
+    cutter.stop()
+    assert cutter.cuts >= 3
+    assert proxy.modes[:4] == ["cut", "pass", "cut", "pass"]
+    assert proxy.modes[-1] == "pass"
+
+
+def test_an_error_under_cuts_fails_the_fsx_run():
+    args = argparse.Namespace(fsx_cut=(0.5, 4.0), op_timeout=4)
+    cutter = argparse.Namespace(cuts=5)
+    res = {"total": 1, "passed": 1, "failed": 0, "notes": [],
+           "groups": {"seed 1": conformance_suites._group(1, 1)}}
+    err = {"op": "write", "errno_name": "EIO"}
+    conformance.cut_verdict(res, cutter, {"reconnects": 0},
+                            {"reconnects": 20, "last_error": err,
+                             "data_lost_bytes": 0}, args)
+    assert (res["total"], res["failed"]) == (2, 1)
+    assert "EIO" in res["groups"]["errors under cuts"]["failures"][0]
+    assert "link cut 5 times, 0.5 s every 4 s" in res["notes"][0]
+    assert "op_timeout=4" in res["notes"][0]
+
+
+def test_a_missing_files_stand_in_and_a_refused_renames_leftovers():
+    """rename/10.t: the test's "inode" of a FIFO that could not be made is
+    the word ENOENT, expected later where a regular file stands; after a
+    rename refused to another uid, both names are as they were; "unlink"
+    is not about link counts."""
+    lines = ["not ok 347 - tried 'mkfifo n1/n2 0644', expected 0, got ENOSYS",
+             "not ok 351 - tried '-u 65534 -g 65534 rename n1/n2 n3/n4', expected 0, got ENOENT",
+             "not ok 353 - tried 'lstat n3/n4 inode', expected ENOENT, got 671",
+             "not ok 355 - tried 'lstat n1/n2 inode', expected ENOENT, got 671",
+             "not ok 365 - tried 'lstat n3/n4 inode', expected ENOENT, got 671",
+             "not ok 2049 - tried '-u 65534 -g 65534 rename n5/n6 n7/n8', expected 0, got EACCES",
+             "not ok 2051 - tried 'lstat n7/n8 inode', expected 829, got 830",
+             "not ok 2060 - tried 'unlink n7/n8', expected 0, got EBUSY"]
+    assert conformance_report.classify_group("rename/10.t", lines) == [
+        "no special files"] + ["after a missing special file"] * 4 + [
+        "one server identity", "one server identity", None]

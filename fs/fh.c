@@ -241,6 +241,37 @@ struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi)
 	return fh;
 }
 
+struct fh *fh_call_start(fuse_req_t req, fuse_ino_t ino,
+			 const struct fuse_file_info *fi, int ctl_errnum,
+			 bool nonblock)
+{
+	struct vfs *v = vfs_of(req);
+	struct fh *fh;
+
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, ctl_errnum);
+		return NULL;
+	}
+	if (!(fh = fh_of(v, fi))) {
+		fuse_reply_err(req, EBADF);
+		return NULL;
+	}
+	if (nonblock && (fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
+		fuse_reply_err(req, EAGAIN);
+		return NULL;
+	}
+	return fh;
+}
+
+struct op *fh_op_new(fuse_req_t req, struct fh *fh, const char *name)
+{
+	struct op *op = op_new(fh->v, req, name);
+
+	if (op)
+		op->path = fh_name(fh);
+	return op;
+}
+
 void fh_set_err_locked(struct fh *fh, int err)
 {
 	if (fh->err)

@@ -205,6 +205,20 @@ uint64_t fh_register(struct fh *fh);
 
 /* The handle behind fi->fh, NULL when unknown. */
 struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi);
+/*
+ * The start every call on an open file shares (read, write, flush,
+ * fsync): a .control/ file answers `ctl_errnum` (0: success; a read of
+ * one is served by ctl_read before), a handle the kernel does not hold
+ * EBADF, and, with `nonblock`, an O_NONBLOCK descriptor while no session
+ * is up EAGAIN. Returns the handle (no reference taken), or NULL when
+ * the call was answered.
+ */
+struct fh *fh_call_start(fuse_req_t req, fuse_ino_t ino,
+			 const struct fuse_file_info *fi, int ctl_errnum,
+			 bool nonblock);
+/* op_new for a call on fh, with the handle's path for its logs. NULL when
+ * out of memory (the call then answered). */
+struct op *fh_op_new(fuse_req_t req, struct fh *fh, const char *name);
 
 /* The sticky error, kept in the take-over record too: a daemon that dies
  * before the caller got it must not take it along. fh->lock held. */

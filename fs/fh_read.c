@@ -133,21 +133,13 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (ctl_read(req, ino, size, off, fi))
 		return;
-	if (!(fh = fh_of(v, fi))) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	/* What the kernel sends, for docs/performance.md's read patterns. */
 	log_debug("read fh %llu off %lld size %zu pid %d t %.3f ms",
 		  (unsigned long long)fi->fh, (long long)off, size,
 		  (int)fuse_req_ctx(req)->pid, (double)clock_mono_ns() / 1e6);
-	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
-		fuse_reply_err(req, EAGAIN);
+	if (!(fh = fh_call_start(req, ino, fi, EBADF, true)) ||
+	    !(op = fh_op_new(req, fh, "read")))
 		return;
-	}
-	if (!(op = op_new(v, req, "read")))
-		return;
-	op->path = fh_name(fh);
 	op->off = (uint64_t)off;
 	op->size = size;
 	if (!(op->data = malloc(size ? size : 1))) {

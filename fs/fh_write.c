@@ -95,7 +95,7 @@ static struct op *write_op(fuse_req_t req, struct fh *fh, uint64_t ino,
 			   int kind, uint64_t at, size_t size,
 			   struct wchunk *list)
 {
-	struct op *op = op_new(fh->v, req, "write");
+	struct op *op = fh_op_new(req, fh, "write");
 
 	if (!op) {
 		chunks_free(list);
@@ -108,7 +108,6 @@ static struct op *write_op(fuse_req_t req, struct fh *fh, uint64_t ino,
 	op->stage = kind;
 	op->wchunks = list;
 	op->fh = fh;
-	op->path = fh_name(fh);
 	fh_get(fh);
 	return op;
 }
@@ -228,7 +227,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	       off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct fh *fh = fh_of(v, fi);
+	struct fh *fh;
 	struct append_note an = { v->tk, takeover_call() };
 	uint64_t at = (uint64_t)off;
 	struct wchunk *list, *tosend = NULL;
@@ -236,18 +235,8 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	int err, kind = W_AT;
 	bool append, queued;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, EACCES);
+	if (!(fh = fh_call_start(req, ino, fi, EACCES, true)))
 		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
-		fuse_reply_err(req, EAGAIN);
-		return;
-	}
 	pthread_mutex_lock(&fh->lock);
 	err = fh_take_err_locked(fh);
 	pthread_mutex_unlock(&fh->lock);

@@ -53,23 +53,15 @@ static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 
 void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_of(vfs_of(req), fi);
+	struct fh *fh;
 	struct op *op;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (!(op = op_new(vfs_of(req), req, "flush")))
+	if (!(fh = fh_call_start(req, ino, fi, 0, false)) ||
+	    !(op = fh_op_new(req, fh, "flush")))
 		return;
 	pthread_mutex_lock(&fh->lock);
 	fh->flushed_ns = clock_mono_ns();
 	pthread_mutex_unlock(&fh->lock);
-	op->path = fh_name(fh);
 	fh_when_drained(op, fh, flush_drained);
 }
 
@@ -134,20 +126,12 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	       struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_of(vfs_of(req), fi);
+	struct fh *fh;
 	struct op *op;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, 0);
+	if (!(fh = fh_call_start(req, ino, fi, 0, false)) ||
+	    !(op = fh_op_new(req, fh, "fsync")))
 		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (!(op = op_new(vfs_of(req), req, "fsync")))
-		return;
-	op->path = fh_name(fh);
 	fh_when_drained(op, fh, fsync_drained);
 }
 

@@ -110,7 +110,7 @@ static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
 	struct fh *fh = op->fh;
 	enum ra_result res;
 
-	op->queued_end = fh_ino_queued_end(op->v, op->ino, op->bar_seq);
+	op->queued_end = fh_ino_queued_end(op->v, op->ino, op->bar.seq);
 	pthread_mutex_lock(&fh->lock);
 	res = ra_lookup(&fh->ra, op, op->off, op->size);
 	pthread_mutex_unlock(&fh->lock);

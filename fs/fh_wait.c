@@ -114,8 +114,8 @@ uint64_t fh_ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
 }
 
 /*
- * Runs op->after once no handle of op->ino (but op->bar_skip) holds a
- * write op waits for (struct op's bar_*), parking op on the first that
+ * Runs op->after once no handle of op->ino (but op->bar.skip) holds a
+ * write op waits for (op->bar), parking op on the first that
  * does. The parked op needs no reference of its own on that handle: the
  * chunk holding it back holds one, and its retirement wakes it
  * (chunk_retire), or the sweeper answers it EIO at its deadline.
@@ -128,8 +128,8 @@ static void when_settled(struct op *op)
 
 	fh_file_nodes_of(v, op->ino, &fn);
 	pthread_mutex_lock(&v->lock);
-	f = holder_locked(v, &fn, op->bar_skip, op->bar_seq, op->bar_lo,
-			  op->bar_hi);
+	f = holder_locked(v, &fn, op->bar.skip, op->bar.seq, op->bar.lo,
+			  op->bar.hi);
 	if (f) {
 		op->then = settle_again;
 		op->next = f->barriers;
@@ -154,7 +154,7 @@ struct op *fh_settled_locked(struct fh *fh)
 	while (*pp) {
 		struct op *op = *pp;
 
-		if (holds_back_locked(fh, op->bar_seq, op->bar_lo, op->bar_hi)) {
+		if (holds_back_locked(fh, op->bar.seq, op->bar.lo, op->bar.hi)) {
 			pp = &op->next;
 			continue;
 		}
@@ -169,10 +169,10 @@ void fh_wait_writes(struct op *op, uint64_t lo, uint64_t hi,
 		 const struct fh *skip,
 		 void (*then)(struct op *, const struct sftp_attrs *, int))
 {
-	op->bar_seq = __atomic_load_n(&op->v->wseq, __ATOMIC_ACQUIRE);
-	op->bar_lo = lo;
-	op->bar_hi = hi;
-	op->bar_skip = skip;
+	op->bar.seq = __atomic_load_n(&op->v->wseq, __ATOMIC_ACQUIRE);
+	op->bar.lo = lo;
+	op->bar.hi = hi;
+	op->bar.skip = skip;
 	op->after = then;
 	when_settled(op);
 }

@@ -110,6 +110,14 @@ struct vfs {
 	struct op *parked;
 };
 
+/* What a call waits for before it goes on (fh_wait_writes,
+ * fh_when_ino_drained): the writes queued up to `seq` overlapping
+ * [lo, hi), on every handle of its node except `skip`. */
+struct op_barrier {
+	uint64_t seq, lo, hi;
+	const struct fh *skip;
+};
+
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
 
 struct op {
@@ -123,10 +131,8 @@ struct op {
 	/* continuation of fh_when_ino_drained(); hidden_unlink's plain
 	 * unlink when the server will not hide the file */
 	void (*after)(struct op *op, const struct sftp_attrs *a, int err);
-	/* what it waits for: the writes queued up to bar_seq overlapping
-	 * [bar_lo, bar_hi), on every handle of ino except bar_skip */
-	uint64_t bar_seq, bar_lo, bar_hi;
-	const struct fh *bar_skip;
+	/* a call waiting for the writes queued before it (fh_wait.c) */
+	struct op_barrier bar;
 	/* a read: the end of the writes queued before it and not yet
 	 * acknowledged when it was sent (the file is at least that long
 	 * once they land) */
@@ -184,7 +190,6 @@ struct op {
 	char *data;
 	size_t got;
 	unsigned pending;
-	bool eof;
 };
 
 /* ---- op helpers (op.c; attributes and extensions: vfs_attr.c) ---- */

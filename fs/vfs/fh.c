@@ -241,7 +241,38 @@ struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi)
 	return fh;
 }
 
-void set_err_locked(struct fh *fh, int err)
+struct fh *fh_call_start(fuse_req_t req, fuse_ino_t ino,
+			 const struct fuse_file_info *fi, int ctl_errnum,
+			 bool nonblock)
+{
+	struct vfs *v = vfs_of(req);
+	struct fh *fh;
+
+	if (is_ctl_ino(ino)) {
+		fuse_reply_err(req, ctl_errnum);
+		return NULL;
+	}
+	if (!(fh = fh_of(v, fi))) {
+		fuse_reply_err(req, EBADF);
+		return NULL;
+	}
+	if (nonblock && (fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
+		fuse_reply_err(req, EAGAIN);
+		return NULL;
+	}
+	return fh;
+}
+
+struct op *fh_op_new(fuse_req_t req, struct fh *fh, const char *name)
+{
+	struct op *op = op_new(fh->v, req, name);
+
+	if (op)
+		op->path = fh_name(fh);
+	return op;
+}
+
+void fh_set_err_locked(struct fh *fh, int err)
 {
 	if (fh->err)
 		return;
@@ -250,7 +281,7 @@ void set_err_locked(struct fh *fh, int err)
 		ks_fh_error(fh->v->ks, fh->slot, err);
 }
 
-int take_err_locked(struct fh *fh)
+int fh_take_err_locked(struct fh *fh)
 {
 	int e = fh->err;
 
@@ -266,7 +297,7 @@ int take_err_locked(struct fh *fh)
 	return e;
 }
 
-void unacked_range_locked(struct fh *fh)
+void fh_unacked_range_locked(struct fh *fh)
 {
 	fh->ulo = UINT64_MAX;
 	fh->uhi = 0;
@@ -278,7 +309,7 @@ void unacked_range_locked(struct fh *fh)
 	}
 }
 
-void record_unacked_locked(struct fh *fh)
+void fh_record_unacked_locked(struct fh *fh)
 {
 	if (fh->slot < 0 || !fh->v->ks)
 		return;
@@ -286,7 +317,7 @@ void record_unacked_locked(struct fh *fh)
 		      fh->chunks ? fh->ulo : UINT64_MAX, fh->chunks ? fh->uhi : 0);
 }
 
-uint32_t pflags_of(int flags, bool creating)
+uint32_t fh_pflags_of(int flags, bool creating)
 {
 	uint32_t p = 0;
 	int acc = flags & O_ACCMODE;
@@ -326,7 +357,7 @@ static void reopen_closed(struct op *cop, const struct sftp_reply *r, int err)
 	op_free(cop);
 }
 
-void close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
+void fh_close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
 {
 	struct op *cop = op_new(rop->v, NULL, "close");
 
@@ -339,7 +370,7 @@ void close_foreign(struct op *rop, const uint8_t *h, size_t hlen)
 	op_send_on(cop, reopen_closed, rop->rq.served_by, rop->rq.served_gen);
 }
 
-bool reopen_moved(const struct op *rop)
+bool fh_reopen_moved(const struct op *rop)
 {
 	char *now = fh_path(rop->fh);
 	bool moved = now && strcmp(now, rop->path) != 0;
@@ -393,12 +424,12 @@ void fh_op_fail(struct op *op, int e)
 	fh_op_end(op);
 }
 
-int take_err(struct fh *fh)
+int fh_take_err(struct fh *fh)
 {
 	int e;
 
 	pthread_mutex_lock(&fh->lock);
-	e = take_err_locked(fh);
+	e = fh_take_err_locked(fh);
 	pthread_mutex_unlock(&fh->lock);
 	return e;
 }
@@ -441,12 +472,12 @@ static void close_failed(struct fh *fh, int e, const char *cause)
 	free(p);
 }
 
-void close_done(struct op *op, const struct sftp_reply *r, int err)
+void fh_close_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err)
 		close_failed(op->fh, op_transport_errno(err), "transport");
 	else if (!(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK))
-		close_failed(op->fh, reply_errno(r), "server");
+		close_failed(op->fh, op_reply_errno(r), "server");
 	fh_op_end(op);
 }
 

@@ -42,14 +42,14 @@
 #define FH_MAX_CHUNKS 1024u
 #define QUEUE_SLACK_NS (2u * 1000 * 1000)
 
-void chunk_free(struct wchunk *c)
+void fh_chunk_free(struct wchunk *c)
 {
 	buf_release(&c->rq.pkt);
 	free(c->data);
 	free(c);
 }
 
-int chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
+int fh_chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
 		 struct buf *out)
 {
 	struct wchunk *c = (struct wchunk *)rq;
@@ -64,7 +64,7 @@ int chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
 	return rc;
 }
 
-void submit_chunks(struct wchunk *list)
+void fh_submit_chunks(struct wchunk *list)
 {
 	struct wchunk *fifo = NULL;
 
@@ -84,13 +84,13 @@ void submit_chunks(struct wchunk *list)
 	}
 }
 
-bool sent_now_locked(const struct fh *fh, const struct wchunk *c)
+bool fh_sent_now_locked(const struct fh *fh, const struct wchunk *c)
 {
 	return c->inflight && fh->open && c->rq.conn_idx == fh->conn_idx &&
 	       c->rq.conn_gen == fh->gen;
 }
 
-bool room_for_locked(struct fh *fh, size_t len, unsigned n)
+bool fh_room_for_locked(struct fh *fh, size_t len, unsigned n)
 {
 	unsigned cap = fh->max_chunks ? fh->max_chunks : FH_START_CHUNKS;
 
@@ -101,7 +101,7 @@ bool room_for_locked(struct fh *fh, size_t len, unsigned n)
 	       TOTAL_WINDOW;
 }
 
-void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
+void fh_chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
 {
 	struct pool *p = fh->v->pool;
 	uint64_t rtt, base;
@@ -125,7 +125,7 @@ void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now)
 	pthread_mutex_unlock(&fh->lock);
 }
 
-unsigned chunk_count(const struct wchunk *c)
+unsigned fh_chunk_count(const struct wchunk *c)
 {
 	unsigned n = 0;
 
@@ -134,7 +134,7 @@ unsigned chunk_count(const struct wchunk *c)
 	return n;
 }
 
-void write_dropped(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+void fh_write_dropped(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 		   size_t size)
 {
 	if (kind == W_APPEND)

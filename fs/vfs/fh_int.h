@@ -48,7 +48,7 @@
  * in write() order. Calls that must see what write() accepted through any
  * handle of the file (a read, a truncate, a utimens, an overlapping write
  * through another handle) wait for the chunks queued before them
- * (wait_writes: each chunk has a sequence number from vfs->wseq).
+ * (fh_wait_writes: each chunk has a sequence number from vfs->wseq).
  * flush/fsync wait for the queue to drain; a server
  * refusal becomes a sticky error returned by the next write, flush or
  * fsync. A handle released with data still unacknowledged lives on until
@@ -116,7 +116,7 @@ struct fh {
 	struct wchunk *chunks_tail;
 	unsigned nchunks;
 	uint64_t ulo, uhi;         /* range the chunks cover (ulo > uhi: none) */
-	unsigned max_chunks;       /* 0: FH_START_CHUNKS (see chunk_adapt) */
+	unsigned max_chunks;       /* 0: FH_START_CHUNKS (see fh_chunk_adapt) */
 	uint64_t cap_cut_at;       /* when max_chunks was last halved */
 	size_t unacked;
 	/* Acknowledged since the last fsync@ that succeeded (slo >= shi:
@@ -205,30 +205,44 @@ uint64_t fh_register(struct fh *fh);
 
 /* The handle behind fi->fh, NULL when unknown. */
 struct fh *fh_of(struct vfs *v, const struct fuse_file_info *fi);
+/*
+ * The start every call on an open file shares (read, write, flush,
+ * fsync): a .control/ file answers `ctl_errnum` (0: success; a read of
+ * one is served by ctl_read before), a handle the kernel does not hold
+ * EBADF, and, with `nonblock`, an O_NONBLOCK descriptor while no session
+ * is up EAGAIN. Returns the handle (no reference taken), or NULL when
+ * the call was answered.
+ */
+struct fh *fh_call_start(fuse_req_t req, fuse_ino_t ino,
+			 const struct fuse_file_info *fi, int ctl_errnum,
+			 bool nonblock);
+/* op_new for a call on fh, with the handle's path for its logs. NULL when
+ * out of memory (the call then answered). */
+struct op *fh_op_new(fuse_req_t req, struct fh *fh, const char *name);
 
 /* The sticky error, kept in the take-over record too: a daemon that dies
  * before the caller got it must not take it along. fh->lock held. */
-void set_err_locked(struct fh *fh, int err);
+void fh_set_err_locked(struct fh *fh, int err);
 
 /* The error the next write, flush or fsync returns: EIO for
  * good once the handle is broken or lost, else the sticky
  * error, which is then cleared (in the take-over record
  * too). fh->lock held. */
-int take_err_locked(struct fh *fh);
+int fh_take_err_locked(struct fh *fh);
 
 /* Recomputes fh->ulo/uhi (a chunk at an edge of the range
  * left). fh->lock held. */
-void unacked_range_locked(struct fh *fh);
+void fh_unacked_range_locked(struct fh *fh);
 
 /* The unacknowledged range, as a later daemon must report
  * it if this one dies: written to the take-over record.
  * fh->lock held. */
-void record_unacked_locked(struct fh *fh);
+void fh_record_unacked_locked(struct fh *fh);
 
 /* SFTP open flags for open(2) flags; O_CREAT, O_EXCL and O_TRUNC
  * only when `creating` (a reopen never passes them), O_APPEND
  * never (appends are positional). */
-uint32_t pflags_of(int flags, bool creating);
+uint32_t fh_pflags_of(int flags, bool creating);
 
 /* A new handle is open: the remote handle from the OPEN reply
  * r, on the session that served rq. For a handle no other
@@ -237,11 +251,11 @@ void fh_set_handle(struct fh *fh, const struct sftp_reply *r,
 		   const struct sreq *rq);
 
 /* Closes a remote handle nobody will use (best effort). */
-void close_foreign(struct op *rop, const uint8_t *h, size_t hlen);
+void fh_close_foreign(struct op *rop, const uint8_t *h, size_t hlen);
 
 /* Whether the node's name changed since the reopen was sent under
  * rop->path (a rename, or the hiding of an unlink, that landed first). */
-bool reopen_moved(const struct op *rop);
+bool fh_reopen_moved(const struct op *rop);
 
 /* The handle's session is gone (generation `gen`): mark it closed. */
 void fh_lost(struct fh *fh, uint64_t gen, int idx);
@@ -258,33 +272,33 @@ void fh_op_end(struct op *op);
  * is an EIO or EAGAIN, and ends it (fh_op_end). */
 void fh_op_fail(struct op *op, int e);
 
-/* take_err_locked with fh->lock taken. */
-int take_err(struct fh *fh);
+/* fh_take_err_locked with fh->lock taken. */
+int fh_take_err(struct fh *fh);
 /* Its data died with a daemon, or its file is not the one it had (or has
  * no name): every later write, fsync and close fails with EIO. */
 bool fh_failed_for_good(struct fh *fh);
 
 /* The step of a CLOSE: a failure is accounted by close_failed
  * (what it leaves unconfirmed is reported); ends op. */
-void close_done(struct op *op, const struct sftp_reply *r, int err);
+void fh_close_done(struct op *op, const struct sftp_reply *r, int err);
 
 /* ---- fh_chunk.c -------------------------------------------------------- */
 
 /* Frees a chunk that is on no list and no session any more. */
-void chunk_free(struct wchunk *c);
+void fh_chunk_free(struct wchunk *c);
 
 /* sreq encoder of a chunk, on the session's thread: the WRITE
  * with the handle's remote handle for that session. */
-int chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
+int fh_chunk_encode(struct sreq *rq, const struct conn *conn, uint32_t id,
 		 struct buf *out);
 
 /* Lists are built newest first (chunk_prep_locked pushes): each goes
  * out oldest first, the order write() accepted them, so of two
  * overlapping chunks on one session the newer lands last. */
-void submit_chunks(struct wchunk *list);
+void fh_submit_chunks(struct wchunk *list);
 
 /* In flight on the handle's current session. Lock held. */
-bool sent_now_locked(const struct fh *fh, const struct wchunk *c);
+bool fh_sent_now_locked(const struct fh *fh, const struct wchunk *c);
 
 /*
  * Whether a write of `len` bytes in `n` chunks may be queued now: all of
@@ -293,18 +307,18 @@ bool sent_now_locked(const struct fh *fh, const struct wchunk *c);
  * may (nothing would wake it, and one FUSE write, at most 1 MiB, is
  * below the window). Lock held; vfs->unacked_bytes is a hint.
  */
-bool room_for_locked(struct fh *fh, size_t len, unsigned n);
+bool fh_room_for_locked(struct fh *fh, size_t len, unsigned n);
 
 /* Adapts fh->max_chunks to how long an acknowledged write took. */
-void chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now);
+void fh_chunk_adapt(struct fh *fh, const struct wchunk *c, uint64_t now);
 
 /* The length of a chunk list. */
-unsigned chunk_count(const struct wchunk *c);
+unsigned fh_chunk_count(const struct wchunk *c);
 
 /* A write failed before any of it was queued: an append gives back the
  * end it reserved, so the caller's retry lands right after the last
  * write that succeeded. */
-void write_dropped(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+void fh_write_dropped(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 		   size_t size);
 
 /* ---- fh_io.c ----------------------------------------------------------- */
@@ -324,73 +338,73 @@ void fh_start(struct op *op, struct fh *fh, int kind, op_step_fn step);
 
 /* Queues the waiting writes that fit now, oldest first (none overtakes
  * an older one). Lock held; returns them, to answer outside the lock. */
-struct op *admit_writers_locked(struct fh *fh, struct wchunk **tosend);
+struct op *fh_admit_writers_locked(struct fh *fh, struct wchunk **tosend);
 
 /* A write's data is queued: a positional one may move the end. */
-void write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+void fh_write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 		  size_t size);
 
 /* Answers each write of the list (their data is queued now:
- * write_queued) and ends it. */
-void reply_writers(struct op *w);
+ * fh_write_queued) and ends it. */
+void fh_reply_writers(struct op *w);
 
 /* A released handle's chunk still unacknowledged at drop_at: reported
  * lost (log line, data event) and dropped. */
-void drop_after_close(struct wchunk *c);
+void fh_drop_after_close(struct wchunk *c);
 
 /* Puts a list from chunks_make at the end of the handle's queue, all of
  * it at once; the chunks to send go on *tosend. Lock held. */
-void chunks_queue_locked(struct fh *fh, struct wchunk *list,
+void fh_chunks_queue_locked(struct fh *fh, struct wchunk *list,
 			 struct wchunk **tosend);
 
 /* Closes the remote handle (best effort) once nothing is queued. */
-void close_drained(struct op *op, const struct sftp_attrs *a, int err);
+void fh_close_drained(struct op *op, const struct sftp_attrs *a, int err);
 
 /* Reads op's range directly (no read-ahead); op holds an fh ref. */
-void read_direct(struct op *op);
+void fh_read_direct(struct op *op);
 
 /* Completes reads served by read-ahead, or sends them directly. */
-void finish_ra_waiters(struct op *w);
+void fh_finish_ra_waiters(struct op *w);
 
 /* ---- fh_wait.c --------------------------------------------------------- */
 
 /* Continues each op of the list in op->then(op, NULL, 0).
  * Call with no lock held. */
-void run_drainers(struct op *d);
+void fh_run_drainers(struct op *d);
 
 /* The nodes of the file of ino (its link group), at least ino
  * itself. */
-void file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn);
+void fh_file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn);
 
 /* Whether ino is one of the file's nodes. */
-bool file_nodes_has(const struct file_nodes *fn, uint64_t ino);
+bool fh_file_nodes_has(const struct file_nodes *fn, uint64_t ino);
 
 /* Whether a handle of the file of `ino` but `skip` has an
  * unacknowledged write overlapping [lo, hi). */
-bool ino_writes_overlap(struct vfs *v, uint64_t ino,
+bool fh_ino_writes_overlap(struct vfs *v, uint64_t ino,
 			const struct fh *skip, uint64_t lo, uint64_t hi);
 
 /* The end of the furthest write queued up to `seq` still queued on a
  * handle of the file of `ino`, 0 when none is. */
-uint64_t ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq);
+uint64_t fh_ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq);
 
 /* Takes off fh->barriers the ops fh no longer holds back. Lock held;
  * returns them, to go on (op->then) outside the lock. */
-struct op *settled_locked(struct fh *fh);
+struct op *fh_settled_locked(struct fh *fh);
 
 /* Runs then(op, NULL, 0) once every write queued before now on a handle
  * of op->ino but `skip` that overlaps [lo, hi) is acknowledged. */
-void wait_writes(struct op *op, uint64_t lo, uint64_t hi,
+void fh_wait_writes(struct op *op, uint64_t lo, uint64_t hi,
 		 const struct fh *skip,
 		 void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* Runs op->then once the handle's queue is empty (at once if it is). */
-void when_drained(struct op *op, struct fh *fh,
+void fh_when_drained(struct op *op, struct fh *fh,
 		  void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* ---- fh_write.c -------------------------------------------------------- */
 
 /* A waiting write's deadline passed: none of it was queued or sent. */
-void write_expired(struct op *op);
+void fh_write_expired(struct op *op);
 
 #endif

@@ -85,7 +85,7 @@ void fh_lose(struct fh *fh)
 		drop = c;
 	}
 	if (drop)
-		set_err_locked(fh, EIO);
+		fh_set_err_locked(fh, EIO);
 	pthread_mutex_unlock(&fh->lock);
 	if (drop) {
 		p = fh_name(fh);
@@ -138,14 +138,14 @@ static void reopen_finish(struct op *rop, const uint8_t *h, size_t hlen, int fai
 	waiters = fh->waiters;
 	fh->waiters = NULL;
 	pthread_mutex_unlock(&fh->lock);
-	submit_chunks(tosend);
+	fh_submit_chunks(tosend);
 	if (fail) {
 		uint64_t off = 0, len = 0;
 
 		log_warn("reopen '%s' failed: %s", p ? p : "?", strerror(fail));
 		pthread_mutex_lock(&fh->lock);
 		if (fh->chunks)
-			set_err_locked(fh, fail);
+			fh_set_err_locked(fh, fail);
 		for (struct wchunk *c = fh->chunks; c; c = c->next) {
 			if (!len)
 				off = c->off;
@@ -234,7 +234,7 @@ static void reopen_checked(struct op *rop, const struct sftp_reply *r, int err)
 		reopen_finish(rop, (const uint8_t *)rop->data, rop->size, 0);
 		return;
 	}
-	close_foreign(rop, (const uint8_t *)rop->data, rop->size);
+	fh_close_foreign(rop, (const uint8_t *)rop->data, rop->size);
 	p = fh_name(fh);
 	log_err("reopen '%s': not the file the handle had (%s; size %llu, written %llu-%llu): the handle fails from now on",
 		p ? p : "?", why,
@@ -256,7 +256,7 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	int fail = 0;
 
 	if (err || r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
-		fail = err ? op_transport_errno(err) : reply_errno(r);
+		fail = err ? op_transport_errno(err) : op_reply_errno(r);
 		/* The file was renamed (or hidden) after the OPEN left, on
 		 * another session: the name it asked for is gone, the node's
 		 * new one leads to the file. The rename's reply may not be in
@@ -264,7 +264,7 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 		 * mark goes only once the node has moved). */
 		if (fail == ENOENT && reopen_waits(rop))
 			return;
-		if (fail == ENOENT && reopen_moved(rop)) {
+		if (fail == ENOENT && fh_reopen_moved(rop)) {
 			reopen_again(rop);
 			return;
 		}
@@ -282,7 +282,7 @@ static void reopen_done(struct op *rop, const struct sftp_reply *r, int err)
 	buf_reset(&rop->rq.pkt);
 	if (sftp_enc_handle(&rop->rq.pkt, SSH_FXP_FSTAT, 0, r->u.handle.h,
 			    r->u.handle.len) < 0) {
-		close_foreign(rop, r->u.handle.h, r->u.handle.len);
+		fh_close_foreign(rop, r->u.handle.h, r->u.handle.len);
 		reopen_finish(rop, NULL, 0, ENOMEM);
 		return;
 	}
@@ -319,7 +319,7 @@ static void reopen_locked(struct fh *fh)
 	fh->refs++;
 	/* No deadline: queued writes must go out whenever a session is up. */
 	rop->rq.deadline = 0;
-	if (sftp_enc_open(&rop->rq.pkt, 0, path, pflags_of(fh->flags, false),
+	if (sftp_enc_open(&rop->rq.pkt, 0, path, fh_pflags_of(fh->flags, false),
 			  &(struct sftp_attrs){ 0 }) < 0) {
 		fh->refs--;
 		op_free(rop);
@@ -401,7 +401,7 @@ void fh_start(struct op *op, struct fh *fh, int kind, op_step_fn step)
 /*
  * Prepares c for sending on the handle's session and links it on *tosend,
  * or starts a reopen when the handle is closed. Lock held by the caller,
- * who submits the list with submit_chunks() after unlocking: a refused
+ * who submits the list with fh_submit_chunks() after unlocking: a refused
  * submit calls chunk_done() at once, which takes the lock.
  */
 static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
@@ -415,7 +415,7 @@ static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
 	}
 	buf_release(&c->rq.pkt);
 	memset(&c->rq, 0, sizeof(c->rq));
-	c->rq.encode = chunk_encode;
+	c->rq.encode = fh_chunk_encode;
 	c->rq.done = chunk_done;
 	c->rq.type = SSH_FXP_WRITE;
 	c->rq.conn_idx = fh->conn_idx;
@@ -435,7 +435,7 @@ static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
 static void chunks_send_locked(struct fh *fh, struct wchunk **tosend)
 {
 	for (struct wchunk *c = fh->chunks; c; c = c->next) {
-		if (sent_now_locked(fh, c))
+		if (fh_sent_now_locked(fh, c))
 			continue;
 		if (c->inflight)
 			return;
@@ -445,18 +445,18 @@ static void chunks_send_locked(struct fh *fh, struct wchunk **tosend)
 	}
 }
 
-struct op *admit_writers_locked(struct fh *fh, struct wchunk **tosend)
+struct op *fh_admit_writers_locked(struct fh *fh, struct wchunk **tosend)
 {
 	struct op *done = NULL, **tail = &done;
 
 	while (fh->writers &&
-	       room_for_locked(fh, fh->writers->size,
-			       chunk_count(fh->writers->wchunks))) {
+	       fh_room_for_locked(fh, fh->writers->size,
+			       fh_chunk_count(fh->writers->wchunks))) {
 		struct op *w = fh->writers;
 
 		fh->writers = w->next;
 		w->next = NULL;
-		chunks_queue_locked(fh, w->wchunks, tosend);
+		fh_chunks_queue_locked(fh, w->wchunks, tosend);
 		w->wchunks = NULL;
 		*tail = w;
 		tail = &w->next;
@@ -475,11 +475,11 @@ static struct op *collect_waiters(struct fh *fh, struct op **writers,
 		d = fh->drainers;
 		fh->drainers = NULL;
 	}
-	*writers = admit_writers_locked(fh, tosend);
+	*writers = fh_admit_writers_locked(fh, tosend);
 	return d;
 }
 
-void write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
+void fh_write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 		  size_t size)
 {
 	if (kind == W_AT)
@@ -490,13 +490,13 @@ void write_queued(struct vfs *v, uint64_t ino, int kind, uint64_t at,
 	fh_ino_changed(v, ino);
 }
 
-void reply_writers(struct op *w)
+void fh_reply_writers(struct op *w)
 {
 	while (w) {
 		struct op *next = w->next;
 
 		w->next = NULL;
-		write_queued(w->v, w->ino, w->stage, w->off, w->size);
+		fh_write_queued(w->v, w->ino, w->stage, w->off, w->size);
 		fuse_reply_write(w->req, w->size);
 		w->req = NULL;
 		fh_op_end(w);
@@ -524,10 +524,10 @@ static void chunk_retire(struct wchunk *c, int err)
 	fh->nchunks--;
 	fh->unacked -= c->len;
 	if (c->off == fh->ulo || c->off + c->len == fh->uhi)
-		unacked_range_locked(fh);
-	record_unacked_locked(fh);
+		fh_unacked_range_locked(fh);
+	fh_record_unacked_locked(fh);
 	if (err) {
-		set_err_locked(fh, err);
+		fh_set_err_locked(fh, err);
 	} else {
 		fh->acks++;
 		if (c->off < fh->slo)
@@ -539,12 +539,12 @@ static void chunk_retire(struct wchunk *c, int err)
 	/* c may have held newer chunks back (chunks_send_locked): one
 	 * refused, asking statvfs@ why. (A closed handle sends them when
 	 * it is reopened.) */
-	if (fh->open && fh->chunks && !sent_now_locked(fh, fh->chunks_tail))
+	if (fh->open && fh->chunks && !fh_sent_now_locked(fh, fh->chunks_tail))
 		chunks_send_locked(fh, &tosend);
 	d = collect_waiters(fh, &w, &tosend);
-	b = fh->barriers ? settled_locked(fh) : NULL;
+	b = fh->barriers ? fh_settled_locked(fh) : NULL;
 	pthread_mutex_unlock(&fh->lock);
-	submit_chunks(tosend);
+	fh_submit_chunks(tosend);
 	if (err) {
 		char *p = fh_name(fh);
 
@@ -553,10 +553,10 @@ static void chunk_retire(struct wchunk *c, int err)
 			(unsigned long long)(c->off + c->len), strerror(err));
 		free(p);
 	}
-	chunk_free(c);
-	run_drainers(d);
-	run_drainers(b);
-	reply_writers(w);
+	fh_chunk_free(c);
+	fh_run_drainers(d);
+	fh_run_drainers(b);
+	fh_reply_writers(w);
 	fh_put(fh);
 }
 
@@ -600,7 +600,7 @@ static void chunk_check_space(struct wchunk *c)
 	pool_submit(fh->v->pool, &c->rq);
 }
 
-void drop_after_close(struct wchunk *c)
+void fh_drop_after_close(struct wchunk *c)
 {
 	struct fh *fh = c->fh;
 	char *p = fh_name(fh);
@@ -640,16 +640,16 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 		c->inflight = false;
 		if (fh->released && fh->drop_at && clock_mono_ns() >= fh->drop_at) {
 			pthread_mutex_unlock(&fh->lock);
-			drop_after_close(c);
+			fh_drop_after_close(c);
 			return;
 		}
 		chunks_send_locked(fh, &tosend);
 		pthread_mutex_unlock(&fh->lock);
-		submit_chunks(tosend);
+		fh_submit_chunks(tosend);
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
-		chunk_adapt(fh, c, clock_mono_ns());
+		fh_chunk_adapt(fh, c, clock_mono_ns());
 		nodes_ident_acked(fh->v->nodes, fh->ino, c->off + c->len);
 		control_add_bytes(fh->v->ctl, 0, c->len);
 		chunk_retire(c, 0);
@@ -657,16 +657,16 @@ static void chunk_done(struct sreq *rq, const struct sftp_reply *r, int err)
 	else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE)
 		chunk_check_space(c);
 	else
-		chunk_retire(c, reply_errno(r));
+		chunk_retire(c, op_reply_errno(r));
 }
 
-void chunks_queue_locked(struct fh *fh, struct wchunk *list,
+void fh_chunks_queue_locked(struct fh *fh, struct wchunk *list,
 			 struct wchunk **tosend)
 {
 	uint64_t now = clock_mono_ns();
 	/* Sent at once only behind chunks all out on this session (the
 	 * usual case); else in order by chunks_send_locked. */
-	bool direct = !fh->chunks || sent_now_locked(fh, fh->chunks_tail);
+	bool direct = !fh->chunks || fh_sent_now_locked(fh, fh->chunks_tail);
 
 	while (list) {
 		struct wchunk *c = list;
@@ -697,7 +697,7 @@ void chunks_queue_locked(struct fh *fh, struct wchunk *list,
 	}
 	if (!direct)
 		chunks_send_locked(fh, tosend);
-	record_unacked_locked(fh);
+	fh_record_unacked_locked(fh);
 }
 
 void fh_ino_changed(struct vfs *v, uint64_t ino)
@@ -706,7 +706,7 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 	struct file_nodes fn;
 	size_t n;
 
-	file_nodes_of(v, ino, &fn);
+	fh_file_nodes_of(v, ino, &fn);
 
 	/* Each handle is reset once (its window goes to 0), so taking them
 	 * 16 at a time ends. The waiters are read outside the locks. */
@@ -714,7 +714,7 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 		n = 0;
 		pthread_mutex_lock(&v->lock);
 		for (struct fh *f = v->fhs; f && n < 16; f = f->next) {
-			if (!file_nodes_has(&fn, f->ino))
+			if (!fh_file_nodes_has(&fn, f->ino))
 				continue;
 			pthread_mutex_lock(&f->lock);
 			if (ra_active(&f->ra)) {
@@ -726,13 +726,13 @@ void fh_ino_changed(struct vfs *v, uint64_t ino)
 		}
 		pthread_mutex_unlock(&v->lock);
 		for (size_t i = 0; i < n; i++) {
-			finish_ra_waiters(got[i].w);
+			fh_finish_ra_waiters(got[i].w);
 			fh_put(got[i].fh);
 		}
 	} while (n == 16);
 }
 
-void close_drained(struct op *op, const struct sftp_attrs *a, int err)
+void fh_close_drained(struct op *op, const struct sftp_attrs *a, int err)
 {
 	struct fh *fh = op->fh;
 	bool send;
@@ -748,7 +748,7 @@ void close_drained(struct op *op, const struct sftp_attrs *a, int err)
 		return;
 	}
 	op->fh = NULL;
-	fh_start(op, fh, FH_CLOSE, close_done);
+	fh_start(op, fh, FH_CLOSE, fh_close_done);
 	fh_put(fh);
 }
 
@@ -764,7 +764,7 @@ static void close_if_released(struct fh *fh)
 	idle = fh->released && fh->open && !fh->closing && !fh->chunks;
 	pthread_mutex_unlock(&fh->lock);
 	if (idle && (cop = op_new(fh->v, NULL, "close")))
-		when_drained(cop, fh, close_drained);
+		fh_when_drained(cop, fh, fh_close_drained);
 }
 
 static void read_done(struct op *op, const struct sftp_reply *r, int err)
@@ -788,7 +788,7 @@ static void read_done(struct op *op, const struct sftp_reply *r, int err)
 			return;
 		}
 	} else if (!(r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)) {
-		fh_op_fail(op, reply_errno(r));
+		fh_op_fail(op, op_reply_errno(r));
 		return;
 	}
 	/* The server's end of file, before a write queued past it lands:
@@ -819,7 +819,7 @@ static void read_next(struct op *op)
 	fh_dispatch(op);
 }
 
-void read_direct(struct op *op)
+void fh_read_direct(struct op *op)
 {
 	struct fh *fh = op->fh;
 	struct conn_server sv;
@@ -833,14 +833,14 @@ void read_direct(struct op *op)
 	fh_put(fh);
 }
 
-void finish_ra_waiters(struct op *w)
+void fh_finish_ra_waiters(struct op *w)
 {
 	while (w) {
 		struct op *next = w->next;
 
 		w->next = NULL;
 		if (w->err) {
-			read_direct(w);
+			fh_read_direct(w);
 		} else {
 			fuse_reply_buf(w->req, w->data, w->got);
 			control_add_bytes(w->v->ctl, w->got, 0);

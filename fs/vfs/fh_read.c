@@ -60,7 +60,7 @@ static void ra_fetch_done(struct op *op, const struct sftp_reply *r, int err)
 		    op->got < op->size, failed);
 	pthread_mutex_unlock(&fh->lock);
 	fh_op_end(op);
-	finish_ra_waiters(w);
+	fh_finish_ra_waiters(w);
 }
 
 /* Sends the prefetches the window wants. A prefetch that fails at once
@@ -83,8 +83,8 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 			break;
 		/* A write still queued there, or past it (the READ would end
 		 * early), may land after this READ: no prefetch (checked after
-		 * ra_next: one queued later drops it, write_queued). */
-		if (ino_writes_overlap(v, fh->ino, NULL, off, UINT64_MAX) ||
+		 * ra_next: one queued later drops it, fh_write_queued). */
+		if (fh_ino_writes_overlap(v, fh->ino, NULL, off, UINT64_MAX) ||
 		    !(pf = op_new(v, NULL, "readahead")) || !(pf->data = malloc(len))) {
 			struct op *w;
 
@@ -93,7 +93,7 @@ static void ra_fill_window(struct vfs *v, struct fh *fh)
 			pthread_mutex_lock(&fh->lock);
 			w = ra_fill(&fh->ra, gen, off, NULL, 0, false, true);
 			pthread_mutex_unlock(&fh->lock);
-			finish_ra_waiters(w);
+			fh_finish_ra_waiters(w);
 			break;
 		}
 		pf->off = off;
@@ -110,16 +110,16 @@ static void read_drained(struct op *op, const struct sftp_attrs *a, int err)
 	struct fh *fh = op->fh;
 	enum ra_result res;
 
-	op->queued_end = ino_queued_end(op->v, op->ino, op->bar_seq);
+	op->queued_end = fh_ino_queued_end(op->v, op->ino, op->bar.seq);
 	pthread_mutex_lock(&fh->lock);
 	res = ra_lookup(&fh->ra, op, op->off, op->size);
 	pthread_mutex_unlock(&fh->lock);
 	control_note_readahead(op->v->ctl, res != RA_MISS);
 	ra_fill_window(op->v, fh);
 	if (res == RA_HIT)
-		finish_ra_waiters(op);
+		fh_finish_ra_waiters(op);
 	else if (res == RA_MISS)
-		read_direct(op);
+		fh_read_direct(op);
 	/* RA_WAIT: ra_fetch_done completes it. */
 }
 
@@ -133,21 +133,13 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (ctl_read(req, ino, size, off, fi))
 		return;
-	if (!(fh = fh_of(v, fi))) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	/* What the kernel sends, for docs/performance.md's read patterns. */
 	log_debug("read fh %llu off %lld size %zu pid %d t %.3f ms",
 		  (unsigned long long)fi->fh, (long long)off, size,
 		  (int)fuse_req_ctx(req)->pid, (double)clock_mono_ns() / 1e6);
-	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
-		fuse_reply_err(req, EAGAIN);
+	if (!(fh = fh_call_start(req, ino, fi, EBADF, true)) ||
+	    !(op = fh_op_new(req, fh, "read")))
 		return;
-	}
-	if (!(op = op_new(v, req, "read")))
-		return;
-	op->path = fh_name(fh);
 	op->off = (uint64_t)off;
 	op->size = size;
 	if (!(op->data = malloc(size ? size : 1))) {
@@ -162,5 +154,5 @@ void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Read what write() accepted, through any descriptor: the writes
 	 * queued before this read that overlap it reach the server first
 	 * (one past it only makes the file longer: read_done). */
-	wait_writes(op, op->off, op->off + size, NULL, read_drained);
+	fh_wait_writes(op, op->off, op->off + size, NULL, read_drained);
 }

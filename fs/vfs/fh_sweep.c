@@ -52,7 +52,7 @@ static void drop_unsent(struct fh *fh)
 			break;
 	pthread_mutex_unlock(&fh->lock);
 	if (c)
-		drop_after_close(c);
+		fh_drop_after_close(c);
 }
 
 static void sweep_one(struct fh *fh, uint64_t now)
@@ -89,13 +89,13 @@ static void sweep_one(struct fh *fh, uint64_t now)
 	for (struct op *n; q; q = n) {
 		n = q->next;
 		q->next = NULL;
-		write_expired(q);
+		fh_write_expired(q);
 	}
 	for (struct op *n; b; b = n) {
 		n = b->next;
 		b->next = NULL;
 		if (b->wchunks) {
-			write_expired(b);
+			fh_write_expired(b);
 			continue;
 		}
 		if (b->req)
@@ -158,7 +158,7 @@ void fh_free_all(struct vfs *v)
 			struct wchunk *c = fh->chunks;
 
 			fh->chunks = c->next;
-			chunk_free(c);
+			fh_chunk_free(c);
 		}
 		ra_release(&fh->ra);
 		pthread_mutex_destroy(&fh->lock);

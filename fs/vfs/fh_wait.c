@@ -5,7 +5,7 @@
  * handle) waits for the chunks queued before it, by their sequence
  * numbers from vfs->wseq, and not for those queued after
  * (fh_when_ino_drained); flush, fsync and release wait for one handle's
- * queue to drain (when_drained). The design is described in fh_int.h.
+ * queue to drain (fh_when_drained). The design is described in fh_int.h.
  */
 
 #include <errno.h>
@@ -25,7 +25,7 @@
 
 static void settle_again(struct op *op, const struct sftp_attrs *a, int err);
 
-void run_drainers(struct op *d)
+void fh_run_drainers(struct op *d)
 {
 	while (d) {
 		struct op *next = d->next;
@@ -36,7 +36,7 @@ void run_drainers(struct op *d)
 	}
 }
 
-void file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn)
+void fh_file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn)
 {
 	fn->n = nodes_twins(v->nodes, ino, fn->ids, QUIET_TWINS_MAX);
 	if (fn->n == 0) {  /* forgotten meanwhile: its handles keep its id */
@@ -45,7 +45,7 @@ void file_nodes_of(struct vfs *v, uint64_t ino, struct file_nodes *fn)
 	}
 }
 
-bool file_nodes_has(const struct file_nodes *fn, uint64_t ino)
+bool fh_file_nodes_has(const struct file_nodes *fn, uint64_t ino)
 {
 	return among(ino, fn->ids, fn->n);
 }
@@ -68,7 +68,7 @@ static struct fh *holder_locked(struct vfs *v, const struct file_nodes *fn,
 				uint64_t lo, uint64_t hi)
 {
 	for (struct fh *f = v->fhs; f; f = f->next) {
-		if (!file_nodes_has(fn, f->ino) || f == skip)
+		if (!fh_file_nodes_has(fn, f->ino) || f == skip)
 			continue;
 		pthread_mutex_lock(&f->lock);
 		if (holds_back_locked(f, seq, lo, hi))
@@ -78,13 +78,13 @@ static struct fh *holder_locked(struct vfs *v, const struct file_nodes *fn,
 	return NULL;
 }
 
-bool ino_writes_overlap(struct vfs *v, uint64_t ino,
+bool fh_ino_writes_overlap(struct vfs *v, uint64_t ino,
 			const struct fh *skip, uint64_t lo, uint64_t hi)
 {
 	struct file_nodes fn;
 	struct fh *f;
 
-	file_nodes_of(v, ino, &fn);
+	fh_file_nodes_of(v, ino, &fn);
 	pthread_mutex_lock(&v->lock);
 	f = holder_locked(v, &fn, skip, UINT64_MAX, lo, hi);
 	if (f)
@@ -93,15 +93,15 @@ bool ino_writes_overlap(struct vfs *v, uint64_t ino,
 	return f != NULL;
 }
 
-uint64_t ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
+uint64_t fh_ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
 {
 	struct file_nodes fn;
 	uint64_t end = 0;
 
-	file_nodes_of(v, ino, &fn);
+	fh_file_nodes_of(v, ino, &fn);
 	pthread_mutex_lock(&v->lock);
 	for (struct fh *f = v->fhs; f; f = f->next) {
-		if (!file_nodes_has(&fn, f->ino))
+		if (!fh_file_nodes_has(&fn, f->ino))
 			continue;
 		pthread_mutex_lock(&f->lock);
 		for (const struct wchunk *c = f->chunks; c; c = c->next)
@@ -114,8 +114,8 @@ uint64_t ino_queued_end(struct vfs *v, uint64_t ino, uint64_t seq)
 }
 
 /*
- * Runs op->after once no handle of op->ino (but op->bar_skip) holds a
- * write op waits for (struct op's bar_*), parking op on the first that
+ * Runs op->after once no handle of op->ino (but op->bar.skip) holds a
+ * write op waits for (op->bar), parking op on the first that
  * does. The parked op needs no reference of its own on that handle: the
  * chunk holding it back holds one, and its retirement wakes it
  * (chunk_retire), or the sweeper answers it EIO at its deadline.
@@ -126,10 +126,10 @@ static void when_settled(struct op *op)
 	struct file_nodes fn;
 	struct fh *f;
 
-	file_nodes_of(v, op->ino, &fn);
+	fh_file_nodes_of(v, op->ino, &fn);
 	pthread_mutex_lock(&v->lock);
-	f = holder_locked(v, &fn, op->bar_skip, op->bar_seq, op->bar_lo,
-			  op->bar_hi);
+	f = holder_locked(v, &fn, op->bar.skip, op->bar.seq, op->bar.lo,
+			  op->bar.hi);
 	if (f) {
 		op->then = settle_again;
 		op->next = f->barriers;
@@ -147,14 +147,14 @@ static void settle_again(struct op *op, const struct sftp_attrs *a, int err)
 	when_settled(op);
 }
 
-struct op *settled_locked(struct fh *fh)
+struct op *fh_settled_locked(struct fh *fh)
 {
 	struct op *out = NULL, **pp = &fh->barriers;
 
 	while (*pp) {
 		struct op *op = *pp;
 
-		if (holds_back_locked(fh, op->bar_seq, op->bar_lo, op->bar_hi)) {
+		if (holds_back_locked(fh, op->bar.seq, op->bar.lo, op->bar.hi)) {
 			pp = &op->next;
 			continue;
 		}
@@ -165,19 +165,19 @@ struct op *settled_locked(struct fh *fh)
 	return out;
 }
 
-void wait_writes(struct op *op, uint64_t lo, uint64_t hi,
+void fh_wait_writes(struct op *op, uint64_t lo, uint64_t hi,
 		 const struct fh *skip,
 		 void (*then)(struct op *, const struct sftp_attrs *, int))
 {
-	op->bar_seq = __atomic_load_n(&op->v->wseq, __ATOMIC_ACQUIRE);
-	op->bar_lo = lo;
-	op->bar_hi = hi;
-	op->bar_skip = skip;
+	op->bar.seq = __atomic_load_n(&op->v->wseq, __ATOMIC_ACQUIRE);
+	op->bar.lo = lo;
+	op->bar.hi = hi;
+	op->bar.skip = skip;
 	op->after = then;
 	when_settled(op);
 }
 
-void when_drained(struct op *op, struct fh *fh,
+void fh_when_drained(struct op *op, struct fh *fh,
 		  void (*then)(struct op *, const struct sftp_attrs *, int))
 {
 	op->fh = fh;
@@ -197,5 +197,5 @@ void when_drained(struct op *op, struct fh *fh,
 void fh_when_ino_drained(struct op *op,
 			 void (*then)(struct op *, const struct sftp_attrs *, int))
 {
-	wait_writes(op, 0, UINT64_MAX, NULL, then);
+	fh_wait_writes(op, 0, UINT64_MAX, NULL, then);
 }

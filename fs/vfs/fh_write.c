@@ -42,7 +42,7 @@ static void chunks_free(struct wchunk *c)
 	while (c) {
 		struct wchunk *next = c->next;
 
-		chunk_free(c);
+		fh_chunk_free(c);
 		c = next;
 	}
 }
@@ -80,11 +80,11 @@ static struct wchunk *chunks_make(struct fh *fh, const char *buf, size_t len,
 	return head;
 }
 
-void write_expired(struct op *op)
+void fh_write_expired(struct op *op)
 {
 	chunks_free(op->wchunks);
 	op->wchunks = NULL;
-	write_dropped(op->v, op->ino, op->stage, op->off, op->size);
+	fh_write_dropped(op->v, op->ino, op->stage, op->off, op->size);
 	op_log_error(op, EIO, "transport");
 	fh_op_fail(op, EIO);
 }
@@ -95,11 +95,11 @@ static struct op *write_op(fuse_req_t req, struct fh *fh, uint64_t ino,
 			   int kind, uint64_t at, size_t size,
 			   struct wchunk *list)
 {
-	struct op *op = op_new(fh->v, req, "write");
+	struct op *op = fh_op_new(req, fh, "write");
 
 	if (!op) {
 		chunks_free(list);
-		write_dropped(fh->v, ino, kind, at, size);
+		fh_write_dropped(fh->v, ino, kind, at, size);
 		return NULL;
 	}
 	op->size = size;
@@ -108,14 +108,13 @@ static struct op *write_op(fuse_req_t req, struct fh *fh, uint64_t ino,
 	op->stage = kind;
 	op->wchunks = list;
 	op->fh = fh;
-	op->path = fh_name(fh);
 	fh_get(fh);
 	return op;
 }
 
 /* The write waits for window room, behind the handle's older waiting
  * writes, queued only once all of it fits, within op_timeout
- * (write_expired). */
+ * (fh_write_expired). */
 static void write_wait(struct op *op)
 {
 	struct fh *fh = op->fh;
@@ -127,10 +126,10 @@ static void write_wait(struct op *op)
 		;
 	*pp = op;
 	/* Room may have come while the op was made. */
-	now = admit_writers_locked(fh, &tosend);
+	now = fh_admit_writers_locked(fh, &tosend);
 	pthread_mutex_unlock(&fh->lock);
-	submit_chunks(tosend);
-	reply_writers(now);
+	fh_submit_chunks(tosend);
+	fh_reply_writers(now);
 }
 
 /* No other handle holds an older overlapping write any more. */
@@ -165,8 +164,8 @@ static void write_go(struct op *op)
 	uint64_t end = op->off + op->size;
 
 	nodes_ident_sent(op->v->nodes, op->ino, end);
-	if (ino_writes_overlap(op->v, op->ino, op->fh, op->off, end))
-		wait_writes(op, op->off, end, op->fh, write_settled);
+	if (fh_ino_writes_overlap(op->v, op->ino, op->fh, op->off, end))
+		fh_wait_writes(op, op->off, end, op->fh, write_settled);
 	else
 		write_wait(op);
 }
@@ -179,7 +178,7 @@ static void append_learnt(struct op *op, const struct sftp_reply *r, int err)
 	struct vfs *v = op->v;
 	struct append_note an = { v->tk, { 0, false } };
 	int e = err ? op_transport_errno(err) :
-		r->type != SSH_FXP_ATTRS ? reply_errno(r) :
+		r->type != SSH_FXP_ATTRS ? op_reply_errno(r) :
 		!(r->u.attrs.flags & SSH_FILEXFER_ATTR_SIZE) ? EIO : 0;
 
 	if (e) {
@@ -228,7 +227,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	       off_t off, struct fuse_file_info *fi)
 {
 	struct vfs *v = vfs_of(req);
-	struct fh *fh = fh_of(v, fi);
+	struct fh *fh;
 	struct append_note an = { v->tk, takeover_call() };
 	uint64_t at = (uint64_t)off;
 	struct wchunk *list, *tosend = NULL;
@@ -236,20 +235,10 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	int err, kind = W_AT;
 	bool append, queued;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, EACCES);
+	if (!(fh = fh_call_start(req, ino, fi, EACCES, true)))
 		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if ((fi->flags & O_NONBLOCK) && pool_up_count(v->pool) == 0) {
-		fuse_reply_err(req, EAGAIN);
-		return;
-	}
 	pthread_mutex_lock(&fh->lock);
-	err = take_err_locked(fh);
+	err = fh_take_err_locked(fh);
 	pthread_mutex_unlock(&fh->lock);
 	if (err) {
 		fuse_reply_err(req, err);
@@ -270,7 +259,7 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	/* The whole write is copied first and queued only when all of it
 	 * fits: a write that fails has queued none of its bytes. */
 	if (!(list = chunks_make(fh, buf, size, at))) {
-		write_dropped(v, ino, kind, at, size);
+		fh_write_dropped(v, ino, kind, at, size);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -279,26 +268,26 @@ void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	 * that bound a little wide. */
 	nodes_ident_sent(v->nodes, ino, at + size);
 	/* Overlapping writes reach the server in write() order: one of
-	 * this handle follows the older ones on its session (submit_chunks),
+	 * this handle follows the older ones on its session (fh_submit_chunks),
 	 * one overlapping an older write still queued on another handle,
 	 * maybe on another session, waits until that one is acknowledged. */
-	if (ino_writes_overlap(v, ino, fh, at, at + size)) {
+	if (fh_ino_writes_overlap(v, ino, fh, at, at + size)) {
 		if ((op = write_op(req, fh, ino, kind, at, size, list)))
-			wait_writes(op, at, at + size, fh, write_settled);
+			fh_wait_writes(op, at, at + size, fh, write_settled);
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);
-	queued = !fh->writers && room_for_locked(fh, size, chunk_count(list));
+	queued = !fh->writers && fh_room_for_locked(fh, size, fh_chunk_count(list));
 	if (queued)
-		chunks_queue_locked(fh, list, &tosend);
+		fh_chunks_queue_locked(fh, list, &tosend);
 	pthread_mutex_unlock(&fh->lock);
 	if (!queued) {
 		if ((op = write_op(req, fh, ino, kind, at, size, list)))
 			write_wait(op);
 		return;
 	}
-	submit_chunks(tosend);
-	write_queued(v, ino, kind, at, size);
+	fh_submit_chunks(tosend);
+	fh_write_queued(v, ino, kind, at, size);
 	fuse_reply_write(req, size);
 	control_record_call(v->ctl, "write", 0, 0);
 }

@@ -148,7 +148,7 @@ static void hide_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (op_maybe_done(op, r, err)) {
 		op->lost = err != 0;
-		stat_path(op, op->path2, settle_hidden);
+		op_stat_path(op, op->path2, settle_hidden);
 		return;
 	}
 	if (err) {
@@ -172,7 +172,7 @@ void hidden_unlink(struct op *op, uint64_t id,
 	struct vfs *v = op->v;
 
 	op->ino = id;
-	op->after = plain;  /* op->then is stat_path's when settling */
+	op->after = plain;  /* op->then is op_stat_path's when settling */
 	if (!(op->leaf2 = make_name(id)) ||
 	    !(op->path2 = nodes_child_path(v->nodes, op->parent, op->leaf2))) {
 		plain(op, NULL, 0);
@@ -264,7 +264,7 @@ static void replace_done(struct op *op, const struct sftp_reply *r, int err)
 
 	if (op_maybe_done(op, r, err)) {
 		op->lost = err != 0;
-		stat_path(op, rp->path, settle_replaced);
+		op_stat_path(op, rp->path, settle_replaced);
 		return;
 	}
 	if (err) {
@@ -321,7 +321,7 @@ static void unowned_removed(struct op *op, const struct sftp_reply *r, int err)
 	if (err || r->type != SSH_FXP_STATUS || (r->u.status.code != SSH_FX_OK &&
 	    r->u.status.code != SSH_FX_NO_SUCH_FILE)) {
 		log_warn("cannot remove hidden file '%s': %s", op->path2,
-			 err ? "no session" : strerror(reply_errno(r)));
+			 err ? "no session" : strerror(op_reply_errno(r)));
 		op->pend = 0;
 	}
 	op_free(op);
@@ -394,7 +394,7 @@ static void settle_one(void *arg, const struct ks_pending *p, int32_t slot)
 		op_free(op);
 		return;
 	}
-	stat_path(op, op->path2, settle_restored);
+	op_stat_path(op, op->path2, settle_restored);
 }
 
 void hidden_settle_later(struct op *op, uint64_t id, uint64_t from,

@@ -166,7 +166,7 @@ static void moved(struct op *op, const struct sftp_reply *r, int err)
 
 	if (op_maybe_done(op, r, err) && move_paths(op, &from, &to)) {
 		op->lost = err != 0;
-		stat_path(op, e->moving ? to : from, settle_moved);
+		op_stat_path(op, e->moving ? to : from, settle_moved);
 		free(from);
 		free(to);
 		return;

@@ -191,7 +191,7 @@ static void removed(struct op *op, const struct sftp_reply *r, int err)
 		nodes_hidden_gone(op->v->nodes, op->ino);
 	else
 		log_warn("cannot remove hidden file '%s': %s", op->path,
-			 strerror(reply_errno(r)));
+			 strerror(op_reply_errno(r)));
 	release_end(op, true);
 }
 

@@ -47,7 +47,7 @@ static inline void fail_transport(struct op *op, int err)
 /* ---- ops_meta.c -------------------------------------------------------- */
 
 /* Starts an op on (parent, name); replies and returns NULL on error. */
-struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
+struct op *meta_name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 		   const char *opname);
 
 /* ---- ops_names.c ------------------------------------------------------- */
@@ -57,13 +57,13 @@ struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
  * and the server refused (op_maybe_done), is settled by checking its
  * postcondition on the server: LSTAT `path`, then `then`. Remembers why.
  */
-void settle(struct op *op, const struct sftp_reply *r, int err,
+void meta_settle(struct op *op, const struct sftp_reply *r, int err,
 	    const char *path,
 	    void (*then)(struct op *, const struct sftp_attrs *, int));
 
 /* Logs that op, whose reply was lost, was found done on the
  * server. */
-void settled_done(struct op *op);
+void meta_settled_done(struct op *op);
 
 /*
  * The check found the call not done. Its reply lost: the request died
@@ -73,12 +73,12 @@ void settled_done(struct op *op);
  * been done meanwhile). A resent call the server refused: that refusal
  * is the answer.
  */
-void settled_not_done(struct op *op, op_step_fn done);
+void meta_settled_not_done(struct op *op, op_step_fn done);
 
 /* The server could not be asked (or its answer says nothing). */
-void settled_unknown(struct op *op, op_step_fn done);
+void meta_settled_unknown(struct op *op, op_step_fn done);
 
 /* After the server refused with "failure": EEXIST when the name exists. */
-void refine_exists(struct op *op, const struct sftp_attrs *a, int err);
+void meta_refine_exists(struct op *op, const struct sftp_attrs *a, int err);
 
 #endif

@@ -4,7 +4,7 @@
  * call metrics), sending its requests (op_send, op_send_pair,
  * op_send_on) with its step as continuation, the errno of a transport
  * failure or of a reply, the one place an EIO or EAGAIN an application
- * sees is logged (op_fail, op_note_error, op_log_error), stat_path, and
+ * sees is logged (op_fail, op_note_error, op_log_error), op_stat_path, and
  * op_maybe_done, which says when a non-idempotent call must be settled.
  */
 
@@ -160,7 +160,7 @@ int op_transport_errno(int err)
 	return err == -EAGAIN ? EAGAIN : EIO;
 }
 
-int reply_errno(const struct sftp_reply *r)
+int op_reply_errno(const struct sftp_reply *r)
 {
 	int e;
 
@@ -208,10 +208,10 @@ static void stat_path_done(struct op *op, const struct sftp_reply *r, int err)
 	else if (r->type == SSH_FXP_ATTRS)
 		op->then(op, &r->u.attrs, 0);
 	else
-		op->then(op, NULL, reply_errno(r));
+		op->then(op, NULL, op_reply_errno(r));
 }
 
-void stat_path(struct op *op, const char *path,
+void op_stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int))
 {
 	int rc;

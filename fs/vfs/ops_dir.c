@@ -460,7 +460,7 @@ static void lane_step(struct op *lane, const struct sftp_reply *r, int err)
 	else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_EOF)
 		d->eof = true;
 	else if (r->type != SSH_FXP_NAME)
-		why = reply_errno(r);
+		why = op_reply_errno(r);
 	else if (!add_batch(lane, d, r))
 		why = ENOMEM;
 	else if (!d->eof && !d->err && !d->stale) {
@@ -501,7 +501,7 @@ static void opendir_done(struct op *op, const struct sftp_reply *r, int err)
 	if (r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
 		dirbuf_free(d);
 		op->data = NULL;
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 		return;
 	}
 	memcpy(d->h, r->u.handle.h, r->u.handle.len);

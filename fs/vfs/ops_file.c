@@ -38,7 +38,7 @@ static void links_written(struct op *op, struct fh *fh)
  * one it had); a server's refusal is logged by op_fail as before. */
 static int sticky_err(struct op *op, struct fh *fh)
 {
-	int e = take_err(fh);
+	int e = fh_take_err(fh);
 
 	if (e == EIO && fh_failed_for_good(fh))
 		op_log_error(op, e, "lost");
@@ -53,24 +53,16 @@ static void flush_drained(struct op *op, const struct sftp_attrs *a, int err)
 
 void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_of(vfs_of(req), fi);
+	struct fh *fh;
 	struct op *op;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (!(op = op_new(vfs_of(req), req, "flush")))
+	if (!(fh = fh_call_start(req, ino, fi, 0, false)) ||
+	    !(op = fh_op_new(req, fh, "flush")))
 		return;
 	pthread_mutex_lock(&fh->lock);
 	fh->flushed_ns = clock_mono_ns();
 	pthread_mutex_unlock(&fh->lock);
-	op->path = fh_name(fh);
-	when_drained(op, fh, flush_drained);
+	fh_when_drained(op, fh, flush_drained);
 }
 
 /* fsync@ succeeded: what was acknowledged before it is confirmed. */
@@ -104,7 +96,7 @@ static void fsync_done(struct op *op, const struct sftp_reply *r, int err)
 	if (!e && err)
 		e = op_transport_errno(err);
 	else if (!e && !ok)
-		e = reply_errno(r);
+		e = op_reply_errno(r);
 	if (e == EIO && err)
 		op_log_error(op, e, "transport");
 	else if (e && !err && !ok)
@@ -134,21 +126,13 @@ static void fsync_drained(struct op *op, const struct sftp_attrs *a, int err)
 void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	       struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_of(vfs_of(req), fi);
+	struct fh *fh;
 	struct op *op;
 
-	if (is_ctl_ino(ino)) {
-		fuse_reply_err(req, 0);
+	if (!(fh = fh_call_start(req, ino, fi, 0, false)) ||
+	    !(op = fh_op_new(req, fh, "fsync")))
 		return;
-	}
-	if (!fh) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (!(op = op_new(vfs_of(req), req, "fsync")))
-		return;
-	op->path = fh_name(fh);
-	when_drained(op, fh, fsync_drained);
+	fh_when_drained(op, fh, fsync_drained);
 }
 
 void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -175,7 +159,7 @@ void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&fh->lock);
 	if ((op = op_new(v, NULL, "close"))) {
 		op->rq.deadline = 0;  /* the sweeper drops at drop_at */
-		when_drained(op, fh, close_drained);
+		fh_when_drained(op, fh, fh_close_drained);
 	}
 	fh_put(fh);
 }
@@ -199,7 +183,7 @@ static void fh_discard(struct fh *fh)
 	fh->released = true;       /* not open for the kernel any more */
 	pthread_mutex_unlock(&fh->lock);
 	if ((cop = op_new(v, NULL, "close")))
-		when_drained(cop, fh, close_drained);
+		fh_when_drained(cop, fh, fh_close_drained);
 	fh_put(fh);
 }
 
@@ -235,7 +219,7 @@ static void seed_done(struct op *op, const struct sftp_reply *r, int err)
 		op->fh = NULL;
 		fh_put(fh);  /* the seeding ref */
 		fh_discard(fh);
-		op_fail(op, err ? op_transport_errno(err) : reply_errno(r));
+		op_fail(op, err ? op_transport_errno(err) : op_reply_errno(r));
 		return;
 	}
 	/* Raise, never lower: another handle's appends may already be
@@ -284,7 +268,7 @@ static void open_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type != SSH_FXP_HANDLE || r->u.handle.len > SFTP_MAX_HANDLE) {
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 		return;
 	}
 	if (!(fh = fh_new(op->v, op->ino, op->fi.flags))) {
@@ -349,7 +333,7 @@ void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	op->fi = *fi;
 	op->rq.nonblock = fi->flags & O_NONBLOCK;
 	if ((err = nodes_path_get(v->nodes, ino, NULL, &op->path)) ||
-	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(fi->flags, true),
+	    sftp_enc_open(&op->rq.pkt, 0, op->path, fh_pflags_of(fi->flags, true),
 			  &(struct sftp_attrs){ 0 }) < 0) {
 		op_fail(op, err ? err : ENOMEM);
 		return;
@@ -418,7 +402,7 @@ static void create_resend(struct op *op)
 	op->resent = true;
 	op->have_pre = false;
 	buf_reset(&op->rq.pkt);
-	if (sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(op->fi.flags, true),
+	if (sftp_enc_open(&op->rq.pkt, 0, op->path, fh_pflags_of(op->fi.flags, true),
 			  &a) < 0) {
 		op_fail(op, ENOMEM);
 		return;
@@ -465,7 +449,7 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 		op->stage = 1;  /* settling: ENOENT now means "not created" */
 		buf_reset(&op->rq.pkt);
 		if (sftp_enc_open(&op->rq.pkt, 0, op->path,
-				  pflags_of(op->fi.flags, false),
+				  fh_pflags_of(op->fi.flags, false),
 				  &(struct sftp_attrs){ 0 }) < 0) {
 			op_fail(op, ENOMEM);
 			return;
@@ -488,7 +472,7 @@ static void create_opened(struct op *op, const struct sftp_reply *r, int err)
 			create_not_there(op, r);
 			return;
 		}
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 		return;
 	}
 	/* The node first: the handle's path is its node's. */
@@ -620,7 +604,7 @@ void vfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	op->leaf = strdup(name);
 	err = nodes_path_get(v->nodes, parent, name, &op->path);
 	if (err || !op->leaf ||
-	    sftp_enc_open(&op->rq.pkt, 0, op->path, pflags_of(op->fi.flags, true), &a) < 0) {
+	    sftp_enc_open(&op->rq.pkt, 0, op->path, fh_pflags_of(op->fi.flags, true), &a) < 0) {
 		op_fail(op, err == ESTALE ? ENOENT : err ? err : ENOMEM);
 		return;
 	}

@@ -17,7 +17,7 @@
 
 #include "meta_int.h"
 
-struct op *name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
+struct op *meta_name_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 		   const char *opname)
 {
 	struct vfs *v = vfs_of(req);
@@ -121,7 +121,7 @@ static void lookup_done(struct op *op, const struct sftp_attrs *a, int err)
 		if (lookup_from_cache(op, UINT64_MAX))
 			return;
 		op->rq.cache_ok = false;
-		stat_path(op, op->path, lookup_done);
+		op_stat_path(op, op->path, lookup_done);
 		return;
 	}
 	if (a)
@@ -144,7 +144,7 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	op = name_op(req, parent, name, "lookup");
+	op = meta_name_op(req, parent, name, "lookup");
 
 	if (!op)
 		return;
@@ -156,7 +156,7 @@ void vfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	     lookup_from_cache(op, UINT64_MAX)))
 		return;
 	op->rq.cache_ok = true;
-	stat_path(op, op->path, lookup_done);
+	op_stat_path(op, op->path, lookup_done);
 }
 
 void vfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -217,7 +217,7 @@ static void getattr_done(struct op *op, const struct sftp_attrs *a, int err)
 		if (attr_from_cache(op))
 			return;
 		op->rq.cache_ok = false;
-		stat_path(op, op->path, getattr_done);
+		op_stat_path(op, op->path, getattr_done);
 		return;
 	}
 	if (!a) {
@@ -262,7 +262,7 @@ void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	op->rq.cache_ok = true;
-	stat_path(op, op->path, getattr_done);
+	op_stat_path(op, op->path, getattr_done);
 }
 
 static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
@@ -274,7 +274,7 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type != SSH_FXP_STATUS || r->u.status.code != SSH_FX_OK) {
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 		return;
 	}
 	if (op->to_set & FUSE_SET_ATTR_SIZE) {
@@ -286,7 +286,7 @@ static void setattr_done(struct op *op, const struct sftp_reply *r, int err)
 	if (op->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
 		nodes_ident_touched(op->v->nodes, op->ino);
 	vfs_links_changed(op->v, op->ino);
-	stat_path(op, op->path, getattr_done);
+	op_stat_path(op, op->path, getattr_done);
 }
 
 /* Whether this setattr changes what the "same file?" rule compares. */
@@ -437,7 +437,7 @@ static void setattr_send(struct op *op, const struct sftp_attrs *unused, int err
 	else if (nodes_get_attr(op->v->nodes, op->ino, &cur))
 		setattr_typed(op, cur.st_mode);
 	else
-		stat_path(op, op->path, setattr_stat_done);
+		op_stat_path(op, op->path, setattr_stat_done);
 }
 
 /* An mtime set on a folder: the removal of a hidden file in it (its last
@@ -493,7 +493,7 @@ static void readlink_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type != SSH_FXP_NAME) {
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 		return;
 	}
 	rr = *r;

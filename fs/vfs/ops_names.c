@@ -20,17 +20,17 @@
 static void create_name_done(struct op *op, const struct sftp_reply *r, int err);
 static void remove_done(struct op *op, const struct sftp_reply *r, int err);
 
-void settle(struct op *op, const struct sftp_reply *r, int err,
+void meta_settle(struct op *op, const struct sftp_reply *r, int err,
 	    const char *path,
 	    void (*then)(struct op *, const struct sftp_attrs *, int))
 {
 	op->lost = err != 0;
 	op->refused = err ? 0 : r->type == SSH_FXP_STATUS ? r->u.status.code :
 		SSH_FX_FAILURE;
-	stat_path(op, path, then);
+	op_stat_path(op, path, then);
 }
 
-void settled_done(struct op *op)
+void meta_settled_done(struct op *op)
 {
 	log_info("%s '%s': reply lost, settled by checking the server: done",
 		 op->name, op->path);
@@ -47,7 +47,7 @@ static void answer_refusal(struct op *op, op_step_fn done)
 	done(op, &r, 0);
 }
 
-void settled_not_done(struct op *op, op_step_fn done)
+void meta_settled_not_done(struct op *op, op_step_fn done)
 {
 	if (!op->lost) {
 		answer_refusal(op, done);
@@ -60,7 +60,7 @@ void settled_not_done(struct op *op, op_step_fn done)
 	op->resend(op);
 }
 
-void settled_unknown(struct op *op, op_step_fn done)
+void meta_settled_unknown(struct op *op, op_step_fn done)
 {
 	if (!op->lost) {
 		answer_refusal(op, done);
@@ -94,7 +94,7 @@ static void entry_then(struct op *op, const struct sftp_attrs *a, int err)
 		op_fail(op, err);
 }
 
-void refine_exists(struct op *op, const struct sftp_attrs *a, int err)
+void meta_refine_exists(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err != ENOENT)
 		op_log_error(op, EIO, err == EIO ? "transport" : "server");
@@ -105,12 +105,12 @@ void refine_exists(struct op *op, const struct sftp_attrs *a, int err)
 static void settle_created(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
-		settled_done(op);
+		meta_settled_done(op);
 		name_made(op, a);
 	} else if (err == ENOENT) {
-		settled_not_done(op, create_name_done);
+		meta_settled_not_done(op, create_name_done);
 	} else {
-		settled_unknown(op, create_name_done);
+		meta_settled_unknown(op, create_name_done);
 	}
 }
 
@@ -122,7 +122,7 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (op_maybe_done(op, r, err)) {
-		settle(op, r, err, op->path, settle_created);
+		meta_settle(op, r, err, op->path, settle_created);
 		return;
 	}
 	if (err) {
@@ -130,12 +130,12 @@ static void create_name_done(struct op *op, const struct sftp_reply *r, int err)
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_OK) {
-		stat_path(op, op->path, entry_then);
+		op_stat_path(op, op->path, entry_then);
 	} else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
 		op->err = EIO;
-		stat_path(op, op->path, refine_exists);
+		op_stat_path(op, op->path, meta_refine_exists);
 	} else {
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 	}
 }
 
@@ -164,7 +164,7 @@ void vfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	struct op *op;
 
 	if (hidden_name_refused(req, name) ||
-	    !(op = name_op(req, parent, name, "mkdir")))
+	    !(op = meta_name_op(req, parent, name, "mkdir")))
 		return;
 	op->mode = mode & 07777 & ~fuse_req_ctx(req)->umask;
 	op->resend = mkdir_send;
@@ -185,7 +185,7 @@ void vfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct op *op;
 
 	if (hidden_name_refused(req, name) ||
-	    !(op = name_op(req, parent, name, "symlink")))
+	    !(op = meta_name_op(req, parent, name, "symlink")))
 		return;
 	if (!(op->path2 = strdup(link))) {
 		op_fail(op, ENOMEM);
@@ -214,7 +214,7 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		return;
 	}
 	if (hidden_name_refused(req, newname) ||
-	    !(op = name_op(req, newparent, newname, "link")))
+	    !(op = meta_name_op(req, newparent, newname, "link")))
 		return;
 	op->ino = ino;  /* the source: the new name joins its link group */
 	/* No hardlink@: EXDEV, so callers that consolidate with link() fall
@@ -235,13 +235,13 @@ void vfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 static void settle_removed(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err == ENOENT) {
-		settled_done(op);
+		meta_settled_done(op);
 		nodes_unlink(op->v->nodes, op->parent, op->leaf);
 		op_fail(op, 0);
 	} else if (a) {
-		settled_not_done(op, remove_done);
+		meta_settled_not_done(op, remove_done);
 	} else {
-		settled_unknown(op, remove_done);
+		meta_settled_unknown(op, remove_done);
 	}
 }
 
@@ -260,7 +260,7 @@ static void refine_remove(struct op *op, const struct sftp_attrs *a, int err)
 static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (op_maybe_done(op, r, err)) {
-		settle(op, r, err, op->path, settle_removed);
+		meta_settle(op, r, err, op->path, settle_removed);
 		return;
 	}
 	if (err) {
@@ -271,9 +271,9 @@ static void remove_done(struct op *op, const struct sftp_reply *r, int err)
 		nodes_unlink(op->v->nodes, op->parent, op->leaf);
 		op_fail(op, 0);
 	} else if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
-		stat_path(op, op->path, refine_remove);
+		op_stat_path(op, op->path, refine_remove);
 	} else {
-		op_fail(op, reply_errno(r));
+		op_fail(op, op_reply_errno(r));
 	}
 }
 
@@ -284,7 +284,7 @@ static void remove_resend(struct op *op)
 				       SSH_FXP_REMOVE, 0, op->path), remove_done);
 }
 
-/* Sends the REMOVE or RMDIR (the signature of a stat_path step). */
+/* Sends the REMOVE or RMDIR (the signature of a op_stat_path step). */
 static void remove_send(struct op *op, const struct sftp_attrs *a, int err)
 {
 	op->resend = remove_resend;
@@ -294,7 +294,7 @@ static void remove_send(struct op *op, const struct sftp_attrs *a, int err)
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 			bool rmdir)
 {
-	struct op *op = name_op(req, parent, name, rmdir ? "rmdir" : "unlink");
+	struct op *op = meta_name_op(req, parent, name, rmdir ? "rmdir" : "unlink");
 	uint64_t id;
 
 	if (!op)

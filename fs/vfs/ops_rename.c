@@ -25,10 +25,10 @@ static void rename_send(struct op *op, bool posix);
 static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (a) {
-		settled_done(op);
+		meta_settled_done(op);
 		rename_ok(op);
 	} else {
-		settled_unknown(op, rename_done);
+		meta_settled_unknown(op, rename_done);
 	}
 }
 
@@ -36,11 +36,11 @@ static void settle_renamed_new(struct op *op, const struct sftp_attrs *a, int er
 static void settle_renamed_old(struct op *op, const struct sftp_attrs *a, int err)
 {
 	if (!a && err == ENOENT)
-		stat_path(op, op->path2, settle_renamed_new);
+		op_stat_path(op, op->path2, settle_renamed_new);
 	else if (a)
-		settled_not_done(op, rename_done);
+		meta_settled_not_done(op, rename_done);
 	else
-		settled_unknown(op, rename_done);
+		meta_settled_unknown(op, rename_done);
 }
 
 /* A rename the server refused with "failure" (posix-rename@ says only
@@ -71,7 +71,7 @@ static void refine_rename_source(struct op *op, const struct sftp_attrs *a, int 
 		return;
 	}
 	op->mode = (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? a->perm : S_IFREG;
-	stat_path(op, op->path2, refine_rename_target);
+	op_stat_path(op, op->path2, refine_rename_target);
 }
 
 static void rename_resend(struct op *op)
@@ -84,7 +84,7 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 	bool plain = op->stage == 1;
 
 	if (op_maybe_done(op, r, err)) {
-		settle(op, r, err, op->path, settle_renamed_old);
+		meta_settle(op, r, err, op->path, settle_renamed_old);
 		return;
 	}
 	if (err) {
@@ -110,14 +110,14 @@ static void rename_done(struct op *op, const struct sftp_reply *r, int err)
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE &&
 	    (op->flags & RENAME_NOREPLACE)) {
 		op->err = EIO;
-		stat_path(op, op->path2, refine_exists);
+		op_stat_path(op, op->path2, meta_refine_exists);
 		return;
 	}
 	if (r->type == SSH_FXP_STATUS && r->u.status.code == SSH_FX_FAILURE) {
-		stat_path(op, op->path, refine_rename_source);
+		op_stat_path(op, op->path, refine_rename_source);
 		return;
 	}
-	hidden_replace_undo(op, reply_errno(r));
+	hidden_replace_undo(op, op_reply_errno(r));
 }
 
 static void rename_send(struct op *op, bool posix)
@@ -133,7 +133,7 @@ static void rename_send(struct op *op, bool posix)
 	op_send(op, rename_done, false);
 }
 
-/* The rename itself (the signature of a stat_path step). */
+/* The rename itself (the signature of a op_stat_path step). */
 static void rename_start(struct op *op, const struct sftp_attrs *a, int err)
 {
 	/* NOREPLACE wants plain RENAME, which refuses an existing target. */
@@ -186,7 +186,7 @@ static void source_seen(struct op *op, const struct sftp_attrs *a, int err)
 		return;
 	}
 	op->pre = *a;
-	stat_path(op, op->path2, target_seen);
+	op_stat_path(op, op->path2, target_seen);
 }
 
 void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -209,7 +209,7 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	if (hidden_name_refused(req, newname) || hidden_name_refused(req, name) ||
-	    !(op = name_op(req, parent, name, "rename")))
+	    !(op = meta_name_op(req, parent, name, "rename")))
 		return;
 	op->newparent = newparent;
 	op->flags = flags;
@@ -234,7 +234,7 @@ void vfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	    !nodes_same_file(op->v->nodes, src, victim) && fh_node_held(op->v, victim)) {
 		op->ino = victim;
 		if (maybe_linked(op->v->nodes, src) || maybe_linked(op->v->nodes, victim))
-			stat_path(op, op->path, source_seen);
+			op_stat_path(op, op->path, source_seen);
 		else
 			hidden_replace(op, victim, rename_start);
 	} else if (!(flags & RENAME_NOREPLACE) && victim && victim != src) {

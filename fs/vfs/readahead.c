@@ -18,7 +18,7 @@ static uint64_t slot_of(uint64_t off)
 	return off / RA_CHUNK * RA_CHUNK;
 }
 
-static void chunk_free(struct ra *ra, struct ra_chunk *c)
+static void fh_chunk_free(struct ra *ra, struct ra_chunk *c)
 {
 	ra->held -= c->len;
 	free(c->data);
@@ -57,7 +57,7 @@ static void trim(struct ra *ra)
 
 		if (chunk_spent(ra, c)) {
 			*pp = c->next;
-			chunk_free(ra, c);
+			fh_chunk_free(ra, c);
 		} else {
 			pp = &c->next;
 		}
@@ -334,7 +334,7 @@ struct op *ra_reset(struct ra *ra)
 			w = next;
 		}
 		ra->chunks = c->next;
-		chunk_free(ra, c);
+		fh_chunk_free(ra, c);
 	}
 	memset(ra->s, 0, sizeof(ra->s));
 	ra->gen++;

@@ -161,14 +161,14 @@ static void moved(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
 		op->lost = err == -ECONNRESET;
-		stat_path(op, op->path, move_settled);
+		op_stat_path(op, op->path, move_settled);
 		return;
 	}
 	if (ok_reply(r)) {
 		moved_ok(op);
 		return;
 	}
-	op->err = reply_errno(r);
+	op->err = op_reply_errno(r);
 	undo(op);
 }
 
@@ -208,7 +208,7 @@ static void room_made(struct op *op, const struct sftp_reply *r, int err)
 {
 	if (err) {
 		op->lost = err == -ECONNRESET;
-		stat_path(op, op->path2, room_settled);
+		op_stat_path(op, op->path2, room_settled);
 		return;
 	}
 	if (ok_reply(r)) {
@@ -218,7 +218,7 @@ static void room_made(struct op *op, const struct sftp_reply *r, int err)
 	/* A folder that RMDIR refuses with "failure" is not empty (it
 	 * exists: LSTAT just saw it). */
 	room_refused(op, !aside_of(op) && r->type == SSH_FXP_STATUS &&
-		     r->u.status.code == SSH_FX_FAILURE ? ENOTEMPTY : reply_errno(r));
+		     r->u.status.code == SSH_FX_FAILURE ? ENOTEMPTY : op_reply_errno(r));
 }
 
 /* Makes room: an empty folder target removed, any other moved aside. */
@@ -284,11 +284,11 @@ static void source_seen(struct op *op, const struct sftp_attrs *a, int err)
 		return;
 	}
 	op->mode = (a->flags & SSH_FILEXFER_ATTR_PERMISSIONS) ? a->perm : S_IFREG;
-	stat_path(op, op->path2, target_seen);
+	op_stat_path(op, op->path2, target_seen);
 }
 
 void rename_fallback(struct op *op)
 {
 	op->rq.cache_ok = false;
-	stat_path(op, op->path, source_seen);
+	op_stat_path(op, op->path, source_seen);
 }

@@ -110,6 +110,14 @@ struct vfs {
 	struct op *parked;
 };
 
+/* What a call waits for before it goes on (fh_wait_writes,
+ * fh_when_ino_drained): the writes queued up to `seq` overlapping
+ * [lo, hi), on every handle of its node except `skip`. */
+struct op_barrier {
+	uint64_t seq, lo, hi;
+	const struct fh *skip;
+};
+
 typedef void (*op_step_fn)(struct op *op, const struct sftp_reply *r, int err);
 
 struct op {
@@ -117,16 +125,14 @@ struct op {
 	struct vfs *v;
 	fuse_req_t req;            /* NULL for internal ops */
 	op_step_fn step;
-	/* continuation of stat_path(): attrs when the path exists, else the
+	/* continuation of op_stat_path(): attrs when the path exists, else the
 	 * errno (ENOENT, or EIO/EAGAIN for a transport failure) */
 	void (*then)(struct op *op, const struct sftp_attrs *a, int err);
 	/* continuation of fh_when_ino_drained(); hidden_unlink's plain
 	 * unlink when the server will not hide the file */
 	void (*after)(struct op *op, const struct sftp_attrs *a, int err);
-	/* what it waits for: the writes queued up to bar_seq overlapping
-	 * [bar_lo, bar_hi), on every handle of ino except bar_skip */
-	uint64_t bar_seq, bar_lo, bar_hi;
-	const struct fh *bar_skip;
+	/* a call waiting for the writes queued before it (fh_wait.c) */
+	struct op_barrier bar;
 	/* a read: the end of the writes queued before it and not yet
 	 * acknowledged when it was sent (the file is at least that long
 	 * once they land) */
@@ -184,7 +190,6 @@ struct op {
 	char *data;
 	size_t got;
 	unsigned pending;
-	bool eof;
 };
 
 /* ---- op helpers (op.c; attributes and extensions: vfs_attr.c) ---- */
@@ -211,7 +216,7 @@ void op_send_on(struct op *op, op_step_fn step, int conn_idx, uint64_t conn_gen)
 /* Error for a transport failure seen by an op. */
 int op_transport_errno(int err);
 /* The errno of a reply that is not what we asked for. */
-int reply_errno(const struct sftp_reply *r);
+int op_reply_errno(const struct sftp_reply *r);
 /* Answers FUSE with an error (0 = success for reply_err) and frees op.
  * An EIO or EAGAIN not logged yet is logged here, so every one an
  * application sees has its log line and event. */
@@ -224,7 +229,7 @@ void op_log_error(struct op *op, int errnum, const char *cause);
 /* Sends LSTAT `path` and continues in op->then (set to `then`). With
  * op->rq.cache_ok set, `then` gets EHOSTDOWN at once when no session is
  * up (see sreq.h). */
-void stat_path(struct op *op, const char *path,
+void op_stat_path(struct op *op, const char *path,
 	       void (*then)(struct op *, const struct sftp_attrs *, int));
 /* Writers' end offset raises a size the server does not know yet (an
  * end that counted bytes lost with a dead daemon is forgotten when the

@@ -47,7 +47,6 @@ struct slot {
 	bool ping;
 	struct sreq *rq;
 	uint64_t sent;
-	uint32_t payload;            /* rq->payload, counted in c->data */
 	struct slot *next;
 };
 
@@ -71,9 +70,6 @@ struct conn {
 	double since;
 	struct sreq *q_head, *q_tail;  /* submitted, not yet sent */
 	unsigned nqueued;              /* requests on that queue */
-	/* File data bytes submitted and not answered (queued or in flight):
-	 * what a request sent now waits behind on this channel. */
-	uint64_t data;
 	bool stop;
 	uint64_t reconnects, attempts;
 	double last_rtt;
@@ -190,13 +186,11 @@ static int slot_add(struct conn *c, uint32_t id, uint8_t type, struct sreq *rq, 
 	s->rq = rq;
 	s->ping = ping;
 	s->sent = clock_mono_ns();
-	s->payload = rq ? rq->payload : 0;
 	s->next = *head;
 	*head = s;
 	pthread_mutex_lock(&c->lock);
 	if (c->nslots++ == 0)
 		c->busy_since = s->sent;
-	c->data += s->payload;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
@@ -206,11 +200,10 @@ static void slot_remove(struct conn *c, struct slot **pp)
 	struct slot *s = *pp;
 
 	*pp = s->next;
+	free(s);
 	pthread_mutex_lock(&c->lock);
 	c->nslots--;
-	c->data -= s->payload;
 	pthread_mutex_unlock(&c->lock);
-	free(s);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -274,8 +267,6 @@ static struct sreq *take_queue(struct conn *c)
 	q = c->q_head;
 	c->q_head = c->q_tail = NULL;
 	c->nqueued = 0;
-	for (struct sreq *r = q; r; r = r->next)
-		c->data -= r->payload;
 	pthread_mutex_unlock(&c->lock);
 	return q;
 }
@@ -286,12 +277,10 @@ static void requeue_front(struct conn *c, struct sreq *q)
 {
 	struct sreq *tail = q;
 	unsigned n = 1;
-	uint64_t data = q->payload;
 
 	while (tail->next) {
 		tail = tail->next;
 		n++;
-		data += tail->payload;
 	}
 	pthread_mutex_lock(&c->lock);
 	tail->next = c->q_head;
@@ -299,7 +288,6 @@ static void requeue_front(struct conn *c, struct sreq *q)
 	if (!c->q_tail)
 		c->q_tail = tail;
 	c->nqueued += n;
-	c->data += data;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -724,7 +712,6 @@ int conn_submit(struct conn *c, struct sreq *rq)
 		c->q_head = rq;
 	c->q_tail = rq;
 	c->nqueued++;
-	c->data += rq->payload;
 	pthread_mutex_unlock(&c->lock);
 	if (__atomic_load_n(&c->polling, __ATOMIC_SEQ_CST))
 		wake(c);
@@ -778,16 +765,6 @@ unsigned conn_inflight(struct conn *c)
 
 	pthread_mutex_lock(&c->lock);
 	n = c->nslots + c->nqueued;
-	pthread_mutex_unlock(&c->lock);
-	return n;
-}
-
-uint64_t conn_data_bytes(struct conn *c)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&c->lock);
-	n = c->data;
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }

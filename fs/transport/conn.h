@@ -91,11 +91,8 @@ void conn_get_server(struct conn *c, struct conn_server *out);
 /* Current generation if up, else 0. */
 uint64_t conn_up_gen(struct conn *c);
 /* Requests sent and not answered, plus those submitted and not yet sent
- * (the pool weighs it with conn_data_bytes to pick a session). */
+ * (the pool picks the least busy session by it). */
 unsigned conn_inflight(struct conn *c);
-/* Bytes of file data (sreq.payload) submitted and not yet answered: what
- * a request submitted now waits behind (the pool weighs it). */
-uint64_t conn_data_bytes(struct conn *c);
 /* Shortest round trip of the last 10-20 s (the link without the
  * server's queue), in ns; 0 when none was measured yet. */
 uint64_t conn_min_rtt_ns(struct conn *c);

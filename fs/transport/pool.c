@@ -129,35 +129,22 @@ static void notify_state(struct pool *p, bool changed, enum pool_state from,
 		h->state_changed(h->arg, from, to);
 }
 
-/* What a request sent on a session waits behind, in bytes: the file data
- * queued or in flight there, and a fixed cost per request (a round trip
- * of server work). Counting requests alone weighs a 128 KiB WRITE like
- * a stat, so an open or a stat could go behind megabytes of another
- * file's write-behind while another session held only small calls. */
-#define REQ_COST 4096u
-
-static uint64_t load_of(struct conn *c)
-{
-	return conn_data_bytes(c) + (uint64_t)conn_inflight(c) * REQ_COST;
-}
-
-/* The least loaded live session (load_of), or NULL. Ties go round the
- * pool: on an idle mount every open would otherwise land on session 0,
- * and with it all the handle-bound traffic of files opened one after the
- * other. */
+/* The least busy live session, or NULL. Ties go round the pool: on an
+ * idle mount every open would otherwise land on session 0, and with it
+ * all the handle-bound traffic of files opened one after the other. */
 static struct conn *pick_idx(struct pool *p, int *idx)
 {
 	struct conn *best = NULL;
-	uint64_t best_n = UINT64_MAX;
+	unsigned best_n = ~0u;
 	int start = (int)(__atomic_fetch_add(&p->rr, 1, __ATOMIC_RELAXED) % (unsigned)p->n);
 
 	for (int k = 0; k < p->n; k++) {
 		struct conn *c = p->conns[(start + k) % p->n];
-		uint64_t n;
+		unsigned n;
 
 		if (!conn_up_gen(c))
 			continue;
-		n = load_of(c);
+		n = conn_inflight(c);
 		if (n < best_n) {
 			best = c;
 			best_n = n;

@@ -63,9 +63,6 @@ struct sreq {
 	bool cache_ok;            /* fail with -EHOSTDOWN when no session is up:
 				   * the owner can answer from its cache */
 	uint8_t type;             /* SSH_FXP_* of the request, for metrics */
-	uint32_t payload;         /* bytes of file data it carries (a WRITE's
-				   * length), 0 otherwise: the pool sends
-				   * unbound requests where less data waits */
 };
 
 #endif

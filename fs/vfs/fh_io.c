@@ -418,7 +418,6 @@ static void chunk_prep_locked(struct wchunk *c, struct wchunk **tosend)
 	c->rq.encode = fh_chunk_encode;
 	c->rq.done = chunk_done;
 	c->rq.type = SSH_FXP_WRITE;
-	c->rq.payload = (uint32_t)c->len;
 	c->rq.conn_idx = fh->conn_idx;
 	c->rq.conn_gen = fh->gen;
 	c->inflight = true;

@@ -1,7 +1,6 @@
 /*
  * test_pool: fs/transport/pool.c against fake sessions: which session a request
- * goes to (the least loaded live one, by file data queued and requests in
- * flight, ties shared round the pool, a bound
+ * goes to (the least busy live one, ties shared round the pool, a bound
  * request to its own), what happens with no session up (held, or failed at
  * once for nonblock, cache_ok, a passed deadline or a stopped pool), how
  * held requests leave (a session comes up, their deadline passes, the pool
@@ -35,7 +34,6 @@ struct conn {
 	int idx;
 	uint64_t gen;          /* 0: down */
 	unsigned inflight;
-	uint64_t data;         /* file data bytes queued or in flight */
 	int refuse;            /* the session dies at its next conn_submit */
 	int count_sent;        /* each accepted request adds to inflight */
 	struct sreq *got[QMAX];
@@ -62,7 +60,6 @@ int conn_start(struct conn *c) { c->started = 1; return 0; }
 void conn_stop(struct conn *c) { c->stopped = 1; }
 uint64_t conn_up_gen(struct conn *c) { return c->gen; }
 unsigned conn_inflight(struct conn *c) { return c->inflight; }
-uint64_t conn_data_bytes(struct conn *c) { return c->data; }
 void conn_get_server(struct conn *c, struct conn_server *out) { *out = c->server; }
 
 int conn_connect_now(struct conn *c, char *err, size_t errsz)
@@ -166,22 +163,15 @@ static void test_choice(void)
 		unsigned busy[NMAX];
 		int refuse[NMAX];
 		int want;          /* session, or -1: held */
-		uint64_t data[NMAX];   /* file data bytes queued or in flight */
 	} t[] = {
-		{ 1, { 1 }, { 0 }, { 0 }, 0, { 0 } },
-		{ 3, { 1, 1, 1 }, { 5, 2, 9 }, { 0 }, 1, { 0 } },          /* least busy */
-		{ 3, { 1, 0, 1 }, { 5, 0, 9 }, { 0 }, 0, { 0 } },          /* down skipped */
-		{ 3, { 0, 0, 7 }, { 0, 0, 100 }, { 0 }, 2, { 0 } },        /* the only live one */
-		{ 3, { 1, 1, 1 }, { 0, 3, 4 }, { 1, 0, 0 }, 1, { 0 } },    /* died: the next */
-		{ 3, { 1, 1, 1 }, { 0, 3, 4 }, { 1, 1, 0 }, 2, { 0 } },
-		{ 2, { 1, 1 }, { 0, 0 }, { 1, 1 }, -1, { 0 } },            /* all died: held */
-		{ 4, { 0, 0, 0, 0 }, { 0 }, { 0 }, -1, { 0 } },            /* none up: held */
-		/* fewer requests but megabytes of writes queued: the other */
-		{ 2, { 1, 1 }, { 3, 9 }, { 0 }, 1, { 3 << 20, 0 } },
-		{ 3, { 1, 1, 1 }, { 1, 1, 1 }, { 0 }, 2,
-		  { 2 << 20, 1 << 20, 128 << 10 } },
-		/* equal data: the count decides */
-		{ 2, { 1, 1 }, { 4, 2 }, { 0 }, 1, { 1 << 20, 1 << 20 } },
+		{ 1, { 1 }, { 0 }, { 0 }, 0 },
+		{ 3, { 1, 1, 1 }, { 5, 2, 9 }, { 0 }, 1 },          /* least busy */
+		{ 3, { 1, 0, 1 }, { 5, 0, 9 }, { 0 }, 0 },          /* down skipped */
+		{ 3, { 0, 0, 7 }, { 0, 0, 100 }, { 0 }, 2 },        /* the only live one */
+		{ 3, { 1, 1, 1 }, { 0, 3, 4 }, { 1, 0, 0 }, 1 },    /* died: the next */
+		{ 3, { 1, 1, 1 }, { 0, 3, 4 }, { 1, 1, 0 }, 2 },
+		{ 2, { 1, 1 }, { 0, 0 }, { 1, 1 }, -1 },            /* all died: held */
+		{ 4, { 0, 0, 0, 0 }, { 0 }, { 0 }, -1 },            /* none up: held */
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -190,10 +180,8 @@ static void test_choice(void)
 
 		if (!CHECK(p != NULL))
 			return;
-		for (int k = 0; k < t[i].n; k++) {
+		for (int k = 0; k < t[i].n; k++)
 			fakes[k].refuse = t[i].refuse[k];
-			fakes[k].data = t[i].data[k];
-		}
 		req_init(&q);
 		pool_submit(p, &q.rq);
 		if (!CHECK_EQ(where(&q.rq), t[i].want))
